@@ -1,0 +1,72 @@
+"""Routes every team-scoped model to the shard of the team being served.
+
+Code that touches a team's rows runs inside `on_shard(alias)` (the Web API, actions,
+tasks do this once per request/job); a team-scoped query outside it raises instead of
+silently landing on the wrong database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+CONTROL_DB = "default"
+_current_shard: ContextVar[str | None] = ContextVar("current_shard", default=None)
+
+
+class NoShardSelected(RuntimeError):
+    """A team-scoped model was queried without choosing the team's shard."""
+
+
+def is_shard_model(model: type[models.Model]) -> bool:
+    return bool(getattr(model, "lives_on_shard", False))
+
+
+def current_shard() -> str:
+    alias = _current_shard.get()
+    if alias is None:
+        raise NoShardSelected("team-scoped query outside on_shard()")
+    return alias
+
+
+@contextmanager
+def on_shard(alias: str) -> Iterator[str]:
+    token = _current_shard.set(alias)
+    try:
+        yield alias
+    finally:
+        _current_shard.reset(token)
+
+
+class ShardRouter:
+    def _db_for(self, model: type[models.Model], hints: dict[str, Any]) -> str:
+        if not is_shard_model(model):
+            return CONTROL_DB
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db:
+            return str(instance._state.db)
+        return current_shard()
+
+    def db_for_read(self, model: type[models.Model], **hints: Any) -> str:
+        return self._db_for(model, hints)
+
+    def db_for_write(self, model: type[models.Model], **hints: Any) -> str:
+        return self._db_for(model, hints)
+
+    def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool:
+        return bool(obj1._state.db == obj2._state.db)
+
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool:
+        if model_name is None:
+            return True  # RunSQL/RunPython: the operation decides for itself
+        try:
+            model = apps.get_model(app_label, model_name)
+        except LookupError:
+            model = hints.get("model")
+        on_shard_db = db != CONTROL_DB
+        return is_shard_model(model) == on_shard_db if model is not None else not on_shard_db

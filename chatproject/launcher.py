@@ -1,0 +1,133 @@
+"""What `./run` and `./test` do once .venv exists.
+
+`serve` (the default): start the embedded PostgreSQL and Redis unless CHAT_* points at
+real servers, migrate the control DB and every shard, seed a demo team the first time,
+then run daphne, a Celery worker and Celery beat until Ctrl-C.
+`test [pytest args]`: the same setup, then the whole test suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+from chatproject import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECS = 15  # Celery's warm shutdown finishes the task at hand
+
+
+def _settings() -> ModuleType:
+    import chatproject.settings as settings
+
+    return importlib.reload(settings)
+
+
+def prepare_services() -> tuple[ModuleType, list[str]]:
+    """Start what is missing, create the databases, and return fresh settings."""
+    settings = _settings()
+    started: list[str] = []
+    if settings.USING_EMBEDDED:
+        _, started = embedded.ensure_running(settings.DATA_DIR)
+        settings = _settings()
+    embedded.ensure_databases([settings.CONTROL_DB_URL, *settings.SHARD_URLS])
+    return settings, started
+
+
+def manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
+
+
+def serve(settings: ModuleType) -> int:
+    manage("migrate_all")
+    manage("seed_demo")
+    python = sys.executable
+    commands = {
+        "daphne": [
+            python,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(settings.PORT),
+            "chatproject.asgi:application",
+        ],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "chatproject",
+            "worker",
+            "-Q",
+            "default,unfurl,search,io",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "chatproject",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "-s",
+            str(settings.DATA_DIR / "celerybeat-schedule"),
+        ],
+    }
+    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
+    print(f"Serving on http://127.0.0.1:{settings.PORT}/  (Ctrl-C stops everything)", flush=True)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping the rest", file=sys.stderr)
+                exit_code, stopping = 1, True
+        time.sleep(0.2)
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECS
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return exit_code
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    manage("migrate_all")  # keeps the dev databases current; tests build their own copies
+    return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT).returncode
+
+
+def main(argv: list[str]) -> int:
+    mode, rest = (argv[0], argv[1:]) if argv and argv[0] in ("serve", "test") else ("serve", argv)
+    settings, started = prepare_services()
+    try:
+        return run_tests(rest) if mode == "test" else serve(settings)
+    finally:
+        embedded.stop(settings.DATA_DIR, started)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

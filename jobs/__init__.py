@@ -1,0 +1,1 @@
+"""Celery jobs (unfurl, search indexing, import/export) and their resilience layer."""

@@ -1,0 +1,1 @@
+"""Channels, messages, threads, reactions, emoji, read state, the event log and the Web API."""

@@ -1,0 +1,312 @@
+"""Creating and changing conversations: channels, membership, topic/purpose, DMs, read state."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from django.db import IntegrityError, transaction
+
+from chatproject.dbrouter import current_shard
+from messaging.actions.posting import insert_message
+from messaging.events import append_event
+from messaging.models import Channel, ChannelMember
+from messaging.queries import Conversation, conversation, member
+from messaging.shapes import channel_json
+from teams import ids
+from teams.auth import Caller
+from teams.errors import ApiError
+from teams.models import Member
+
+K = Channel.Kind
+NAME_MAX = 80
+TOPIC_MAX = 250
+MPIM_MAX_MEMBERS = 9  # Slack caps group DMs at 9 people including you
+_NAME_OK = re.compile(r"^[a-z0-9\u00c0-\uffff_-]+$")
+
+
+def validate_channel_name(name: str) -> str:
+    name = name.strip().lstrip("#")
+    if not name:
+        raise ApiError("invalid_name_required")
+    if len(name) > NAME_MAX:
+        raise ApiError("invalid_name_maxlength")
+    if name != name.lower() and _NAME_OK.match(name.lower()):
+        raise ApiError("invalid_name_specials", "channel names must be lowercase")
+    if not _NAME_OK.match(name):
+        raise ApiError("invalid_name_specials")
+    return name
+
+
+def _is_private(channel: Channel) -> bool:
+    return channel.kind != K.PUBLIC
+
+
+def _event_name(channel: Channel, suffix: str) -> str:
+    """Slack names private-channel events group_*, public ones channel_*."""
+    return f"{'group' if channel.kind == K.PRIVATE else 'channel'}_{suffix}"
+
+
+def new_channel(
+    team_id: int, name: str, kind: str, creator_id: int | None, *, is_general: bool = False
+) -> Channel:
+    """Insert a channel and its creator's membership (no event: callers append theirs)."""
+    try:
+        with transaction.atomic(using=current_shard()):
+            channel = Channel.objects.create(
+                team_id=team_id,
+                name=name,
+                kind=kind,
+                creator_id=creator_id,
+                created=int(time.time()),
+                is_general=is_general,
+            )
+    except IntegrityError:
+        raise ApiError("name_taken") from None
+    if creator_id is not None:
+        ChannelMember.objects.create(team_id=team_id, channel=channel, member_id=creator_id)
+    return channel
+
+
+def create_channel(caller: Caller, name: str, *, is_private: bool) -> Channel:
+    name = validate_channel_name(name)
+    with transaction.atomic(using=current_shard()):
+        channel = new_channel(caller.team_id, name, K.PRIVATE if is_private else K.PUBLIC, caller.member_id)
+        shape = channel_json(channel, caller.member_id, is_member=True)
+        if is_private:
+            append_event(caller.team_id, "group_joined", {"channel": shape}, audience=[caller.member_id])
+        else:
+            append_event(caller.team_id, "channel_created", {"channel": shape})
+    return channel
+
+
+def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: int | None) -> None:
+    ChannelMember.objects.create(team_id=caller.team_id, channel=channel, member_id=member_id)
+    payload = {
+        "user": ids.encode(ids.USER, member_id),
+        "channel": channel.slack_id,
+        "channel_type": "G" if _is_private(channel) else "C",
+        "team": caller.team.slack_id,
+    }
+    if inviter_id:
+        payload["inviter"] = ids.encode(ids.USER, inviter_id)
+    append_event(caller.team_id, "member_joined_channel", payload, channel_id=channel.id)
+
+
+def _remove_member(caller: Caller, channel: Channel, member_id: int) -> None:
+    ChannelMember.objects.filter(channel=channel, member_id=member_id).delete()
+    append_event(
+        caller.team_id,
+        "member_left_channel",
+        {
+            "user": ids.encode(ids.USER, member_id),
+            "channel": channel.slack_id,
+            "channel_type": "G" if _is_private(channel) else "C",
+            "team": caller.team.slack_id,
+        },
+        channel_id=channel.id,
+        audience=[member_id],  # no longer a member, but must still hear that they left
+    )
+
+
+def _not_dm(channel: Channel) -> None:
+    if channel.is_dm_like:
+        raise ApiError("method_not_supported_for_channel_type")
+
+
+def join_channel(caller: Caller, channel_ref: str) -> tuple[Channel, bool]:
+    """Join a public channel; returns (channel, was_already_a_member)."""
+    access = conversation(caller, channel_ref)
+    channel = access.channel
+    if channel.kind != K.PUBLIC:
+        raise ApiError("method_not_supported_for_channel_type")
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    if access.is_member:
+        return channel, True
+    with transaction.atomic(using=current_shard()):
+        _add_member(caller, channel, caller.member_id, None)
+    return channel, False
+
+
+def leave_channel(caller: Caller, channel_ref: str) -> bool:
+    """Leave a channel; returns False when the caller was not in it (Slack's not_in_channel flag)."""
+    access = conversation(caller, channel_ref)
+    channel = access.channel
+    _not_dm(channel)
+    if channel.is_general:
+        raise ApiError("cant_leave_general")
+    if not access.is_member:
+        return False
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    with transaction.atomic(using=current_shard()):
+        _remove_member(caller, channel, caller.member_id)
+    return True
+
+
+def invite(caller: Caller, channel_ref: str, user_refs: list[str]) -> Channel:
+    access = _member_access(caller, channel_ref)
+    channel = access.channel
+    _not_dm(channel)
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    invitees = [member(caller, ref) for ref in dict.fromkeys(user_refs)]
+    if any(m.id == caller.member_id for m in invitees):
+        raise ApiError("cant_invite_self")
+    if any(m.deleted for m in invitees):
+        raise ApiError("user_is_deactivated")
+    present = set(
+        ChannelMember.objects.filter(channel=channel, member_id__in=[m.id for m in invitees]).values_list(
+            "member_id", flat=True
+        )
+    )
+    new = [m for m in invitees if m.id not in present]
+    if not new:
+        raise ApiError("already_in_channel")
+    with transaction.atomic(using=current_shard()):
+        for invitee in new:
+            _add_member(caller, channel, invitee.id, caller.member_id)
+    return channel
+
+
+def _member_access(caller: Caller, channel_ref: str) -> Conversation:
+    access = conversation(caller, channel_ref)
+    if not access.is_member:
+        raise ApiError("not_in_channel")
+    return access
+
+
+def _is_admin(caller: Caller) -> bool:
+    return Member.objects.filter(id=caller.member_id, team_id=caller.team_id, is_admin=True).exists()
+
+
+def kick(caller: Caller, channel_ref: str, user_ref: str) -> None:
+    channel = _member_access(caller, channel_ref).channel
+    _not_dm(channel)
+    target = member(caller, user_ref)
+    if target.id == caller.member_id:
+        raise ApiError("cant_kick_self")
+    if channel.is_general:
+        raise ApiError("cant_kick_from_general")
+    if not ChannelMember.objects.filter(channel=channel, member_id=target.id).exists():
+        raise ApiError("not_in_channel")
+    if channel.kind == K.PRIVATE and channel.creator_id != caller.member_id and not _is_admin(caller):
+        raise ApiError("restricted_action")
+    with transaction.atomic(using=current_shard()):
+        _remove_member(caller, channel, target.id)
+
+
+def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
+    access = conversation(caller, channel_ref)
+    channel = access.channel
+    _not_dm(channel)
+    if archived and channel.is_general:
+        raise ApiError("cant_archive_general")
+    if channel.is_archived == archived:
+        raise ApiError("already_archived" if archived else "not_archived")
+    if archived and not access.is_member and not _is_admin(caller):
+        raise ApiError("not_in_channel")
+    with transaction.atomic(using=current_shard()):
+        Channel.objects.filter(id=channel.id).update(is_archived=archived)
+        channel.is_archived = archived
+        payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
+        event = _event_name(channel, "archive" if archived else "unarchive")
+        append_event(caller.team_id, event, payload, channel_id=channel.id)
+    return channel
+
+
+def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
+    channel = _member_access(caller, channel_ref).channel
+    _not_dm(channel)
+    name = validate_channel_name(name)
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    if channel.name == name:
+        return channel
+    try:
+        with transaction.atomic(using=current_shard()):
+            Channel.objects.filter(id=channel.id).update(name=name)
+            channel.name = name
+            payload = {"channel": {"id": channel.slack_id, "name": name, "created": channel.created}}
+            audience_channel = channel.id if _is_private(channel) else None
+            append_event(caller.team_id, _event_name(channel, "rename"), payload, channel_id=audience_channel)
+    except IntegrityError:
+        raise ApiError("name_taken") from None
+    return channel
+
+
+def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: str) -> Channel:
+    """conversations.setTopic / setPurpose: the change is announced by a system message."""
+    assert which in ("topic", "purpose")
+    if len(value) > TOPIC_MAX:
+        raise ApiError("too_long")
+    channel = _member_access(caller, channel_ref).channel
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    now = int(time.time())
+    with transaction.atomic(using=current_shard()):
+        Channel.objects.filter(id=channel.id).update(
+            **{which: value, f"{which}_creator_id": caller.member_id, f"{which}_last_set": now}
+        )
+        setattr(channel, which, value)
+        setattr(channel, f"{which}_creator_id", caller.member_id)
+        setattr(channel, f"{which}_last_set", now)
+        verb = "set the channel topic" if which == "topic" else "set the channel purpose"
+        insert_message(caller, channel, text=f"{verb}: {value}", subtype=f"channel_{which}")
+    return channel
+
+
+def open_dm(caller: Caller, user_refs: list[str]) -> tuple[Channel, bool]:
+    """Find or create the DM (one other person) or group DM; returns (channel, already_open)."""
+    if not user_refs:
+        raise ApiError("users_list_not_supplied")
+    others = [member(caller, ref) for ref in dict.fromkeys(user_refs)]
+    member_ids = sorted({caller.member_id, *(m.id for m in others)})
+    if len(member_ids) > MPIM_MAX_MEMBERS:
+        raise ApiError("too_many_users")
+    if any(m.deleted for m in others):
+        raise ApiError("user_disabled")
+    kind = K.IM if len(member_ids) <= 2 else K.MPIM
+    dm_key = "-".join(str(i) for i in member_ids)
+    existing = Channel.objects.filter(team_id=caller.team_id, dm_key=dm_key).first()
+    if existing:
+        return existing, True
+    try:
+        with transaction.atomic(using=current_shard()):
+            channel = Channel.objects.create(
+                team_id=caller.team_id,
+                kind=kind,
+                dm_key=dm_key,
+                creator_id=caller.member_id,
+                created=int(time.time()),
+            )
+            ChannelMember.objects.bulk_create(
+                [ChannelMember(team_id=caller.team_id, channel=channel, member_id=i) for i in member_ids]
+            )
+            shape = channel_json(channel, None)
+            event = "im_created" if kind == K.IM else "mpim_open"
+            append_event(
+                caller.team_id, event, {"channel": shape, "user": caller.user_slack_id}, audience=member_ids
+            )
+    except IntegrityError:
+        # Someone opened the same DM at the same moment; theirs is the one.
+        return Channel.objects.get(team_id=caller.team_id, dm_key=dm_key), True
+    return channel, False
+
+
+def mark_read(caller: Caller, channel_ref: str, ts: str) -> None:
+    access = _member_access(caller, channel_ref)
+    try:
+        read_ts = ids.parse_ts(ts)
+    except ids.BadId:
+        raise ApiError("invalid_timestamp") from None
+    channel = access.channel
+    with transaction.atomic(using=current_shard()):
+        ChannelMember.objects.filter(channel=channel, member_id=caller.member_id).update(last_read=read_ts)
+        append_event(
+            caller.team_id,
+            "im_marked" if channel.kind == K.IM else _event_name(channel, "marked"),
+            {"channel": channel.slack_id, "ts": ids.format_ts(read_ts)},
+            audience=[caller.member_id],
+        )

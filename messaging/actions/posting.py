@@ -1,0 +1,174 @@
+"""The one path every message takes into a channel: ts allocation, insert, thread
+bookkeeping and the `message` event. chat.postMessage, the websocket and system
+messages (topic changes) all come through `insert_message`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+
+from chatproject.dbrouter import current_shard
+from messaging.events import append_event
+from messaging.models import Channel, Message
+from messaging.mrkdwn import parse_mentions
+from messaging.queries import conversation, message_at
+from messaging.shapes import channel_type, message_json
+from teams import ids
+from teams.auth import Caller
+from teams.errors import ApiError
+
+MAX_TEXT_CHARS = 40_000  # Slack truncates past 40k; we refuse with msg_too_long instead
+
+# Bumping last_ts under the channel's row lock makes ts unique and strictly increasing
+# per channel across processes; GREATEST keeps it close to the wall clock.
+_ALLOCATE_TS = """
+UPDATE messaging_channel
+   SET last_ts = GREATEST(last_ts + 1, %(now)s),
+       latest_ts = CASE WHEN %(top_level)s THEN GREATEST(last_ts + 1, %(now)s) ELSE latest_ts END
+ WHERE id = %(channel_id)s
+RETURNING last_ts
+"""
+
+
+@dataclass(frozen=True)
+class Posted:
+    message: Message
+    channel: Channel
+    duplicate: bool  # an earlier send with the same client_msg_id
+
+
+def _allocate_ts(channel: Channel, top_level: bool) -> int:
+    with connections[current_shard()].cursor() as cursor:
+        cursor.execute(
+            _ALLOCATE_TS,
+            {"now": time.time_ns() // 1000, "top_level": top_level, "channel_id": channel.id},
+        )
+        return int(cursor.fetchone()[0])
+
+
+def message_event_payload(message: Message, channel: Channel, team_slack_id: str) -> dict[str, Any]:
+    payload = message_json(message, team_slack_id)
+    payload.update(channel=channel.slack_id, channel_type=channel_type(channel), event_ts=payload["ts"])
+    return payload
+
+
+def insert_message(
+    caller: Caller,
+    channel: Channel,
+    *,
+    text: str,
+    subtype: str = "",
+    thread_ts: int | None = None,
+    reply_broadcast: bool = False,
+    attachments: list[Any] | None = None,
+    blocks: list[Any] | None = None,
+    client_msg_id: str | None = None,
+    username: str = "",
+) -> Message:
+    """Insert a message and its event. Must run inside the action's transaction."""
+    parent = None
+    if thread_ts is not None:
+        parent = message_at(channel, thread_ts, for_update=True, error="thread_not_found")
+        if parent.thread_ts is not None and parent.thread_ts != parent.ts:
+            # Replying to a reply joins the thread of its parent, as Slack does.
+            parent = message_at(channel, parent.thread_ts, for_update=True, error="thread_not_found")
+    is_reply = parent is not None
+    ts = _allocate_ts(channel, top_level=not is_reply or reply_broadcast)
+    mentions = parse_mentions(text)
+    message = Message.objects.create(
+        team_id=caller.team_id,
+        channel=channel,
+        ts=ts,
+        user_id=caller.member_id,
+        bot_id=caller.bot_id,
+        username=username,
+        text=text,
+        subtype="thread_broadcast" if is_reply and reply_broadcast else subtype,
+        thread_ts=parent.ts if parent else None,
+        client_msg_id=client_msg_id,
+        mentions=mentions.member_ids,
+        mentions_all=mentions.everyone,
+        attachments=attachments or None,
+        blocks=blocks or None,
+    )
+    if parent is not None:
+        Message.objects.filter(id=parent.id).update(
+            thread_ts=parent.ts,
+            reply_count=parent.reply_count + 1,
+            reply_users=parent.reply_users
+            + ([caller.member_id] if caller.member_id not in parent.reply_users else []),
+            latest_reply=ts,
+        )
+    append_event(
+        caller.team_id,
+        "message",
+        message_event_payload(message, channel, caller.team.slack_id),
+        channel_id=channel.id,
+    )
+    return message
+
+
+def _original_send(caller: Caller, client_msg_id: str) -> Posted | None:
+    original = (
+        Message.objects.filter(team_id=caller.team_id, user_id=caller.member_id, client_msg_id=client_msg_id)
+        .select_related("channel")
+        .first()
+    )
+    return Posted(original, original.channel, duplicate=True) if original else None
+
+
+def post_message(
+    caller: Caller,
+    channel_ref: str,
+    *,
+    text: str,
+    thread_ts: str | None = None,
+    reply_broadcast: bool = False,
+    attachments: list[Any] | None = None,
+    blocks: list[Any] | None = None,
+    client_msg_id: str | None = None,
+    username: str = "",
+) -> Posted:
+    """Post as the caller. A repeated client_msg_id returns the original message."""
+    if not text.strip() and not attachments and not blocks:
+        raise ApiError("no_text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ApiError("msg_too_long")
+    parent_ts = _parse_thread_ts(thread_ts)
+    access = conversation(caller, channel_ref)
+    channel = access.channel
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    if not access.is_member:
+        raise ApiError("not_in_channel")
+    try:
+        with transaction.atomic(using=current_shard()):
+            message = insert_message(
+                caller,
+                channel,
+                text=text,
+                thread_ts=parent_ts,
+                reply_broadcast=reply_broadcast,
+                attachments=attachments,
+                blocks=blocks,
+                client_msg_id=client_msg_id or None,
+                username=username,
+            )
+    except IntegrityError as exc:
+        # Two sends of one client_msg_id raced; the loser returns the winner's message.
+        if client_msg_id and (original := _original_send(caller, client_msg_id)):
+            return original
+        raise exc
+    return Posted(message, channel, duplicate=False)
+
+
+def _parse_thread_ts(thread_ts: str | None) -> int | None:
+    if thread_ts in (None, ""):
+        return None
+    try:
+        return ids.parse_ts(thread_ts)
+    except ids.BadId:
+        raise ApiError("thread_not_found") from None

@@ -1,0 +1,1 @@
+"""The Slack-compatible Web API at /api/<method>: registry, dispatch, methods, OpenAPI."""

@@ -1,0 +1,113 @@
+"""The one view behind /api/<method>: parse, authenticate, rate-limit, validate, call.
+
+Arguments come from the query string, a form body or a JSON body; the token from
+`Authorization: Bearer`, the `token` argument, or the signed-in session (with CSRF).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import DatabaseError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from chatproject.dbrouter import on_shard
+from messaging.api import methods  # noqa: F401 - registers every method
+from messaging.api.ratelimit import check_rate_limit
+from messaging.api.registry import REGISTRY, ApiCall, ApiMethod
+from teams.auth import Caller, caller_from_session, caller_from_token
+from teams.errors import ApiError
+
+logger = logging.getLogger(__name__)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+def _params(request: HttpRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {k: v for k, v in request.GET.items()}
+    if request.method != "POST":
+        return params
+    content_type = (request.content_type or "").lower()
+    if content_type == "application/json":
+        if len(request.body) > MAX_BODY_BYTES:
+            raise ApiError("request_too_large", status=413)
+        try:
+            body = json.loads(request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError("invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError("json_not_object")
+        params.update(body)
+    elif content_type in FORM_TYPES:
+        params.update({k: v for k, v in request.POST.items()})
+    elif request.body:
+        raise ApiError("invalid_post_type", f"unsupported content type {content_type!r}")
+    return params
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+def _session_caller(request: HttpRequest) -> Caller:
+    if not request.user.is_authenticated:
+        raise ApiError("not_authed")
+    # Token calls are CSRF-exempt (no ambient credential); session calls are not.
+    if CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {}) is not None:
+        raise ApiError("invalid_csrf", status=403)
+    return caller_from_session(request)
+
+
+def _authenticate(request: HttpRequest, params: dict[str, Any]) -> Caller:
+    token = _bearer(request) or params.pop("token", None)
+    if token:
+        if not isinstance(token, str):
+            raise ApiError("invalid_auth")
+        return caller_from_token(token)
+    return _session_caller(request)
+
+
+def _error(exc: ApiError) -> JsonResponse:
+    response = JsonResponse({"ok": False, "error": exc.code}, status=exc.status)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any]:
+    params = _params(request)
+    if not method.needs_auth:
+        params.pop("token", None)
+        return method.handler(ApiCall(None, method.parse(params), request.build_absolute_uri("/")))  # type: ignore[arg-type]
+    caller = _authenticate(request, params)
+    check_rate_limit(caller, method)
+    args = method.parse(params)
+    with on_shard(caller.shard):
+        return method.handler(ApiCall(caller, args, request.build_absolute_uri("/")))
+
+
+@csrf_exempt
+def api_view(request: HttpRequest, method_name: str) -> JsonResponse:
+    if request.method not in ("GET", "POST"):
+        return _error(ApiError("method_not_allowed", status=405))
+    method = REGISTRY.get(method_name)
+    if method is None:
+        return _error(ApiError("unknown_method", status=404))
+    try:
+        return JsonResponse({"ok": True, **_call(method, request)})
+    except ApiError as exc:
+        return _error(exc)
+    except OperationalError:
+        # The team's database is unreachable: a retryable error, fast, for this team only.
+        logger.exception("database unavailable in %s", method_name)
+        return _error(ApiError("service_unavailable", status=503, retry_after=5))
+    except DatabaseError:
+        logger.exception("database error in %s", method_name)
+        return _error(ApiError("internal_error", status=500))

@@ -1,0 +1,3 @@
+"""Web API method families; importing this package registers them all."""
+
+from messaging.api.methods import auth_team, chat, conversations, reactions, users  # noqa: F401

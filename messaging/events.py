@@ -1,0 +1,106 @@
+"""The team event log: append inside an action's transaction, publish after commit.
+
+Only actions call `append_event` (as Zulip keeps `send_event` to its actions). The
+append bumps the team's EventSequence under its row lock and inserts the event in one
+statement, so ids are strictly increasing per team in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import connections, transaction
+
+from chatproject.dbrouter import current_shard
+
+logger = logging.getLogger(__name__)
+
+GROUP_PREFIX = "chat"  # matches CHANNEL_LAYERS' prefix, so pub/sub consumers receive these
+
+
+def team_group(team_id: int) -> str:
+    return f"team.{team_id}"
+
+
+@dataclass(frozen=True)
+class AppendedEvent:
+    team_id: int
+    event_id: int
+    type: str
+    payload: dict[str, Any]
+    channel_id: int | None
+    audience: list[int] | None
+
+    def as_layer_message(self) -> dict[str, Any]:
+        return {
+            "type": "team.event",
+            "event_id": self.event_id,
+            "event": self.payload,
+            "channel_id": self.channel_id,
+            "audience": self.audience,
+        }
+
+
+_APPEND_SQL = """
+WITH seq AS (
+    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id) VALUES (%s, 1)
+    ON CONFLICT (team_id) DO UPDATE SET last_event_id = s.last_event_id + 1
+    RETURNING last_event_id
+)
+INSERT INTO messaging_event (team_id, event_id, type, channel_id, audience, payload, created)
+SELECT %s, seq.last_event_id, %s, %s, %s, %s, now() FROM seq
+RETURNING event_id
+"""
+
+
+def append_event(
+    team_id: int,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    channel_id: int | None = None,
+    audience: list[int] | None = None,
+) -> AppendedEvent:
+    """Append one event to the team's log; it is published once the transaction commits."""
+    alias = current_shard()
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        raise RuntimeError("append_event must run inside the action's transaction")
+    payload = {"type": event_type, **payload}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPEND_SQL,
+            [team_id, team_id, event_type, channel_id, audience, json.dumps(payload)],
+        )
+        (event_id,) = cursor.fetchone()
+    event = AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience)
+    transaction.on_commit(lambda: publish(event), using=alias)
+    return event
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+
+
+@lru_cache(maxsize=1)
+def _serializer() -> Any:
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()
+
+
+def publish(event: AppendedEvent) -> None:
+    """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has it)."""
+    layer = _serializer()
+    channel = f"{GROUP_PREFIX}__group__{team_group(event.team_id)}"
+    try:
+        _redis().publish(channel, layer.serialize(event.as_layer_message()))
+    except redis.RedisError as exc:
+        logger.warning("event %s of team %s not published: %s", event.event_id, event.team_id, exc)

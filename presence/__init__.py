@@ -1,0 +1,1 @@
+"""Presence and typing: state, subscriptions, batching and their fan-out policy."""

@@ -1,0 +1,1 @@
+"""Team directory, shard placement, members, tokens and authentication."""

@@ -1,0 +1,88 @@
+"""Who is calling: a token or a signed-in session resolved to a team, member and shard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.http import HttpRequest
+
+from teams import ids
+from teams.directory import TeamEntry, team_entry, team_entry_cache_key
+from teams.errors import ApiError
+from teams.models import ApiToken, Member
+from teams.tokens import grant_for, team_id_in_token, token_cache_key
+
+SESSION_TEAM_KEY = "team_id"
+
+
+@dataclass(frozen=True)
+class Caller:
+    team: TeamEntry
+    member_id: int
+    bot_id: int | None
+    kind: str  # "user", "bot" or "session"
+    token_id: int | None
+
+    @property
+    def shard(self) -> str:
+        return self.team.shard
+
+    @property
+    def team_id(self) -> int:
+        return self.team.id
+
+    @property
+    def user_slack_id(self) -> str:
+        return ids.encode(ids.USER, self.member_id)
+
+    @property
+    def is_bot(self) -> bool:
+        return self.kind == ApiToken.Kind.BOT
+
+    @property
+    def rate_key(self) -> str:
+        return f"t{self.token_id}" if self.token_id else f"m{self.member_id}"
+
+
+def _open_team(entry: TeamEntry) -> TeamEntry:
+    if not entry.is_open:
+        # Importing/disabled teams are invisible; a moving team is briefly read-only.
+        raise ApiError("team_not_found" if entry.status != "moving" else "team_is_moving")
+    return entry
+
+
+def caller_from_token(text: str) -> Caller:
+    team_id = team_id_in_token(text)
+    if team_id is None:
+        raise ApiError("invalid_auth")
+    token_key, team_key = token_cache_key(text), team_entry_cache_key(team_id)
+    cached = cache.get_many([token_key, team_key])  # one round trip for both
+    grant = grant_for(text, cached.get(token_key))
+    if grant.team_id != team_id:
+        raise ApiError("invalid_auth")
+    entry = _open_team(team_entry(team_id, cached.get(team_key)))
+    return Caller(entry, grant.member_id, grant.bot_id, grant.kind, grant.token_id)
+
+
+def caller_from_session(request: HttpRequest) -> Caller:
+    """The signed-in account, as a member of the team chosen in this session."""
+    if not request.user.is_authenticated:
+        raise ApiError("not_authed")
+    team_id = request.session.get(SESSION_TEAM_KEY)
+    if not team_id:
+        raise ApiError("not_authed", "no team chosen in this session")
+    entry = _open_team(team_entry(int(team_id)))
+    from chatproject.dbrouter import on_shard
+
+    with on_shard(entry.shard):
+        member = (
+            Member.objects.filter(team_id=entry.id, account_id=request.user.pk)
+            .values("id", "deleted")
+            .first()
+        )
+    if member is None:
+        raise ApiError("not_authed")
+    if member["deleted"]:
+        raise ApiError("account_inactive")
+    return Caller(entry, member["id"], None, "session", None)

@@ -1,0 +1,98 @@
+"""The small named world every test shares: two teams on two shards.
+
+acme (shard_0): alice (owner), bob, carol; #general, #random, private #secret (alice, bob).
+globex (shard_1): dave (owner).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from chatproject.dbrouter import on_shard
+from messaging.actions.channels import create_channel, invite
+from messaging.models import Channel
+from teams.actions import create_member, create_team
+from teams.auth import caller_from_token
+from teams.directory import TeamEntry
+
+@dataclass
+class Person:
+    user_id: str
+    token: str
+
+
+@dataclass
+class TeamWorld:
+    team: TeamEntry
+    people: dict[str, Person]
+    bot: Person
+    channels: dict[str, str]
+
+    def __getitem__(self, name: str) -> Person:
+        return self.people[name]
+
+
+@dataclass
+class World:
+    acme: TeamWorld
+    globex: TeamWorld
+
+
+class Api:
+    """Calls /api/<method> through Django's test client, as a given token."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __call__(self, method: str, token: str | None = None, **args: Any) -> dict[str, Any]:
+        response = self.raw(method, token, **args)
+        return response.json()
+
+    def raw(self, method: str, token: str | None = None, **args: Any) -> Any:
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        return self.client.post(
+            f"/api/{method}", data=json.dumps(args), content_type="application/json", **headers
+        )
+
+
+def _build_team(domain: str, owner: str, shard: str, others: list[str]) -> TeamWorld:
+    created = create_team(domain, domain.title(), f"{owner}@{domain}.test", password="pw", shard=shard)
+    team = created.team
+    people = {owner: Person(created.as_json()["owner"]["user_id"], created.owner_token)}  # type: ignore[index]
+    for name in others:
+        member, token = create_member(team, f"{name}@{domain}.test", name=name.title(), password="pw")
+        people[name] = Person(member.slack_id, token)
+    bot = Person(created.as_json()["bot"]["user_id"], created.bot_token)  # type: ignore[index]
+    return TeamWorld(team, people, bot, {})
+
+
+def build_world() -> World:
+    acme = _build_team("acme", "alice", "shard_0", ["bob", "carol"])
+    globex = _build_team("globex", "dave", "shard_1", [])
+    alice = caller_from_token(acme["alice"].token)
+    with on_shard(acme.team.shard):
+        for channel in Channel.objects.filter(team_id=acme.team.id):
+            acme.channels[channel.name or ""] = channel.slack_id
+        secret = create_channel(alice, "secret", is_private=True)
+        invite(alice, secret.slack_id, [acme["bob"].user_id])
+        acme.channels["secret"] = secret.slack_id
+    with on_shard(globex.team.shard):
+        for channel in Channel.objects.filter(team_id=globex.team.id):
+            globex.channels[channel.name or ""] = channel.slack_id
+    return World(acme, globex)
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    """Needs `pytestmark = pytest.mark.django_db(databases="__all__")` in the module."""
+    return build_world()
+
+
+@pytest.fixture
+def api(client: Client) -> Api:
+    return Api(client)
