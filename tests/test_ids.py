@@ -33,7 +33,7 @@ def test_decode_rejects_malformed(bad: object) -> None:
 @given(st.integers(min_value=0, max_value=99_999_999_999_999_999))
 def test_ts_round_trip(micros: int) -> None:
     text = ids.format_ts(micros)
-    seconds, fraction = text.split(".")
+    _, fraction = text.split(".")
     assert len(fraction) == 6
     assert ids.parse_ts(text) == micros
 
