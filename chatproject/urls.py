@@ -5,9 +5,14 @@ from django.urls import path
 
 from messaging.api.dispatch import api_view
 from messaging.api.openapi import openapi_view
+from teams import views as team_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/openapi.json", openapi_view, name="openapi"),
     path("api/<str:method_name>", api_view, name="api"),
+    path("signin/", team_views.SignInView.as_view(), name="sign_in"),
+    path("signout/", team_views.SignOutView.as_view(), name="sign_out"),
+    path("teams/", team_views.choose_team, name="choose_team"),
+    path("", team_views.home, name="home"),
 ]

@@ -104,3 +104,26 @@ def publish(event: AppendedEvent) -> None:
         _redis().publish(channel, layer.serialize(event.as_layer_message()))
     except redis.RedisError as exc:
         logger.warning("event %s of team %s not published: %s", event.event_id, event.team_id, exc)
+
+
+def prune_event_log(alias: str, retention_secs: int, batch_size: int = 10_000) -> int:
+    """Delete events older than the retention window on one shard; returns how many.
+
+    Works in batches so a large backlog never holds long locks. Clients whose cursor
+    falls before what is left are told to resync (issue: realtime).
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.models import Event
+
+    cutoff = timezone.now() - timedelta(seconds=retention_secs)
+    total = 0
+    while True:
+        batch = list(
+            Event.objects.using(alias).filter(created__lt=cutoff).values_list("id", flat=True)[:batch_size]
+        )
+        if not batch:
+            return total
+        total += Event.objects.using(alias).filter(id__in=batch).delete()[0]

@@ -20,7 +20,7 @@ from messaging.models import Channel, ChannelMember
 from teams import ids
 from teams.directory import TeamEntry, forget_team, place_new_team
 from teams.errors import ApiError
-from teams.models import Account, ApiToken, Bot, Member, Team
+from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 from teams.shapes import member_json
 from teams.tokens import issue_token, revoke_tokens
 
@@ -113,6 +113,7 @@ def create_team(
     try:
         with transaction.atomic(using=CONTROL_DB):
             Team.objects.create(id=team_id, domain=domain, name=entry.name, shard=alias)
+            TeamMembership.objects.create(account=account, team_id=team_id, member_id=owner.id)
             owner_token = issue_token(team_id, owner.id, ApiToken.Kind.USER)
             bot_token = issue_token(team_id, bot_user.id, ApiToken.Kind.BOT, bot_id=bot.id)
     except IntegrityError:
@@ -149,7 +150,9 @@ def create_member(
             if general is not None:
                 ChannelMember.objects.create(team_id=team.id, channel=general, member=member)
             append_event(team.id, "team_join", {"user": member_json(member, team.slack_id)})
-    token = issue_token(team.id, member.id, ApiToken.Kind.USER)
+    with transaction.atomic(using=CONTROL_DB):
+        TeamMembership.objects.create(account=account, team_id=team.id, member_id=member.id)
+        token = issue_token(team.id, member.id, ApiToken.Kind.USER)
     return member, token
 
 

@@ -114,6 +114,23 @@ class ApiToken(models.Model):
         return f"{self.kind} token of {self.member_id} in team {self.team_id}"
 
 
+class TeamMembership(models.Model):
+    """Which teams an account belongs to, kept in the control DB so that signing in
+    (listing a person's teams) asks one database instead of every shard."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="team_memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    member_id = models.BigIntegerField()
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["account", "team"], name="one_membership_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} in {self.team_id}"
+
+
 # --- shard databases ----------------------------------------------------------------
 
 

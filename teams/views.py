@@ -1,0 +1,62 @@
+"""Signing in to the web client: email and password, then choosing a team."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from teams.auth import SESSION_TEAM_KEY
+from teams.models import TeamMembership
+
+
+def _open_memberships(request: HttpRequest) -> list[TeamMembership]:
+    return list(
+        TeamMembership.objects.filter(account_id=request.user.pk, team__status="active")
+        .select_related("team")
+        .order_by("team__name")
+    )
+
+
+class SignInView(auth_views.LoginView):
+    template_name = "teams/sign_in.html"
+    redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        memberships = _open_memberships(self.request)
+        if len(memberships) == 1:
+            self.request.session[SESSION_TEAM_KEY] = memberships[0].team_id
+            return reverse("home")
+        return reverse("choose_team")
+
+
+class SignOutView(auth_views.LogoutView):
+    next_page = "sign_in"
+
+
+@login_required(login_url="sign_in")
+@require_http_methods(["GET", "POST"])
+def choose_team(request: HttpRequest) -> HttpResponse:
+    memberships = _open_memberships(request)
+    if request.method == "POST":
+        chosen = request.POST.get("team_id", "")
+        match = next((m for m in memberships if str(m.team_id) == chosen), None)
+        if match is not None:
+            request.session[SESSION_TEAM_KEY] = match.team_id
+            return redirect("home")
+    return render(request, "teams/choose_team.html", {"memberships": memberships})
+
+
+@login_required(login_url="sign_in")
+def home(request: HttpRequest) -> HttpResponse:
+    team_id = request.session.get(SESSION_TEAM_KEY)
+    membership = next((m for m in _open_memberships(request) if m.team_id == team_id), None)
+    if membership is None:
+        return HttpResponseRedirect(reverse("choose_team"))
+    context: dict[str, Any] = {"team": membership.team, "member_id": membership.member_id}
+    return render(request, "client/app.html", context)
