@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from messaging.models import Channel, ChannelMember, Message, Pin, Reaction
 from messaging.shapes import message_json
@@ -109,3 +109,24 @@ def messages_json(team_slack_id: str, channel: Channel, messages: list[Message])
         message_json(m, team_slack_id, reactions.get(m.id, ()), [channel.slack_id] if m.id in pinned else ())
         for m in messages
     ]
+
+
+@dataclass(frozen=True)
+class UnreadCounts:
+    unread: int  # messages after last_read from others, as Slack's unread_count
+    mentions: int  # of those, the ones that mention the member (every one, in a DM)
+
+
+def unread_counts(channel: Channel, member_id: int, last_read: int) -> UnreadCounts:
+    """Unread and mention counts for one member in one channel, in one query."""
+    unread = top_level(Message.objects.filter(channel=channel, ts__gt=last_read, is_deleted=False)).exclude(
+        user_id=member_id
+    )
+    if channel.kind == K.IM:
+        total = unread.count()
+        return UnreadCounts(total, total)
+    counts = unread.aggregate(
+        unread=Count("id"),
+        mentions=Count("id", filter=Q(mentions__contains=[member_id]) | Q(mentions_all=True)),
+    )
+    return UnreadCounts(counts["unread"], counts["mentions"])

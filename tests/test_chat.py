@@ -218,3 +218,28 @@ def test_emoji_list(world: World, api) -> None:
     emoji = _ok(api("emoji.list", world.acme["bob"].token))["emoji"]
     assert emoji == {"partyparrot": "https://emoji.example/parrot.gif", "parrot": "alias:partyparrot"}
     assert _ok(api("emoji.list", world.globex["dave"].token))["emoji"] == {}
+
+
+def test_posting_to_a_user_id_posts_in_the_dm(world: World, api) -> None:
+    alice, bob = world.acme["alice"], world.acme["bob"]
+    answer = _post(api, alice.token, bob.user_id, "direct")
+    assert answer["channel"].startswith("D")
+    opened = _ok(api("conversations.open", bob.token, users=alice.user_id))
+    assert opened["channel"]["id"] == answer["channel"]
+    assert api("chat.postMessage", alice.token, channel="U0", text="x")["error"] == "user_not_found"
+
+
+def test_unread_and_mention_counts(world: World, api) -> None:
+    alice, bob = world.acme["alice"], world.acme["bob"]
+    general = world.acme.channels["general"]
+    first = _post(api, alice.token, general, "no mention")["ts"]
+    _ok(api("conversations.mark", bob.token, channel=general, ts=first))
+    _post(api, alice.token, general, f"hey <@{bob.user_id}>")
+    _post(api, alice.token, general, "<!here> standup")
+    _post(api, alice.token, general, "just chatting")
+    _post(api, bob.token, general, "my own message does not count")
+    info = _ok(api("conversations.info", bob.token, channel=general))["channel"]
+    assert (info["unread_count"], info["mention_count"]) == (3, 2)
+    dm = _post(api, alice.token, bob.user_id, "ping")["channel"]
+    dm_info = _ok(api("conversations.info", bob.token, channel=dm))["channel"]
+    assert (dm_info["unread_count"], dm_info["mention_count"]) == (1, 1)

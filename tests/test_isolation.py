@@ -30,6 +30,7 @@ CROSS_TEAM_CALLS = [
     ("conversations.open", {"channel": "{acme_general}"}, "channel_not_found"),
     ("conversations.mark", {"channel": "{acme_general}", "ts": "{acme_ts}"}, "channel_not_found"),
     ("chat.postMessage", {"channel": "{acme_general}", "text": "hi"}, "channel_not_found"),
+    ("chat.postMessage", {"channel": "{acme_user}", "text": "hi"}, "user_not_found"),
     (
         "chat.postMessage",
         {"channel": "{acme_general}", "text": "hi", "thread_ts": "{acme_ts}"},

@@ -138,6 +138,11 @@ def post_message(
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError("msg_too_long")
     parent_ts = _parse_thread_ts(thread_ts)
+    if channel_ref[:1] in ids.USER_PREFIXES:
+        # Posting to a person posts into your DM with them, as Slack does.
+        from messaging.actions.channels import open_dm
+
+        channel_ref = open_dm(caller, [channel_ref])[0].slack_id
     access = conversation(caller, channel_ref)
     channel = access.channel
     if channel.is_archived:

@@ -10,7 +10,7 @@ from messaging.actions import channels as channel_actions
 from messaging.api.pages import clamp_limit, decode_cursor, page_metadata
 from messaging.api.registry import ApiCall, Args, CommaList, PageArgs, SlackBool, api_method
 from messaging.models import Channel, ChannelMember, Message, Pin
-from messaging.queries import conversation, messages_json, top_level, visible_channels
+from messaging.queries import conversation, messages_json, top_level, unread_counts, visible_channels
 from messaging.shapes import channel_json
 from teams import ids
 from teams.errors import ApiError
@@ -82,7 +82,13 @@ def info(call: ApiCall) -> dict[str, Any]:
         extra["last_read"] = access.last_read
     if call.args.include_num_members:
         extra["num_members"] = ChannelMember.objects.filter(channel=access.channel).count()
-    return {"channel": _shape(call, access.channel, **extra)}
+    shape = _shape(call, access.channel, **extra)
+    if access.last_read is not None:
+        counts = unread_counts(access.channel, call.caller.member_id, access.last_read)
+        shape.update(
+            unread_count=counts.unread, unread_count_display=counts.unread, mention_count=counts.mentions
+        )
+    return {"channel": shape}
 
 
 @api_method("conversations.join", ChannelArgs, tier=3, errors=NO_CHANNEL)
