@@ -55,6 +55,11 @@ SHARD_PLACEMENT = os.environ.get("CHAT_SHARD_PLACEMENT", "least_loaded")
 # Event log retention (realtime replay window) and API rate limits.
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
 RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
+# Reconnect storms: boots (rtm.connect/start) per second per team and overall, and new
+# sockets per second; a burst of one second's worth is admitted at once.
+BOOT_RATE_PER_TEAM = float(os.environ.get("CHAT_BOOT_RATE_PER_TEAM", "200"))
+BOOT_RATE_TOTAL = float(os.environ.get("CHAT_BOOT_RATE_TOTAL", "1000"))
+SOCKET_ACCEPT_RATE = float(os.environ.get("CHAT_SOCKET_ACCEPT_RATE", "1000"))
 
 
 def _database(url: str) -> dict:

@@ -47,10 +47,28 @@ class AppendedEvent:
         }
 
 
+# Events that change what every member's boot shows (the cached, team-wide part).
+TEAM_WIDE_TYPES = frozenset(
+    {
+        "team_join",
+        "user_change",
+        "bot_added",
+        "bot_changed",
+        "emoji_changed",
+        "team_rename",
+        "channel_created",
+        "channel_rename",
+        "channel_archive",
+        "channel_unarchive",
+        "channel_deleted",
+    }
+)
+
 _APPEND_SQL = """
 WITH seq AS (
-    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id) VALUES (%s, 1)
-    ON CONFLICT (team_id) DO UPDATE SET last_event_id = s.last_event_id + 1
+    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version) VALUES (%s, 1, 1)
+    ON CONFLICT (team_id) DO UPDATE
+        SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %s
     RETURNING last_event_id
 )
 INSERT INTO messaging_event (team_id, event_id, type, channel_id, audience, payload, created)
@@ -76,7 +94,15 @@ def append_event(
     with connection.cursor() as cursor:
         cursor.execute(
             _APPEND_SQL,
-            [team_id, team_id, event_type, channel_id, audience, json.dumps(payload)],
+            [
+                team_id,
+                int(event_type in TEAM_WIDE_TYPES),
+                team_id,
+                event_type,
+                channel_id,
+                audience,
+                json.dumps(payload),
+            ],
         )
         (event_id,) = cursor.fetchone()
     event = AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience)

@@ -180,6 +180,9 @@ class EventSequence(models.Model):
     lives_on_shard: ClassVar[bool] = True
     team_id = models.BigIntegerField(primary_key=True)
     last_event_id = models.BigIntegerField(default=0)
+    # Bumped with every event that changes the team-wide part of a boot payload (people,
+    # public channels, emoji), so a cached payload is valid exactly while this matches.
+    boot_version = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"team {self.team_id} at event {self.last_event_id}"

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chatproject.dbrouter import on_shard
 from messaging.api import methods  # noqa: F401 - registers every method
 from messaging.api.ratelimit import check_rate_limit
-from messaging.api.registry import REGISTRY, ApiCall, ApiMethod
+from messaging.api.registry import REGISTRY, ApiCall, ApiMethod, PreEncoded
 from teams.auth import Caller, caller_from_session, caller_from_token
 from teams.errors import ApiError
 
@@ -81,7 +81,7 @@ def _error(exc: ApiError) -> JsonResponse:
     return response
 
 
-def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any]:
+def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any] | PreEncoded:
     params = _params(request)
     if not method.needs_auth:
         params.pop("token", None)
@@ -94,14 +94,17 @@ def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any]:
 
 
 @csrf_exempt
-def api_view(request: HttpRequest, method_name: str) -> JsonResponse:
+def api_view(request: HttpRequest, method_name: str) -> HttpResponse:
     if request.method not in ("GET", "POST"):
         return _error(ApiError("method_not_allowed", status=405))
     method = REGISTRY.get(method_name)
     if method is None:
         return _error(ApiError("unknown_method", status=404))
     try:
-        return JsonResponse({"ok": True, **_call(method, request)})
+        result = _call(method, request)
+        if isinstance(result, PreEncoded):
+            return HttpResponse(result.body, content_type="application/json")
+        return JsonResponse({"ok": True, **result})
     except ApiError as exc:
         return _error(exc)
     except OperationalError:

@@ -62,8 +62,20 @@ class ApiCall:
     args: Any
     base_url: str
 
+    @property
+    def ws_base_url(self) -> str:
+        """Where websockets dial: this server, over ws:// or wss:// as the request came."""
+        return "ws" + self.base_url.removeprefix("http")
 
-Handler = Callable[[ApiCall], dict[str, Any]]
+
+@dataclass(frozen=True)
+class PreEncoded:
+    """A whole response body already encoded as JSON (large, partly cached payloads)."""
+
+    body: bytes
+
+
+Handler = Callable[[ApiCall], "dict[str, Any] | PreEncoded"]
 
 
 @dataclass(frozen=True)

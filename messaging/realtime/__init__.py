@@ -1,0 +1,1 @@
+"""Realtime: boot (rtm.connect / rtm.start), tickets, and the websocket gateway."""

@@ -1,0 +1,67 @@
+"""Admission control for reconnect storms: boots and socket accepts at a bounded rate.
+
+A GCRA token bucket per key in Redis (one atomic script call): per team and overall
+for rtm.connect/rtm.start, overall for socket accepts. Beyond the rate the caller gets
+429 with a Retry-After that carries jitter, so a wave of clients does not come back
+as the same wave.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis import RedisError
+
+from teams.auth import Caller
+from teams.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] bucket; ARGV: now (s), emission interval (s), burst capacity.
+# Returns 0 when admitted, else the seconds until one more would be.
+_GCRA = """
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+tat = math.max(tat, now)
+local allow_at = tat - interval * burst
+if now < allow_at then return tostring(allow_at - now) end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'EX', math.ceil(interval * burst) + 1)
+return '0'
+"""
+
+
+def _wait_for(key: str, rate_per_sec: float, burst: int) -> float:
+    """Seconds to wait before `key` admits one more; 0 means admitted (and counted)."""
+    try:
+        connection = get_redis_connection("default")
+        return float(connection.eval(_GCRA, 1, key, time.time(), 1.0 / rate_per_sec, burst))
+    except RedisError as exc:  # admission fails open: an outage must not lock everyone out
+        logger.warning("admission not checked: %s", exc)
+        return 0.0
+
+
+def jittered_retry_after(wait: float) -> int:
+    """Whole seconds, at least 1, spread over up to twice the wait."""
+    return max(1, math.ceil(wait + random.uniform(0, max(wait, 1.0))))
+
+
+def admit_boot(caller: Caller) -> None:
+    for key, rate in (
+        (f"adm:boot:{caller.team_id}", settings.BOOT_RATE_PER_TEAM),
+        ("adm:boot:all", settings.BOOT_RATE_TOTAL),
+    ):
+        wait = _wait_for(key, rate, burst=max(1, int(rate)))
+        if wait > 0:
+            raise ApiError("ratelimited", status=429, retry_after=jittered_retry_after(wait))
+
+
+def admit_socket() -> float:
+    """0 when a new socket may be accepted now, else the seconds to tell it to wait."""
+    rate = settings.SOCKET_ACCEPT_RATE
+    return _wait_for("adm:socket:all", rate, burst=max(1, int(rate)))

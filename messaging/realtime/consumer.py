@@ -1,0 +1,265 @@
+"""The websocket gateway (Slack's RTM protocol) as a Channels consumer under daphne.
+
+A socket is admitted by a one-time ticket, says hello, joins its team's group, then
+replays the event log after its cursor and goes live. Every event, replayed or live,
+passes one ordering gate: delivered only when it is the next event id, so nothing is
+doubled; a gap waits briefly for a late publish, then is filled from the log, so
+nothing is lost even if Redis drops a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chatproject.dbrouter import on_shard
+from messaging.actions.posting import post_message
+from messaging.api.ratelimit import check_rate_limit
+from messaging.api.registry import REGISTRY
+from messaging.events import team_group
+from messaging.realtime import shutdown
+from messaging.realtime.admission import admit_socket, jittered_retry_after
+from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
+from messaging.realtime.tickets import Ticket, redeem_ticket
+from teams import ids
+from teams.auth import Caller
+from teams.directory import team_entry
+from teams.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
+TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
+CLOSE_BAD_TICKET = 4001
+CLOSE_RESYNC = 4002
+CLOSE_BUSY = 4029
+
+
+def _db(function: Any) -> Any:
+    # Not thread-sensitive: many sockets may read the log at once, each on a pool thread.
+    return sync_to_async(function, thread_sensitive=False)
+
+
+class RtmConsumer(AsyncWebsocketConsumer):
+    caller: Caller
+    viewer: Viewer
+    cursor: int
+
+    async def connect(self) -> None:
+        self.live = False
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.gap_timer: asyncio.Task[None] | None = None
+        self.delivery_lock = asyncio.Lock()
+        self.typing_sent: dict[int, float] = {}
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        wait = await _db(admit_socket)()
+        if wait > 0:
+            await self.accept()
+            await self.send_json(
+                {
+                    "type": "error",
+                    "error": {
+                        "code": "ratelimited",
+                        "msg": "too many new sockets",
+                        "retry_after": jittered_retry_after(wait),
+                    },
+                }
+            )
+            await self.close(code=CLOSE_BUSY)
+            return
+        ticket: Ticket | None = await _db(redeem_ticket)(query.get("ticket", [""])[0])
+        if ticket is None:
+            await self.close(code=CLOSE_BAD_TICKET)
+            return
+        team = await _db(team_entry)(ticket.team_id)
+        self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
+        self.cursor = _since(query, ticket.cursor)
+        await self.accept()
+        shutdown.register(self)
+        await self.send_json({"type": "hello"})
+        self.viewer = Viewer(ticket.member_id, await _db(member_channel_ids)(team.shard, ticket.member_id))
+        # Join before reading the log: whatever commits from now on also arrives live,
+        # and the ordering gate drops what the replay already delivered.
+        await self.channel_layer.group_add(team_group(team.id), self.channel_name)
+        try:
+            await self._replay()
+        except ResyncRequired:
+            await self._resync()
+            return
+        self.live = True
+
+    async def disconnect(self, code: int) -> None:
+        shutdown.unregister(self)
+        if self.gap_timer is not None:
+            self.gap_timer.cancel()
+        if hasattr(self, "caller"):
+            await self.channel_layer.group_discard(team_group(self.caller.team_id), self.channel_name)
+
+    # --- events from the team's log ------------------------------------------------------
+
+    async def _replay(self) -> None:
+        while True:
+            batch = await _db(read_events)(self.caller.shard, self.caller.team_id, self.cursor)
+            async with self.delivery_lock:
+                for message in batch:
+                    await self._accept_event(message)
+            if len(batch) < 1000:
+                return
+
+    async def team_event(self, message: dict[str, Any]) -> None:
+        """A live event from the channel layer (group `team.<id>`)."""
+        async with self.delivery_lock:
+            await self._accept_event(message)
+            if self.pending and self.gap_timer is None:
+                self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
+
+    async def _accept_event(self, message: dict[str, Any]) -> None:
+        if message["event_id"] > self.cursor:
+            self.pending[message["event_id"]] = message
+        while self.cursor + 1 in self.pending:
+            ready = self.pending.pop(self.cursor + 1)
+            self.cursor += 1
+            if self.viewer.may_see(ready):
+                await self.send_json({**ready["event"], "event_id": ready["event_id"]})
+
+    async def _fill_gap_later(self) -> None:
+        await asyncio.sleep(GAP_WAIT_SECS)
+        async with self.delivery_lock:
+            self.gap_timer = None
+            if not self.pending:
+                return
+            upto = min(self.pending) - 1
+            try:
+                missing = await _db(read_events)(self.caller.shard, self.caller.team_id, self.cursor, upto)
+            except ResyncRequired:
+                await self._resync()
+                return
+            for message in missing:
+                await self._accept_event(message)
+            if self.pending and self.cursor + 1 not in self.pending:
+                # The log has nothing between cursor and the next live event: it was pruned.
+                await self._resync()
+
+    async def _resync(self) -> None:
+        await self.send_json(
+            {
+                "type": "error",
+                "error": {"code": "resync_required", "msg": "cursor is older than the event log; boot again"},
+            }
+        )
+        await self.close(code=CLOSE_RESYNC)
+
+    # --- frames from the client ----------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = json.loads(text_data or "")
+        except json.JSONDecodeError:
+            await self.send_json(
+                {"type": "error", "error": {"code": "invalid_json", "msg": "frames are JSON"}}
+            )
+            return
+        if not isinstance(frame, dict):
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await self.send_json(
+                {
+                    **{k: v for k, v in frame.items() if k not in ("type", "id")},
+                    "type": "pong",
+                    "reply_to": frame.get("id"),
+                }
+            )
+        elif kind == "message":
+            await self.send_json(await _db(self._post)(frame))
+        elif kind == "typing":
+            await self._typing(frame)
+        elif frame.get("id") is not None:
+            await self.send_json(
+                {
+                    "ok": False,
+                    "reply_to": frame.get("id"),
+                    "error": {"code": "unknown_type", "msg": f"unsupported type {kind!r}"},
+                }
+            )
+
+    def _post(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """The same action chat.postMessage calls, answered in RTM's reply shape."""
+        reply_to = frame.get("id")
+        try:
+            check_rate_limit(self.caller, REGISTRY["chat.postMessage"])
+            text, channel = frame.get("text", ""), frame.get("channel")
+            if not isinstance(text, str) or not isinstance(channel, str):
+                raise ApiError("invalid_arguments", "channel and text are strings")
+            with on_shard(self.caller.shard):
+                posted = post_message(
+                    self.caller,
+                    channel,
+                    text=text,
+                    thread_ts=frame.get("thread_ts"),
+                    client_msg_id=frame.get("client_msg_id"),
+                )
+        except ApiError as exc:
+            return {
+                "ok": False,
+                "reply_to": reply_to,
+                "error": {"code": exc.code, "msg": exc.detail or exc.code},
+            }
+        return {
+            "ok": True,
+            "reply_to": reply_to,
+            "ts": ids.format_ts(posted.message.ts),
+            "text": posted.message.text,
+            "channel": posted.channel.slack_id,
+        }
+
+    async def _typing(self, frame: dict[str, Any]) -> None:
+        try:
+            channel_id = ids.decode(frame.get("channel"), ids.CHANNEL_PREFIXES)
+        except ids.BadId:
+            return
+        now = time.monotonic()
+        if (
+            channel_id not in self.viewer.channel_ids
+            or now - self.typing_sent.get(channel_id, 0) < TYPING_THROTTLE_SECS
+        ):
+            return
+        self.typing_sent[channel_id] = now
+        await self.channel_layer.group_send(
+            team_group(self.caller.team_id),
+            {
+                "type": "team.typing",
+                "channel_id": channel_id,
+                "channel": frame["channel"],
+                "user": self.caller.user_slack_id,
+            },
+        )
+
+    async def team_typing(self, message: dict[str, Any]) -> None:
+        """Typing is not logged: shown only live, to members of that conversation."""
+        if message["channel_id"] in self.viewer.channel_ids and message["user"] != self.caller.user_slack_id:
+            await self.send_json(
+                {"type": "user_typing", "channel": message["channel"], "user": message["user"]}
+            )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def say_goodbye(self) -> None:
+        """Sent when this server shuts down: the client should reconnect elsewhere."""
+        await self.send_json({"type": "goodbye", "source": "gateway_server"})
+        await self.close()
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content))
+
+
+def _since(query: dict[str, list[str]], default: int) -> int:
+    value = query.get("since", [""])[0]
+    return int(value) if value.isdigit() else default

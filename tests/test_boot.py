@@ -1,0 +1,103 @@
+"""rtm.start: the state of the world, consistent with its event cursor, cached per team."""
+
+import json
+from contextlib import ExitStack
+
+import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from teams.actions import create_member
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _start(api, token: str, **args) -> dict:
+    answer = api("rtm.start", token, **args)
+    assert answer["ok"], answer
+    return answer
+
+
+def test_rtm_start_shape(world: World, api) -> None:
+    alice, bob = world.acme["alice"].token, world.acme["bob"].token
+    general = world.acme.channels["general"]
+    posted = api("chat.postMessage", alice, channel=general, text=f"hi <@{world.acme['bob'].user_id}>")
+    dm = api("conversations.open", alice, users=world.acme["bob"].user_id)["channel"]["id"]
+    api("chat.postMessage", alice, channel=dm, text="psst")
+    boot = _start(api, bob)
+    assert boot["self"]["id"] == world.acme["bob"].user_id and boot["team"]["domain"] == "acme"
+    assert boot["url"].startswith("ws://testserver/rtm/?ticket=") and boot["event_cursor"] > 0
+    assert {u["name"] for u in boot["users"]} == {"alice", "bob", "carol", "chatbot"}
+    assert boot["bots"][0]["id"].startswith("B") and boot["emoji"] == {}
+    channels = {c["name"]: c for c in boot["channels"]}
+    assert set(channels) == {"general", "random"}
+    assert channels["general"]["is_member"] and not channels["random"]["is_member"]
+    assert channels["general"]["unread_count"] == 1 and channels["general"]["mention_count"] == 1
+    assert channels["general"]["latest"]["ts"] == posted["ts"]
+    assert [g["name"] for g in boot["groups"]] == ["secret"]
+    assert [i["id"] for i in boot["ims"]] == [dm] and boot["ims"][0]["unread_count"] == 1
+    assert boot["ims"][0]["mention_count"] == 1 and boot["ims"][0]["latest"]["text"] == "psst"
+    carol = _start(api, world.acme["carol"].token)
+    assert carol["groups"] == [] and carol["ims"] == []
+
+
+def test_no_latest_and_lean(world: World, api) -> None:
+    bob = world.acme["bob"].token
+    api("chat.postMessage", bob, channel=world.acme.channels["general"], text="x")
+    boot = _start(api, bob, no_latest=True, lean=True)
+    assert "latest" not in boot["channels"][0]
+    assert [u["id"] for u in boot["users"]] == [world.acme["bob"].user_id]
+    api("conversations.open", bob, users=world.acme["carol"].user_id)
+    lean = _start(api, bob, lean=True)
+    assert {u["id"] for u in lean["users"]} == {world.acme["bob"].user_id, world.acme["carol"].user_id}
+
+
+def test_cursor_is_the_last_event_the_state_includes(world: World, api) -> None:
+    alice = world.acme["alice"].token
+    api("conversations.create", alice, name="before-boot")
+    boot = _start(api, alice)
+    api("conversations.create", alice, name="after-boot")
+    from chatproject.dbrouter import on_shard
+    from messaging.models import Event
+
+    with on_shard("shard_0"):
+        later = list(Event.objects.filter(team_id=world.acme.team.id, event_id__gt=boot["event_cursor"]))
+    assert [e.payload["channel"]["name"] for e in later] == ["after-boot"]
+    assert "before-boot" in {c["name"] for c in boot["channels"]}
+
+
+def test_team_wide_part_is_cached_and_invalidated_by_events(world: World, api) -> None:
+    bob = world.acme["bob"].token
+    first = _start(api, bob)
+    again = _start(api, bob)
+    assert again["cache_version"] == first["cache_version"]
+    api("conversations.create", world.acme["alice"].token, name="brand-new")
+    after = _start(api, bob)
+    assert after["cache_version"] != first["cache_version"]
+    assert "brand-new" in {c["name"] for c in after["channels"]}
+    create_member(world.acme.team, "newbie@acme.test")
+    assert "newbie" in {u["name"] for u in _start(api, bob)["users"]}
+
+
+def _boot_queries(api, token: str) -> int:
+    with ExitStack() as stack:
+        captures = [stack.enter_context(CaptureQueriesContext(connections[a])) for a in connections]
+        _start(api, token)
+    return sum(len(c.captured_queries) for c in captures)
+
+
+def test_boot_queries_do_not_grow_with_team_size(world: World, api) -> None:
+    bob = world.acme["bob"].token
+    _start(api, bob)
+    small_cached = _boot_queries(api, bob)
+    for n in range(25):
+        create_member(world.acme.team, f"many{n}@acme.test")
+        api("conversations.create", world.acme["alice"].token, name=f"room-{n}")
+    api("auth.test", bob)
+    cold = _boot_queries(api, bob)  # the events above changed the team: cache rebuilt
+    cached = _boot_queries(api, bob)
+    assert cached == small_cached <= 8
+    assert cold <= cached + 5
+    body = json.dumps(_start(api, bob))
+    assert body.count('"name": "many') == 25

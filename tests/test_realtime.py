@@ -1,0 +1,213 @@
+"""The websocket gateway under real daphne processes, real Redis and PostgreSQL."""
+
+import threading
+import time
+
+import pytest
+from slack_sdk.errors import SlackApiError
+
+from tests.conftest import World
+from tests.rtm_client import RtmSocket, messages, web
+from tests.servers import running_daphne
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture(scope="module")
+def daphnes(django_db_setup, django_db_blocker):
+    """Two daphne processes sharing Redis and the databases, as behind a load balancer."""
+    with running_daphne() as first, running_daphne() as second:
+        yield first, second
+
+
+@pytest.fixture
+def server(daphnes):
+    return daphnes[0]
+
+
+def test_rtm_connect_gives_a_one_time_url(world: World, server) -> None:
+    answer = web(server, world.acme["bob"].token).rtm_connect()
+    assert answer["self"] == {"id": world.acme["bob"].user_id, "name": "bob"}
+    assert answer["team"]["id"] == world.acme.team.slack_id and answer["team"]["domain"] == "acme"
+    assert answer["url"].startswith(server.ws + "/rtm/?ticket=") and isinstance(answer["event_cursor"], int)
+    socket = RtmSocket(answer["url"])
+    assert socket.recv() == {"type": "hello"}
+    socket.close()
+    with pytest.raises(Exception):  # noqa: B017 - the handshake is refused; the library's error type varies
+        RtmSocket(answer["url"]).recv()
+
+
+def test_message_posted_through_the_api_arrives(world: World, server) -> None:
+    socket = RtmSocket.open(server, world.acme["bob"].token)
+    assert socket.recv()["type"] == "hello"
+    posted = web(server, world.acme["alice"].token).chat_postMessage(
+        channel=world.acme.channels["general"], text="live one"
+    )
+    frame = socket.until(lambda f: f.get("type") == "message")
+    assert frame["text"] == "live one" and frame["ts"] == posted["ts"]
+    assert frame["channel"] == world.acme.channels["general"] and frame["user"] == world.acme["alice"].user_id
+    assert isinstance(frame["event_id"], int)
+    socket.close()
+
+
+def test_private_and_dm_events_reach_only_members(world: World, server) -> None:
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    alice = web(server, world.acme["alice"].token)
+    alice.chat_postMessage(channel=world.acme.channels["secret"], text="secret plan")
+    dm = alice.conversations_open(users=world.acme["bob"].user_id)["channel"]["id"]
+    alice.chat_postMessage(channel=dm, text="just for bob")
+    alice.chat_postMessage(channel=world.acme.channels["general"], text="for everyone")
+    bob.until(lambda f: f.get("text") == "for everyone")
+    carol.until(lambda f: f.get("text") == "for everyone")
+    assert messages(bob.seen) == ["secret plan", "just for bob", "for everyone"]
+    assert messages(carol.seen) == ["for everyone"]
+    assert not any(f.get("type") == "im_created" for f in carol.seen)
+    assert any(f.get("type") == "im_created" for f in bob.seen)
+    bob.close()
+    carol.close()
+
+
+def test_events_between_boot_and_socket_arrive_exactly_once(world: World, server) -> None:
+    bob_web, alice_web = web(server, world.acme["bob"].token), web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    boot = bob_web.rtm_connect()
+    for n in range(10):
+        alice_web.chat_postMessage(channel=general, text=f"before {n}")
+
+    def keep_posting() -> None:
+        for n in range(30):
+            alice_web.chat_postMessage(channel=general, text=f"during {n}")
+
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    time.sleep(0.05)
+    socket = RtmSocket(boot["url"])  # connects while posts are landing
+    poster.join()
+    alice_web.chat_postMessage(channel=general, text="last")
+    socket.until(lambda f: f.get("text") == "last")
+    expected = [f"before {n}" for n in range(10)] + [f"during {n}" for n in range(30)] + ["last"]
+    assert messages(socket.seen) == expected
+    event_ids = [f["event_id"] for f in socket.seen if "event_id" in f]
+    assert event_ids == sorted(set(event_ids))
+    socket.close()
+
+
+def test_delivery_across_daphne_processes(world: World, daphnes) -> None:
+    first, second = daphnes
+    socket = RtmSocket.open(first, world.acme["bob"].token)
+    web(second, world.acme["alice"].token).chat_postMessage(
+        channel=world.acme.channels["general"], text="via two"
+    )
+    assert socket.until(lambda f: f.get("type") == "message")["text"] == "via two"
+    socket.close()
+
+
+def test_send_over_the_socket_is_the_same_post(world: World, server) -> None:
+    alice = RtmSocket.open(server, world.acme["alice"].token)
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    general = world.acme.channels["general"]
+    alice.send(
+        {
+            "id": 1,
+            "type": "message",
+            "channel": general,
+            "text": "over the socket",
+            "client_msg_id": "5f1c0ad8-0000-4000-8000-000000000001",
+        }
+    )
+    reply = alice.until(lambda f: f.get("reply_to") == 1)
+    assert reply["ok"] and reply["text"] == "over the socket"
+    alice.send(
+        {
+            "id": 2,
+            "type": "message",
+            "channel": general,
+            "text": "over the socket",
+            "client_msg_id": "5f1c0ad8-0000-4000-8000-000000000001",
+        }
+    )
+    assert alice.until(lambda f: f.get("reply_to") == 2)["ts"] == reply["ts"]  # idempotent
+    alice.send(
+        {"id": 3, "type": "message", "channel": world.acme.channels["random"] + "X", "text": "nowhere"}
+    )
+    error = alice.until(lambda f: f.get("reply_to") == 3)
+    assert error == {
+        "ok": False,
+        "reply_to": 3,
+        "error": {"code": "channel_not_found", "msg": "channel_not_found"},
+    }
+    bob.until(lambda f: f.get("text") == "over the socket")
+    history = web(server, world.acme["bob"].token).conversations_history(channel=general)["messages"]
+    assert [m["text"] for m in history] == ["over the socket"]
+    alice.send({"id": 4, "type": "ping", "time": 123})
+    assert alice.until(lambda f: f.get("type") == "pong") == {"type": "pong", "reply_to": 4, "time": 123}
+    alice.close()
+    bob.close()
+
+
+def test_typing_goes_to_members_of_that_conversation(world: World, server) -> None:
+    alice = RtmSocket.open(server, world.acme["alice"].token)
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    for socket in (alice, bob, carol):
+        socket.until(lambda f: f.get("type") == "hello")
+    alice.send({"type": "typing", "channel": world.acme.channels["secret"]})
+    alice.send({"type": "typing", "channel": world.acme.channels["secret"]})  # throttled
+    typing = bob.until(lambda f: f.get("type") == "user_typing")
+    assert typing == {
+        "type": "user_typing",
+        "channel": world.acme.channels["secret"],
+        "user": world.acme["alice"].user_id,
+    }
+    assert [f for f in bob.drain(0.5) if f.get("type") == "user_typing"] == []
+    assert [f for f in carol.drain(0.3) if f.get("type") == "user_typing"] == []
+    assert [f for f in alice.drain(0.3) if f.get("type") == "user_typing"] == []
+    for socket in (alice, bob, carol):
+        socket.close()
+
+
+def test_pruned_cursor_gets_resync_required(world: World, server) -> None:
+    from chatproject.dbrouter import on_shard
+    from messaging.models import Event
+
+    alice_web = web(server, world.acme["alice"].token)
+    boot = web(server, world.acme["bob"].token).rtm_connect()
+    for n in range(3):
+        alice_web.chat_postMessage(channel=world.acme.channels["general"], text=str(n))
+    with on_shard("shard_0"):
+        Event.objects.filter(team_id=world.acme.team.id, event_id__lte=boot["event_cursor"] + 1).delete()
+    socket = RtmSocket(boot["url"])
+    socket.until(lambda f: f.get("type") == "hello")
+    error = socket.until(lambda f: f.get("type") == "error")
+    assert error["error"]["code"] == "resync_required"
+    socket.recv(timeout=2)
+    assert socket.closed_code == 4002
+
+
+def test_bad_ticket_is_refused(server) -> None:
+    with pytest.raises(Exception):  # noqa: B017
+        RtmSocket(f"{server.ws}/rtm/?ticket=forged").recv()
+
+
+def test_goodbye_on_shutdown(world: World) -> None:
+    with running_daphne() as own:
+        socket = RtmSocket.open(own, world.acme["bob"].token)
+        socket.until(lambda f: f.get("type") == "hello")
+        own.process.terminate()
+        assert socket.until(lambda f: f.get("type") == "goodbye", timeout=10)["type"] == "goodbye"
+
+
+def test_rtm_connect_rate_is_bounded_per_team(world: World) -> None:
+    with running_daphne({"CHAT_BOOT_RATE_PER_TEAM": "2"}) as own:
+        client = web(own, world.acme["bob"].token)
+        statuses = []
+        for _ in range(6):
+            try:
+                client.rtm_connect()
+                statuses.append(200)
+            except SlackApiError as error:
+                statuses.append(error.response.status_code)
+                retry_after = int(error.response.headers["Retry-After"])
+                assert 1 <= retry_after <= 3
+        assert statuses[:2] == [200, 200] and 429 in statuses
