@@ -60,6 +60,10 @@ RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
 BOOT_RATE_PER_TEAM = float(os.environ.get("CHAT_BOOT_RATE_PER_TEAM", "200"))
 BOOT_RATE_TOTAL = float(os.environ.get("CHAT_BOOT_RATE_TOTAL", "1000"))
 SOCKET_ACCEPT_RATE = float(os.environ.get("CHAT_SOCKET_ACCEPT_RATE", "1000"))
+# Presence: away after this long without activity even with a socket open (Slack: 10 min);
+# changes are batched per socket for this long before being pushed.
+AUTO_AWAY_SECS = int(os.environ.get("CHAT_AUTO_AWAY_SECS", "600"))
+PRESENCE_BATCH_SECS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECS", "0.5"))
 
 
 def _database(url: str) -> dict:
@@ -172,6 +176,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},
+    "sweep-presence": {"task": "presence.sweep", "schedule": 30.0},
 }
 
 LOGGING = {

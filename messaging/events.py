@@ -122,12 +122,15 @@ def _serializer() -> Any:
     return get_channel_layer()
 
 
+def publish_to_group(group: str, message: dict[str, Any]) -> None:
+    """group_send from synchronous code: one PUBLISH in the pub/sub layer's own format."""
+    _redis().publish(f"{GROUP_PREFIX}__group__{group}", _serializer().serialize(message))
+
+
 def publish(event: AppendedEvent) -> None:
     """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has it)."""
-    layer = _serializer()
-    channel = f"{GROUP_PREFIX}__group__{team_group(event.team_id)}"
     try:
-        _redis().publish(channel, layer.serialize(event.as_layer_message()))
+        publish_to_group(team_group(event.team_id), event.as_layer_message())
     except redis.RedisError as exc:
         logger.warning("event %s of team %s not published: %s", event.event_id, event.team_id, exc)
 

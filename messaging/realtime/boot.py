@@ -36,6 +36,7 @@ BOOT_CACHE_SECS = 3600  # a stale version is never read; this only frees memory
 class BootOptions:
     no_latest: bool = False
     lean: bool = False  # only the people the caller's conversations name
+    batch_presence_aware: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,10 @@ def _self_json(member: Member) -> dict[str, Any]:
     }
 
 
-def rtm_connect(caller: Caller, base_ws_url: str) -> dict[str, Any]:
+def rtm_connect(caller: Caller, base_ws_url: str, options: BootOptions) -> dict[str, Any]:
     snapshot = read_cursor(caller.team_id)
     me = Member.objects.get(team_id=caller.team_id, id=caller.member_id)
-    ticket = issue_ticket(caller, snapshot.cursor)
+    ticket = issue_ticket(caller, snapshot.cursor, batch_presence_aware=options.batch_presence_aware)
     return {
         "url": socket_url(base_ws_url, ticket, snapshot.cursor),
         "self": {"id": me.slack_id, "name": me.name},
@@ -201,7 +202,7 @@ def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions) -> bytes:
         users_fragment = json.dumps(
             [u for u in json.loads(users_fragment) if ids.decode(u["id"], "U") in wanted]
         )
-    ticket = issue_ticket(caller, snapshot.cursor)
+    ticket = issue_ticket(caller, snapshot.cursor, batch_presence_aware=options.batch_presence_aware)
     head = {
         "ok": True,
         "url": socket_url(base_ws_url, ticket, snapshot.cursor),

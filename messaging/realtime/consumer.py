@@ -28,6 +28,7 @@ from messaging.realtime import shutdown
 from messaging.realtime.admission import admit_socket, jittered_retry_after
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
 from messaging.realtime.tickets import Ticket, redeem_ticket
+from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
 from teams.directory import team_entry
@@ -88,6 +89,15 @@ class RtmConsumer(AsyncWebsocketConsumer):
         # Join before reading the log: whatever commits from now on also arrives live,
         # and the ordering gate drops what the replay already delivered.
         await self.channel_layer.group_add(team_group(team.id), self.channel_name)
+        self.presence = PresenceLink(
+            self.channel_layer,
+            self.channel_name,
+            self.send_json,
+            team.id,
+            ticket.member_id,
+            ticket.batch_presence_aware,
+        )
+        await self.presence.start()
         try:
             await self._replay()
         except ResyncRequired:
@@ -99,6 +109,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         shutdown.unregister(self)
         if self.gap_timer is not None:
             self.gap_timer.cancel()
+        if hasattr(self, "presence"):
+            await self.presence.stop()
         if hasattr(self, "caller"):
             await self.channel_layer.group_discard(team_group(self.caller.team_id), self.channel_name)
 
@@ -169,6 +181,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             return
         kind = frame.get("type")
+        if kind != "ping":
+            await self.presence.activity()
         if kind == "ping":
             await self.send_json(
                 {
@@ -181,6 +195,10 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send_json(await _db(self._post)(frame))
         elif kind == "typing":
             await self._typing(frame)
+        elif kind == "presence_sub":
+            await self.presence.subscribe(frame.get("ids"))
+        elif kind == "presence_query":
+            await self.presence.query(frame.get("ids"))
         elif frame.get("id") is not None:
             await self.send_json(
                 {
@@ -248,6 +266,10 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send_json(
                 {"type": "user_typing", "channel": message["channel"], "user": message["user"]}
             )
+
+    async def presence_change(self, message: dict[str, Any]) -> None:
+        """A subscribed member's presence changed (group `presence.<team>.<member>`)."""
+        await self.presence.changed(message["user"], message["presence"])
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -25,15 +25,24 @@ class Ticket:
     kind: str
     token_id: int | None
     cursor: int
+    batch_presence_aware: bool = False
 
 
 def _key(text: str) -> str:
     return f"rtm:ticket:{text}"
 
 
-def issue_ticket(caller: Caller, cursor: int) -> str:
+def issue_ticket(caller: Caller, cursor: int, *, batch_presence_aware: bool = False) -> str:
     text = secrets.token_urlsafe(24)
-    ticket = Ticket(caller.team_id, caller.member_id, caller.bot_id, caller.kind, caller.token_id, cursor)
+    ticket = Ticket(
+        caller.team_id,
+        caller.member_id,
+        caller.bot_id,
+        caller.kind,
+        caller.token_id,
+        cursor,
+        batch_presence_aware,
+    )
     get_redis_connection("default").set(_key(text), json.dumps(asdict(ticket)), ex=TICKET_TTL_SECS)
     return text
 

@@ -18,7 +18,9 @@ class ConnectArgs(Args):
 def connect(call: ApiCall) -> dict[str, Any]:
     """A websocket URL (with a one-time ticket), self, team and the event cursor."""
     admit_boot(call.caller)
-    return rtm_connect(call.caller, call.ws_base_url)
+    return rtm_connect(
+        call.caller, call.ws_base_url, BootOptions(batch_presence_aware=call.args.batch_presence_aware)
+    )
 
 
 class StartArgs(ConnectArgs):
@@ -33,5 +35,8 @@ class StartArgs(ConnectArgs):
 def start(call: ApiCall) -> PreEncoded:
     """The state of the world the caller can see, consistent with the event cursor it returns."""
     admit_boot(call.caller)
-    options = BootOptions(no_latest=call.args.no_latest, lean=call.args.lean)
+    args = call.args
+    options = BootOptions(
+        no_latest=args.no_latest, lean=args.lean, batch_presence_aware=args.batch_presence_aware
+    )
     return PreEncoded(rtm_start(call.caller, call.ws_base_url, options))

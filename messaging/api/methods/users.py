@@ -1,4 +1,4 @@
-"""users.list, users.info, users.profile.get, users.lookupByEmail."""
+"""users.list, users.info, users.profile.get, users.lookupByEmail, users.getPresence/setPresence."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from messaging.api.pages import clamp_limit, decode_cursor, page_metadata
 from messaging.api.registry import ApiCall, Args, PageArgs, api_method
 from messaging.queries import member
+from presence import state as presence_state
 from teams.errors import ApiError
 from teams.models import Member
 from teams.shapes import member_json
@@ -70,3 +71,40 @@ def users_lookup_by_email(call: ApiCall) -> dict[str, Any]:
     if found is None:
         raise ApiError("users_not_found")
     return {"user": member_json(found, caller.team.slack_id)}
+
+
+class GetPresenceArgs(Args):
+    user: str = ""
+
+
+@api_method("users.getPresence", GetPresenceArgs, tier=3)
+def users_get_presence(call: ApiCall) -> dict[str, Any]:
+    """A member's presence (with connection details when asking about yourself)."""
+    caller = call.caller
+    found = member(caller, call.args.user or caller.user_slack_id)
+    state = presence_state.lookup(caller.team_id, found.id)
+    result: dict[str, Any] = {"presence": state.presence}
+    if found.id == caller.member_id:
+        result.update(
+            online=state.connection_count > 0,
+            auto_away=state.presence == presence_state.AWAY
+            and not state.manual_away
+            and state.connection_count > 0,
+            manual_away=state.manual_away,
+            connection_count=state.connection_count,
+            last_activity=state.last_activity,
+        )
+    return result
+
+
+class SetPresenceArgs(Args):
+    presence: str
+
+
+@api_method("users.setPresence", SetPresenceArgs, tier=2, errors={"presence": "invalid_presence"})
+def users_set_presence(call: ApiCall) -> dict[str, Any]:
+    """Choose to be away, or back to automatic presence."""
+    if call.args.presence not in ("auto", "away"):
+        raise ApiError("invalid_presence")
+    presence_state.set_manual_presence(call.caller.team_id, call.caller.member_id, call.args.presence)
+    return {}

@@ -1,0 +1,130 @@
+"""One socket's part in presence: its heartbeat, its subscriptions, its batched pushes.
+
+A socket hears presence only for the members it subscribed to (`presence_sub`), through
+one channel-layer group per member, so the cost of a change grows with the number of
+subscribers, not with the team. Changes are batched for PRESENCE_BATCH_SECS and pushed
+as one `presence_change` per state listing every user (`batch_presence_aware`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from presence import state
+from teams import ids
+
+MAX_SUBSCRIPTIONS = 500  # one socket's presence_sub list; a client wanting more should page
+
+
+def _run(function: Any) -> Any:
+    return sync_to_async(function, thread_sensitive=False)
+
+
+class PresenceLink:
+    def __init__(
+        self,
+        channel_layer: Any,
+        channel_name: str,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        team_id: int,
+        member_id: int,
+        batch_aware: bool,
+    ) -> None:
+        self.layer = channel_layer
+        self.channel_name = channel_name
+        self.send = send
+        self.team_id = team_id
+        self.member_id = member_id
+        self.batch_aware = batch_aware
+        self.subscribed: set[int] = set()
+        self.batch: dict[str, str] = {}
+        self.flush_task: asyncio.Task[None] | None = None
+        self.heartbeat_task: asyncio.Task[None] | None = None
+        self.activity_written = 0.0
+
+    async def start(self) -> None:
+        await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=True)
+        self.activity_written = time.monotonic()
+        self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def stop(self) -> None:
+        for task in (self.heartbeat_task, self.flush_task):
+            if task is not None:
+                task.cancel()
+        for member_id in self.subscribed:
+            await self.layer.group_discard(state.presence_group(self.team_id, member_id), self.channel_name)
+        await _run(state.socket_gone)(self.team_id, self.member_id, self.channel_name)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(state.HEARTBEAT_SECS)
+            with contextlib.suppress(Exception):  # Redis may be briefly away; the next beat retries
+                await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=False)
+
+    async def activity(self) -> None:
+        """The person did something on this socket: they are not idle."""
+        now = time.monotonic()
+        if now - self.activity_written >= state.ACTIVITY_WRITE_SECS:
+            self.activity_written = now
+            await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=True)
+
+    def _member_ids(self, refs: object) -> list[int]:
+        found = []
+        for ref in refs if isinstance(refs, list) else []:
+            try:
+                found.append(ids.decode(ref, ids.USER_PREFIXES))
+            except ids.BadId:
+                continue
+        return list(dict.fromkeys(found))[:MAX_SUBSCRIPTIONS]
+
+    async def subscribe(self, refs: object) -> None:
+        """presence_sub: replace the subscription list, then tell the current state of new ones."""
+        wanted = set(self._member_ids(refs))
+        for member_id in self.subscribed - wanted:
+            await self.layer.group_discard(state.presence_group(self.team_id, member_id), self.channel_name)
+        added = wanted - self.subscribed
+        for member_id in added:
+            await self.layer.group_add(state.presence_group(self.team_id, member_id), self.channel_name)
+        self.subscribed = wanted
+        await self._tell_current(sorted(added))
+
+    async def query(self, refs: object) -> None:
+        """presence_query: the current state of these members, pushed as presence_change."""
+        await self._tell_current(self._member_ids(refs))
+
+    async def _tell_current(self, member_ids: list[int]) -> None:
+        if member_ids:
+            states = await _run(state.current)(self.team_id, member_ids)
+            for member_id, presence in states.items():
+                self.batch[ids.encode(ids.USER, member_id)] = presence
+            await self.flush()
+
+    async def changed(self, user: str, presence: str) -> None:
+        """A subscribed member's presence changed (from the channel layer)."""
+        self.batch[user] = presence
+        if self.flush_task is None:
+            self.flush_task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(settings.PRESENCE_BATCH_SECS)
+        self.flush_task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.batch = self.batch, {}
+        by_state: dict[str, list[str]] = {}
+        for user, presence in batch.items():
+            by_state.setdefault(presence, []).append(user)
+        for presence, users in by_state.items():
+            if self.batch_aware:
+                await self.send({"type": "presence_change", "users": users, "presence": presence})
+            else:
+                for user in users:
+                    await self.send({"type": "presence_change", "user": user, "presence": presence})

@@ -1,0 +1,158 @@
+"""Presence in Redis: who is active, shared by every daphne process.
+
+A member is active while at least one of their sockets has a live heartbeat, they have
+been active recently, and they have not chosen to be away. Each socket keeps a score
+(its expiry) in a per-member sorted set, so a socket whose process died simply expires.
+One atomic script recomputes a member's state and says whether it changed, so a change
+is announced once however many processes notice it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis import RedisError
+
+from messaging.events import publish_to_group
+from teams import ids
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECS = 30  # each socket refreshes its entry this often
+SOCKET_TTL_SECS = 90  # 3 missed heartbeats and a socket no longer counts
+ACTIVITY_WRITE_SECS = 30  # record activity at most this often per socket
+
+ACTIVE, AWAY = "active", "away"
+
+# KEYS: sockets zset, manual-away flag, last-activity, state hash, online-teams set
+# ARGV: now, member id, auto-away seconds, team id
+_RECOMPUTE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local sockets = redis.call('ZCARD', KEYS[1])
+local manual = redis.call('EXISTS', KEYS[2])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local state = 'away'
+if sockets > 0 and manual == 0 and (tonumber(ARGV[1]) - last) < tonumber(ARGV[3]) then state = 'active' end
+local old = redis.call('HGET', KEYS[4], ARGV[2]) or 'away'
+if state == 'active' then
+  redis.call('HSET', KEYS[4], ARGV[2], state)
+  redis.call('SADD', KEYS[5], ARGV[4])
+else
+  redis.call('HDEL', KEYS[4], ARGV[2])
+end
+return {state, old ~= state and 1 or 0, sockets, manual, last}
+"""
+
+
+@dataclass(frozen=True)
+class Presence:
+    member_id: int
+    presence: str
+    changed: bool
+    connection_count: int
+    manual_away: bool
+    last_activity: int
+
+    @property
+    def user(self) -> str:
+        return ids.encode(ids.USER, self.member_id)
+
+
+def presence_group(team_id: int, member_id: int) -> str:
+    """The channel-layer group of sockets subscribed to one member's presence."""
+    return f"presence.{team_id}.{member_id}"
+
+
+def _keys(team_id: int, member_id: int) -> list[str]:
+    base = f"pres:{team_id}:{member_id}"
+    return [f"{base}:sockets", f"{base}:manual", f"{base}:activity", f"pres:{team_id}:active", "pres:teams"]
+
+
+def _recompute(team_id: int, member_id: int) -> Presence:
+    state, changed, sockets, manual, last = get_redis_connection("default").eval(
+        _RECOMPUTE, 5, *_keys(team_id, member_id), time.time(), member_id, settings.AUTO_AWAY_SECS, team_id
+    )
+    presence = Presence(
+        member_id,
+        state.decode() if isinstance(state, bytes) else state,
+        bool(changed),
+        int(sockets),
+        bool(manual),
+        int(float(last)),
+    )
+    if presence.changed:
+        announce(team_id, presence)
+    return presence
+
+
+def announce(team_id: int, presence: Presence) -> None:
+    try:
+        publish_to_group(
+            presence_group(team_id, presence.member_id),
+            {"type": "presence.change", "user": presence.user, "presence": presence.presence},
+        )
+    except RedisError as exc:
+        logger.warning("presence of %s not announced: %s", presence.user, exc)
+
+
+def socket_seen(team_id: int, member_id: int, socket_id: str, *, active: bool) -> Presence:
+    """A socket connected or sent its heartbeat (`active`: the person did something)."""
+    redis = get_redis_connection("default")
+    sockets_key, _, activity_key, _, _ = _keys(team_id, member_id)
+    now = time.time()
+    pipe = redis.pipeline()
+    pipe.zadd(sockets_key, {socket_id: now + SOCKET_TTL_SECS})
+    pipe.expire(sockets_key, SOCKET_TTL_SECS)
+    if active:
+        pipe.set(activity_key, now, ex=settings.AUTO_AWAY_SECS * 2)
+    pipe.execute()
+    return _recompute(team_id, member_id)
+
+
+def socket_gone(team_id: int, member_id: int, socket_id: str) -> Presence:
+    get_redis_connection("default").zrem(_keys(team_id, member_id)[0], socket_id)
+    return _recompute(team_id, member_id)
+
+
+def set_manual_presence(team_id: int, member_id: int, presence: str) -> Presence:
+    """users.setPresence: "away" until set back to "auto"."""
+    manual_key = _keys(team_id, member_id)[1]
+    redis = get_redis_connection("default")
+    if presence == AWAY:
+        redis.set(manual_key, 1)
+    else:
+        redis.delete(manual_key)
+    return _recompute(team_id, member_id)
+
+
+def current(team_id: int, member_ids: list[int]) -> dict[int, str]:
+    """Presence of several members as last computed, in one round trip."""
+    if not member_ids:
+        return {}
+    states = get_redis_connection("default").hmget(f"pres:{team_id}:active", member_ids)
+    return {m: ACTIVE if s else AWAY for m, s in zip(member_ids, states, strict=True)}
+
+
+def lookup(team_id: int, member_id: int) -> Presence:
+    """users.getPresence: recomputed now, so expiry and auto-away are never stale."""
+    return _recompute(team_id, member_id)
+
+
+def sweep() -> int:
+    """Recompute everyone marked active (expired sockets, auto-away); returns changes.
+
+    Run periodically (Celery beat): it is what notices a socket whose process died.
+    """
+    redis = get_redis_connection("default")
+    changes = 0
+    for raw_team in redis.smembers("pres:teams"):
+        team_id = int(raw_team)
+        active = [int(m) for m in redis.hkeys(f"pres:{team_id}:active")]
+        if not active:
+            redis.srem("pres:teams", team_id)
+        changes += sum(_recompute(team_id, member_id).changed for member_id in active)
+    return changes

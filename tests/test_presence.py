@@ -1,0 +1,105 @@
+"""Presence and its fan-out: pushed only to subscribers, batched, across processes."""
+
+import time
+
+import pytest
+from django.test import override_settings
+
+from presence import state
+from tests.conftest import World, member_pk
+from tests.rtm_client import RtmSocket, web
+from tests.servers import running_daphne
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture(scope="module")
+def daphnes(django_db_setup, django_db_blocker):
+    with running_daphne() as first, running_daphne() as second:
+        yield first, second
+
+
+def _open(server, token: str, **options) -> RtmSocket:
+    socket = RtmSocket(web(server, token).rtm_connect(**options)["url"])
+    socket.until(lambda f: f.get("type") == "hello")
+    return socket
+
+
+def _presence_frames(socket: RtmSocket, quiet: float = 1.0) -> list[dict]:
+    return [f for f in socket.drain(quiet) if f.get("type") == "presence_change"]
+
+
+def test_presence_goes_only_to_subscribers_and_follows_tabs(world: World, daphnes) -> None:
+    first, second = daphnes
+    alice = world.acme["alice"]
+    carol = _open(first, world.acme["carol"].token)
+    bob = _open(first, world.acme["bob"].token)
+    carol.send({"type": "presence_sub", "ids": [alice.user_id]})
+    assert carol.until(lambda f: f.get("type") == "presence_change") == {
+        "type": "presence_change",
+        "user": alice.user_id,
+        "presence": "away",
+    }
+    tab_one = _open(second, alice.token)  # another daphne process
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    tab_two = _open(first, alice.token)
+    tab_one.close()
+    assert _presence_frames(carol) == []  # one tab is still open: still active
+    tab_two.close()
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "away"
+    assert [f for f in bob.seen if f.get("type") == "presence_change"] == []
+    assert _presence_frames(bob, 0.3) == []
+    carol.close()
+    bob.close()
+
+
+def test_batched_presence_lists_users(world: World, daphnes) -> None:
+    first, _ = daphnes
+    carol = _open(first, world.acme["carol"].token, batch_presence_aware=True)
+    ids = [world.acme["alice"].user_id, world.acme["bob"].user_id]
+    carol.send({"type": "presence_sub", "ids": ids})
+    initial = carol.until(lambda f: f.get("type") == "presence_change")
+    assert initial == {"type": "presence_change", "users": ids, "presence": "away"}
+    alice, bob = _open(first, world.acme["alice"].token), _open(first, world.acme["bob"].token)
+    batched = carol.until(lambda f: f.get("type") == "presence_change")
+    assert batched["presence"] == "active" and sorted(batched["users"]) == sorted(ids)
+    carol.send({"type": "presence_query", "ids": [world.acme["alice"].user_id]})
+    assert carol.until(lambda f: f.get("type") == "presence_change")["users"] == [world.acme["alice"].user_id]
+    for socket in (carol, alice, bob):
+        socket.close()
+
+
+def test_set_and_get_presence(world: World, daphnes) -> None:
+    first, _ = daphnes
+    alice_web = web(first, world.acme["alice"].token)
+    carol = _open(first, world.acme["carol"].token)
+    alice = _open(first, world.acme["alice"].token)
+    carol.send({"type": "presence_sub", "ids": [world.acme["alice"].user_id]})
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    mine = alice_web.users_getPresence(user=world.acme["alice"].user_id)
+    assert mine["presence"] == "active" and mine["online"] and mine["connection_count"] == 1
+    alice_web.users_setPresence(presence="away")
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "away"
+    assert alice_web.users_getPresence(user=world.acme["alice"].user_id)["manual_away"] is True
+    other = web(first, world.acme["carol"].token).users_getPresence(user=world.acme["alice"].user_id)
+    assert other.data == {"ok": True, "presence": "away"}
+    alice_web.users_setPresence(presence="auto")
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    carol.close()
+    alice.close()
+
+
+def test_dead_sockets_expire_and_idle_members_go_away(world: World) -> None:
+    """The sweep notices what no socket reported: a vanished process, an idle person."""
+    from django_redis import get_redis_connection
+
+    team_id, alice = world.acme.team.id, member_pk(world.acme["alice"].user_id)
+    bob = member_pk(world.acme["bob"].user_id)
+    assert state.socket_seen(team_id, alice, "socket-of-a-dead-process", active=True).changed
+    assert state.socket_seen(team_id, bob, "idle-socket", active=True).presence == "active"
+    redis = get_redis_connection("default")
+    redis.zadd(f"pres:{team_id}:{alice}:sockets", {"socket-of-a-dead-process": time.time() - 1})
+    with override_settings(AUTO_AWAY_SECS=600):
+        redis.set(f"pres:{team_id}:{bob}:activity", time.time() - 601)
+        assert state.sweep() >= 2
+    assert state.current(team_id, [alice, bob]) == {alice: "away", bob: "away"}
