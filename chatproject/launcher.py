@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,27 +44,28 @@ def manage(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
 
 
+def _listening_socket(port: int) -> socket.socket:
+    """One listening socket shared by every daphne process; the kernel spreads accepts."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1024)
+    listener.set_inheritable(True)
+    return listener
+
+
 def serve(settings: ModuleType) -> int:
     manage("migrate_all")
     manage("seed_demo")
     python = sys.executable
+    listener = _listening_socket(settings.PORT)
+    fd = listener.fileno()
+    daphne = [python, "-m", "daphne", "--fd", str(fd), "--access-log", str(settings.DATA_DIR / "access.log")]
+    celery = [python, "-m", "celery", "-A", "chatproject"]
     commands = {
-        "daphne": [
-            python,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(settings.PORT),
-            "chatproject.asgi:application",
-        ],
+        **{f"daphne-{n}": [*daphne, "chatproject.asgi:application"] for n in range(settings.WEB_PROCESSES)},
         "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "chatproject",
+            *celery,
             "worker",
             "-Q",
             "default,unfurl,search,io",
@@ -72,20 +74,10 @@ def serve(settings: ModuleType) -> int:
             "--loglevel",
             "INFO",
         ],
-        "beat": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "chatproject",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "-s",
-            str(settings.DATA_DIR / "celerybeat-schedule"),
-        ],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "-s", str(settings.DATA_DIR / "celerybeat-schedule")],
     }
-    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
+    children = {name: subprocess.Popen(cmd, cwd=ROOT, pass_fds=(fd,)) for name, cmd in commands.items()}
+    listener.close()  # the daphne processes hold it now
     print(f"Serving on http://127.0.0.1:{settings.PORT}/  (Ctrl-C stops everything)", flush=True)
     stopping = False
 

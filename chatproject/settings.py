@@ -23,6 +23,8 @@ def _env_bool(name: str, default: bool) -> bool:
 
 DATA_DIR = Path(os.environ.get("CHAT_DATA_DIR", BASE_DIR / "var")).resolve()
 PORT = int(os.environ.get("CHAT_PORT", "8000"))
+# daphne processes sharing the port (one Python process uses one core at most).
+WEB_PROCESSES = int(os.environ.get("CHAT_WEB_PROCESSES", str(os.cpu_count() or 1)))
 DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -66,10 +68,17 @@ AUTO_AWAY_SECS = int(os.environ.get("CHAT_AUTO_AWAY_SECS", "600"))
 PRESENCE_BATCH_SECS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECS", "0.5"))
 
 
+DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
+
+
 def _database(url: str) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+    # Under ASGI every request runs on a new thread, so Django's per-thread persistent
+    # connections would open a connection per request; a process-wide pool reuses them.
+    config = dj_database_url.parse(url, conn_max_age=0)
+    options = config.setdefault("OPTIONS", {})
+    options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 5}
     # Fail fast when a shard's server is gone instead of hanging a worker.
-    config.setdefault("OPTIONS", {})["connect_timeout"] = 3
+    options["connect_timeout"] = 3
     return config
 
 

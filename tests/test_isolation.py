@@ -13,6 +13,7 @@ CROSS_TEAM_CALLS = [
     ("users.info", {"user": "{acme_user}"}, "user_not_found"),
     ("users.profile.get", {"user": "{acme_user}"}, "user_not_found"),
     ("users.lookupByEmail", {"email": "alice@acme.test"}, "users_not_found"),
+    ("users.getPresence", {"user": "{acme_user}"}, "user_not_found"),
     ("conversations.info", {"channel": "{acme_general}"}, "channel_not_found"),
     ("conversations.history", {"channel": "{acme_general}"}, "channel_not_found"),
     ("conversations.replies", {"channel": "{acme_general}", "ts": "{acme_ts}"}, "channel_not_found"),

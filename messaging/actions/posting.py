@@ -143,14 +143,14 @@ def post_message(
         from messaging.actions.channels import open_dm
 
         channel_ref = open_dm(caller, [channel_ref])[0].slack_id
-    access = conversation(caller, channel_ref)
-    channel = access.channel
-    if channel.is_archived:
-        raise ApiError("is_archived")
-    if not access.is_member:
-        raise ApiError("not_in_channel")
     try:
         with transaction.atomic(using=current_shard()):
+            access = conversation(caller, channel_ref)
+            channel = access.channel
+            if channel.is_archived:
+                raise ApiError("is_archived")
+            if not access.is_member:
+                raise ApiError("not_in_channel")
             message = insert_message(
                 caller,
                 channel,
