@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand against a running `./run`; each script prints its figures."""

@@ -1,0 +1,689 @@
+"""chat.postMessage under load: posts/s, latency, and SQL queries per post.
+
+Run it on the machine that runs `./run`, with the same CHAT_DATA_DIR (it reads the
+database URLs from there and finds the server's processes to sample their CPU):
+
+    CHAT_RATE_LIMITS=0 ./run                                   # terminal 1
+    CHAT_DATA_DIR=./var .venv/bin/python bench/post_path.py    # terminal 2
+
+It creates a fresh team (an owner and --clients members, one token each), one hot
+channel and --channels more, all members in all of them. Then, for each of {one hot
+channel, --channels channels}:
+
+  paced  open loop: --rate posts/s in total from --clients keep-alive connections,
+         each post due at a fixed time; latency counts from when a post was due, so a
+         server that falls behind cannot hide it by slowing the client down.
+  max    closed loop: every client posts back to back; posts/s is the throughput.
+
+A --rate above what the server sustains shows queueing, not service time: add a run at
+a lower --rate (say 30) to see the latency of an unsaturated server.
+
+and, in this process through django.test.Client, how many SQL queries one post and one
+thread reply cost on each database (`default` is the control DB, `shard_*` the shards).
+
+Start the server with CHAT_RATE_LIMITS=0 for the max phase: with limits on,
+chat.postMessage allows 1200/min per token, which the paced phase stays under (100/s
+over 8 tokens is 750/min each) but the max phase exceeds (429s are counted as errors).
+The client shares the cores with the server; its own CPU is printed beside the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import itertools
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HTTP_TIMEOUT_SECS = 10.0  # a post slower than this is an error; also bounds every wait
+MANAGE_TIMEOUT_SECS = 120.0
+SETUP_DEADLINE_SECS = 300.0  # setup waits out rate limits (one-minute windows) at most this long
+STATS_SETTLE_SECS = 1.1  # PostgreSQL backends flush their statistics at most once a second
+START_DELAY_SECS = 0.2  # lets every client thread reach its first sleep before the clock starts
+WARMUP_POSTS = 3  # per client before each phase: opens the connection, warms the server's caches
+TEXT = "bench: the quick brown fox jumps over the lazy dog"
+
+
+# ---------------------------------------------------------------------------- HTTP client
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    retry_after: float | None
+
+
+class ApiClient:
+    """One keep-alive HTTP/1.1 connection to the Web API, calling with one token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/") + "/api/"
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.connection: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, body: dict[str, Any]) -> Reply:
+        payload = json.dumps(body).encode()
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_SECS)
+            try:
+                self.connection.request("POST", self.prefix + method, payload, self.headers)
+                response = self.connection.getresponse()
+                data = response.read()
+            except ConnectionError:
+                # The server closed an idle keep-alive connection: retry once on a new one.
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                self.close()
+                raise
+            retry_after = response.getheader("Retry-After")
+            return Reply(response.status, json.loads(data) if data else {}, float(retry_after or 0) or None)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def post(client: ApiClient, channel: str, n: int) -> str | None:
+    """One chat.postMessage; None when it succeeded, else the error."""
+    try:
+        reply = client.call("chat.postMessage", {"channel": channel, "text": f"{TEXT} #{n}"})
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return type(exc).__name__
+    if reply.status == 200 and reply.body.get("ok"):
+        return None
+    return str(reply.body.get("error") or f"http_{reply.status}")
+
+
+# ---------------------------------------------------------------------------- setup
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class World:
+    domain: str
+    owner: Account
+    members: list[Account]
+    hot: str
+    channels: list[str]
+
+
+def manage(*args: str) -> dict[str, Any]:
+    """Run a management command with --json against the same servers; return its JSON."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args, "--json"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=MANAGE_TIMEOUT_SECS,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"manage.py {args[0]} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def setup_call(client: ApiClient, method: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """A setup call that must succeed; a rate-limited one waits for its window."""
+    while True:
+        reply = client.call(method, body)
+        wait = min(reply.retry_after or 1.0, 65.0)
+        if reply.status == 429 and time.monotonic() + wait < deadline:
+            time.sleep(wait)
+            continue
+        if not reply.body.get("ok"):
+            raise SystemExit(f"{method} {body} failed: HTTP {reply.status} {reply.body}")
+        return reply.body
+
+
+def create_world(base_url: str, clients: int, channel_count: int) -> World:
+    deadline = time.monotonic() + SETUP_DEADLINE_SECS
+    domain = f"bench-{secrets.token_hex(4)}"
+    team = manage(
+        "create_team", "--domain", domain, "--name", "Bench", "--owner-email", f"owner@{domain}.test"
+    )
+    owner = Account(team["owner"]["user_id"], team["owner"]["token"])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        made = pool.map(
+            lambda i: manage("create_member", "--team", domain, "--email", f"member{i}@{domain}.test"),
+            range(clients),
+        )
+        members = [Account(m["user_id"], m["token"]) for m in made]
+
+    # conversations.create allows 100/min per token (tier 2), so the channels are made
+    # by everyone in turn rather than all by the owner; each maker invites the rest.
+    makers = [owner, *members]
+    names = ["hot", *(f"ch-{i:03d}" for i in range(channel_count))]
+    ids: dict[str, str] = {}
+
+    def make(maker: Account) -> None:
+        client = ApiClient(base_url, maker.token)
+        invitees = ",".join(m.user_id for m in members if m != maker)
+        try:
+            for name in names[makers.index(maker) :: len(makers)]:
+                created = setup_call(client, "conversations.create", {"name": name}, deadline)
+                ids[name] = created["channel"]["id"]
+                if invitees:
+                    setup_call(
+                        client, "conversations.invite", {"channel": ids[name], "users": invitees}, deadline
+                    )
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=len(makers)) as pool:
+        list(pool.map(make, makers))
+    return World(domain, owner, members, ids["hot"], [ids[n] for n in names[1:]])
+
+
+# ---------------------------------------------------------------------------- server processes
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    with contextlib.suppress(psutil.Error):
+        return process.cmdline()
+    return []
+
+
+def _port_arg(cmdline: list[str]) -> str | None:
+    for flag in ("-p", "--port"):
+        if flag in cmdline[:-1]:
+            return cmdline[cmdline.index(flag) + 1]
+    return None
+
+
+def _listens_on(process: psutil.Process, port: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(
+            c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+            for c in process.net_connections("tcp")
+        )
+    return False
+
+
+class ServerProbe:
+    """CPU time of the server's processes (daphne, Celery, PostgreSQL, Redis) on this machine.
+
+    A group's CPU is its root's own time, plus what its exited children used (the
+    kernel adds that to the root once it reaps them), plus its live descendants': so
+    short-lived PostgreSQL backends are counted too.
+    """
+
+    def __init__(self, http_port: int, db_ports: set[int], redis_port: int | None) -> None:
+        self.groups: dict[str, list[psutil.Process]] = {
+            g: [] for g in ("daphne", "celery", "postgres", "redis")
+        }
+        for process in psutil.process_iter():
+            cmdline = _cmdline(process)
+            text = " ".join(cmdline)
+            if "daphne" in text and _port_arg(cmdline) == str(http_port):
+                self.groups["daphne"].append(process)
+                with contextlib.suppress(psutil.Error):
+                    launcher = process.parent()
+                    siblings = launcher.children() if launcher and launcher.pid != 1 else []
+                    self.groups["celery"] += [p for p in siblings if "celery" in " ".join(_cmdline(p))]
+            elif (
+                cmdline
+                and cmdline[0].endswith("postgres")
+                and ((port := _port_arg(cmdline)) and int(port) in db_ports)
+            ):
+                self.groups["postgres"].append(process)
+            elif redis_port and "redis-server" in text and f":{redis_port}" in text:
+                self.groups["redis"].append(process)
+        if not self.groups["postgres"]:
+            # A postgres started without -p (a packaged server): find who listens on the port.
+            for process in psutil.process_iter(["name"]):
+                if process.info["name"] == "postgres" and any(_listens_on(process, p) for p in db_ports):
+                    self.groups["postgres"].append(process)
+
+    def found(self) -> list[str]:
+        return [name for name, roots in self.groups.items() if roots]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for name, roots in self.groups.items():
+            total = 0.0
+            for root in roots:
+                with contextlib.suppress(psutil.Error):
+                    times = root.cpu_times()
+                    total += times.user + times.system + times.children_user + times.children_system
+                    for child in root.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            times = child.cpu_times()
+                            total += times.user + times.system
+            if roots:
+                totals[name] = total
+        machine = psutil.cpu_times()
+        totals["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return totals
+
+
+def db_counters() -> dict[str, tuple[int, int]]:
+    """(sessions opened, transactions committed) so far on each database, from pg_stat_database."""
+    from django.db import connections
+
+    counters = {}
+    for alias in connections:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+            sessions, commits = cursor.fetchone()
+        counters[alias] = (int(sessions), int(commits))
+    return counters
+
+
+# ---------------------------------------------------------------------------- load phases
+
+
+@dataclass(frozen=True)
+class Sample:
+    due: float  # when the post was due (paced) or sent (max)
+    sent: float
+    done: float
+    error: str | None
+
+
+@dataclass
+class PhaseResult:
+    label: str
+    paced: bool
+    samples: list[Sample]
+    start: float
+    skipped: int  # paced posts never sent because the client was still waiting for earlier ones
+    cpu_pct: dict[str, float] = field(default_factory=dict)  # 100 = one core
+    db_per_post: dict[str, tuple[float, float]] = field(default_factory=dict)  # sessions, commits
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.error is None]
+
+    @property
+    def posts_per_sec(self) -> float:
+        ok = self.ok
+        return len(ok) / (max(s.done for s in ok) - self.start) if ok else 0.0
+
+    def latency_ms(self, quantile: float) -> float:
+        values = sorted((s.done - s.due) * 1000 for s in self.ok)
+        return percentile(values, quantile)
+
+    def send_lag_ms(self, quantile: float) -> float:
+        return percentile(sorted((s.sent - s.due) * 1000 for s in self.samples), quantile)
+
+    @property
+    def errors(self) -> Counter[str]:
+        counts = Counter(s.error for s in self.samples if s.error is not None)
+        if self.skipped:
+            counts["not_sent_client_behind"] = self.skipped
+        return counts
+
+
+def percentile(sorted_values: list[float], quantile: float) -> float:
+    """Nearest-rank percentile of an already sorted list (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(quantile * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+Worker = Callable[[ApiClient, list[Sample]], int]
+
+
+def paced_workers(
+    channels: list[str], clients: int, rate: float, start: float, end: float
+) -> Iterator[Worker]:
+    """Post n is due at start + n/rate and belongs to client n % clients."""
+
+    def worker(index: int) -> Worker:
+        def run(client: ApiClient, out: list[Sample]) -> int:
+            for n in itertools.count(index, clients):
+                due = start + n / rate
+                if due >= end:
+                    return 0
+                now = time.perf_counter()
+                if now > end + HTTP_TIMEOUT_SECS:  # hopelessly behind: count the rest, stop
+                    return len(range(n, math.ceil((end - start) * rate), clients))
+                if due > now:
+                    time.sleep(due - now)
+                sent = time.perf_counter()
+                error = post(client, channels[n % len(channels)], n)
+                out.append(Sample(due, sent, time.perf_counter(), error))
+            return 0
+
+        return run
+
+    return (worker(i) for i in range(clients))
+
+
+def max_workers(channels: list[str], clients: int, end: float) -> Iterator[Worker]:
+    counter = itertools.count()  # next() on it is atomic under the GIL
+
+    def run(client: ApiClient, out: list[Sample]) -> int:
+        while (sent := time.perf_counter()) < end:
+            n = next(counter)
+            error = post(client, channels[n % len(channels)], n)
+            out.append(Sample(sent, sent, time.perf_counter(), error))
+        return 0
+
+    return (run for _ in range(clients))
+
+
+def run_phase(
+    label: str,
+    clients: list[ApiClient],
+    channels: list[str],
+    seconds: float,
+    rate: float | None,
+    probe: ServerProbe | None,
+) -> PhaseResult:
+    for i, client in enumerate(clients):  # open every connection and warm the server
+        for n in range(WARMUP_POSTS):
+            post(client, channels[(i + n) % len(channels)], -1)
+    db_before = db_counters()
+    start = time.perf_counter() + START_DELAY_SECS
+    end = start + seconds
+    workers = (
+        paced_workers(channels, len(clients), rate, start, end)
+        if rate
+        else max_workers(channels, len(clients), end)
+    )
+    outs: list[list[Sample]] = [[] for _ in clients]
+    skipped: list[int] = []
+
+    def run(worker: Worker, client: ApiClient, out: list[Sample]) -> None:
+        if not rate:
+            time.sleep(max(0.0, start - time.perf_counter()))
+        skipped.append(worker(client, out))
+
+    threads = [
+        threading.Thread(target=run, args=(w, c, o), daemon=True)
+        for w, c, o in zip(workers, clients, outs, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, start - time.perf_counter()))
+    cpu_before, client_before, wall_before = (
+        probe.cpu_seconds() if probe else {},
+        os.times(),
+        time.perf_counter(),
+    )
+    join_deadline = end + 2 * HTTP_TIMEOUT_SECS + 1
+    for thread in threads:
+        thread.join(timeout=max(0.0, join_deadline - time.perf_counter()))
+    wall = time.perf_counter() - wall_before
+    client_after = os.times()
+    cpu_after = probe.cpu_seconds() if probe else {}
+    samples = [s for out in outs for s in out]
+    result = PhaseResult(label, bool(rate), samples, start, sum(skipped))
+    result.cpu_pct = {name: (cpu_after[name] - cpu_before[name]) / wall * 100 for name in cpu_after}
+    client_cpu = (client_after.user + client_after.system) - (client_before.user + client_before.system)
+    result.cpu_pct["client"] = client_cpu / wall * 100
+    # Whatever else runs on the machine competes for the same cores: show it.
+    result.cpu_pct["other"] = result.cpu_pct["machine"] - sum(
+        v for k, v in result.cpu_pct.items() if k != "machine"
+    )
+    time.sleep(STATS_SETTLE_SECS)
+    db_after = db_counters()
+    posts = max(1, len(samples))
+    result.db_per_post = {
+        alias: (
+            (db_after[alias][0] - db_before[alias][0]) / posts,
+            (db_after[alias][1] - db_before[alias][1]) / posts,
+        )
+        for alias in db_after
+    }
+    if any(t.is_alive() for t in threads):
+        print(f"  {label}: some clients were still waiting at the deadline", file=sys.stderr)
+    return result
+
+
+# ---------------------------------------------------------------------------- SQL per post
+
+
+@dataclass(frozen=True)
+class QueryCount:
+    label: str
+    mean: dict[str, float]  # per database alias
+    most: dict[str, int]
+    sql: dict[str, list[str]]  # of the last request, per alias
+
+
+def count_queries(world: World, posts: int) -> list[QueryCount]:
+    """Queries per chat.postMessage (top level, and thread reply) on each database, in-process."""
+    from django.db import connections
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    token = world.members[0].token
+
+    def send(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        with contextlib.ExitStack() as stack:
+            captures = {
+                alias: stack.enter_context(CaptureQueriesContext(connections[alias])) for alias in connections
+            }
+            response = client.post(
+                "/api/chat.postMessage",
+                data=json.dumps(body),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {token}",
+            )
+        data = response.json()
+        if not data.get("ok"):
+            raise SystemExit(f"in-process chat.postMessage failed: {data}")
+        return data, {alias: [q["sql"] for q in c.captured_queries] for alias, c in captures.items()}
+
+    def measure(label: str, body: dict[str, Any]) -> QueryCount:
+        # The first request fills the token and team caches: it is left out.
+        runs = [send({**body, "text": f"{TEXT} #q{n}"})[1] for n in range(posts + 1)][1:]
+        aliases = list(runs[0])
+        return QueryCount(
+            label,
+            {a: sum(len(r[a]) for r in runs) / len(runs) for a in aliases},
+            {a: max(len(r[a]) for r in runs) for a in aliases},
+            runs[-1],
+        )
+
+    parent, _ = send({"channel": world.hot, "text": f"{TEXT} (thread parent)"})
+    return [
+        measure("post", {"channel": world.hot}),
+        measure("thread reply", {"channel": world.hot, "thread_ts": parent["ts"]}),
+    ]
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def print_report(
+    args: argparse.Namespace, results: list[PhaseResult], queries: list[QueryCount], probe: ServerProbe | None
+) -> None:
+    cores = psutil.cpu_count() or 1
+    print()
+    print(
+        f"chat.postMessage via {args.base_url}: {args.clients} clients, {args.seconds:g} s per phase, "
+        f"{cores} cores; latency from when a post was due"
+    )
+    print(f"{'phase':<28}{'posts/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  errors")
+    for r in results:
+        errors = ", ".join(f"{k} x{v}" for k, v in r.errors.most_common()) or "0"
+        print(
+            f"{r.label:<28}{r.posts_per_sec:>9.1f}{r.latency_ms(0.5):>9.2f}{r.latency_ms(0.99):>9.2f}"
+            f"{r.latency_ms(1.0):>9.1f}  {errors}"
+        )
+
+    groups = ["client", *(probe.found() if probe else []), "other", "machine"]
+    aliases = sorted({a for r in results for a in r.db_per_post})
+    print()
+    print(
+        f"CPU % of one core during each phase (machine = everything, {cores * 100} = all cores; "
+        "other = not this server nor the bench);"
+    )
+    print("PostgreSQL sessions opened and transactions committed per post, per database")
+    head = "".join(f"{g:>9}" for g in groups) + "".join(f"{a + ' s/c':>16}" for a in aliases)
+    print(f"{'phase':<28}{head}")
+    for r in results:
+        cpu = "".join(f"{r.cpu_pct.get(g, float('nan')):>9.0f}" for g in groups)
+        db = "".join(
+            f"{r.db_per_post[a][0]:>8.2f}/{r.db_per_post[a][1]:<7.2f}" if a in r.db_per_post else " " * 16
+            for a in aliases
+        )
+        print(f"{r.label:<28}{cpu}{db}")
+
+    print()
+    print(
+        f"SQL queries per request as Django logs them, BEGIN and COMMIT included "
+        f"(mean of {args.query_posts}, first excluded; max)"
+    )
+    aliases = list(queries[0].mean) if queries else []
+    print(f"{'request':<28}" + "".join(f"{a:>12}" for a in aliases) + f"{'total':>12}")
+    for q in queries:
+        cells = "".join(f"{q.mean[a]:>7.1f} ({q.most[a]})" for a in aliases)
+        print(f"{q.label:<28}{cells}{sum(q.mean.values()):>12.1f}")
+    if args.show_sql:
+        for q in queries:
+            for alias, statements in q.sql.items():
+                for sql in statements:
+                    print(f"  {q.label} @{alias}: {' '.join(sql.split())[:150]}")
+
+    print()
+    print_verdict(args, results, queries)
+
+
+def print_verdict(args: argparse.Namespace, results: list[PhaseResult], queries: list[QueryCount]) -> None:
+    cores = psutil.cpu_count() or 1
+    for r in results:
+        if r.paced:
+            behind = r.send_lag_ms(0.99)
+            if behind > 5:
+                print(f"note: {r.label}: p99 send lag {behind:.1f} ms, the client fell behind its schedule")
+            achieved = r.posts_per_sec >= 0.95 * args.rate and not r.errors
+            verdict = "PASS" if achieved and r.latency_ms(0.5) <= 10 else "FAIL"
+            print(
+                f"target p50 <= 10 ms at {args.rate:g} posts/s, {r.label}: p50 {r.latency_ms(0.5):.2f} ms "
+                f"at {r.posts_per_sec:.1f}/s with {sum(r.errors.values())} errors: {verdict}"
+            )
+    for q in queries:
+        if q.label == "post":
+            total = sum(q.mean.values())
+            print(f"target <= 6 queries per post: {total:.1f}: {'PASS' if total <= 6 else 'FAIL'}")
+    if any("ratelimited" in r.errors for r in results):
+        print("note: posts were rate-limited; start the server with CHAT_RATE_LIMITS=0 for the max phase")
+
+    for r in results:
+        if r.paced:
+            continue
+        hints = []
+        if r.cpu_pct.get("daphne", 0) >= 80:
+            # One Python process: the GIL keeps it to one core however many threads it runs.
+            hints.append(f"daphne at {r.cpu_pct['daphne']:.0f}% of a core, which is all one process gets")
+        for name in ("postgres", "celery", "redis"):
+            if r.cpu_pct.get(name, 0) >= 80:
+                hints.append(f"{name} at {r.cpu_pct[name]:.0f}% of a core")
+        if r.cpu_pct.get("machine", 0) >= 85 * cores:
+            hints.append(
+                f"the machine's {cores} cores are saturated (bench client {r.cpu_pct['client']:.0f}%)"
+            )
+        sessions = sum(s for s, _ in r.db_per_post.values())
+        if sessions >= 0.5:
+            hints.append(f"{sessions:.2f} new PostgreSQL connections per post")
+        if not hints:
+            hints.append("no process is CPU-bound: waiting (row locks, commit fsync, round trips)")
+        print(f"bottleneck, {r.label} at {r.posts_per_sec:.0f} posts/s: " + "; ".join(hints))
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", help="the running server (default http://127.0.0.1:$CHAT_PORT)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--rate", type=float, default=100.0, help="posts/s in total in the paced phases")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, one token each")
+    parser.add_argument("--channels", type=int, default=100, help="channels in the spread scenario")
+    parser.add_argument("--query-posts", type=int, default=20, help="posts measured for SQL per post")
+    parser.add_argument("--show-sql", action="store_true", help="print the SQL of one post and one reply")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    args.base_url = (args.base_url or f"http://127.0.0.1:{settings.PORT}").rstrip("/")
+    ping = ApiClient(args.base_url, "")
+    try:
+        ping.call("api.test", {})
+    except OSError as exc:
+        raise SystemExit(f"no server at {args.base_url} ({exc}); start ./run first") from None
+    finally:
+        ping.close()
+
+    started = time.monotonic()
+    world = create_world(args.base_url, args.clients, args.channels)
+    print(
+        f"team {world.domain}: {args.clients} members, 1 + {args.channels} channels "
+        f"(set up in {time.monotonic() - started:.1f} s)"
+    )
+
+    url = urlsplit(args.base_url)
+    probe = None
+    if url.hostname in ("127.0.0.1", "localhost"):
+        db_ports = {int(db.get("PORT") or 5432) for db in settings.DATABASES.values()}
+        redis_port = urlsplit(settings.REDIS_URL).port
+        probe = ServerProbe(url.port or 80, db_ports, redis_port)
+        print(f"sampling CPU of: {', '.join(probe.found()) or 'nothing found'}")
+
+    queries = count_queries(world, args.query_posts)
+
+    clients = [ApiClient(args.base_url, m.token) for m in world.members]
+    scenarios = [("hot channel", [world.hot]), (f"{args.channels} channels", world.channels)]
+    results = []
+    try:
+        for name, channels in scenarios:
+            for mode, rate in ((f"paced {args.rate:g}/s", args.rate), ("max", None)):
+                label = f"{name}, {mode}"
+                print(f"running {label} ...", flush=True)
+                results.append(run_phase(label, clients, channels, args.seconds, rate, probe))
+    finally:
+        for client in clients:
+            client.close()
+    print_report(args, results, queries, probe)
+
+
+if __name__ == "__main__":
+    main()
