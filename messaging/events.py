@@ -24,6 +24,12 @@ logger = logging.getLogger(__name__)
 GROUP_PREFIX = "chat"  # matches CHANNEL_LAYERS' prefix, so pub/sub consumers receive these
 
 
+# Payload keys the gateway reads to derive Slack's companion events (channel_joined,
+# message_replied) and strips before sending: one logged event per write, several frames.
+CHANNEL_KEY = "_channel"
+PARENT_KEY = "_parent"
+
+
 def team_group(team_id: int) -> str:
     return f"team.{team_id}"
 

@@ -211,3 +211,57 @@ def test_rtm_connect_rate_is_bounded_per_team(world: World) -> None:
                 retry_after = int(error.response.headers["Retry-After"])
                 assert 1 <= retry_after <= 3
         assert statuses[:2] == [200, 200] and 429 in statuses
+
+
+def test_slack_sdk_rtm_client_receives_and_stays_connected(world: World, server) -> None:
+    from slack_sdk.rtm_v2 import RTMClient
+
+    alice_web = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    alice_web.conversations_invite(channel=general, users=world.acme.bot.user_id)
+    received: list[dict] = []
+    closes: list[int] = []
+    rtm = RTMClient(
+        web_client=web(server, world.acme.bot.token),
+        ping_interval=1,
+        on_close_listeners=[lambda code, reason: closes.append(code)],
+    )
+
+    @rtm.on("message")
+    def on_message(client, event: dict) -> None:
+        received.append(event)
+
+    rtm.connect()
+    try:
+        session = rtm.session_id()
+        time.sleep(4.5)  # several ping intervals with nothing else happening
+        assert rtm.is_connected() and rtm.session_id() == session and closes == []
+        alice_web.chat_postMessage(channel=general, text="hello bot")
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e["text"] for e in received] == ["hello bot"]
+        assert received[0]["user"] == world.acme["alice"].user_id
+        assert rtm.session_id() == session
+    finally:
+        rtm.close()
+
+
+def test_companion_events_for_joins_leaves_and_replies(world: World, server) -> None:
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    carol.until(lambda f: f.get("type") == "hello")
+    carol_web, alice_web = web(server, world.acme["carol"].token), web(server, world.acme["alice"].token)
+    random = world.acme.channels["random"]
+    carol_web.conversations_join(channel=random)
+    joined = carol.until(lambda f: f.get("type") == "channel_joined")
+    assert joined["channel"]["id"] == random and joined["channel"]["is_member"]
+    parent = alice_web.chat_postMessage(channel=random, text="thread?")["ts"]
+    alice_web.chat_postMessage(channel=random, text="reply", thread_ts=parent)
+    replied = carol.until(lambda f: f.get("subtype") == "message_replied")
+    assert replied["message"]["ts"] == parent and replied["message"]["reply_count"] == 1
+    alice_web.conversations_invite(channel=world.acme.channels["secret"], users=world.acme["carol"].user_id)
+    assert carol.until(lambda f: f.get("type") == "group_joined")["channel"]["name"] == "secret"
+    carol_web.conversations_leave(channel=random)
+    assert carol.until(lambda f: f.get("type") == "channel_left")["channel"] == random
+    assert not any(k.startswith("_") for f in carol.seen for k in f)
+    carol.close()

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from chatproject.dbrouter import current_shard
 from messaging.actions.posting import insert_message
-from messaging.events import append_event
+from messaging.events import CHANNEL_KEY, append_event
 from messaging.models import Channel, ChannelMember
 from messaging.queries import Conversation, conversation, member
 from messaging.shapes import channel_json
@@ -90,6 +90,8 @@ def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: in
     }
     if inviter_id:
         payload["inviter"] = ids.encode(ids.USER, inviter_id)
+    # The gateway tells the joiner channel_joined/group_joined with this (realtime.delivery).
+    payload[CHANNEL_KEY] = channel_json(channel, member_id, is_member=True)
     append_event(caller.team_id, "member_joined_channel", payload, channel_id=channel.id)
 
 

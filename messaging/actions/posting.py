@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import current_shard
-from messaging.events import append_event
+from messaging.events import PARENT_KEY, append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import parse_mentions
 from messaging.queries import conversation, message_at
@@ -94,20 +94,17 @@ def insert_message(
         attachments=attachments or None,
         blocks=blocks or None,
     )
+    payload = message_event_payload(message, channel, caller.team.slack_id)
     if parent is not None:
-        Message.objects.filter(id=parent.id).update(
-            thread_ts=parent.ts,
-            reply_count=parent.reply_count + 1,
-            reply_users=parent.reply_users
-            + ([caller.member_id] if caller.member_id not in parent.reply_users else []),
-            latest_reply=ts,
-        )
-    append_event(
-        caller.team_id,
-        "message",
-        message_event_payload(message, channel, caller.team.slack_id),
-        channel_id=channel.id,
-    )
+        parent.thread_ts = parent.ts
+        parent.reply_count += 1
+        if caller.member_id not in parent.reply_users:
+            parent.reply_users = [*parent.reply_users, caller.member_id]
+        parent.latest_reply = ts
+        parent.save(update_fields=["thread_ts", "reply_count", "reply_users", "latest_reply"])
+        # The gateway derives Slack's message_replied from this (see realtime.delivery).
+        payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
+    append_event(caller.team_id, "message", payload, channel_id=channel.id)
     return message
 
 

@@ -139,7 +139,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
             ready = self.pending.pop(self.cursor + 1)
             self.cursor += 1
             if self.viewer.may_see(ready):
-                await self.send_json({**ready["event"], "event_id": ready["event_id"]})
+                for frame in self.viewer.frames(ready):
+                    await self.send_json(frame)
 
     async def _fill_gap_later(self) -> None:
         await asyncio.sleep(GAP_WAIT_SECS)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatproject.dbrouter import on_shard
+from messaging.events import CHANNEL_KEY, PARENT_KEY
 from messaging.models import ChannelMember, Event, EventSequence
 from teams import ids
 
@@ -94,3 +95,32 @@ class Viewer:
         if kind == "member_left_channel" and about_me and channel_id:
             self.channel_ids.discard(channel_id)
         return visible
+
+    def frames(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The frames a visible event becomes on the wire: the event itself (with its id,
+        without the gateway's private keys) and Slack's companion events."""
+        payload = message["event"]
+        event = {k: v for k, v in payload.items() if not k.startswith("_")}
+        event["event_id"] = message["event_id"]
+        frames = [event]
+        kind = payload.get("type")
+        if kind in ("member_joined_channel", "member_left_channel") and payload.get("user") == self.slack_id:
+            private = payload.get("channel_type") == "G"
+            verb = "joined" if kind == "member_joined_channel" else "left"
+            companion: dict[str, Any] = {"type": f"{'group' if private else 'channel'}_{verb}"}
+            companion["channel"] = payload.get(CHANNEL_KEY) if verb == "joined" else payload.get("channel")
+            frames.append(companion)
+        if kind == "message" and PARENT_KEY in payload:
+            parent = payload[PARENT_KEY]
+            frames.append(
+                {
+                    "type": "message",
+                    "subtype": "message_replied",
+                    "hidden": True,
+                    "channel": payload.get("channel"),
+                    "message": parent,
+                    "ts": payload.get("ts"),
+                    "event_ts": payload.get("event_ts"),
+                }
+            )
+        return frames
