@@ -38,3 +38,78 @@ def run_in_processes(target: Any, argument_lists: list[tuple], timeout: float = 
     with ProcessPoolExecutor(max_workers=len(argument_lists), mp_context=context) as pool:
         futures = [pool.submit(target, *args) for args in argument_lists]
         return [future.result(timeout=timeout) for future in futures]
+
+
+def breaker_calls(
+    database_names: dict[str, str],
+    key: str,
+    policy: dict,
+    outcomes: list[str],
+    start_at: float,
+    hold_secs: float = 0.0,
+) -> list[str]:
+    """Make calls through a shared breaker from this process; report what happened to each.
+
+    `outcomes`: "ok", "fail" (an upstream failure) or "client" (a 4xx: ignored). A
+    listener counts the transitions this process reports in Redis.
+    """
+    setup_django(database_names)
+    import time
+
+    import pybreaker
+    from django_redis import get_redis_connection
+
+    from jobs.breakers import BreakerOpen, BreakerPolicy, Outcome, SharedCircuitBreaker
+
+    class Upstream(Exception):
+        pass
+
+    class ClientError(Exception):
+        pass
+
+    class CountTransitions(pybreaker.CircuitBreakerListener):
+        def state_change(self, cb, old_state, new_state) -> None:
+            get_redis_connection("default").rpush(
+                f"test:transitions:{key}", f"{old_state.name}->{new_state.name}"
+            )
+
+    breaker = SharedCircuitBreaker(
+        key,
+        BreakerPolicy(**policy),
+        classify=lambda exc: Outcome.IGNORED if isinstance(exc, ClientError) else Outcome.FAILURE,
+        listeners=[CountTransitions()],
+    )
+
+    def upstream(outcome: str) -> None:
+        time.sleep(hold_secs)
+        if outcome == "fail":
+            raise Upstream()
+        if outcome == "client":
+            raise ClientError()
+
+    time.sleep(max(0.0, start_at - time.time()))
+    results = []
+    for outcome in outcomes:
+        try:
+            breaker.call(upstream, outcome)
+            results.append("ok")
+        except BreakerOpen:
+            results.append("rejected")
+        except (Upstream, ClientError):
+            results.append("called")
+    return results
+
+
+def hold_bulkhead(database_names: dict[str, str], key: str, limit: int, start_at: float, hold: float) -> str:
+    setup_django(database_names)
+    import time
+
+    from jobs.bulkhead import BulkheadFull, bulkhead
+
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        with bulkhead(key, limit, lease_secs=30):
+            time.sleep(hold)
+            return "ran"
+    except BulkheadFull:
+        return "full"

@@ -1,0 +1,402 @@
+"""Circuit breakers whose state lives in Redis and is correct across many workers.
+
+pybreaker's API (`call`, `calling`, `current_state`, `open`/`close`/`half_open`,
+listeners), with the decisions made by atomic Redis scripts so that, across every
+process of every machine:
+- the trip rule is a failure rate over a sliding window with a minimum number of calls
+  (slow calls count as failures), so one process's successes cannot hide another's
+  failures;
+- half-open admits at most `max_probes` probes in total, each a lease that expires if
+  its worker dies;
+- a transition is decided by exactly one script call, so it is logged and reported to
+  listeners once;
+- every key expires when the breaker goes quiet;
+- Redis being unreachable makes the breaker fail open (calls pass) with a warning.
+
+Outcomes are classified by the caller's `classify`: upstream failures count; client
+errors and bad input ("ignored") neither count nor reset anything, so no user can open
+(or close) a circuit for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+import pybreaker
+from django_redis import get_redis_connection
+from redis import RedisError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KEY_TTL_SECS = 24 * 3600  # a breaker nobody has used for a day is forgotten
+KNOWN_BREAKERS = "brk:known"
+CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+FORCED_OPEN, FORCED_CLOSED, DISABLED = "forced-open", "forced-closed", "disabled"
+
+
+class Outcome(Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"  # client error or bad input: says nothing about the upstream
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Defaults: open when at least half of >= 10 calls in the last 30 s failed (one slow
+    host then trips within seconds, a single failure never does); stay open 5 s, doubling
+    on each failed probe up to 5 min, +-20% jitter so workers do not probe in lockstep;
+    2 probes in half-open, both must succeed to close. A call slower than 5 s fails."""
+
+    failure_rate: float = 0.5
+    min_calls: int = 10
+    window_secs: int = 30
+    slow_call_secs: float = 5.0
+    open_secs: float = 5.0
+    max_open_secs: float = 300.0
+    max_probes: int = 2
+    probe_lease_secs: float = 60.0
+
+
+class BreakerOpen(pybreaker.CircuitBreakerError):
+    """The breaker rejected the call; `retry_at` is when it may admit one again."""
+
+    def __init__(self, key: str, retry_at: float) -> None:
+        super().__init__(f"circuit {key} is open")
+        self.key = key
+        self.retry_at = retry_at
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    key: str
+    state: str
+    failure_rate: float
+    calls: int  # in the current window
+    failures: int
+    rejections: int  # since the breaker was created or reset
+    deferrals: int  # jobs rescheduled because of a rejection
+    trips: int
+    retry_at: float
+    last_transition: str
+    last_transition_at: float
+
+
+# KEYS: state hash, window hash, probe zset, known set.
+# ARGV: now, bucket seconds, window seconds, lease seconds, max probes, probe token, ttl
+# Returns {decision, state, retry_at, transition}
+_ADMIT = """
+local s, now = KEYS[1], tonumber(ARGV[1])
+redis.call('SADD', KEYS[4], s)
+local state = redis.call('HGET', s, 'state') or 'closed'
+local transition = ''
+if state == 'disabled' or state == 'closed' or state == 'forced-closed' then
+  redis.call('HSETNX', s, 'state', state)
+  redis.call('EXPIRE', s, ARGV[7])
+  return {'allow', state, '0', transition}
+end
+if state == 'forced-open' then
+  redis.call('HINCRBY', s, 'rejections', 1)
+  return {'reject', state, tostring(now + 60), transition}
+end
+local until_ = tonumber(redis.call('HGET', s, 'open_until') or '0')
+if state == 'open' then
+  if now < until_ then
+    redis.call('HINCRBY', s, 'rejections', 1)
+    return {'reject', state, tostring(until_), transition}
+  end
+  state = 'half-open'
+  redis.call('HSET', s, 'state', state, 'probe_successes', 0, 'last_transition', 'open->half-open',
+             'last_transition_at', now)
+  redis.call('DEL', KEYS[3])
+  transition = 'open->half-open'
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  redis.call('HINCRBY', s, 'rejections', 1)
+  return {'reject', state, tostring(now + 1), transition}
+end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+redis.call('EXPIRE', s, ARGV[7])
+return {'probe', state, '0', transition}
+"""
+
+# KEYS: state hash, window hash, probe zset.
+# ARGV: now, bucket seconds, window seconds, outcome, probe token ('' if none),
+#       failure rate, min calls, open seconds (jittered), max open seconds, max probes, ttl
+# Returns the transition this call caused, or ''.
+_RECORD = """
+local s, w, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local outcome, probe = ARGV[4], ARGV[5]
+local state = redis.call('HGET', s, 'state') or 'closed'
+local function open_it(from)
+  local trips = redis.call('HINCRBY', s, 'trips', 1)
+  local secs = math.min(tonumber(ARGV[8]) * 2 ^ (trips - 1), tonumber(ARGV[9]))
+  redis.call('HSET', s, 'state', 'open', 'open_until', now + secs, 'last_transition', from .. '->open',
+             'last_transition_at', now)
+  redis.call('DEL', w)
+  redis.call('DEL', KEYS[3])
+  return from .. '->open'
+end
+redis.call('EXPIRE', s, ARGV[11])
+if state == 'disabled' or state == 'forced-open' or state == 'forced-closed' then return '' end
+if probe ~= '' then
+  if redis.call('ZREM', KEYS[3], probe) == 0 or state ~= 'half-open' then return '' end
+  if outcome == 'failure' then return open_it('half-open') end
+  if outcome == 'success' then
+    local ok = redis.call('HINCRBY', s, 'probe_successes', 1)
+    if ok >= tonumber(ARGV[10]) then
+      redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
+                 'last_transition_at', now)
+      redis.call('DEL', w)
+      return 'half-open->closed'
+    end
+  end
+  return ''
+end
+if state ~= 'closed' or outcome == 'ignored' then return '' end
+local bucket = math.floor(now / tonumber(ARGV[2]))
+redis.call('HINCRBY', w, bucket .. ':c', 1)
+if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
+redis.call('EXPIRE', w, ARGV[3])
+local oldest = bucket - math.floor(tonumber(ARGV[3]) / tonumber(ARGV[2]))
+local calls, failures = 0, 0
+local fields = redis.call('HGETALL', w)
+for i = 1, #fields, 2 do
+  local b, kind = string.match(fields[i], '(%d+):(%a)')
+  if tonumber(b) <= oldest then redis.call('HDEL', w, fields[i])
+  elseif kind == 'c' then calls = calls + tonumber(fields[i + 1])
+  else failures = failures + tonumber(fields[i + 1]) end
+end
+if calls >= tonumber(ARGV[7]) and failures / calls >= tonumber(ARGV[6]) then return open_it('closed') end
+return ''
+"""
+
+_BUCKETS_PER_WINDOW = 10
+_last_redis_warning = 0.0
+
+
+def _warn_redis_down(exc: Exception) -> None:
+    global _last_redis_warning
+    if time.monotonic() - _last_redis_warning > 30:  # one warning per 30 s, not per call
+        _last_redis_warning = time.monotonic()
+        logger.warning("circuit breakers fail open: Redis unreachable (%s)", exc)
+
+
+def _keys(key: str) -> list[str]:
+    return [f"brk:{key}", f"brk:{key}:window", f"brk:{key}:probes", KNOWN_BREAKERS]
+
+
+class _StateName:
+    """What listeners get as old/new state: pybreaker's listeners read `.name`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class SharedCircuitBreaker(pybreaker.CircuitBreaker):
+    def __init__(
+        self,
+        key: str,
+        policy: BreakerPolicy | None = None,
+        classify: Callable[[BaseException], Outcome] | None = None,
+        listeners: list[pybreaker.CircuitBreakerListener] | None = None,
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.key = key
+        # pybreaker's constructor reads current_state; ours lives in Redis, which a
+        # constructor must not need (Redis may be down).
+        self._constructed = False
+        # pybreaker's own counters stay unused; every decision is the scripts'.
+        super().__init__(
+            fail_max=self.policy.min_calls, reset_timeout=self.policy.open_secs, listeners=listeners, name=key
+        )
+        self._constructed = True
+        self.classify = classify or (lambda exc: Outcome.FAILURE)
+
+    # --- the call path ------------------------------------------------------------------
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        probe = self._admit()
+        started = time.monotonic()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._record(self.classify(exc), probe)
+            raise
+        slow = time.monotonic() - started > self.policy.slow_call_secs
+        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, probe)
+        return result
+
+    @contextmanager
+    def calling(self) -> Iterator[None]:
+        probe = self._admit()
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            self._record(self.classify(exc), probe)
+            raise
+        slow = time.monotonic() - started > self.policy.slow_call_secs
+        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, probe)
+
+    def _admit(self) -> str:
+        """'' for a normal call, a probe token in half-open; raises BreakerOpen."""
+        token = secrets.token_hex(8)
+        bucket = self.policy.window_secs / _BUCKETS_PER_WINDOW
+        try:
+            decision, _state, retry_at, transition = get_redis_connection("default").eval(
+                _ADMIT,
+                4,
+                *_keys(self.key),
+                time.time(),
+                bucket,
+                self.policy.window_secs,
+                self.policy.probe_lease_secs,
+                self.policy.max_probes,
+                token,
+                KEY_TTL_SECS,
+            )
+        except RedisError as exc:
+            _warn_redis_down(exc)
+            return ""
+        self._report(_text(transition))
+        if _text(decision) == "reject":
+            raise BreakerOpen(self.key, float(retry_at))
+        return token if _text(decision) == "probe" else ""
+
+    def _record(self, outcome: Outcome, probe: str) -> None:
+        jitter = random.uniform(0.8, 1.2)
+        try:
+            transition = get_redis_connection("default").eval(
+                _RECORD,
+                3,
+                *_keys(self.key)[:3],
+                time.time(),
+                self.policy.window_secs / _BUCKETS_PER_WINDOW,
+                self.policy.window_secs,
+                outcome.value,
+                probe,
+                self.policy.failure_rate,
+                self.policy.min_calls,
+                self.policy.open_secs * jitter,
+                self.policy.max_open_secs * jitter,
+                self.policy.max_probes,
+                KEY_TTL_SECS,
+            )
+        except RedisError as exc:
+            _warn_redis_down(exc)
+            return
+        self._report(_text(transition))
+
+    def _report(self, transition: str) -> None:
+        """Exactly one process sees each transition: it logs and notifies listeners."""
+        if not transition:
+            return
+        old, new = transition.split("->")
+        logger.warning("circuit %s: %s -> %s", self.key, old, new)
+        for listener in self.listeners:
+            listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
+
+    # --- pybreaker's inspection and manual control ----------------------------------------
+
+    @property
+    def current_state(self) -> str:
+        if not self._constructed:
+            return CLOSED
+        return breaker_status(self.key).state
+
+    def open(self) -> bool:
+        force(self.key, FORCED_OPEN)
+        return True
+
+    def close(self) -> None:
+        force(self.key, FORCED_CLOSED)
+
+    def half_open(self) -> None:
+        force(self.key, HALF_OPEN)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def force(key: str, state: str) -> None:
+    """Manual control: forced-open, forced-closed, disabled, or back to automatic."""
+    connection = get_redis_connection("default")
+    state_key = _keys(key)[0]
+    connection.sadd(KNOWN_BREAKERS, state_key)
+    previous = _text(connection.hget(state_key, "state") or CLOSED)
+    connection.hset(
+        state_key,
+        mapping={
+            "state": state,
+            "open_until": 0,
+            "last_transition": f"{previous}->{state}",
+            "last_transition_at": time.time(),
+        },
+    )
+    connection.expire(state_key, KEY_TTL_SECS)
+    logger.warning("circuit %s: %s -> %s (manual)", key, previous, state)
+
+
+def count_deferral(key: str) -> None:
+    """A job put off because this breaker rejected it (kept apart from failures)."""
+    try:
+        get_redis_connection("default").hincrby(_keys(key)[0], "deferrals", 1)
+    except RedisError as exc:
+        _warn_redis_down(exc)
+
+
+def reset(key: str) -> None:
+    """Forget everything about a breaker: closed, empty window, no trips."""
+    connection = get_redis_connection("default")
+    connection.delete(*_keys(key)[:3])
+    connection.srem(KNOWN_BREAKERS, _keys(key)[0])
+
+
+def breaker_status(key: str) -> BreakerStatus:
+    connection = get_redis_connection("default")
+    state_key, window_key, _, _ = _keys(key)
+    raw = {_text(k): _text(v) for k, v in connection.hgetall(state_key).items()}
+    window = {_text(k): int(v) for k, v in connection.hgetall(window_key).items()}
+    calls = sum(v for k, v in window.items() if k.endswith(":c"))
+    failures = sum(v for k, v in window.items() if k.endswith(":f"))
+    state = raw.get("state", CLOSED)
+    retry_at = float(raw.get("open_until", 0))
+    if state == OPEN and retry_at <= time.time():
+        state = HALF_OPEN  # it will admit probes at the next call
+    return BreakerStatus(
+        key=key,
+        state=state,
+        failure_rate=round(failures / calls, 3) if calls else 0.0,
+        calls=calls,
+        failures=failures,
+        rejections=int(raw.get("rejections", 0)),
+        deferrals=int(raw.get("deferrals", 0)),
+        trips=int(raw.get("trips", 0)),
+        retry_at=retry_at,
+        last_transition=raw.get("last_transition", ""),
+        last_transition_at=float(raw.get("last_transition_at", 0)),
+    )
+
+
+def all_breakers() -> list[BreakerStatus]:
+    """Every breaker used in the last day, for `manage.py breakers`, admin and metrics."""
+    connection = get_redis_connection("default")
+    statuses = []
+    for raw_key in sorted(_text(k) for k in connection.smembers(KNOWN_BREAKERS)):
+        if not connection.exists(raw_key):
+            connection.srem(KNOWN_BREAKERS, raw_key)  # expired: forget it
+            continue
+        statuses.append(breaker_status(raw_key.removeprefix("brk:")))
+    return statuses

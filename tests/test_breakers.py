@@ -1,0 +1,195 @@
+"""Redis-shared circuit breakers and bulkheads, exercised from several real processes.
+
+Each test answers one of the ways pybreaker's own Redis storage falls short.
+"""
+
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django_redis import get_redis_connection
+
+from jobs.breakers import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerOpen,
+    BreakerPolicy,
+    Outcome,
+    SharedCircuitBreaker,
+    all_breakers,
+    breaker_status,
+    force,
+    reset,
+)
+from jobs.bulkhead import BulkheadFull, bulkhead, in_use
+from tests.procs import breaker_calls, hold_bulkhead, run_in_processes
+
+PROCESSES = 8
+FAST = {
+    "failure_rate": 0.5,
+    "min_calls": 10,
+    "window_secs": 30,
+    "open_secs": 0.5,
+    "max_open_secs": 4,
+    "max_probes": 2,
+    "slow_call_secs": 5,
+}
+
+
+def _key() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def _names() -> dict[str, str]:
+    return {alias: config["NAME"] for alias, config in settings.DATABASES.items()}
+
+
+def _transitions(key: str) -> list[str]:
+    return [t.decode() for t in get_redis_connection("default").lrange(f"test:transitions:{key}", 0, -1)]
+
+
+def _trip(key: str) -> None:
+    results = breaker_calls(_names(), key, FAST, ["fail"] * 10, 0)
+    assert results == ["called"] * 10
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+
+
+def test_half_open_admits_a_bounded_number_of_probes_across_processes() -> None:
+    key = _key()
+    _trip(key)
+    time.sleep(0.8)  # past the (jittered) open time: the next calls may probe
+    start = time.time() + 2
+    results = run_in_processes(
+        breaker_calls, [(_names(), key, FAST, ["ok"], start, 1.0) for _ in range(PROCESSES)]
+    )
+    outcomes = [r[0] for r in results]
+    assert outcomes.count("ok") == FAST["max_probes"]
+    assert outcomes.count("rejected") == PROCESSES - FAST["max_probes"]
+    assert breaker_status(key).state == CLOSED  # both probes succeeded
+
+
+def test_failures_in_some_processes_are_not_reset_by_successes_in_others() -> None:
+    key = _key()
+    start = time.time() + 2
+    plans = [["fail"] * 5 if n % 2 else ["ok"] * 5 for n in range(4)]  # a 50% failure rate overall
+    run_in_processes(breaker_calls, [(_names(), key, FAST, plan, start, 0.01) for plan in plans])
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+
+
+def test_a_transition_is_reported_once_not_once_per_process() -> None:
+    key = _key()
+    start = time.time() + 2
+    run_in_processes(breaker_calls, [(_names(), key, FAST, ["fail"] * 4, start) for _ in range(PROCESSES)])
+    assert _transitions(key) == ["closed->open"]
+
+
+def test_client_errors_never_open_the_circuit_nor_reset_it() -> None:
+    key = _key()
+    start = time.time() + 1
+    run_in_processes(breaker_calls, [(_names(), key, FAST, ["client"] * 20, start) for _ in range(4)])
+    status = breaker_status(key)
+    assert status.state == CLOSED and status.calls == 0
+    # 4 real failures, then a storm of client errors, then 6 more failures: it still opens.
+    breaker_calls(_names(), key, FAST, ["fail"] * 4 + ["client"] * 30 + ["fail"] * 6, 0)
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+
+
+def test_slow_calls_count_as_failures() -> None:
+    key = _key()
+    breaker_calls(_names(), key, {**FAST, "slow_call_secs": 0.01, "min_calls": 3}, ["ok"] * 3, 0, 0.02)
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+
+
+def test_open_time_grows_with_repeated_trips_and_probe_failure_reopens() -> None:
+    key = _key()
+    _trip(key)
+    first = breaker_status(key)
+    time.sleep(0.8)
+    assert breaker_calls(_names(), key, FAST, ["fail"], 0) == ["called"]  # the probe fails
+    second = breaker_status(key)
+    assert second.state == OPEN and second.trips == 2
+    assert second.retry_at - second.last_transition_at > (first.retry_at - first.last_transition_at) * 1.3
+    assert breaker_calls(_names(), key, FAST, ["ok"], 0) == ["rejected"]
+
+
+def test_keys_expire() -> None:
+    key = _key()
+    breaker_calls(_names(), key, FAST, ["fail", "ok"], 0)
+    connection = get_redis_connection("default")
+    for suffix in ("", ":window"):
+        assert 0 < connection.ttl(f"brk:{key}{suffix}") <= 24 * 3600
+
+
+def test_redis_down_fails_open_without_raising(caplog) -> None:
+    dead = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {**settings.CACHES["default"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead):
+        breaker = SharedCircuitBreaker(_key(), BreakerPolicy(**FAST))  # constructing must not touch Redis
+        assert [breaker.call(lambda: "done") for _ in range(3)] == ["done"] * 3
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert "fail open" in caplog.text
+
+
+def test_manual_control_and_inspection() -> None:
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST), classify=lambda exc: Outcome.FAILURE)
+    assert breaker.call(lambda: 1) == 1
+    force(key, "forced-open")
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: 1)
+    assert breaker.current_state == "forced-open"
+    force(key, "disabled")
+    for _ in range(20):
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert breaker.current_state == "disabled"
+    reset(key)
+    assert breaker.current_state == CLOSED
+    breaker.call(lambda: 1)
+    assert key in {status.key for status in all_breakers()}
+
+
+def test_bulkhead_caps_concurrency_across_processes_and_leases_expire() -> None:
+    key = _key()
+    start = time.time() + 2
+    results = run_in_processes(hold_bulkhead, [(_names(), key, 3, start, 1.0) for _ in range(6)])
+    assert sorted(results) == ["full"] * 3 + ["ran"] * 3
+    # A worker killed while holding a slot leaks nothing once its lease runs out.
+    connection = get_redis_connection("default")
+    connection.zadd(f"bulkhead:{key}", {"killed-worker": time.time() + 0.3})
+    with pytest.raises(BulkheadFull), bulkhead(key, 1, lease_secs=5):
+        pass
+    time.sleep(0.4)
+    with bulkhead(key, 1, lease_secs=5):
+        assert in_use(key) == 1
+    assert in_use(key) == 0
+
+
+def test_breakers_command_lists_and_steers() -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    key = _key()
+    breaker_calls(_names(), key, FAST, ["fail"] * 10, 0)
+    out = io.StringIO()
+    call_command("breakers", "--json", stdout=out)
+    listed = {b["key"]: b for b in json.loads(out.getvalue())}
+    assert listed[key]["state"] in (OPEN, HALF_OPEN) and listed[key]["last_transition"] == "closed->open"
+    call_command("breakers", "--force-closed", key, stdout=io.StringIO())
+    assert breaker_status(key).state == "forced-closed"
+    call_command("breakers", "--reset", key, stdout=io.StringIO())
+    assert breaker_status(key).state == CLOSED
+    table = io.StringIO()
+    call_command("breakers", stdout=table)
+    assert "key" in table.getvalue()
