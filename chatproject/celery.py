@@ -10,4 +10,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 app = Celery("chatproject")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue("default"), Queue("unfurl"), Queue("search"), Queue("io")]
+app.conf.task_routes = {
+    "jobs.unfurl": {"queue": "unfurl"},
+    "jobs.index_messages": {"queue": "search"},
+    "jobs.import_*": {"queue": "io"},
+    "jobs.export_*": {"queue": "io"},
+}
+# A worker takes one task at a time per process: a slow upstream holds one slot, not four.
+app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()

@@ -71,6 +71,20 @@ PRESENCE_BATCH_SECS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECS", "0.5"))
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 
 
+# Link previews: only these networks (CIDRs) may be fetched despite being internal
+# (tests use it for their local upstream); a preview not ready after this long is
+# dropped; at most this many fetches run against one host at once, across all workers.
+UNFURL_ALLOWED_NETWORKS = [
+    n.strip() for n in os.environ.get("CHAT_UNFURL_ALLOWED_NETWORKS", "").split(",") if n.strip()
+]
+UNFURL_MAX_AGE_SECS = int(os.environ.get("CHAT_UNFURL_MAX_AGE_SECS", "3600"))
+UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "4"))
+UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10"))
+# Retrying jobs back off exponentially from the base to the cap (seconds).
+JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))
+JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
+
+
 def _database(url: str) -> dict:
     # Under ASGI every request runs on a new thread, so Django's per-thread persistent
     # connections would open a connection per request; a process-wide pool reuses them.

@@ -1,15 +1,29 @@
-"""Celery entry points. Each task is a thin shell around a plain function."""
+"""Celery entry points. Each task is a thin shell around a plain function; this module
+adds what only a queue can do: rescheduling when an upstream's breaker says no."""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
+from jobs.breakers import BreakerOpen, count_deferral
+from jobs.bulkhead import BulkheadFull
+from jobs.fetch import RateLimited, UpstreamFailure
+from jobs.unfurl import unfurl
 from messaging.events import prune_event_log
 
 logger = logging.getLogger(__name__)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential, capped, with jitter so a wave of jobs does not return as a wave."""
+    ceiling = min(settings.JOB_MAX_BACKOFF_SECS, settings.JOB_BASE_BACKOFF_SECS * 2**attempt)
+    return random.uniform(0.5, 1.0) * ceiling
 
 
 @shared_task(name="jobs.prune_event_logs", acks_late=True)
@@ -20,3 +34,45 @@ def prune_event_logs() -> dict[str, int]:
     }
     logger.info("pruned event logs: %s", pruned)
     return pruned
+
+
+@shared_task(
+    bind=True,
+    name="jobs.unfurl",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def unfurl_link(
+    self: Task,
+    shard: str,
+    team_id: int,
+    channel_id: int,
+    ts: int,
+    url: str,
+    first_tried_at: float | None = None,
+    attempt: int = 0,
+) -> str:
+    """Preview one link of one message. Safe to run twice: attaching is idempotent."""
+    first_tried_at = first_tried_at or time.time()
+    try:
+        return unfurl(shard, team_id, channel_id, ts, url)
+    except BreakerOpen as exc:
+        count_deferral(exc.key)
+        delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
+        return _reschedule(self, delay, first_tried_at, attempt, f"breaker {exc.key} open")
+    except BulkheadFull as exc:
+        return _reschedule(self, backoff(attempt), first_tried_at, attempt, f"{exc.key} busy")
+    except RateLimited as exc:
+        return _reschedule(self, exc.retry_after + backoff(0), first_tried_at, attempt, "rate limited")
+    except UpstreamFailure as exc:
+        return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc))
+
+
+def _reschedule(task: Task, delay: float, first_tried_at: float, attempt: int, why: str) -> Any:
+    if time.time() + delay - first_tried_at > settings.UNFURL_MAX_AGE_SECS:
+        logger.info("giving up on preview of %s after %d tries: %s", task.request.args[4], attempt + 1, why)
+        return "gave up"
+    kwargs = {**task.request.kwargs, "first_tried_at": first_tried_at, "attempt": attempt + 1}
+    raise task.retry(args=task.request.args, kwargs=kwargs, countdown=delay)

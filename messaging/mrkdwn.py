@@ -9,6 +9,10 @@ from teams import ids
 
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]{1,13})(?:\|[^>]*)?>")
 _BROADCAST = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
+# Links as Slack writes them (<https://x|label>) and as people paste them.
+_ANGLE_LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
+_BARE_LINK = re.compile(r"(?<![<|\w])(https?://[^\s<>|]+[^\s<>|.,;:!?)\]'\"])")
+MAX_PREVIEWS = 5  # links previewed per message
 
 
 @dataclass(frozen=True)
@@ -27,3 +31,15 @@ def parse_mentions(text: str) -> Mentions:
         if member_id not in member_ids:
             member_ids.append(member_id)
     return Mentions(member_ids, bool(_BROADCAST.search(text)))
+
+
+def extract_links(text: str, limit: int = MAX_PREVIEWS) -> list[str]:
+    """The distinct http(s) links of a message, in order, at most `limit`."""
+    found: list[str] = []
+    for match in sorted([*_ANGLE_LINK.finditer(text), *_BARE_LINK.finditer(text)], key=lambda m: m.start()):
+        url = match.group(1)
+        if url not in found:
+            found.append(url)
+        if len(found) == limit:
+            break
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -145,3 +146,20 @@ def message_json(
     if pins:
         data["pinned_to"] = pins
     return data
+
+
+def message_changed_payload(
+    channel: Channel, message: Message, previous: dict[str, Any], team: str
+) -> dict[str, Any]:
+    """The `message_changed` event of an edit (or a preview attached to a message)."""
+    now_ts = ids.format_ts(time.time_ns() // 1000)
+    return {
+        "subtype": "message_changed",
+        "hidden": True,
+        "channel": channel.slack_id,
+        "channel_type": channel_type(channel),
+        "message": message_json(message, team),
+        "previous_message": previous,
+        "ts": now_ts,
+        "event_ts": now_ts,
+    }

@@ -106,3 +106,42 @@ def running_daphne(extra_env: dict[str, str] | None = None) -> Iterator[Daphne]:
         yield server
     finally:
         stop_daphne(server)
+
+
+@contextmanager
+def running_worker(
+    queues: str, concurrency: int = 4, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker (prefork) on the test databases and Redis."""
+    env = {**test_environment(), **(extra_env or {})}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "chatproject",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        time.sleep(3)  # the worker is ready to consume; tasks sent earlier wait in the queue anyway
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -10,11 +10,12 @@ from django.db.models import F
 
 from chatproject.dbrouter import current_shard
 from messaging.actions.posting import MAX_TEXT_CHARS
+from messaging.actions.previews import request_previews
 from messaging.events import append_event
 from messaging.models import Channel, Message
-from messaging.mrkdwn import parse_mentions
+from messaging.mrkdwn import extract_links, parse_mentions
 from messaging.queries import conversation, message_at
-from messaging.shapes import channel_type, message_json
+from messaging.shapes import channel_type, message_changed_payload, message_json
 from teams import ids
 from teams.auth import Caller
 from teams.errors import ApiError
@@ -32,20 +33,6 @@ def _is_author(caller: Caller, message: Message) -> bool:
     if caller.bot_id is not None and message.bot_id == caller.bot_id:
         return True
     return message.user_id == caller.member_id and message.bot_id == caller.bot_id
-
-
-def _edit_payload(channel: Channel, message: Message, previous: dict[str, Any], team: str) -> dict[str, Any]:
-    now_ts = ids.format_ts(time.time_ns() // 1000)
-    return {
-        "subtype": "message_changed",
-        "hidden": True,
-        "channel": channel.slack_id,
-        "channel_type": channel_type(channel),
-        "message": message_json(message, team),
-        "previous_message": previous,
-        "ts": now_ts,
-        "event_ts": now_ts,
-    }
 
 
 def update_message(
@@ -72,6 +59,7 @@ def update_message(
         if not _is_author(caller, message):
             raise ApiError("cant_update_message")
         previous = message_json(message, caller.team.slack_id)
+        links_before = extract_links(message.text)
         if text is not None:
             mentions = parse_mentions(text)
             message.text, message.mentions, message.mentions_all = (
@@ -99,9 +87,10 @@ def update_message(
         append_event(
             caller.team_id,
             "message",
-            _edit_payload(channel, message, previous, caller.team.slack_id),
+            message_changed_payload(channel, message, previous, caller.team.slack_id),
             channel_id=channel.id,
         )
+        request_previews(caller.team_id, message, already=links_before)
     return message, channel
 
 

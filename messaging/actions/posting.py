@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import current_shard
+from messaging.actions.previews import request_previews
 from messaging.events import PARENT_KEY, append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import parse_mentions
@@ -105,6 +106,7 @@ def insert_message(
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
         payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
     append_event(caller.team_id, "message", payload, channel_id=channel.id)
+    request_previews(caller.team_id, message)
     return message
 
 

@@ -1,0 +1,195 @@
+"""An SSRF-safe HTTP fetcher for link previews.
+
+The name is resolved here and every address checked (loopback, private, link-local,
+multicast, reserved, unspecified, IPv4-mapped IPv6 and this server's own addresses are
+refused, however the URL spells them: getaddrinfo turns decimal, octal and hex forms
+into the address that would really be dialled); then the connection goes to the checked
+address itself, so DNS cannot answer differently the second time. Each redirect is
+checked again. Time and size are capped.
+
+Errors say whether the upstream is at fault (UpstreamFailure: counts for its breaker)
+or not (FetchRefused, ClientFailure, RateLimited: never count).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urljoin, urlsplit
+
+import psutil
+
+MAX_REDIRECTS = 3
+CONNECT_TIMEOUT_SECS = 3.0
+TOTAL_TIMEOUT_SECS = 10.0
+MAX_BYTES = 2 * 1024 * 1024
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+USER_AGENT = "TeamChatPreview/1.0 (+link previews)"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class FetchRefused(Exception):
+    """Bad input: not a URL we fetch, a forbidden address, not HTML. Never retried."""
+
+
+class ClientFailure(Exception):
+    """The upstream answered 4xx: the link is bad, the host is fine."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class UpstreamFailure(Exception):
+    """5xx, timeout, connection error: the host is unwell."""
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    url: str
+    status: int
+    content_type: str
+    charset: str
+    body: bytes
+
+
+@lru_cache(maxsize=1)
+def _own_addresses() -> frozenset[IpAddress]:
+    found: set[IpAddress] = set()
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    found.add(ipaddress.ip_address(address.address.split("%")[0]))
+                except ValueError:
+                    continue
+    return frozenset(found)
+
+
+def address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in network for network in allowed_networks):
+        return True  # the operator admitted this network explicitly (CHAT_UNFURL_ALLOWED_NETWORKS)
+    return (
+        address.is_global
+        and not address.is_multicast
+        and not address.is_reserved
+        and address not in _own_addresses()
+    )
+
+
+def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork]) -> str:
+    """The address to dial for host, or FetchRefused if any address it names is forbidden."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchRefused(f"cannot resolve {host!r}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    networks = list(allowed_networks)
+    refused = [a for a in addresses if not address_allowed(a, networks)]
+    if refused or not addresses:
+        raise FetchRefused(f"{host!r} resolves to a forbidden address {refused[0] if refused else ''}")
+    return str(addresses[0])
+
+
+def _open_connection(
+    scheme: str, host: str, port: int, address: str, deadline: float
+) -> http.client.HTTPConnection:
+    timeout = min(CONNECT_TIMEOUT_SECS, max(0.1, deadline - time.monotonic()))
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+        if scheme == "https":
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except (OSError, ssl.SSLError) as exc:
+        raise UpstreamFailure(f"cannot connect to {host}: {exc}") from exc
+    connection = http.client.HTTPConnection(host, port)
+    connection.sock = sock  # dial the checked address, not whatever DNS says next
+    return connection
+
+
+def _read_capped(
+    response: http.client.HTTPResponse, sock: socket.socket, deadline: float, max_bytes: int
+) -> bytes:
+    chunks, size = [], 0
+    while size < max_bytes and not response.isclosed():  # closed: the body was read whole
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamFailure("fetch took longer than allowed")
+        sock.settimeout(remaining)
+        chunk = response.read(min(65536, max_bytes - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def fetch(
+    url: str,
+    allowed_networks: Iterable[IpNetwork] = (),
+    accept: tuple[str, ...] = HTML_TYPES,
+    max_bytes: int = MAX_BYTES,
+    total_timeout: float = TOTAL_TIMEOUT_SECS,
+) -> FetchedPage:
+    networks = list(allowed_networks)
+    deadline = time.monotonic() + total_timeout
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise FetchRefused(f"bad port in {url[:200]!r}") from None
+        address = resolve_checked(parts.hostname, port, networks)
+        connection = _open_connection(parts.scheme, parts.hostname, port, address, deadline)
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+            connection.request(
+                "GET",
+                path,
+                headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": ", ".join(accept)},
+            )
+            sock = connection.sock  # getresponse() may drop its reference; the reads need it
+            assert sock is not None
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            response = connection.getresponse()
+            status = response.status
+            if status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+                url = urljoin(url, response.getheader("Location", ""))
+                continue
+            if status == 429:
+                raise RateLimited(_retry_after(response.getheader("Retry-After")))
+            if 400 <= status < 500:
+                raise ClientFailure(f"{status} from {parts.hostname}")
+            if status >= 500:
+                raise UpstreamFailure(f"{status} from {parts.hostname}")
+            content_type, _, params = (response.getheader("Content-Type") or "").partition(";")
+            if content_type.strip().lower() not in accept:
+                raise FetchRefused(f"not a page we preview: {content_type or 'no content type'}")
+            charset = params.split("charset=")[-1].strip() if "charset=" in params else "utf-8"
+            body = _read_capped(response, sock, deadline, max_bytes)
+            return FetchedPage(url, status, content_type.strip().lower(), charset, body)
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            raise UpstreamFailure(f"{parts.hostname}: {exc}") from exc
+        finally:
+            connection.close()
+    raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(1.0, min(float(value or 60), 3600.0))
+    except ValueError:
+        return 60.0

@@ -1,0 +1,96 @@
+"""URL expansion: fetch a link behind its host's breaker and bulkhead, attach the preview.
+
+Results are cached per URL (failures briefly), so a link posted in many messages is
+fetched once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import asdict
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+
+from jobs.breakers import BreakerPolicy, Outcome, SharedCircuitBreaker
+from jobs.bulkhead import bulkhead
+from jobs.fetch import ClientFailure, FetchRefused, IpNetwork, RateLimited, UpstreamFailure, fetch
+from jobs.preview import Preview, merge_oembed, parse_page
+from messaging.actions.previews import attach_preview
+
+PREVIEW_CACHE_SECS = 24 * 3600
+FAILURE_CACHE_SECS = 300  # a broken link is not refetched for every message that repeats it
+BULKHEAD_LEASE_SECS = 30  # longer than any fetch (10 s), so a live call never loses its slot
+OEMBED_TYPES = ("application/json", "application/json+oembed", "text/javascript")
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Only the upstream's own failures count against its breaker."""
+    return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
+
+
+def host_breaker(host: str) -> SharedCircuitBreaker:
+    """One breaker per host (and port): what fails together is one web server."""
+    return SharedCircuitBreaker(f"unfurl:{host}", BreakerPolicy(), classify=classify)
+
+
+@lru_cache(maxsize=1)
+def _allowed_networks() -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in settings.UNFURL_ALLOWED_NETWORKS)
+
+
+def _cache_key(url: str) -> str:
+    return "unfurl:" + hashlib.sha256(url.encode()).hexdigest()
+
+
+def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
+    breaker = host_breaker(host)
+    with bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS):
+        kwargs = {"accept": accept} if accept else {}
+        page = breaker.call(
+            fetch, url, _allowed_networks(), total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS, **kwargs
+        )
+    return page.body, page.url, page.charset
+
+
+def preview_for(url: str) -> Preview | None:
+    """The preview of a URL: cached, or fetched now. None when the link has no preview.
+
+    Raises BreakerOpen, BulkheadFull, RateLimited and UpstreamFailure for the job to
+    reschedule; bad links (FetchRefused, ClientFailure) are remembered as having none.
+    """
+    cached = cache.get(_cache_key(url))
+    if cached is not None:
+        return Preview(**cached) if cached else None
+    host = urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
+    try:
+        body, final_url, charset = _fetch_guarded(host, url)
+        preview = parse_page(final_url, body.decode(charset if charset else "utf-8", errors="replace"))
+        if preview.oembed_url and not preview.title:
+            try:
+                oembed, _, _ = _fetch_guarded(host, preview.oembed_url, OEMBED_TYPES)
+                preview = merge_oembed(preview, oembed)
+            except (FetchRefused, ClientFailure):
+                pass
+    except (FetchRefused, ClientFailure, LookupError):
+        cache.set(_cache_key(url), {}, FAILURE_CACHE_SECS)
+        return None
+    except (RateLimited, UpstreamFailure):
+        raise
+    if preview.is_empty:
+        cache.set(_cache_key(url), {}, FAILURE_CACHE_SECS)
+        return None
+    cache.set(_cache_key(url), asdict(preview), PREVIEW_CACHE_SECS)
+    return preview
+
+
+def unfurl(shard: str, team_id: int, channel_id: int, ts: int, url: str) -> str:
+    """The work of one unfurl job (callable without a broker). Returns what happened."""
+    preview = preview_for(url)
+    if preview is None:
+        return "no preview"
+    attached = attach_preview(shard, team_id, channel_id, ts, url, preview.as_attachment(url))
+    return "attached" if attached else "message changed"

@@ -1,0 +1,64 @@
+"""Link previews: asking for them after a post commits, and attaching what came back."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from chatproject.dbrouter import current_shard, on_shard
+from messaging.events import append_event
+from messaging.models import Channel, Message
+from messaging.mrkdwn import extract_links
+from messaging.shapes import message_changed_payload, message_json
+from teams import ids
+
+logger = logging.getLogger(__name__)
+
+
+def request_previews(team_id: int, message: Message, *, already: list[str] | None = None) -> None:
+    """After the transaction commits, queue one preview job per new link (posting never waits)."""
+    links = [url for url in extract_links(message.text) if url not in (already or [])]
+    if not links:
+        return
+    shard, channel_id, ts = current_shard(), message.channel_id, message.ts
+
+    def enqueue() -> None:
+        from jobs.tasks import unfurl_link
+
+        for url in links:
+            try:
+                unfurl_link.delay(shard, team_id, channel_id, ts, url)
+            except Exception as exc:
+                logger.warning("preview of %s not queued: %s", url, exc)
+
+    transaction.on_commit(enqueue, using=shard)
+
+
+def attach_preview(shard: str, team_id: int, channel_id: int, ts: int, url: str, attachment: dict) -> bool:
+    """Add a link's preview to its message (message_changed). False when the message is
+    gone, no longer has that link, or already shows its preview."""
+    with on_shard(shard), transaction.atomic(using=shard):
+        message = (
+            Message.objects.select_for_update()
+            .filter(team_id=team_id, channel_id=channel_id, ts=ts)
+            .select_related("channel")
+            .first()
+        )
+        if message is None or message.is_deleted or url not in extract_links(message.text):
+            return False
+        current = message.attachments or []
+        if any(a.get("from_url") == url for a in current if isinstance(a, dict)):
+            return False
+        team = ids.encode(ids.TEAM, team_id)
+        previous = message_json(message, team)
+        message.attachments = [*current, attachment]
+        message.save(update_fields=["attachments"])
+        channel: Channel = message.channel
+        append_event(
+            team_id,
+            "message",
+            message_changed_payload(channel, message, previous, team),
+            channel_id=channel.id,
+        )
+    return True

@@ -1,0 +1,73 @@
+"""A local HTTP upstream for preview tests whose behaviour the test switches at will."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PAGE = b"""<!doctype html><html><head>
+<title>Fallback title</title>
+<meta property="og:title" content="Preview of {path}">
+<meta property="og:description" content="A page worth a glance">
+<meta property="og:image" content="/image.png">
+<meta property="og:site_name" content="Local upstream">
+</head><body>ignored <meta property="og:title" content="not this"></body></html>"""
+
+
+@dataclass
+class Upstream:
+    port: int
+    mode: str = "ok"  # ok | error | hang | slow | notfound | redirect:<url>
+    hits: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def hits_between(self, start: float, end: float) -> int:
+        return sum(1 for at, _ in self.hits if start < at < end)
+
+
+@contextmanager
+def running_upstream() -> Iterator[Upstream]:
+    state = Upstream(0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            state.hits.append((time.time(), self.path))
+            mode = state.mode
+            if mode == "hang":
+                time.sleep(30)
+                return
+            if mode == "slow":
+                time.sleep(1.5)
+            if mode.startswith("redirect:"):
+                self.send_response(302)
+                self.send_header("Location", mode.removeprefix("redirect:"))
+                self.end_headers()
+                return
+            status = {"error": 500, "notfound": 404}.get(mode, 200)
+            body = PAGE.replace(b"{path}", self.path.encode()) if status == 200 else b"nope"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
