@@ -21,6 +21,8 @@ from chatproject import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECS = 15  # Celery's warm shutdown finishes the task at hand
+# (name, queues, processes): previews wait on the network, so they get more processes.
+WORKER_POOLS = [("unfurl", "unfurl", 4), ("search", "search,default", 2), ("io", "io", 1)]
 
 
 def _settings() -> ModuleType:
@@ -64,16 +66,22 @@ def serve(settings: ModuleType) -> int:
     celery = [python, "-m", "celery", "-A", "chatproject"]
     commands = {
         **{f"daphne-{n}": [*daphne, "chatproject.asgi:application"] for n in range(settings.WEB_PROCESSES)},
-        "worker": [
-            *celery,
-            "worker",
-            "-Q",
-            "default,unfurl,search,io",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "INFO",
-        ],
+        # One worker per kind of job, so a flood of one kind cannot starve another.
+        **{
+            f"worker-{name}": [
+                *celery,
+                "worker",
+                "-Q",
+                queues,
+                "-n",
+                f"{name}@%h",
+                "--concurrency",
+                str(procs),
+                "--loglevel",
+                "INFO",
+            ]
+            for name, queues, procs in WORKER_POOLS
+        },
         "beat": [*celery, "beat", "--loglevel", "INFO", "-s", str(settings.DATA_DIR / "celerybeat-schedule")],
     }
     children = {name: subprocess.Popen(cmd, cwd=ROOT, pass_fds=(fd,)) for name, cmd in commands.items()}
