@@ -78,7 +78,7 @@ UNFURL_ALLOWED_NETWORKS = [
     n.strip() for n in os.environ.get("CHAT_UNFURL_ALLOWED_NETWORKS", "").split(",") if n.strip()
 ]
 UNFURL_MAX_AGE_SECS = int(os.environ.get("CHAT_UNFURL_MAX_AGE_SECS", "3600"))
-UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "4"))
+UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "2"))
 UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10"))
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))

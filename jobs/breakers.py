@@ -90,25 +90,67 @@ class BreakerStatus:
     last_transition_at: float
 
 
-# KEYS: state hash, window hash, probe zset, known set.
-# ARGV: now, bucket seconds, window seconds, lease seconds, max probes, probe token, ttl
-# Returns {decision, state, retry_at, transition}
-_ADMIT = """
-local s, now = KEYS[1], tonumber(ARGV[1])
-redis.call('SADD', KEYS[4], s)
+# Both scripts share one argument layout and this prelude.
+# KEYS: state hash, window hash, probe zset, in-flight zset, known set.
+# ARGV: 1 now, 2 bucket secs, 3 window secs, 4 failure rate, 5 min calls, 6 open secs
+#       (jittered), 7 max open secs (jittered), 8 max probes, 9 lease secs, 10 slow secs,
+#       11 key ttl, 12 call token, 13 outcome (record), 14 '1' if the call was a probe.
+_PRELUDE = """
+local s, w, probes, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = tonumber(ARGV[1])
+local function open_it(from)
+  local trips = redis.call('HINCRBY', s, 'trips', 1)
+  local secs = math.min(tonumber(ARGV[6]) * 2 ^ (trips - 1), tonumber(ARGV[7]))
+  redis.call('HSET', s, 'state', 'open', 'open_until', now + secs, 'last_transition', from .. '->open',
+             'last_transition_at', now)
+  redis.call('DEL', w, probes, inflight)
+  return from .. '->open'
+end
+-- Completed calls in the window, plus calls still running past the slow threshold: a
+-- host that hangs is judged after `slow` seconds, not after each fetch's full timeout.
+local function should_trip()
+  local oldest = math.floor(now / tonumber(ARGV[2])) - math.floor(tonumber(ARGV[3]) / tonumber(ARGV[2]))
+  local calls, failures = 0, 0
+  local fields = redis.call('HGETALL', w)
+  for i = 1, #fields, 2 do
+    local b, kind = string.match(fields[i], '(%d+):(%a)')
+    if tonumber(b) <= oldest then redis.call('HDEL', w, fields[i])
+    elseif kind == 'c' then calls = calls + tonumber(fields[i + 1])
+    else failures = failures + tonumber(fields[i + 1]) end
+  end
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now - tonumber(ARGV[9]))
+  local stuck = redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10]))
+  calls, failures = calls + stuck, failures + stuck
+  return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
+end
+"""
+
+# Returns {decision, state, retry_at, transition}; decision is allow, probe or reject.
+_ADMIT = (
+    _PRELUDE
+    + """
+redis.call('SADD', KEYS[5], s)
 local state = redis.call('HGET', s, 'state') or 'closed'
 local transition = ''
-if state == 'disabled' or state == 'closed' or state == 'forced-closed' then
-  redis.call('HSETNX', s, 'state', state)
-  redis.call('EXPIRE', s, ARGV[7])
+redis.call('HSETNX', s, 'state', state)
+redis.call('EXPIRE', s, ARGV[11])
+if state == 'disabled' or state == 'forced-closed' then return {'allow', state, '0', transition} end
+if state == 'closed' then
+  if redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10])) > 0 and should_trip() then
+    transition = open_it('closed')
+    redis.call('HINCRBY', s, 'rejections', 1)
+    return {'reject', 'open', redis.call('HGET', s, 'open_until'), transition}
+  end
+  redis.call('ZADD', inflight, now, ARGV[12])
+  redis.call('EXPIRE', inflight, ARGV[11])
   return {'allow', state, '0', transition}
 end
 if state == 'forced-open' then
   redis.call('HINCRBY', s, 'rejections', 1)
   return {'reject', state, tostring(now + 60), transition}
 end
-local until_ = tonumber(redis.call('HGET', s, 'open_until') or '0')
 if state == 'open' then
+  local until_ = tonumber(redis.call('HGET', s, 'open_until') or '0')
   if now < until_ then
     redis.call('HINCRBY', s, 'rejections', 1)
     return {'reject', state, tostring(until_), transition}
@@ -116,70 +158,50 @@ if state == 'open' then
   state = 'half-open'
   redis.call('HSET', s, 'state', state, 'probe_successes', 0, 'last_transition', 'open->half-open',
              'last_transition_at', now)
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', probes)
   transition = 'open->half-open'
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+redis.call('ZREMRANGEBYSCORE', probes, '-inf', now)
+if redis.call('ZCARD', probes) >= tonumber(ARGV[8]) then
   redis.call('HINCRBY', s, 'rejections', 1)
   return {'reject', state, tostring(now + 1), transition}
 end
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-redis.call('EXPIRE', s, ARGV[7])
+redis.call('ZADD', probes, now + tonumber(ARGV[9]), ARGV[12])
+redis.call('EXPIRE', probes, ARGV[11])
 return {'probe', state, '0', transition}
 """
+)
 
-# KEYS: state hash, window hash, probe zset.
-# ARGV: now, bucket seconds, window seconds, outcome, probe token ('' if none),
-#       failure rate, min calls, open seconds (jittered), max open seconds, max probes, ttl
 # Returns the transition this call caused, or ''.
-_RECORD = """
-local s, w, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
-local outcome, probe = ARGV[4], ARGV[5]
+_RECORD = (
+    _PRELUDE
+    + """
+local outcome = ARGV[13]
 local state = redis.call('HGET', s, 'state') or 'closed'
-local function open_it(from)
-  local trips = redis.call('HINCRBY', s, 'trips', 1)
-  local secs = math.min(tonumber(ARGV[8]) * 2 ^ (trips - 1), tonumber(ARGV[9]))
-  redis.call('HSET', s, 'state', 'open', 'open_until', now + secs, 'last_transition', from .. '->open',
-             'last_transition_at', now)
-  redis.call('DEL', w)
-  redis.call('DEL', KEYS[3])
-  return from .. '->open'
-end
 redis.call('EXPIRE', s, ARGV[11])
-if state == 'disabled' or state == 'forced-open' or state == 'forced-closed' then return '' end
-if probe ~= '' then
-  if redis.call('ZREM', KEYS[3], probe) == 0 or state ~= 'half-open' then return '' end
+if ARGV[14] == '1' then
+  if redis.call('ZREM', probes, ARGV[12]) == 0 or state ~= 'half-open' then return '' end
   if outcome == 'failure' then return open_it('half-open') end
   if outcome == 'success' then
-    local ok = redis.call('HINCRBY', s, 'probe_successes', 1)
-    if ok >= tonumber(ARGV[10]) then
+    if redis.call('HINCRBY', s, 'probe_successes', 1) >= tonumber(ARGV[8]) then
       redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
                  'last_transition_at', now)
-      redis.call('DEL', w)
+      redis.call('DEL', w, inflight)
       return 'half-open->closed'
     end
   end
   return ''
 end
+redis.call('ZREM', inflight, ARGV[12])
 if state ~= 'closed' or outcome == 'ignored' then return '' end
 local bucket = math.floor(now / tonumber(ARGV[2]))
 redis.call('HINCRBY', w, bucket .. ':c', 1)
 if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
 redis.call('EXPIRE', w, ARGV[3])
-local oldest = bucket - math.floor(tonumber(ARGV[3]) / tonumber(ARGV[2]))
-local calls, failures = 0, 0
-local fields = redis.call('HGETALL', w)
-for i = 1, #fields, 2 do
-  local b, kind = string.match(fields[i], '(%d+):(%a)')
-  if tonumber(b) <= oldest then redis.call('HDEL', w, fields[i])
-  elseif kind == 'c' then calls = calls + tonumber(fields[i + 1])
-  else failures = failures + tonumber(fields[i + 1]) end
-end
-if calls >= tonumber(ARGV[7]) and failures / calls >= tonumber(ARGV[6]) then return open_it('closed') end
+if should_trip() then return open_it('closed') end
 return ''
 """
+)
 
 _BUCKETS_PER_WINDOW = 10
 _last_redis_warning = 0.0
@@ -193,7 +215,7 @@ def _warn_redis_down(exc: Exception) -> None:
 
 
 def _keys(key: str) -> list[str]:
-    return [f"brk:{key}", f"brk:{key}:window", f"brk:{key}:probes", KNOWN_BREAKERS]
+    return [f"brk:{key}", f"brk:{key}:window", f"brk:{key}:probes", f"brk:{key}:inflight", KNOWN_BREAKERS]
 
 
 class _StateName:
@@ -226,72 +248,61 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     # --- the call path ------------------------------------------------------------------
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        probe = self._admit()
-        started = time.monotonic()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._record(self.classify(exc), probe)
-            raise
-        slow = time.monotonic() - started > self.policy.slow_call_secs
-        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, probe)
-        return result
+        with self.calling():
+            return func(*args, **kwargs)
 
     @contextmanager
     def calling(self) -> Iterator[None]:
-        probe = self._admit()
+        token, probe = self._admit()
         started = time.monotonic()
         try:
             yield
         except BaseException as exc:
-            self._record(self.classify(exc), probe)
+            self._record(self.classify(exc), token, probe)
             raise
         slow = time.monotonic() - started > self.policy.slow_call_secs
-        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, probe)
+        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, token, probe)
 
-    def _admit(self) -> str:
-        """'' for a normal call, a probe token in half-open; raises BreakerOpen."""
+    def _script_args(self, token: str, outcome: str = "", probe: bool = False) -> list[Any]:
+        policy, jitter = self.policy, random.uniform(0.8, 1.2)
+        return [
+            time.time(),
+            policy.window_secs / _BUCKETS_PER_WINDOW,
+            policy.window_secs,
+            policy.failure_rate,
+            policy.min_calls,
+            policy.open_secs * jitter,
+            policy.max_open_secs * jitter,
+            policy.max_probes,
+            policy.probe_lease_secs,
+            policy.slow_call_secs,
+            KEY_TTL_SECS,
+            token,
+            outcome,
+            "1" if probe else "0",
+        ]
+
+    def _admit(self) -> tuple[str | None, bool]:
+        """The call's token and whether it is a probe; raises BreakerOpen."""
         token = secrets.token_hex(8)
-        bucket = self.policy.window_secs / _BUCKETS_PER_WINDOW
         try:
             decision, _state, retry_at, transition = get_redis_connection("default").eval(
-                _ADMIT,
-                4,
-                *_keys(self.key),
-                time.time(),
-                bucket,
-                self.policy.window_secs,
-                self.policy.probe_lease_secs,
-                self.policy.max_probes,
-                token,
-                KEY_TTL_SECS,
+                _ADMIT, 5, *_keys(self.key), *self._script_args(token)
             )
         except RedisError as exc:
             _warn_redis_down(exc)
-            return ""
+            return None, False
         self._report(_text(transition))
         if _text(decision) == "reject":
             raise BreakerOpen(self.key, float(retry_at))
-        return token if _text(decision) == "probe" else ""
+        return token, _text(decision) == "probe"
 
-    def _record(self, outcome: Outcome, probe: str) -> None:
-        jitter = random.uniform(0.8, 1.2)
+    def _record(self, outcome: Outcome, token: str | None, probe: bool) -> None:
+        if token is None:
+            return  # admitted while Redis was down: nothing to record it against
         try:
             transition = get_redis_connection("default").eval(
-                _RECORD,
-                3,
-                *_keys(self.key)[:3],
-                time.time(),
-                self.policy.window_secs / _BUCKETS_PER_WINDOW,
-                self.policy.window_secs,
-                outcome.value,
-                probe,
-                self.policy.failure_rate,
-                self.policy.min_calls,
-                self.policy.open_secs * jitter,
-                self.policy.max_open_secs * jitter,
-                self.policy.max_probes,
-                KEY_TTL_SECS,
+                _RECORD, 5, *_keys(self.key), *self._script_args(token, outcome.value, probe)
             )
         except RedisError as exc:
             _warn_redis_down(exc)
@@ -360,13 +371,13 @@ def count_deferral(key: str) -> None:
 def reset(key: str) -> None:
     """Forget everything about a breaker: closed, empty window, no trips."""
     connection = get_redis_connection("default")
-    connection.delete(*_keys(key)[:3])
+    connection.delete(*_keys(key)[:4])
     connection.srem(KNOWN_BREAKERS, _keys(key)[0])
 
 
 def breaker_status(key: str) -> BreakerStatus:
     connection = get_redis_connection("default")
-    state_key, window_key, _, _ = _keys(key)
+    state_key, window_key, *_ = _keys(key)
     raw = {_text(k): _text(v) for k, v in connection.hgetall(state_key).items()}
     window = {_text(k): int(v) for k, v in connection.hgetall(window_key).items()}
     calls = sum(v for k, v in window.items() if k.endswith(":c"))

@@ -32,9 +32,15 @@ def classify(exc: BaseException) -> Outcome:
     return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
 
 
+# A web host gets little traffic each, so it is judged on fewer calls over a longer
+# window; and a preview that takes over 3 s is a failure for a chat client anyway, so a
+# hanging host is cut off after 3 s of its first calls rather than their 10 s timeouts.
+HOST_POLICY = BreakerPolicy(min_calls=4, window_secs=60, slow_call_secs=3.0)
+
+
 def host_breaker(host: str) -> SharedCircuitBreaker:
     """One breaker per host (and port): what fails together is one web server."""
-    return SharedCircuitBreaker(f"unfurl:{host}", BreakerPolicy(), classify=classify)
+    return SharedCircuitBreaker(f"unfurl:{host}", HOST_POLICY, classify=classify)
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,25 @@ def run_in_processes(target: Any, argument_lists: list[tuple], timeout: float = 
         return [future.result(timeout=timeout) for future in futures]
 
 
+def wait_for_all(start: Any) -> None:
+    """Start together: `start` is a time, or (barrier key, parties) in Redis, which every
+    process joins once set up (spawning under load can take seconds)."""
+    import time
+
+    if not isinstance(start, (list, tuple)):
+        time.sleep(max(0.0, start - time.time()))
+        return
+    from django_redis import get_redis_connection
+
+    key, parties = start
+    connection = get_redis_connection("default")
+    connection.incr(key)
+    connection.expire(key, 300)
+    deadline = time.monotonic() + 60
+    while int(connection.get(key) or 0) < parties and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def breaker_calls(
     database_names: dict[str, str],
     key: str,
@@ -87,7 +106,7 @@ def breaker_calls(
         if outcome == "client":
             raise ClientError()
 
-    time.sleep(max(0.0, start_at - time.time()))
+    wait_for_all(start_at)
     results = []
     for outcome in outcomes:
         try:
@@ -106,7 +125,7 @@ def hold_bulkhead(database_names: dict[str, str], key: str, limit: int, start_at
 
     from jobs.bulkhead import BulkheadFull, bulkhead
 
-    time.sleep(max(0.0, start_at - time.time()))
+    wait_for_all(start_at)
     try:
         with bulkhead(key, limit, lease_secs=30):
             time.sleep(hold)

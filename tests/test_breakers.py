@@ -51,6 +51,14 @@ def _transitions(key: str) -> list[str]:
     return [t.decode() for t in get_redis_connection("default").lrange(f"test:transitions:{key}", 0, -1)]
 
 
+def _barrier(parties: int) -> tuple[str, int]:
+    return (f"test:barrier:{uuid.uuid4().hex}", parties)
+
+
+def _joined(barrier: tuple[str, int]) -> int:
+    return int(get_redis_connection("default").get(barrier[0]) or 0)
+
+
 def _trip(key: str) -> None:
     results = breaker_calls(_names(), key, FAST, ["fail"] * 10, 0)
     assert results == ["called"] * 10
@@ -61,9 +69,9 @@ def test_half_open_admits_a_bounded_number_of_probes_across_processes() -> None:
     key = _key()
     _trip(key)
     time.sleep(0.8)  # past the (jittered) open time: the next calls may probe
-    start = time.time() + 2
+    start = _barrier(PROCESSES)
     results = run_in_processes(
-        breaker_calls, [(_names(), key, FAST, ["ok"], start, 1.0) for _ in range(PROCESSES)]
+        breaker_calls, [(_names(), key, FAST, ["ok"], start, 2.0) for _ in range(PROCESSES)]
     )
     outcomes = [r[0] for r in results]
     assert outcomes.count("ok") == FAST["max_probes"]
@@ -73,7 +81,7 @@ def test_half_open_admits_a_bounded_number_of_probes_across_processes() -> None:
 
 def test_failures_in_some_processes_are_not_reset_by_successes_in_others() -> None:
     key = _key()
-    start = time.time() + 2
+    start = _barrier(4)
     plans = [["fail"] * 5 if n % 2 else ["ok"] * 5 for n in range(4)]  # a 50% failure rate overall
     run_in_processes(breaker_calls, [(_names(), key, FAST, plan, start, 0.01) for plan in plans])
     assert breaker_status(key).state in (OPEN, HALF_OPEN)
@@ -81,14 +89,17 @@ def test_failures_in_some_processes_are_not_reset_by_successes_in_others() -> No
 
 def test_a_transition_is_reported_once_not_once_per_process() -> None:
     key = _key()
-    start = time.time() + 2
-    run_in_processes(breaker_calls, [(_names(), key, FAST, ["fail"] * 4, start) for _ in range(PROCESSES)])
+    start = _barrier(PROCESSES)
+    stays_open = {**FAST, "open_secs": 30, "max_open_secs": 60}
+    run_in_processes(
+        breaker_calls, [(_names(), key, stays_open, ["fail"] * 4, start) for _ in range(PROCESSES)]
+    )
     assert _transitions(key) == ["closed->open"]
 
 
 def test_client_errors_never_open_the_circuit_nor_reset_it() -> None:
     key = _key()
-    start = time.time() + 1
+    start = _barrier(4)
     run_in_processes(breaker_calls, [(_names(), key, FAST, ["client"] * 20, start) for _ in range(4)])
     status = breaker_status(key)
     assert status.state == CLOSED and status.calls == 0
@@ -160,8 +171,8 @@ def test_manual_control_and_inspection() -> None:
 
 def test_bulkhead_caps_concurrency_across_processes_and_leases_expire() -> None:
     key = _key()
-    start = time.time() + 2
-    results = run_in_processes(hold_bulkhead, [(_names(), key, 3, start, 1.0) for _ in range(6)])
+    start = _barrier(6)
+    results = run_in_processes(hold_bulkhead, [(_names(), key, 3, start, 2.0) for _ in range(6)])
     assert sorted(results) == ["full"] * 3 + ["ran"] * 3
     # A worker killed while holding a slot leaks nothing once its lease runs out.
     connection = get_redis_connection("default")
@@ -193,3 +204,22 @@ def test_breakers_command_lists_and_steers() -> None:
     table = io.StringIO()
     call_command("breakers", stdout=table)
     assert "key" in table.getvalue()
+
+
+def test_calls_still_hanging_count_as_failures() -> None:
+    """A hanging upstream is judged once its calls pass the slow threshold, not at their timeout."""
+    key = _key()
+    policy = {**FAST, "min_calls": 3, "slow_call_secs": 0.5}
+    start = _barrier(3)
+    import threading
+
+    hanging = threading.Thread(
+        target=lambda: run_in_processes(breaker_calls, [(_names(), key, policy, ["ok"], start, 4.0)] * 3)
+    )
+    hanging.start()
+    while _joined(start) < 3:
+        time.sleep(0.01)
+    time.sleep(1.0)  # the three calls have run 1 s: slow, and unfinished
+    assert breaker_calls(_names(), key, policy, ["ok"], 0) == ["rejected"]
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+    hanging.join()

@@ -43,9 +43,8 @@ def test_preview_appears_on_the_message(world: World, api, workers) -> None:
     token, general = world.acme["alice"].token, world.acme.channels["general"]
     with running_upstream() as upstream:
         url = f"{upstream.base}/article"
-        started = time.monotonic()
         posted = api("chat.postMessage", token, channel=general, text=f"look <{url}|this>")
-        assert posted["ok"] and time.monotonic() - started < 1  # posting does not wait for the fetch
+        assert posted["ok"] and "attachments" not in posted["message"]  # the preview comes later
         _wait(lambda: _previews(api, token, general)[f"look <{url}|this>"], 20)
         message = api("conversations.history", token, channel=general)["messages"][0]
         attachment = message["attachments"][0]
@@ -64,7 +63,7 @@ def test_breaker_opens_rejects_probes_and_recovers(world: World, api, workers) -
             assert api("chat.postMessage", token, channel=general, text=f"broken {upstream.base}/p{n}")["ok"]
             assert api("chat.postMessage", token, channel=general, text=f"gone {missing.base}/p{n}")["ok"]
             post_times.append(time.monotonic() - started)
-        assert max(post_times) < 1.0  # posting is unaffected by the failing upstream
+        assert max(post_times) < 2.0  # posting never waits for the failing upstream
         _wait(lambda: breaker_status(key).state in (OPEN, HALF_OPEN), 30)
         opened = breaker_status(key)
         # While open, the upstream sees nothing at all.
