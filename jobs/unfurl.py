@@ -28,14 +28,18 @@ OEMBED_TYPES = ("application/json", "application/json+oembed", "text/javascript"
 
 
 def classify(exc: BaseException) -> Outcome:
-    """Only the upstream's own failures count against its breaker."""
+    """Only the upstream's own failures count against its breaker (a full bulkhead,
+    a refused or bad link, a 4xx or a 429 say nothing about its health)."""
     return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
 
 
-# A web host gets little traffic each, so it is judged on fewer calls over a longer
-# window; and a preview that takes over 3 s is a failure for a chat client anyway, so a
-# hanging host is cut off after 3 s of its first calls rather than their 10 s timeouts.
-HOST_POLICY = BreakerPolicy(min_calls=4, window_secs=60, slow_call_secs=3.0)
+# One web host runs at most UNFURL_HOST_CONCURRENCY (2) fetches at a time, so it is judged
+# from as few as 2 calls, tripping at three quarters failing (both of 2, 3 of 4), over
+# the last 10 s only: a host that suddenly hangs must not be shielded by a minute of
+# earlier successes. A preview taking over 3 s is a failure for a chat client anyway, so
+# calls still hanging count from 3 s on, not at their 10 s timeout. One probe at a time:
+# a probe of a host that still hangs holds a worker for the full fetch timeout.
+HOST_POLICY = BreakerPolicy(failure_rate=0.75, min_calls=2, window_secs=10, slow_call_secs=3.0, max_probes=1)
 
 
 def host_breaker(host: str) -> SharedCircuitBreaker:
@@ -53,12 +57,14 @@ def _cache_key(url: str) -> str:
 
 
 def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
-    breaker = host_breaker(host)
-    with bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS):
-        kwargs = {"accept": accept} if accept else {}
-        page = breaker.call(
-            fetch, url, _allowed_networks(), total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS, **kwargs
-        )
+    # The breaker goes first: it must see every attempt (and reject a hanging host's)
+    # even while the bulkhead is full of that host's stuck calls.
+    kwargs = {"accept": accept} if accept else {}
+    with (
+        host_breaker(host).calling(),
+        bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS),
+    ):
+        page = fetch(url, _allowed_networks(), total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS, **kwargs)
     return page.body, page.url, page.charset
 
 

@@ -1,0 +1,202 @@
+"""Link previews when half the hosts hang: breakers on versus off, in one run.
+
+    CHAT_DATA_DIR=./var .venv/bin/python bench/unfurl.py [--hosts 10] [--seconds 20] [--workers 8]
+
+Runs against the embedded (or configured) Redis and databases of CHAT_DATA_DIR; it
+starts its own local upstream web servers on 127.0.0.1 (admitted for this process
+only through CHAT_UNFURL_ALLOWED_NETWORKS). Worker threads play the unfurl workers:
+each job fetches a fresh URL of a random host through the same code the Celery task
+runs (jobs.unfurl.preview_for: breaker, bulkhead, SSRF-safe fetch, parse). A job the
+breaker rejects is counted as rescheduled and the thread moves on, as the task would.
+
+Prints: healthy-host previews/s with all hosts healthy (baseline), with half hanging
+and breakers on, and with half hanging and breakers disabled; the time a call takes to
+be rejected by an open breaker; and chat.postMessage p99 with and without links to the
+hanging hosts (posting must not wait for previews).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+os.environ["CHAT_UNFURL_ALLOWED_NETWORKS"] = "127.0.0.1/32"
+os.environ.setdefault("CHAT_RATE_LIMITS", "0")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_phase(bases: list[str], healthy: set[str], seconds: float, workers: int) -> dict[str, float]:
+    from jobs.breakers import BreakerOpen
+    from jobs.bulkhead import BulkheadFull
+    from jobs.fetch import UpstreamFailure
+    from jobs.unfurl import preview_for
+
+    counts = {"healthy_done": 0, "sick_failed": 0, "rejected": 0, "busy": 0}
+    healthy_at: list[float] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+    stop_at = started + seconds
+
+    def worker() -> None:
+        while time.monotonic() < stop_at:
+            base = random.choice(bases)
+            url = f"{base}/{uuid.uuid4().hex}"  # fresh URL: no cache hit
+            try:
+                preview_for(url)
+                outcome = "healthy_done" if base in healthy else "sick_failed"
+            except BreakerOpen:
+                outcome = "rejected"
+            except BulkheadFull:
+                outcome = "busy"  # the task would reschedule itself; the worker moves on
+            except UpstreamFailure:
+                outcome = "sick_failed"
+            with lock:
+                counts[outcome] += 1
+                if outcome == "healthy_done":
+                    healthy_at.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The second half shows the steady state, once breakers have (or have not) opened and
+    # the workers stuck on hanging hosts have timed out.
+    late = sum(1 for at in healthy_at if at >= started + seconds / 2)
+    return {
+        **counts,
+        "healthy_per_sec": counts["healthy_done"] / seconds,
+        "steady_per_sec": late / (seconds / 2),
+    }
+
+
+def reject_latency(samples: int = 2000) -> list[float]:
+    from jobs.breakers import FORCED_OPEN, BreakerOpen, force, reset
+    from jobs.unfurl import host_breaker
+
+    key_host = f"bench-open-{uuid.uuid4().hex[:6]}"
+    force(f"unfurl:{key_host}", FORCED_OPEN)
+    breaker = host_breaker(key_host)
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        try:
+            breaker.call(lambda: None)
+        except BreakerOpen:
+            pass
+        timings.append((time.perf_counter() - started) * 1000)
+    reset(f"unfurl:{key_host}")
+    return timings
+
+
+def post_latency(hanging: list[str], posts: int) -> tuple[list[float], list[float]]:
+    from django.test import Client
+
+    from teams.actions import create_team
+
+    created = create_team(
+        f"bench-unfurl-{uuid.uuid4().hex[:6]}", "Bench", f"{uuid.uuid4().hex[:8]}@bench.test"
+    )
+    client, token = Client(), created.owner_token
+    general = client.post("/api/conversations.list", HTTP_AUTHORIZATION=f"Bearer {token}").json()["channels"][
+        0
+    ]["id"]
+
+    def timed(text: str) -> float:
+        started = time.perf_counter()
+        answer = client.post(
+            "/api/chat.postMessage", {"channel": general, "text": text}, HTTP_AUTHORIZATION=f"Bearer {token}"
+        ).json()
+        assert answer["ok"], answer
+        return (time.perf_counter() - started) * 1000
+
+    plain = [timed(f"plain {n}") for n in range(posts)]
+    with_links = [timed(" ".join(f"{h}/{uuid.uuid4().hex}" for h in hanging[:3])) for _ in range(posts)]
+    return plain, with_links
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--posts", type=int, default=200)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+
+    from contextlib import ExitStack
+
+    from jobs.breakers import DISABLED, force, reset
+    from tests.upstream import running_upstream
+
+    with ExitStack() as stack:
+        upstreams = [stack.enter_context(running_upstream()) for _ in range(args.hosts)]
+        bases = [u.base for u in upstreams]
+        keys = [f"unfurl:{b.removeprefix('http://')}" for b in bases]
+        sick = upstreams[: args.hosts // 2]
+        healthy = {u.base for u in upstreams[args.hosts // 2 :]}
+
+        print(f"{args.hosts} hosts, {args.workers} workers, {args.seconds:.0f} s per phase", flush=True)
+        baseline = run_phase(bases, set(bases), args.seconds, args.workers)
+        for upstream in sick:
+            upstream.mode = "hang"  # 30 s server-side; the fetcher gives up at its 10 s deadline
+        with_breakers = run_phase(bases, healthy, args.seconds, args.workers)
+        for key in keys:
+            force(key, DISABLED)
+        without = run_phase(bases, healthy, args.seconds, args.workers)
+        for key in keys:
+            reset(key)
+        timings = reject_latency()
+        plain, with_links = post_latency([u.base for u in sick], args.posts)
+
+    # Only half the hosts are healthy in the sick phases: compare per healthy host, in the
+    # second half of each phase (the steady state).
+    phases = [
+        ("all healthy (baseline)", baseline, args.hosts),
+        ("half hanging, breakers on", with_breakers, len(healthy)),
+        ("half hanging, breakers off", without, len(healthy)),
+    ]
+    print(
+        "\nphase                        previews/s whole  2nd half  per healthy host  rejected  busy  sick calls"
+    )
+    per_host = []
+    for name, phase, hosts in phases:
+        per_host.append(phase["steady_per_sec"] / hosts)
+        print(
+            f"{name:28} {phase['healthy_per_sec']:16.1f} {phase['steady_per_sec']:9.1f} {per_host[-1]:17.2f} "
+            f"{phase['rejected']:9.0f} {phase['busy']:5.0f} {phase['sick_failed']:11.0f}"
+        )
+    print(
+        f"\nsteady state per healthy host: breakers on keep {per_host[1] / per_host[0]:.0%} of the all-healthy "
+        f"baseline (target >= 90%); breakers off keep {per_host[2] / per_host[0]:.0%}"
+    )
+    print(
+        f"rejection by an open breaker: p50 {statistics.median(timings):.3f} ms, "
+        f"p99 {_percentile(timings, 0.99):.3f} ms (target <= 10 ms)"
+    )
+    print(
+        f"chat.postMessage p99: {_percentile(plain, 0.99):.1f} ms plain, "
+        f"{_percentile(with_links, 0.99):.1f} ms with 3 links to hanging hosts "
+        f"(p50 {statistics.median(plain):.1f} / {statistics.median(with_links):.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
