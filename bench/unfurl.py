@@ -173,19 +173,18 @@ def main() -> None:
         ("half hanging, breakers on", with_breakers, len(healthy)),
         ("half hanging, breakers off", without, len(healthy)),
     ]
-    print(
-        "\nphase                        previews/s whole  2nd half  per healthy host  rejected  busy  sick calls"
-    )
+    header = "phase                        previews/s whole  2nd half  per healthy host  rejected  busy"
+    print(f"\n{header}  sick calls")
     per_host = []
     for name, phase, hosts in phases:
         per_host.append(phase["steady_per_sec"] / hosts)
         print(
-            f"{name:28} {phase['healthy_per_sec']:16.1f} {phase['steady_per_sec']:9.1f} {per_host[-1]:17.2f} "
-            f"{phase['rejected']:9.0f} {phase['busy']:5.0f} {phase['sick_failed']:11.0f}"
+            f"{name:28} {phase['healthy_per_sec']:16.1f} {phase['steady_per_sec']:9.1f} "
+            f"{per_host[-1]:17.2f} {phase['rejected']:9.0f} {phase['busy']:5.0f} {phase['sick_failed']:11.0f}"
         )
     print(
-        f"\nsteady state per healthy host: breakers on keep {per_host[1] / per_host[0]:.0%} of the all-healthy "
-        f"baseline (target >= 90%); breakers off keep {per_host[2] / per_host[0]:.0%}"
+        f"\nsteady state per healthy host: breakers on keep {per_host[1] / per_host[0]:.0%} of the "
+        f"all-healthy baseline (target >= 90%); breakers off keep {per_host[2] / per_host[0]:.0%}"
     )
     print(
         f"rejection by an open breaker: p50 {statistics.median(timings):.3f} ms, "
