@@ -265,3 +265,18 @@ def test_companion_events_for_joins_leaves_and_replies(world: World, server) -> 
     assert carol.until(lambda f: f.get("type") == "channel_left")["channel"] == random
     assert not any(k.startswith("_") for f in carol.seen for k in f)
     carol.close()
+
+
+def test_socket_accepts_are_bounded(world: World) -> None:
+    with running_daphne({"CHAT_SOCKET_ACCEPT_RATE": "1"}) as own:
+        client = web(own, world.acme["bob"].token)
+        urls = [client.rtm_connect()["url"] for _ in range(4)]
+        sockets = [RtmSocket(url) for url in urls]  # four at once against one per second
+        frames = []
+        for socket in sockets:
+            frames.append(socket.recv())
+            socket.recv(timeout=0.5)
+            frames.append({"closed": socket.closed_code})
+        busy = [f for f in frames if f and f.get("type") == "error"]
+        assert busy and busy[0]["error"]["code"] == "ratelimited" and busy[0]["error"]["retry_after"] >= 1
+        assert {"closed": 4029} in frames and {"type": "hello"} in frames
