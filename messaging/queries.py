@@ -60,6 +60,14 @@ def member(caller: Caller, user_ref: object, *, error: str = "user_not_found") -
     return found
 
 
+def ts_argument(value: object, error: str) -> int:
+    """A `ts` argument in microseconds, or the Slack error this argument has for bad input."""
+    try:
+        return ids.parse_ts(value)
+    except ids.BadId:
+        raise ApiError(error) from None
+
+
 def message_at(
     channel: Channel, ts: int, *, for_update: bool = False, error: str = "message_not_found"
 ) -> Message:

@@ -11,7 +11,7 @@ from chatproject.dbrouter import current_shard
 from messaging.actions.posting import insert_message
 from messaging.events import CHANNEL_KEY, append_event
 from messaging.models import Channel, ChannelMember
-from messaging.queries import Conversation, conversation, member
+from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
 from teams import ids
 from teams.auth import Caller
@@ -299,10 +299,7 @@ def open_dm(caller: Caller, user_refs: list[str]) -> tuple[Channel, bool]:
 
 def mark_read(caller: Caller, channel_ref: str, ts: str) -> None:
     access = _member_access(caller, channel_ref)
-    try:
-        read_ts = ids.parse_ts(ts)
-    except ids.BadId:
-        raise ApiError("invalid_timestamp") from None
+    read_ts = ts_argument(ts, "invalid_timestamp")
     channel = access.channel
     with transaction.atomic(using=current_shard()):
         ChannelMember.objects.filter(channel=channel, member_id=caller.member_id).update(last_read=read_ts)

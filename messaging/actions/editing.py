@@ -9,24 +9,18 @@ from django.db import transaction
 from django.db.models import F
 
 from chatproject.dbrouter import current_shard
+from jobs.search_tasks import enqueue_index
 from messaging.actions.posting import MAX_TEXT_CHARS
 from messaging.actions.previews import request_previews
 from messaging.events import append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import extract_links, parse_mentions
-from messaging.queries import conversation, message_at
+from messaging.queries import conversation, message_at, ts_argument
 from messaging.shapes import channel_type, message_changed_payload, message_json
 from teams import ids
 from teams.auth import Caller
 from teams.errors import ApiError
 from teams.models import Member
-
-
-def _parse_ts(ts: str) -> int:
-    try:
-        return ids.parse_ts(ts)
-    except ids.BadId:
-        raise ApiError("message_not_found") from None
 
 
 def _is_author(caller: Caller, message: Message) -> bool:
@@ -48,7 +42,7 @@ def update_message(
         raise ApiError("msg_too_long")
     if not (text or "").strip() and not attachments and not blocks:
         raise ApiError("no_text")
-    message_ts = _parse_ts(ts)
+    message_ts = ts_argument(ts, "message_not_found")
     channel = conversation(caller, channel_ref).channel
     if channel.is_archived:
         raise ApiError("is_archived")
@@ -91,6 +85,7 @@ def update_message(
             channel_id=channel.id,
         )
         request_previews(caller.team_id, message, already=links_before)
+        transaction.on_commit(lambda: enqueue_index(caller.team_id, [message.id]), using=current_shard())
     return message, channel
 
 
@@ -104,7 +99,7 @@ def _can_delete(caller: Caller, message: Message) -> bool:
 
 def delete_message(caller: Caller, channel_ref: str, ts: str) -> Channel:
     """Delete a message. A parent with replies stays as a tombstone; a reply updates its parent."""
-    message_ts = _parse_ts(ts)
+    message_ts = ts_argument(ts, "message_not_found")
     channel = conversation(caller, channel_ref).channel
     with transaction.atomic(using=current_shard()):
         message = message_at(channel, message_ts, for_update=True)
@@ -123,6 +118,8 @@ def delete_message(caller: Caller, channel_ref: str, ts: str) -> Channel:
                 mentions=[],
                 mentions_all=False,
             )
+            # A deleted row takes its vector with it; a tombstone must lose its own.
+            transaction.on_commit(lambda: enqueue_index(caller.team_id, [message.id]), using=current_shard())
         else:
             message.delete()
             if message.thread_ts is not None and message.thread_ts != message.ts:

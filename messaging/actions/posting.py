@@ -11,11 +11,12 @@ from typing import Any
 from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import current_shard
+from jobs.search_tasks import enqueue_index
 from messaging.actions.previews import request_previews
 from messaging.events import PARENT_KEY, append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import parse_mentions
-from messaging.queries import conversation, message_at
+from messaging.queries import conversation, message_at, ts_argument
 from messaging.shapes import channel_type, message_json
 from teams import ids
 from teams.auth import Caller
@@ -107,6 +108,7 @@ def insert_message(
         payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
     append_event(caller.team_id, "message", payload, channel_id=channel.id)
     request_previews(caller.team_id, message)
+    transaction.on_commit(lambda: enqueue_index(caller.team_id, [message.id]), using=current_shard())
     return message
 
 
@@ -172,7 +174,4 @@ def post_message(
 def _parse_thread_ts(thread_ts: str | None) -> int | None:
     if thread_ts in (None, ""):
         return None
-    try:
-        return ids.parse_ts(thread_ts)
-    except ids.BadId:
-        raise ApiError("thread_not_found") from None
+    return ts_argument(thread_ts, "thread_not_found")

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from chatproject.dbrouter import current_shard
 from messaging.events import append_event
 from messaging.models import Channel, CustomEmoji, Message, Pin, Reaction
-from messaging.queries import conversation, message_at
+from messaging.queries import conversation, message_at, ts_argument
 from messaging.shapes import message_json
 from teams import ids
 from teams.auth import Caller
@@ -30,11 +30,7 @@ def _normalize_emoji(name: str) -> str:
 
 def _target(caller: Caller, channel_ref: str, ts: str) -> tuple[Channel, Message]:
     channel = conversation(caller, channel_ref).channel
-    try:
-        message_ts = ids.parse_ts(ts)
-    except ids.BadId:
-        raise ApiError("message_not_found") from None
-    message = message_at(channel, message_ts)
+    message = message_at(channel, ts_argument(ts, "message_not_found"))
     if message.is_deleted:
         raise ApiError("message_not_found")
     return channel, message

@@ -7,10 +7,9 @@ from typing import Any
 from messaging.actions.editing import delete_message, update_message
 from messaging.actions.posting import post_message
 from messaging.api.registry import POSTING_TIER, ApiCall, Args, JsonList, SlackBool, api_method
-from messaging.queries import conversation, message_at
+from messaging.queries import conversation, message_at, ts_argument
 from messaging.shapes import message_json
 from teams import ids
-from teams.errors import ApiError
 
 NO_CHANNEL = {"channel": "channel_not_found"}
 
@@ -108,10 +107,6 @@ class PermalinkArgs(Args):
 def permalink(call: ApiCall) -> dict[str, Any]:
     """A link to a message in the web client."""
     channel = conversation(call.caller, call.args.channel).channel
-    try:
-        ts = ids.parse_ts(call.args.message_ts)
-    except ids.BadId:
-        raise ApiError("message_not_found") from None
-    message = message_at(channel, ts)
+    message = message_at(channel, ts_argument(call.args.message_ts, "message_not_found"))
     digits = ids.format_ts(message.ts).replace(".", "")
     return {"channel": channel.slack_id, "permalink": f"{call.base_url}archives/{channel.slack_id}/p{digits}"}

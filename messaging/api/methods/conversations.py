@@ -10,7 +10,14 @@ from messaging.actions import channels as channel_actions
 from messaging.api.pages import clamp_limit, decode_cursor, page_metadata
 from messaging.api.registry import ApiCall, Args, CommaList, PageArgs, SlackBool, api_method
 from messaging.models import Channel, ChannelMember, Message, Pin
-from messaging.queries import conversation, messages_json, top_level, unread_counts, visible_channels
+from messaging.queries import (
+    conversation,
+    messages_json,
+    top_level,
+    ts_argument,
+    unread_counts,
+    visible_channels,
+)
 from messaging.shapes import channel_json
 from teams import ids
 from teams.errors import ApiError
@@ -193,10 +200,7 @@ class HistoryArgs(ChannelArgs, PageArgs):
 def _ts_bound(value: str) -> int | None:
     if value in ("", "0"):
         return None
-    try:
-        return ids.parse_ts(value)
-    except ids.BadId:
-        raise ApiError("invalid_ts_latest") from None
+    return ts_argument(value, "invalid_ts_latest")
 
 
 def _window(queryset: Any, args: HistoryArgs) -> Any:
@@ -238,10 +242,7 @@ def replies(call: ApiCall) -> dict[str, Any]:
     """A thread: its parent first, then replies oldest first, in pages."""
     args = call.args
     channel = conversation(call.caller, args.channel).channel
-    try:
-        thread_ts = ids.parse_ts(args.ts)
-    except ids.BadId:
-        raise ApiError("thread_not_found") from None
+    thread_ts = ts_argument(args.ts, "thread_not_found")
     head = Message.objects.filter(channel=channel, ts=thread_ts).first()
     if head is None:
         raise ApiError("thread_not_found")

@@ -7,9 +7,8 @@ from typing import Any
 from messaging.actions import reactions as reaction_actions
 from messaging.api.registry import ApiCall, Args, SlackBool, api_method
 from messaging.models import CustomEmoji, Pin
-from messaging.queries import conversation, message_at, messages_json
+from messaging.queries import conversation, message_at, messages_json, ts_argument
 from teams import ids
-from teams.errors import ApiError
 
 ITEM_ERRORS = {"channel": "no_item_specified", "timestamp": "no_item_specified"}
 
@@ -44,11 +43,7 @@ class ItemArgs(Args):
 
 def _message(call: ApiCall, channel_ref: str, timestamp: str) -> dict[str, Any]:
     channel = conversation(call.caller, channel_ref).channel
-    try:
-        ts = ids.parse_ts(timestamp)
-    except ids.BadId:
-        raise ApiError("message_not_found") from None
-    message = message_at(channel, ts)
+    message = message_at(channel, ts_argument(timestamp, "message_not_found"))
     return {
         "channel": channel.slack_id,
         "message": messages_json(call.caller.team.slack_id, channel, [message])[0],
