@@ -168,7 +168,7 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 CHANNEL_LAYERS = {
     "default": {
         # The pub/sub layer never drops group messages at a capacity limit (DESIGN.md).
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "chatproject.layers.SharedDecodePubSubLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "chat"},
     }
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from messaging.models import ChannelMember, Event, EventSequence
 from teams import ids
 
 REPLAY_BATCH = 1000
+WIRE_KEY = "_wire"  # the encoded frame, cached on the (per-process, shared) layer message
 
 
 class ResyncRequired(Exception):
@@ -96,31 +98,36 @@ class Viewer:
             self.channel_ids.discard(channel_id)
         return visible
 
-    def frames(self, message: dict[str, Any]) -> list[dict[str, Any]]:
-        """The frames a visible event becomes on the wire: the event itself (with its id,
-        without the gateway's private keys) and Slack's companion events."""
+    def frames(self, message: dict[str, Any]) -> list[str]:
+        """The frames (JSON text) a visible event becomes on the wire: the event itself
+        (with its id, without the gateway's private keys), then Slack's companion events.
+
+        The event's own frame is the same for every socket: it is encoded once per
+        process and kept on the layer message, which all local sockets share.
+        """
         payload = message["event"]
-        event = {k: v for k, v in payload.items() if not k.startswith("_")}
-        event["event_id"] = message["event_id"]
-        frames = [event]
+        if WIRE_KEY not in message:
+            event = {k: v for k, v in payload.items() if not k.startswith("_")}
+            event["event_id"] = message["event_id"]
+            message[WIRE_KEY] = json.dumps(event)
+        frames = [message[WIRE_KEY]]
         kind = payload.get("type")
         if kind in ("member_joined_channel", "member_left_channel") and payload.get("user") == self.slack_id:
             private = payload.get("channel_type") == "G"
             verb = "joined" if kind == "member_joined_channel" else "left"
             companion: dict[str, Any] = {"type": f"{'group' if private else 'channel'}_{verb}"}
             companion["channel"] = payload.get(CHANNEL_KEY) if verb == "joined" else payload.get("channel")
-            frames.append(companion)
+            frames.append(json.dumps(companion))
         if kind == "message" and PARENT_KEY in payload:
             parent = payload[PARENT_KEY]
-            frames.append(
-                {
-                    "type": "message",
-                    "subtype": "message_replied",
-                    "hidden": True,
-                    "channel": payload.get("channel"),
-                    "message": parent,
-                    "ts": payload.get("ts"),
-                    "event_ts": payload.get("event_ts"),
-                }
-            )
+            replied = {
+                "type": "message",
+                "subtype": "message_replied",
+                "hidden": True,
+                "channel": payload.get("channel"),
+                "message": parent,
+                "ts": payload.get("ts"),
+                "event_ts": payload.get("event_ts"),
+            }
+            frames.append(json.dumps(replied))
         return frames

@@ -1,0 +1,31 @@
+"""The channel layer: channels_redis' pub/sub layer (which never drops group messages),
+decoding each published message once per process instead of once per subscriber.
+
+Every local socket subscribed to a group receives the same raw bytes; sharing one
+decoded message lets the gateway also encode each event's frame once per process.
+Subscribers must treat the message as read-only (the gateway only adds a cache key).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
+DECODED_CACHE_SIZE = 1024  # recent messages; a fan-out reaches every local socket within this
+
+
+class SharedDecodePubSubLayer(RedisPubSubChannelLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+
+    def deserialize(self, message: bytes) -> Any:
+        decoded = self._decoded.get(message)
+        if decoded is None:
+            decoded = super().deserialize(message)
+            self._decoded[message] = decoded
+            if len(self._decoded) > DECODED_CACHE_SIZE:
+                self._decoded.popitem(last=False)
+        return decoded
