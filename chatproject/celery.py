@@ -19,3 +19,5 @@ app.conf.task_routes = {
 # A worker takes one task at a time per process: a slow upstream holds one slot, not four.
 app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()
+# Task modules besides each app's tasks.py, which is all autodiscovery finds.
+app.conf.imports = ["jobs.search_tasks"]

@@ -1,3 +1,3 @@
 """Web API method families; importing this package registers them all."""
 
-from messaging.api.methods import auth_team, chat, conversations, reactions, rtm, users  # noqa: F401
+from messaging.api.methods import auth_team, chat, conversations, reactions, rtm, search, users  # noqa: F401

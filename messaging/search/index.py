@@ -1,0 +1,121 @@
+"""Search vectors of messages, (re)computed in bulk on their shard: the work behind the
+`jobs.index_messages` task and `manage.py reindex`.
+
+The vector is computed by PostgreSQL from the row as it is when the UPDATE touches it, so
+a late or repeated job can never write an older text's words: indexing is idempotent and
+order-free. Tombstones get no vector, so search never finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.db import connections
+
+SEARCH_CONFIG = "english"  # the text search configuration of the vectors and of every query
+BATCH_SIZE = 500  # messages per UPDATE: bounds how long one statement holds row locks
+
+# What a message contributes to search: its text, plus the text of the attachments its
+# sender wrote (bots put most of their words there), not of link previews (`from_url`),
+# which arrive later and are someone else's words. Slack's `<url|label>` markup needs no
+# cleaning: the default parser splits it into the url, host and label words.
+VECTOR_SQL = f"""
+CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}',
+    CASE WHEN m.attachments IS NULL THEN m.text ELSE m.text || ' ' || coalesce((
+        SELECT string_agg(concat_ws(' ', a ->> 'pretext', a ->> 'title', a ->> 'text', a ->> 'fallback'), ' ')
+          FROM jsonb_array_elements(
+               CASE jsonb_typeof(m.attachments) WHEN 'array' THEN m.attachments ELSE '[]'::jsonb END) AS a
+         WHERE jsonb_typeof(a) = 'object' AND NOT a ? 'from_url'
+    ), '') END)
+END
+"""
+
+# Rows another transaction holds (an edit, a reply updating its parent) are skipped rather
+# than waited for: holding this batch's locks while waiting for one more row is how two
+# statements deadlock. The skipped ones are redone one at a time below.
+_INDEX_BATCH = f"""
+WITH batch AS (
+    SELECT id FROM messaging_message
+     WHERE team_id = %(team_id)s AND id = ANY(%(ids)s)
+     ORDER BY id
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE messaging_message AS m SET search_vector = {VECTOR_SQL}
+  FROM batch WHERE m.id = batch.id
+RETURNING m.id
+"""
+
+_INDEX_ONE = f"""
+UPDATE messaging_message AS m SET search_vector = {VECTOR_SQL}
+ WHERE m.team_id = %(team_id)s AND m.id = %(id)s
+"""
+
+_NEXT_BATCH = """
+SELECT id, ts FROM messaging_message
+ WHERE team_id = %(team_id)s AND (team_id, ts, id) > (%(team_id)s, %(ts)s, %(id)s)
+ ORDER BY team_id, ts, id
+ LIMIT %(limit)s
+"""
+
+
+def index_messages(shard: str, team_id: int, message_ids: Sequence[int]) -> int:
+    """(Re)compute the search vectors of these messages of one team; returns how many exist.
+
+    The one call that writes to a shard's search index (jobs.search_tasks runs it behind
+    the shard's search breaker). Ids of messages deleted since, or of another team, are
+    ignored. Call it outside a transaction: each batch then commits on its own, and the
+    rows it had to skip are redone holding no other lock.
+    """
+    done = 0
+    unique = sorted(set(message_ids))
+    with connections[shard].cursor() as cursor:
+        for start in range(0, len(unique), BATCH_SIZE):
+            chunk = unique[start : start + BATCH_SIZE]
+            cursor.execute(_INDEX_BATCH, {"team_id": team_id, "ids": chunk})
+            indexed = {row[0] for row in cursor.fetchall()}
+            done += len(indexed)
+            for message_id in chunk:
+                if message_id not in indexed:
+                    # Locked a moment ago (or gone): holding no other lock, waiting is safe.
+                    cursor.execute(_INDEX_ONE, {"team_id": team_id, "id": message_id})
+                    done += cursor.rowcount
+    return done
+
+
+@dataclass(frozen=True)
+class ReindexProgress:
+    indexed: int  # messages whose vector was recomputed so far
+    batches: int
+
+
+def reindex_team(
+    shard: str,
+    team_id: int,
+    *,
+    batch_size: int = BATCH_SIZE,
+    index: Callable[[str, int, Sequence[int]], int] = index_messages,
+    progress: Callable[[ReindexProgress], None] | None = None,
+) -> ReindexProgress:
+    """Recompute every message of a team, oldest first, one batch per statement.
+
+    Walks the (team_id, ts, id) index by key, so each batch costs the same however far in
+    it is, and concurrent posts land after the cursor or are indexed by their own job.
+    """
+    cursor_key = (-1, -1)
+    state = ReindexProgress(0, 0)
+    while True:
+        with connections[shard].cursor() as cursor:
+            cursor.execute(
+                _NEXT_BATCH,
+                {"team_id": team_id, "ts": cursor_key[0], "id": cursor_key[1], "limit": batch_size},
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return state
+        state = ReindexProgress(
+            state.indexed + index(shard, team_id, [r[0] for r in rows]), state.batches + 1
+        )
+        cursor_key = (rows[-1][1], rows[-1][0])
+        if progress is not None:
+            progress(state)
