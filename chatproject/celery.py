@@ -16,6 +16,9 @@ app.conf.task_routes = {
     "jobs.import_*": {"queue": "io"},
     "jobs.export_*": {"queue": "io"},
 }
+# Celery's Django fixup closes every database connection around every task unless told
+# how many tasks a connection may serve; a task per post must not open a session per post.
+app.conf.CELERY_DB_REUSE_MAX = 1000
 # A worker takes one task at a time per process: a slow upstream holds one slot, not four.
 app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()

@@ -9,6 +9,7 @@ then run daphne, a Celery worker and Celery beat until Ctrl-C.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import socket
 import subprocess
@@ -84,7 +85,16 @@ def serve(settings: ModuleType) -> int:
         },
         "beat": [*celery, "beat", "--loglevel", "INFO", "-s", str(settings.DATA_DIR / "celerybeat-schedule")],
     }
-    children = {name: subprocess.Popen(cmd, cwd=ROOT, pass_fds=(fd,)) for name, cmd in commands.items()}
+    worker_env = {**os.environ, "CHAT_DB_POOL": "0"}  # see DB_POOL in settings
+    children = {
+        name: subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            pass_fds=(fd,) if name.startswith("daphne") else (),
+            env=None if name.startswith("daphne") else worker_env,
+        )
+        for name, cmd in commands.items()
+    }
     listener.close()  # the daphne processes hold it now
     print(f"Serving on http://127.0.0.1:{settings.PORT}/  (Ctrl-C stops everything)", flush=True)
     stopping = False

@@ -68,9 +68,6 @@ AUTO_AWAY_SECS = int(os.environ.get("CHAT_AUTO_AWAY_SECS", "600"))
 PRESENCE_BATCH_SECS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECS", "0.5"))
 
 
-DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
-
-
 # Link previews: only these networks (CIDRs) may be fetched despite being internal
 # (tests use it for their local upstream); a preview not ready after this long is
 # dropped; at most this many fetches run against one host at once, across all workers.
@@ -83,14 +80,22 @@ UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))
 JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
+# A post queues jobs after commit: with Redis down it must fail fast, not wait seconds.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+
+DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
+# Celery workers run one task at a time per process and Celery closes a pool around
+# every task, so they keep plain persistent connections instead (./run sets this).
+DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 
 def _database(url: str) -> dict:
     # Under ASGI every request runs on a new thread, so Django's per-thread persistent
     # connections would open a connection per request; a process-wide pool reuses them.
-    config = dj_database_url.parse(url, conn_max_age=0)
+    config = dj_database_url.parse(url, conn_max_age=0 if DB_POOL else 600, conn_health_checks=not DB_POOL)
     options = config.setdefault("OPTIONS", {})
-    options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 5}
+    if DB_POOL:
+        options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 5}
     # Fail fast when a shard's server is gone instead of hanging a worker.
     options["connect_timeout"] = 3
     return config

@@ -113,7 +113,7 @@ def running_worker(
     queues: str, concurrency: int = 4, extra_env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker (prefork) on the test databases and Redis."""
-    env = {**test_environment(), **(extra_env or {})}
+    env = {**test_environment(), "CHAT_DB_POOL": "0", **(extra_env or {})}
     process = subprocess.Popen(
         [
             sys.executable,
