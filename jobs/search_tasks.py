@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django_redis import get_redis_connection
 
 from jobs.breakers import BreakerOpen, Outcome, SharedCircuitBreaker, count_deferral
 from messaging.search.index import index_messages
@@ -60,8 +61,14 @@ def _backoff(attempt: int) -> float:
 def index_messages_task(
     self: Task, team_id: int, message_ids: list[int], first_queued_at: float | None = None, attempt: int = 0
 ) -> int:
-    """(Re)index these messages of a team. Idempotent: it reads the rows as they are now."""
+    """(Re)index these messages of a team, or with none given, the team's pending ones.
+    Idempotent: it reads the rows as they are now."""
     first_queued_at = first_queued_at or time.time()
+    if not message_ids:
+        message_ids = _take_pending(team_id)
+        if not message_ids:
+            return 0
+        self.request.args = [team_id, message_ids]  # a retry must carry what was taken
     try:
         # Looked up now, not when queued: the team may have moved shards since.
         shard = team_entry(team_id).shard
@@ -76,6 +83,24 @@ def index_messages_task(
         return _reschedule(self, delay, first_queued_at, attempt, f"breaker {exc.key} open")
     except (OperationalError, InterfaceError) as exc:
         return _reschedule(self, _backoff(attempt), first_queued_at, attempt, str(exc).strip())
+
+
+def _pending_key(team_id: int) -> str:
+    return f"search:pending:{team_id}"
+
+
+def _drain_flag(team_id: int) -> str:
+    return f"search:drain-scheduled:{team_id}"
+
+
+def _take_pending(team_id: int) -> list[int]:
+    """Claim up to a batch of the team's pending ids; schedule another drain if more wait."""
+    connection = get_redis_connection("default")
+    connection.delete(_drain_flag(team_id))  # posts from now on schedule the next drain
+    taken = [int(i) for i in connection.spop(_pending_key(team_id), DRAIN_BATCH) or []]
+    if len(taken) == DRAIN_BATCH and connection.set(_drain_flag(team_id), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
+        index_messages_task.apply_async((team_id, []), retry=False)
+    return taken
 
 
 def _reschedule(task: Task, delay: float, first_queued_at: float, attempt: int, why: str) -> int:
@@ -100,10 +125,17 @@ BROKER_DOWN_RETRY_SECS = 30.0
 _broker_down_until = 0.0
 
 
+# Writes within this window share one indexing job (a job per post cost more CPU than
+# the post itself); a message is searchable about this long after it was posted.
+DRAIN_DELAY_SECS = 0.5
+DRAIN_BATCH = 500
+DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
+
+
 def enqueue_index(team_id: int, message_ids: Sequence[int]) -> None:
-    """Queue the indexing of these messages. Never raises: called after a write commits,
-    a broker outage must not fail the write (the messages stay unsearchable until
-    `manage.py reindex` runs for the team)."""
+    """Mark these messages for indexing; the first mark in a window schedules a drain job.
+    Never raises: called after a write commits, a Redis outage must not fail the write
+    (the messages stay unsearchable until `manage.py reindex` runs for the team)."""
     global _broker_down_until
     if time.monotonic() < _broker_down_until:
         logger.info(
@@ -111,8 +143,19 @@ def enqueue_index(team_id: int, message_ids: Sequence[int]) -> None:
         )
         return
     try:
-        # No publish retries: a post is waiting on this call.
-        index_messages_task.apply_async((team_id, list(message_ids)), retry=False)
+        connection = get_redis_connection("default")
+        pipe = connection.pipeline(transaction=False)
+        pipe.sadd(_pending_key(team_id), *message_ids)
+        pipe.expire(_pending_key(team_id), int(MAX_AGE_SECS))
+        pipe.set(_drain_flag(team_id), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS)
+        first_in_window = pipe.execute()[2]
+        if first_in_window:
+            try:
+                # No publish retries: a post is waiting on this call.
+                index_messages_task.apply_async((team_id, []), countdown=DRAIN_DELAY_SECS, retry=False)
+            except Exception:
+                connection.delete(_drain_flag(team_id))  # let the next write schedule it
+                raise
     except Exception as exc:
         _broker_down_until = time.monotonic() + BROKER_DOWN_RETRY_SECS
         logger.warning(
