@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.post_path import ApiClient, ServerProbe, db_counters, percentile  # noqa: E402
+from bench.post_path import ApiClient, ServerProbe, db_counters, percentile, post_message_text  # noqa: E402
 
 # Re-exported from post_path for the benches that import only this module.
 __all__ = ["ApiClient", "ServerProbe", "db_counters", "percentile"]
@@ -680,7 +680,7 @@ def paced_posts(
                 if due > now:
                     time.sleep(due - now)
                 sent = time.monotonic()
-                error = _post(client, channel, post_text(tag, n))
+                error = post_message_text(client, channel, post_text(tag, n))
                 outs[index].append(PostSample(n, due, sent, time.monotonic(), error))
         finally:
             client.close()
@@ -701,21 +701,11 @@ def serial_posts(base_url: str, token: str, channel: str, tag: str, count: int) 
     try:
         for n in range(count):
             sent = time.monotonic()
-            error = _post(client, channel, post_text(tag, n))
+            error = post_message_text(client, channel, post_text(tag, n))
             samples.append(PostSample(n, sent, sent, time.monotonic(), error))
     finally:
         client.close()
     return PostRun(samples, start, time.monotonic())
-
-
-def _post(client: ApiClient, channel: str, text: str) -> str | None:
-    try:
-        reply = client.call("chat.postMessage", {"channel": channel, "text": text})
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return type(exc).__name__
-    if reply.status == 200 and reply.body.get("ok"):
-        return None
-    return str(reply.body.get("error") or f"http_{reply.status}")
 
 
 # ---------------------------------------------------------------------------- RTM receivers

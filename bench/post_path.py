@@ -112,9 +112,14 @@ class ApiClient:
 
 
 def post(client: ApiClient, channel: str, n: int) -> str | None:
+    """The n-th post of this bench; None when it succeeded, else the error."""
+    return post_message_text(client, channel, f"{TEXT} #{n}")
+
+
+def post_message_text(client: ApiClient, channel: str, text: str) -> str | None:
     """One chat.postMessage; None when it succeeded, else the error."""
     try:
-        reply = client.call("chat.postMessage", {"channel": channel, "text": f"{TEXT} #{n}"})
+        reply = client.call("chat.postMessage", {"channel": channel, "text": text})
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return type(exc).__name__
     if reply.status == 200 and reply.body.get("ok"):

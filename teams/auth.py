@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from chatproject.dbrouter import on_shard
 from teams import ids
 from teams.directory import TeamEntry, team_entry, team_entry_cache_key
 from teams.errors import ApiError
@@ -73,8 +74,6 @@ def caller_from_session(request: HttpRequest) -> Caller:
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
     entry = _open_team(team_entry(int(team_id)))
-    from chatproject.dbrouter import on_shard
-
     with on_shard(entry.shard):
         member = (
             Member.objects.filter(team_id=entry.id, account_id=request.user.pk)

@@ -105,7 +105,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
         )
         await self.presence.start()  # by hello, the member counts as online
         await self.send_json({"type": "hello"})
-        self.viewer = Viewer(ticket.member_id, await _db(member_channel_ids)(team.shard, ticket.member_id))
+        self.viewer = Viewer(
+            ticket.member_id, await _db(member_channel_ids)(team.shard, team.id, ticket.member_id)
+        )
         # Join before reading the log: whatever commits from now on also arrives live,
         # and the ordering gate drops what the replay already delivered.
         await self.channel_layer.group_add(team_group(team.id), self.channel_name)

@@ -51,9 +51,10 @@ def read_events(shard: str, team_id: int, after: int, upto: int | None = None) -
     return [layer_message(row) for row in rows]
 
 
-def member_channel_ids(shard: str, member_id: int) -> set[int]:
+def member_channel_ids(shard: str, team_id: int, member_id: int) -> set[int]:
     with on_shard(shard):
-        return set(ChannelMember.objects.filter(member_id=member_id).values_list("channel_id", flat=True))
+        memberships = ChannelMember.objects.filter(team_id=team_id, member_id=member_id)
+        return set(memberships.values_list("channel_id", flat=True))
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:
