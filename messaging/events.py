@@ -70,17 +70,40 @@ TEAM_WIDE_TYPES = frozenset(
     }
 )
 
-_APPEND_SQL = """
-WITH seq AS (
-    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version) VALUES (%s, 1, 1)
+# Bumps the team's sequence under its row lock: ids strictly increase per team in commit
+# order. A CTE, so a statement that writes rows can append its event in the same trip.
+NEXT_EVENT_ID_CTE = """
+seq AS (
+    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version)
+    SELECT %(team_id)s, 1, 1 {source}
     ON CONFLICT (team_id) DO UPDATE
-        SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %s
+        SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %(bumps_boot)s
     RETURNING last_event_id
-)
+)"""
+EVENT_INSERT = """
 INSERT INTO messaging_event (team_id, event_id, type, channel_id, audience, payload, created)
-SELECT %s, seq.last_event_id, %s, %s, %s, %s, now() FROM seq
-RETURNING event_id
-"""
+SELECT %(team_id)s, seq.last_event_id, %(type)s, %(channel_id)s, %(audience)s, {payload}, now()
+FROM seq {source}"""
+
+_APPEND_SQL = (
+    "WITH "
+    + NEXT_EVENT_ID_CTE.format(source="")
+    + EVENT_INSERT.format(payload="%(payload)s", source="")
+    + " RETURNING event_id"
+)
+
+
+def event_parameters(
+    team_id: int, event_type: str, channel_id: int | None, audience: list[int] | None
+) -> dict[str, Any]:
+    """The parameters NEXT_EVENT_ID_CTE and EVENT_INSERT name (all but the payload)."""
+    return {
+        "team_id": team_id,
+        "bumps_boot": int(event_type in TEAM_WIDE_TYPES),
+        "type": event_type,
+        "channel_id": channel_id,
+        "audience": audience,
+    }
 
 
 def append_event(
@@ -97,21 +120,15 @@ def append_event(
     if not connection.in_atomic_block:
         raise RuntimeError("append_event must run inside the action's transaction")
     payload = {"type": event_type, **payload}
+    parameters = event_parameters(team_id, event_type, channel_id, audience)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _APPEND_SQL,
-            [
-                team_id,
-                int(event_type in TEAM_WIDE_TYPES),
-                team_id,
-                event_type,
-                channel_id,
-                audience,
-                json.dumps(payload),
-            ],
-        )
+        cursor.execute(_APPEND_SQL, {**parameters, "payload": json.dumps(payload)})
         (event_id,) = cursor.fetchone()
-    event = AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience)
+    return appended(alias, AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience))
+
+
+def appended(alias: str, event: AppendedEvent) -> AppendedEvent:
+    """Publish an event a statement on `alias` just appended, once its transaction commits."""
     transaction.on_commit(lambda: publish(event), using=alias)
     return event
 
