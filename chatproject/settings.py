@@ -83,6 +83,15 @@ JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
 # A post queues jobs after commit: with Redis down it must fail fast, not wait seconds.
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 
+# Prometheus metrics: every process (daphne, Celery workers) writes its samples to files
+# here and /metrics sums them (prometheus_client's multiprocess mode, chosen by this
+# variable before any metric exists). `./run` empties it at start.
+METRICS_DIR = Path(os.environ.get("CHAT_METRICS_DIR", DATA_DIR / "metrics")).resolve()
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+# /readyz answers within this long even when a part hangs.
+READY_TIMEOUT_SECS = float(os.environ.get("CHAT_READY_TIMEOUT_SECS", "1.0"))
+
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # Celery workers run one task at a time per process and Celery closes a pool around
 # every task, so they keep plain persistent connections instead (./run sets this).
@@ -121,9 +130,11 @@ INSTALLED_APPS = [
     "messaging",
     "presence",
     "jobs",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

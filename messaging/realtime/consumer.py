@@ -28,6 +28,7 @@ from messaging.realtime import shutdown
 from messaging.realtime.admission import admit_socket, jittered_retry_after
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
 from messaging.realtime.tickets import Ticket, redeem_ticket
+from ops.metrics import EVENTS_DELIVERED, OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
@@ -95,6 +96,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.cursor = _since(query, ticket.cursor)
         await self.accept()
         shutdown.register(self)
+        OPEN_SOCKETS.inc()
+        self.counted = True
         self.presence = PresenceLink(
             self.channel_layer,
             self.channel_name,
@@ -120,6 +123,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         shutdown.unregister(self)
+        if getattr(self, "counted", False):
+            OPEN_SOCKETS.dec()
+            self.counted = False
         if self.gap_timer is not None:
             self.gap_timer.cancel()
         if hasattr(self, "presence"):
@@ -152,6 +158,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             ready = self.pending.pop(self.cursor + 1)
             self.cursor += 1
             if self.viewer.may_see(ready):
+                EVENTS_DELIVERED.inc()
                 for text in self.viewer.frames(ready):
                     await self.send(text_data=text)
 

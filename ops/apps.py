@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class OpsConfig(AppConfig):
+    name = "ops"
+
+    def ready(self) -> None:
+        from ops import job_stats  # noqa: F401 - connects the Celery signal handlers
