@@ -51,8 +51,12 @@ REDIS_URL = os.environ.get("CHAT_REDIS_URL") or (
 )
 USING_EMBEDDED = not os.environ.get("CHAT_CONTROL_DB_URL")
 
-# How new teams pick a shard: "least_loaded" (fewest teams) or "round_robin".
+# How new teams pick a shard: "least_loaded" (fewest teams) or "round_robin"; shards
+# listed in CHAT_SHARDS_CLOSED (aliases) take no new teams (full, or being retired).
 SHARD_PLACEMENT = os.environ.get("CHAT_SHARD_PLACEMENT", "least_loaded")
+if SHARD_PLACEMENT not in ("least_loaded", "round_robin"):
+    raise ValueError(f"CHAT_SHARD_PLACEMENT must be least_loaded or round_robin, not {SHARD_PLACEMENT!r}")
+SHARDS_CLOSED = [a.strip() for a in os.environ.get("CHAT_SHARDS_CLOSED", "").split(",") if a.strip()]
 
 # Event log retention (realtime replay window) and API rate limits.
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
