@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Count
 
 from teams.directory import accepts_new_teams, place_new_team
@@ -36,20 +36,17 @@ def _server(alias: str) -> str:
 
 def _measure(report: ShardReport) -> None:
     try:
-        with connections[report.alias].cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = {SIZE_STATEMENT_TIMEOUT_MS}")
+        with transaction.atomic(using=report.alias), connections[report.alias].cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {SIZE_STATEMENT_TIMEOUT_MS}")
             cursor.execute(
                 "SELECT pg_database_size(current_database()),"
                 " (SELECT reltuples::bigint FROM pg_class WHERE relname = 'messaging_event')"
             )
             report.size_bytes, estimate = cursor.fetchone()
             report.event_log_rows = max(int(estimate or 0), 0)
-            cursor.execute("RESET statement_timeout")
     except DatabaseError as exc:
         report.reachable = False
         report.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    finally:
-        connections[report.alias].close()
 
 
 def shard_reports(measure: bool = True) -> list[ShardReport]:
