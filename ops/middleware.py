@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 
+from chatproject.shard_outage import ShardUnavailable
 from ops.metrics import count_http
 
 RETRY_AFTER_SECS = 5
@@ -31,5 +32,7 @@ class RequestMetricsMiddleware:
                 content_type="text/plain; charset=utf-8",
             )
             response["Retry-After"] = str(RETRY_AFTER_SECS)
+            if isinstance(exception, ShardUnavailable):
+                response._has_been_logged = True  # type: ignore[attr-defined]  # logged once, when marked
             return response
         return None

@@ -114,9 +114,12 @@ def api_view(request: HttpRequest, method_name: str) -> HttpResponse:
         error = exc.code
         return _error(exc)
     except ShardUnavailable:
-        # Known down (chatproject.shard_outage): answered at once, nothing to log per call.
+        # Known down (chatproject.shard_outage logged it once): answered at once, and not
+        # logged again per call by Django either.
         error = "service_unavailable"
-        return _error(ApiError(error, status=503, retry_after=RETRY_AFTER_SECS))
+        response = _error(ApiError(error, status=503, retry_after=RETRY_AFTER_SECS))
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     except (OperationalError, RedisError):
         # The team's database (or Redis, for what cannot fail open) is unreachable: a
         # retryable error, fast, for this team only.
