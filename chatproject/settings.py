@@ -215,7 +215,11 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+# A job taken by a worker that dies without a word (killed, machine lost) is handed out
+# again after this long. It must exceed the longest job plus the longest retry countdown
+# (a countdown is held unacknowledged too), or a job runs twice at once.
+JOB_VISIBILITY_SECS = int(os.environ.get("CHAT_JOB_VISIBILITY_SECS", str(6 * 3600)))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_VISIBILITY_SECS}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},
