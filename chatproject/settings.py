@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -102,22 +103,39 @@ DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 
-def _database(url: str) -> dict:
+def _pool_gave_up(pool: Any) -> None:
+    # psycopg_pool could not (re)connect: a shard's server is down. Reported at once, so
+    # requests waiting for a connection fail now, not at the pool timeout.
+    from chatproject.shard_outage import pool_gave_up
+
+    pool_gave_up(pool.name)
+
+
+def _database(url: str, alias: str) -> dict:
     # Under ASGI every request runs on a new thread, so Django's per-thread persistent
     # connections would open a connection per request; a process-wide pool reuses them.
     config = dj_database_url.parse(url, conn_max_age=0 if DB_POOL else 600, conn_health_checks=not DB_POOL)
     options = config.setdefault("OPTIONS", {})
     if DB_POOL:
-        options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 5}
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX,
+            "timeout": 5,
+            "name": alias,
+            # Give up reconnecting after a blip this short (a refused connect is retried
+            # once): chatproject.shard_outage then takes over, probing without the pool.
+            "reconnect_timeout": 0.2,
+            "reconnect_failed": _pool_gave_up,
+        }
     # Fail fast when a shard's server is gone instead of hanging a worker.
     options["connect_timeout"] = 3
     return config
 
 
 SHARD_ALIASES = [f"shard_{i}" for i in range(len(SHARD_URLS))]
-DATABASES = {"default": _database(CONTROL_DB_URL)} if CONTROL_DB_URL else {}
+DATABASES = {"default": _database(CONTROL_DB_URL, "default")} if CONTROL_DB_URL else {}
 for _alias, _url in zip(SHARD_ALIASES, SHARD_URLS, strict=True):
-    DATABASES[_alias] = _database(_url)
+    DATABASES[_alias] = _database(_url, _alias)
 DATABASE_ROUTERS = ["chatproject.dbrouter.ShardRouter"]
 
 INSTALLED_APPS = [

@@ -17,6 +17,7 @@ import time
 
 import psycopg
 import psycopg_pool
+from django.conf import settings
 from django.db import OperationalError, connections
 
 logger = logging.getLogger(__name__)
@@ -73,14 +74,26 @@ def report_failure(alias: str, exc: BaseException) -> None:
         return
     unreachable = is_connection_failure(exc)
     SHARD_ERRORS.labels(alias, "unreachable" if unreachable else "query").inc()
-    if not unreachable:
-        return
-    # The error may have come from another database used inside the shard's block; the
-    # first probe (within PROBE_INTERVAL_SECS) clears a mark the shard did not earn.
+    if unreachable:
+        # The error may have come from another database used inside the shard's block;
+        # the first probe (within PROBE_INTERVAL_SECS) clears a mark the shard did not earn.
+        _mark_down(alias, str(exc).strip())
+
+
+def pool_gave_up(alias: str | None) -> None:
+    """psycopg_pool's reconnect_failed: the pool could not open a connection to `alias`."""
+    if alias in settings.SHARD_ALIASES:
+        from ops.metrics import SHARD_ERRORS
+
+        SHARD_ERRORS.labels(alias, "unreachable").inc()
+        _mark_down(alias, "the pool could not connect")
+
+
+def _mark_down(alias: str, why: str) -> None:
     global _prober
     with _lock:
         if alias not in _down:
-            logger.warning("shard %s marked down: %s", alias, str(exc).strip())
+            logger.warning("shard %s marked down: %s", alias, why)
             _down[alias] = time.time()
         if _prober is None or not _prober.is_alive():
             _prober = threading.Thread(target=_probe_until_all_back, name="shard-prober", daemon=True)

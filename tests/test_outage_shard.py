@@ -15,6 +15,7 @@ from django.test import Client
 from teams.models import Account, Team
 from tests import servers
 from tests.outages import api, request, second_postgres, wait_until
+from tests.rtm_client import RtmSocket
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
@@ -83,13 +84,16 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert _post(server, up_token, channel["up"], "up before").json()["ok"]
     assert _post(server, down_token, channel["down"], "down before").json()["ok"]
     assert page("downco").status == 200 and page("upco").status == 200
+    socket = RtmSocket.open(server, down_token)
+    assert socket.recv()["type"] == "hello"
 
     postgres.stop()
-    # The first request finds the dead connections (or the refused connect) and marks the
-    # shard down for this process; from then on its teams are refused without waiting.
+    # The first request finds the dead connections, or the pool gives up reconnecting
+    # within 0.2 s, and the shard is marked down in this process: from then on its teams
+    # are refused without waiting.
     first = _post(server, down_token, channel["down"], "refused 0")
     assert first.status == 503 and first.json() == {"ok": False, "error": "service_unavailable"}
-    assert first.secs < 6, first.secs  # at worst the pool's timeout
+    assert first.secs < 3, first.secs  # about 0.25 s on a quiet machine
     fast_errors, up_posts = [], []
     for n in range(1, 21):
         refused = _post(server, down_token, channel["down"], f"refused {n}")
@@ -107,6 +111,11 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert refused_page.status == 503 and refused_page.secs < FAST_ERROR_SECS
     assert "temporarily unavailable" in refused_page.body.decode() and "Retry-After" in refused_page.headers
     assert page("upco").status == 200
+    socket.send({"id": 7, "type": "message", "channel": channel["down"], "text": "refused on the socket"})
+    reply = socket.until(lambda f: f.get("reply_to") == 7)
+    assert reply["ok"] is False and reply["error"]["code"] == "service_unavailable"
+    socket.send({"id": 8, "type": "ping"})
+    assert socket.until(lambda f: f.get("reply_to") == 8)["type"] == "pong"  # the socket lives on
     readiness = request(f"{server.http}/readyz")
     report = readiness.json()
     assert readiness.status == 503 and report["status"] == "degraded", report
@@ -124,6 +133,8 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     )
     print(f"recovered {time.monotonic() - started:.1f} s after the server came back")
     assert page("downco").status == 200
+    socket.until(lambda f: f.get("text") == "down after")  # and the open socket is live again
+    socket.close()
     wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
     assert _history(server, down_token, channel["down"]) == ["down after", "down before"]
     assert _history(server, up_token, channel["up"]) == [
