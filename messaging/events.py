@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from chatproject.dbrouter import current_shard
+from messaging import publish_backlog
+from ops.metrics import EVENTS_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -151,11 +153,17 @@ def publish_to_group(group: str, message: dict[str, Any]) -> None:
 
 
 def publish(event: AppendedEvent) -> None:
-    """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has it)."""
+    """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has
+    it, and the backlog publishes it once Redis is back)."""
+    group, message = team_group(event.team_id), event.as_layer_message()
     try:
-        publish_to_group(team_group(event.team_id), event.as_layer_message())
+        publish_to_group(group, message)
     except redis.RedisError as exc:
-        logger.warning("event %s of team %s not published: %s", event.event_id, event.team_id, exc)
+        EVENTS_PUBLISHED.labels("deferred").inc()
+        logger.warning("event %s of team %s not published yet: %s", event.event_id, event.team_id, exc)
+        publish_backlog.defer(group, message, publish_to_group)
+        return
+    EVENTS_PUBLISHED.labels("published").inc()
 
 
 def prune_event_log(alias: str, retention_secs: int, batch_size: int = 10_000) -> int:

@@ -70,15 +70,22 @@ def forget_team(team_id: int) -> None:
     cache.delete(_cache_key(team_id))
 
 
+def accepts_new_teams(alias: str) -> bool:
+    return alias not in settings.SHARDS_CLOSED
+
+
 def place_new_team(requested: str | None = None) -> str:
-    """The shard for a new team: the one asked for, else by the placement policy."""
-    aliases = list(settings.SHARD_ALIASES)
-    if not aliases:
-        raise ApiError("no_shards", "CHAT_SHARD_URLS names no shard")
+    """The shard for a new team: the one asked for (even a closed one: an operator's
+    choice), else by the placement policy among the shards open to new teams."""
     if requested:
-        if requested not in aliases:
-            raise ApiError("invalid_shard", f"{requested!r} is not one of {', '.join(aliases)}")
+        if requested not in settings.SHARD_ALIASES:
+            raise ApiError(
+                "invalid_shard", f"{requested!r} is not one of {', '.join(settings.SHARD_ALIASES)}"
+            )
         return requested
+    aliases = [alias for alias in settings.SHARD_ALIASES if accepts_new_teams(alias)]
+    if not aliases:
+        raise ApiError("no_shards", "no shard takes new teams (CHAT_SHARD_URLS, CHAT_SHARDS_CLOSED)")
     counts = dict(Team.objects.values_list("shard").annotate(n=Count("id")).values_list("shard", "n"))
     if settings.SHARD_PLACEMENT == "round_robin":
         return aliases[Team.objects.count() % len(aliases)]
