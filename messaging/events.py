@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from chatproject.dbrouter import current_shard
+from teams.directory import forget_team
+from teams.errors import team_is_moving
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ WITH seq AS (
     INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version) VALUES (%s, 1, 1)
     ON CONFLICT (team_id) DO UPDATE
         SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %s
+        WHERE NOT s.frozen
     RETURNING last_event_id
 )
 INSERT INTO messaging_event (team_id, event_id, type, channel_id, audience, payload, created)
@@ -110,7 +113,13 @@ def append_event(
                 json.dumps(payload),
             ],
         )
-        (event_id,) = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        # The team's log is frozen here: it is moving (or has moved) to another shard. The
+        # caller may hold a stale directory entry; drop it so its retry finds the new shard.
+        forget_team(team_id)
+        raise team_is_moving()
+    (event_id,) = row
     event = AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience)
     transaction.on_commit(lambda: publish(event), using=alias)
     return event

@@ -28,7 +28,7 @@ from teams.admin_shards import (
     require_writable,
 )
 from teams.errors import ApiError
-from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
+from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
 from teams.tokens import issue_token, revoke_tokens
 
 admin.site.site_header = "Team chat administration"
@@ -185,6 +185,28 @@ class TeamMembershipAdmin(ActionAdmin):
     list_display = ("account", "team", "member_id")
     list_select_related = ("account", "team")
     search_fields = ("account__email", "team__domain")
+
+
+@admin.register(TeamMove)
+class TeamMoveAdmin(ActionAdmin):
+    """Read-only: moves of teams between shards and the step each reached; a move is started
+    from the team list (or `manage.py move_team`) and resumed by running it again."""
+
+    list_display = (
+        "team",
+        "source",
+        "target",
+        "step",
+        "copied_rows",
+        "freeze_ms",
+        "started",
+        "finished",
+        "error",
+    )
+    list_select_related = ("team",)
+    list_filter = ("step", "source", "target", ("finished", admin.EmptyFieldListFilter))
+    search_fields = ("team__domain",)
+    date_hierarchy = "started"
 
 
 @admin.register(LogEntry)
