@@ -12,7 +12,7 @@ from django.db import connections
 from chatproject.dbrouter import on_shard
 from messaging.actions.reactions import add_emoji, remove_emoji
 from messaging.models import EventSequence
-from teams import shard_copy
+from teams import moves, shard_copy
 from teams.auth import caller_from_token
 from teams.directory import team_entry
 from teams.models import Team, TeamMove
@@ -207,4 +207,28 @@ def test_rows_changed_and_deleted_after_the_copy_are_caught_up(world: World, api
 
     _move("--team", "acme", "--to", "shard_1")
 
+    _assert_moved(world, before)
+
+
+def test_a_copy_that_fails_verification_is_never_flipped_to(
+    world: World, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(world, api)
+    team_id, alice = world.acme.team.id, world.acme["alice"].token
+    _move("--team", "acme", "--to", "shard_1", "--stop-after", "frozen")
+    with connections["shard_1"].cursor() as cursor:  # the copy goes bad behind the mover's back
+        cursor.execute("UPDATE messaging_message SET text = 'corrupt' WHERE team_id = %s", [team_id])
+    monkeypatch.setattr(moves, "sync", lambda *args: {})  # and re-copying cannot repair it
+
+    with pytest.raises(CommandError, match=r"move_verification_failed: .*messaging\.Message still differ"):
+        _move("--team", "acme", "--to", "shard_1")
+
+    # The team is given back its old shard, thawed, and the move waits to be run again.
+    entry = team_entry(team_id)
+    assert (entry.shard, entry.status) == ("shard_0", Team.Status.ACTIVE)
+    assert api("chat.postMessage", alice, channel=world.acme.channels["general"], text="still here")["ok"]
+    assert TeamMove.objects.get(team_id=team_id).step == TeamMove.Step.CAUGHT_UP
+    monkeypatch.undo()
+    before = team_rows("shard_0", team_id)
+    _move("--team", "acme", "--to", "shard_1")
     _assert_moved(world, before)
