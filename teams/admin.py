@@ -14,6 +14,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from chatproject.dbrouter import CONTROL_DB
 from teams import ids
@@ -29,6 +30,8 @@ from teams.admin_shards import (
 )
 from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
+from teams.moves import plan_move
+from teams.tasks import move_team
 from teams.tokens import issue_token, revoke_tokens
 
 admin.site.site_header = "Team chat administration"
@@ -110,6 +113,14 @@ class TeamCreationForm(forms.ModelForm):
         return str(self.cleaned_data["domain"]).strip().lower()
 
 
+class MoveTeamForm(forms.Form):
+    target = forms.ChoiceField(label="Move to shard")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(a, a) for a in settings.SHARD_ALIASES]
+
+
 @admin.register(Team)
 class TeamAdmin(ActionAdmin):
     """The team directory. Teams are created by create_team (members and channels on the
@@ -121,7 +132,9 @@ class TeamAdmin(ActionAdmin):
     action_writes = frozenset({"add"})
     add_form = TeamCreationForm
     add_fields = ("domain", "name", "owner_email", "password", "shard")
-    actions = ("disable_teams", "enable_teams")
+    # Starting an export or an import of a team belongs here too, as actions that queue the
+    # jobs' io tasks (issue 7, section 1; built with the import/export jobs).
+    actions = ("disable_teams", "enable_teams", "move_teams")
 
     def save_model(self, request: HttpRequest, obj: Team, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data
@@ -165,6 +178,33 @@ class TeamAdmin(ActionAdmin):
     @admin.action(description="Re-enable selected teams", permissions=["run_actions"])
     def enable_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         self._set_status(request, queryset, Team.Status.ACTIVE, "Enabled")
+
+    @admin.action(description="Move selected teams to another shard", permissions=["run_actions"])
+    def move_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> HttpResponse | None:
+        """Plan each move here (so bad input is refused at once), run it as an io job."""
+        form = MoveTeamForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Move teams to another shard",
+                "opts": self.opts,
+                "teams": list(queryset),
+                "form": form,
+            }
+            return TemplateResponse(request, "admin/teams/team/move_teams.html", context)
+        target = form.cleaned_data["target"]
+        done: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for team in list(queryset):
+            try:
+                plan_move(team, target)
+                move_team.delay(team.id, target)
+            except ApiError as exc:
+                refused.append((team.domain, f"{exc.code}: {exc.detail}"))
+            else:
+                done.append(f"{team.domain} to {target}")
+        self.report(request, "Started moving (see Team moves)", done, refused)
+        return None
 
 
 @admin.register(ApiToken)

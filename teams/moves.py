@@ -199,7 +199,12 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         progress(f"Caught up: {sum(changed.values())} rows re-copied.")
     elif move.step == Step.CAUGHT_UP:
         progress("Freezing writes (clients get a retryable team_is_moving) and saying goodbye to sockets...")
-        _set_directory(team_id, status=Team.Status.MOVING)
+        # Only an active team freezes (or one this step froze before a crash): a team
+        # disabled during the copy must not come back active at the flip.
+        freezable = Team.objects.filter(id=team_id, status__in=[Team.Status.ACTIVE, Team.Status.MOVING])
+        if not freezable.update(status=Team.Status.MOVING):
+            raise ApiError("team_not_active", "the team was disabled during the copy; enable it, run again")
+        forget_team(team_id)
         _set_frozen(source, team_id, True)
         _say_goodbye(team_id)
         _record(move, Step.FROZEN, frozen_at=timezone.now())
