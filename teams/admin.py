@@ -11,14 +11,12 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from chatproject.dbrouter import CONTROL_DB
 from teams import ids
-from teams.actions import create_member, create_team, set_member_active, set_team_status
+from teams.actions import create_member, create_team, reset_member_tokens, set_member_active, set_team_status
 from teams.admin_shards import (
     ISSUED_TOKENS_ATTR,
     ActionAdmin,
@@ -32,7 +30,6 @@ from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
 from teams.moves import plan_move
 from teams.tasks import move_team
-from teams.tokens import issue_token, revoke_tokens
 
 admin.site.site_header = "Team chat administration"
 admin.site.site_title = "Team chat admin"
@@ -347,22 +344,12 @@ class MemberAdmin(TeamScopedAdmin):
         issued: list[tuple[str, str]] = []
         refused: list[tuple[str, str]] = []
         for member in list(queryset):
-            if member.deleted:
-                refused.append((str(member), "account_inactive"))
-                continue
-            if member.is_bot and member.bot_id is None:
-                refused.append((str(member), "bot_not_found"))
-                continue
             try:
                 require_writable(team)
+                token = reset_member_tokens(team, member.id)
             except ApiError as exc:
                 refused.append((str(member), exc.code))
                 continue
-            kind = ApiToken.Kind.BOT if member.is_bot else ApiToken.Kind.USER
-            # One transaction, so a failure never leaves a member with no token at all.
-            with transaction.atomic(using=CONTROL_DB):
-                revoke_tokens(team.id, member.id)
-                token = issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
             issued.append((str(member), token))
         self.report(request, "Reset tokens", [], refused)
         if not issued:
