@@ -126,6 +126,7 @@ class TeamAdmin(ActionAdmin):
     list_display = ("domain", "name", "slack_id", "shard", "status", "created")
     list_filter = ("shard", "status")
     search_fields = ("domain", "name")
+    id_search_fields = ("id",)
     action_writes = frozenset({"add"})
     add_form = TeamCreationForm
     add_fields = ("domain", "name", "owner_email", "password", "shard")
@@ -211,6 +212,7 @@ class ApiTokenAdmin(ActionAdmin):
     list_display = ("id", "kind", "team_id", "member_id", "bot_id", "created", "revoked_at")
     list_filter = ("kind", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("team_id__exact", "member_id__exact")  # compared as text: a non-number finds nothing
+    id_search_fields = ("team_id", "member_id", "bot_id")
     exclude = ("key_hash",)  # a hash of the secret: nothing an admin can use
 
 
@@ -292,6 +294,7 @@ class MemberAdmin(TeamScopedAdmin):
     list_display = ("name", "slack_id", "real_name", "email", "is_admin", "is_owner", "is_bot", "deleted")
     list_filter = ("is_admin", "is_owner", "is_bot", "deleted")
     search_fields = ("name", "real_name", "display_name", "email")
+    id_search_fields = ("id", "bot_id")
     action_writes = frozenset({"add"})
     add_form = MemberCreationForm
     add_fields = ("email", "name", "password", "is_admin")
@@ -364,6 +367,7 @@ class BotAdmin(TeamScopedAdmin):
     list_display = ("name", "bot_slack_id", "member_id", "app_id", "deleted")
     list_filter = ("deleted",)
     search_fields = ("name", "app_id")
+    id_search_fields = ("id", "member_id")
 
     @admin.display(description="bot id")
     def bot_slack_id(self, bot: Bot) -> str:
