@@ -258,3 +258,28 @@ def move_team_to_shard(
     if move.finished is not None:
         progress(f"Done: {row.domain} lives on {move.target} only.")
     return move
+
+
+def abandon_move(team: Team, progress: Progress = _quiet) -> TeamMove:
+    """Give up a team's unfinished move before its flip: the source is thawed and stays the
+    team's shard, the partial copy is deleted. After the flip there is nothing to give up
+    (the team lives on the target); running the move again finishes its clean-up."""
+    move = TeamMove.objects.filter(team=team, finished__isnull=True).first()
+    if move is None:
+        raise ApiError("no_move_in_progress", f"{team.domain} is not being moved")
+    if STEPS.index(move.step) >= STEPS.index(Step.FLIPPED):
+        raise ApiError(
+            "move_already_flipped", f"{team.domain} already lives on {move.target}; run the move again"
+        )
+    with _move_lock(team.id):
+        _set_frozen(move.source, team.id, False)
+        Team.objects.filter(id=team.id, status=Team.Status.MOVING).update(status=Team.Status.ACTIVE)
+        forget_team(team.id)
+        deleted = delete_team_rows(move.target, team.id, keep=lambda table: False)
+        move.error = f"abandoned at step {move.step}"
+        move.finished = timezone.now()
+        move.save(update_fields=["error", "finished"])
+    progress(
+        f"Abandoned the move of {team.domain}: it stays on {move.source}; {deleted} copied rows deleted."
+    )
+    return move

@@ -232,3 +232,22 @@ def test_a_copy_that_fails_verification_is_never_flipped_to(
     before = team_rows("shard_0", team_id)
     _move("--team", "acme", "--to", "shard_1")
     _assert_moved(world, before)
+
+
+def test_an_unfinished_move_can_be_abandoned_before_its_flip(world: World, api: Api) -> None:
+    fill(world, api)
+    team_id, alice = world.acme.team.id, world.acme["alice"].token
+    _move("--team", "acme", "--to", "shard_1", "--stop-after", "verified")
+
+    assert "stays on shard_0" in _move("--team", "acme", "--abandon")
+
+    entry = team_entry(team_id)
+    assert (entry.shard, entry.status) == ("shard_0", Team.Status.ACTIVE)
+    assert api("chat.postMessage", alice, channel=world.acme.channels["general"], text="stayed")["ok"]
+    assert team_rows("shard_1", team_id) == {}
+    assert TeamMove.objects.get(team_id=team_id).error == "abandoned at step verified"
+    with pytest.raises(CommandError, match="no_move_in_progress"):
+        _move("--team", "acme", "--abandon")
+    before = team_rows("shard_0", team_id)
+    _move("--team", "acme", "--to", "shard_1")  # a new move starts from the beginning
+    assert team_rows("shard_1", team_id) == before
