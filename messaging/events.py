@@ -20,6 +20,8 @@ from django.db import connections, transaction
 from chatproject.dbrouter import current_shard
 from messaging import publish_backlog
 from ops.metrics import EVENTS_PUBLISHED
+from teams.directory import forget_team
+from teams.errors import team_is_moving
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ seq AS (
     SELECT %(team_id)s, 1, 1 {source}
     ON CONFLICT (team_id) DO UPDATE
         SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %(bumps_boot)s
+        WHERE NOT s.frozen
     RETURNING last_event_id
 )"""
 EVENT_INSERT = """
@@ -125,7 +128,13 @@ def append_event(
     parameters = event_parameters(team_id, event_type, channel_id, audience)
     with connection.cursor() as cursor:
         cursor.execute(_APPEND_SQL, {**parameters, "payload": json.dumps(payload)})
-        (event_id,) = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        # The team's log is frozen here: it is moving (or has moved) to another shard. The
+        # caller may hold a stale directory entry; drop it so its retry finds the new shard.
+        forget_team(team_id)
+        raise team_is_moving()
+    (event_id,) = row
     return appended(alias, AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience))
 
 

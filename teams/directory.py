@@ -13,6 +13,9 @@ from teams.errors import ApiError
 from teams.models import Team
 
 DIRECTORY_CACHE_SECS = 60  # a move/disable also deletes the key, so this only bounds staleness
+# A moving team's entry changes again within seconds; a request that read it just before the
+# flip and cached it just after must not keep the team frozen for a minute.
+MOVING_CACHE_SECS = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def team_entry(team_id: int, cached: dict | None = None) -> TeamEntry:
     if team is None:
         raise ApiError("team_not_found")
     entry = _entry(team)
-    cache.set(_cache_key(team_id), asdict(entry), DIRECTORY_CACHE_SECS)
+    ttl = MOVING_CACHE_SECS if team.status == Team.Status.MOVING else DIRECTORY_CACHE_SECS
+    cache.set(_cache_key(team_id), asdict(entry), ttl)
     return entry
 
 
