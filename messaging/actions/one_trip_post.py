@@ -52,6 +52,9 @@ def _statement() -> tuple[str, tuple[Field, ...], tuple[str, ...]]:
         f"%(payload)s::jsonb || jsonb_build_object('ts', {ts_text}, 'event_ts', {ts_text}, "
         f"'channel_type', {channel_type})"
     )
+    # The sequence is bumped before the message is inserted, and the insert reads it: when
+    # the team's log is frozen (a move) the bump returns nothing, so nothing is inserted.
+    # Locks are taken channel first, sequence second, as on every other write path.
     sql = (
         """
 WITH ch AS (
@@ -61,20 +64,21 @@ WITH ch AS (
        AND NOT c.is_archived
        AND EXISTS (SELECT 1 FROM messaging_channelmember m
                     WHERE m.channel_id = c.id AND m.member_id = %(member_id)s)
+       AND NOT EXISTS (SELECT 1 FROM messaging_eventsequence f
+                        WHERE f.team_id = %(team_id)s AND f.frozen)
     RETURNING """
         + returned
-        + """
-), msg AS (
+        + "\n), "
+        + NEXT_EVENT_ID_CTE.format(source="FROM ch")
+        + """, msg AS (
     INSERT INTO messaging_message ("""
         + columns
         + """, channel_id, ts)
     SELECT """
         + values
-        + """, ch.id, ch.last_ts FROM ch
+        + """, ch.id, ch.last_ts FROM ch, seq
     RETURNING id, ts
-), """
-        + NEXT_EVENT_ID_CTE.format(source="FROM msg")
-        + ", ev AS ("
+), ev AS ("""
         + EVENT_INSERT.format(payload=payload, source=", msg, ch")
         + """ RETURNING event_id
 )
