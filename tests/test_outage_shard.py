@@ -86,6 +86,10 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert page("downco").status == 200 and page("upco").status == 200
     socket = RtmSocket.open(server, down_token)
     assert socket.recv()["type"] == "hello"
+    # hello goes out before the replay; a pong means connect (and its replay) finished,
+    # so the outage below meets a live socket, not one still reading the log.
+    socket.send({"id": 1, "type": "ping"})
+    assert socket.until(lambda f: f.get("reply_to") == 1)["type"] == "pong"
 
     postgres.stop()
     # The first request finds the dead connections, or the pool gives up reconnecting

@@ -43,7 +43,9 @@ TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is nois
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_BUSY = 4029
-CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
+# RFC 6455 has 1013 "try again later", but autobahn lets applications send only 1000
+# and 3000-4999; 4503 mirrors HTTP 503.
+CLOSE_TRY_AGAIN = 4503
 SERVICE_UNAVAILABLE_FRAME = {
     "type": "error",
     "error": {"code": "service_unavailable", "msg": "the team's data is unavailable; retry shortly"},
