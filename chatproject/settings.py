@@ -83,6 +83,16 @@ JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
 # A post queues jobs after commit: with Redis down it must fail fast, not wait seconds.
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 
+# Slack export import/export: where uploaded archives and finished exports are kept,
+# and the limits an archive must stay within (zip bombs: total and per-file uncompressed
+# bytes, file count, compression ratio). Messages are written in batches of this many.
+TRANSFER_DIR = Path(os.environ.get("CHAT_TRANSFER_DIR", DATA_DIR / "transfers")).resolve()
+IMPORT_MAX_TOTAL_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_TOTAL_BYTES", str(20 * 1024**3)))
+IMPORT_MAX_FILE_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_FILE_BYTES", str(256 * 1024**2)))
+IMPORT_MAX_FILES = int(os.environ.get("CHAT_IMPORT_MAX_FILES", "1000000"))
+IMPORT_MAX_RATIO = float(os.environ.get("CHAT_IMPORT_MAX_RATIO", "200"))
+IMPORT_BATCH_MESSAGES = int(os.environ.get("CHAT_IMPORT_BATCH_MESSAGES", "5000"))
+
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # Celery workers run one task at a time per process and Celery closes a pool around
 # every task, so they keep plain persistent connections instead (./run sets this).
