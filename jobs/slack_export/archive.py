@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -216,7 +217,7 @@ class ZipArchive(SlackArchive):
     def read_bytes(self, name: str) -> bytes:
         try:
             return super().read_bytes(name)
-        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
             raise ArchiveError(name, f"damaged in the zip ({exc or 'truncated'})") from None
         except (OSError, NotImplementedError) as exc:
             raise ArchiveError(name, f"cannot be read from the zip ({exc})") from None
