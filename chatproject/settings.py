@@ -92,6 +92,10 @@ IMPORT_MAX_FILE_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_FILE_BYTES", str(256
 IMPORT_MAX_FILES = int(os.environ.get("CHAT_IMPORT_MAX_FILES", "1000000"))
 IMPORT_MAX_RATIO = float(os.environ.get("CHAT_IMPORT_MAX_RATIO", "200"))
 IMPORT_BATCH_MESSAGES = int(os.environ.get("CHAT_IMPORT_BATCH_MESSAGES", "5000"))
+# One worker runs a transfer job at a time: its lock lapses this long after the worker
+# dies; a job untouched for TRANSFER_STALLED_SECS is queued again (beat, every minute).
+TRANSFER_LOCK_SECS = int(os.environ.get("CHAT_TRANSFER_LOCK_SECS", "60"))
+TRANSFER_STALLED_SECS = int(os.environ.get("CHAT_TRANSFER_STALLED_SECS", "300"))
 
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # Celery workers run one task at a time per process and Celery closes a pool around
@@ -215,6 +219,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},
     "sweep-presence": {"task": "presence.sweep", "schedule": 30.0},
+    "resume-transfers": {"task": "jobs.resume_transfers", "schedule": 60.0},
 }
 
 LOGGING = {

@@ -118,8 +118,8 @@ def write_conversations(team: TeamEntry, conversations: Sequence[ExportConversat
         dm_key = "-".join(str(m) for m in sorted(set(members))) if conv.kind in (IM, MPIM) else None
         topic, purpose = _meta(conv.topic, id_map), _meta(conv.purpose, id_map)
         rows.append(
-            (channel_id, team.id, _KIND[conv.kind], conv.name, dm_key, *topic, *purpose, conv.is_archived,
-             conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None)
+            (channel_id, team.id, _KIND[conv.kind], None if dm_key else conv.name, dm_key, *topic, *purpose,
+             conv.is_archived, conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None)
         )  # fmt: skip
         memberships.extend((team.id, channel_id, member, 0) for member in members)
     with on_shard(team.shard), transaction.atomic(using=team.shard):

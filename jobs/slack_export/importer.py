@@ -146,7 +146,8 @@ def channel_pins(
 
 
 def message_pin(conv: ExportConversation, ids: IdMap, row: MessageRow) -> PinRow | None:
-    by = pinner(conv, ids, row.user_id) if row.pinned else None
+    # A pin channels.json also lists is written from there, with who pinned it.
+    by = pinner(conv, ids, row.user_id) if row.pinned and row.ts not in conv.pinned_ts else None
     return PinRow(ids.channels[conv.slack_id], row.ts, by, row.ts // 1_000_000) if by else None
 
 

@@ -9,6 +9,7 @@ stripped to a few fields, and a folder may carry a channel's previous name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from jobs.slack_export.archive import ArchiveError, SlackArchive
@@ -84,6 +85,10 @@ class ExportConversation:
     topic: tuple[str, str, int]  # value, creator, last_set
     purpose: tuple[str, str, int]
     pins: list[ExportPin] = field(default_factory=list)
+
+    @cached_property
+    def pinned_ts(self) -> set[int]:
+        return {pin.ts for pin in self.pins}
 
 
 @dataclass
