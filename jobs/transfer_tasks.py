@@ -89,7 +89,7 @@ def resume_transfers(stalled_secs: float | None = None) -> int:
     and the broker has not redelivered it yet); the lock keeps a live run single."""
     stalled_secs = stalled_secs if stalled_secs is not None else settings.TRANSFER_STALLED_SECS
     cutoff = timezone.now() - timedelta(seconds=stalled_secs)
-    stalled = TransferJob.objects.filter(status__in=[S.QUEUED, S.RUNNING], updated__lt=cutoff)
+    stalled = TransferJob.objects.filter(status__in=[S.QUEUED, S.RUNNING, S.PAUSED], updated__lt=cutoff)
     count = 0
     for job in stalled:
         enqueue(job)
