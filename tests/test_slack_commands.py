@@ -14,8 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from teams.models import Team
-from tests import slack_fixtures as fx
 from tests import servers
+from tests import slack_fixtures as fx
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
