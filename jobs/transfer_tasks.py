@@ -32,6 +32,8 @@ def _lock_key(job_id: int) -> str:
 
 def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Callable], object]) -> str:
     """Run a job unless another worker is running it; a dead worker's lock expires."""
+    if not TransferJob.objects.filter(id=job_id).exists():
+        return "no such job"  # deleted since it was queued
     redis = get_redis_connection("default")
     token = f"{task.request.hostname}:{task.request.id}"
     if not redis.set(_lock_key(job_id), token, nx=True, ex=settings.TRANSFER_LOCK_SECS):
