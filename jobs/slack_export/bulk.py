@@ -25,11 +25,20 @@ def copy_into(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Se
     return temp
 
 
-def insert_rows(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Insert rows (columns not named take the table's defaults); returns rows added."""
+def insert_rows(
+    cursor: Any,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    computed: dict[str, str] | None = None,
+) -> int:
+    """Insert rows (columns not named take the table's defaults); `computed` columns are
+    SQL over the copied row, aliased `m`. Returns rows added."""
     temp = copy_into(cursor, table, columns, rows)
-    names = ", ".join(columns)
-    cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {temp} ON CONFLICT DO NOTHING")
+    extra = computed or {}
+    targets = ", ".join([*columns, *extra])
+    values = ", ".join([*(f"m.{c}" for c in columns), *extra.values()])
+    cursor.execute(f"INSERT INTO {table} ({targets}) SELECT {values} FROM {temp} AS m ON CONFLICT DO NOTHING")
     added = int(cursor.rowcount)
     cursor.execute(f"DROP TABLE {temp}")
     return added

@@ -21,6 +21,7 @@ from jobs.slack_export.manifest import IM, MPIM, ExportConversation, ExportUser
 from jobs.slack_export.messages import IdMap, MessageRow
 from messaging.events import append_event
 from messaging.models import Channel, ChannelMember, CustomEmoji, Event, EventSequence, Message, Pin, Reaction
+from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 
@@ -160,7 +161,11 @@ def write_messages(team: TeamEntry, batch: Sequence[tuple[int, MessageRow]], pin
     reactions = [(channel_id, m.ts, name, member) for channel_id, m in batch for name, member in m.reactions]
     with on_shard(team.shard), transaction.atomic(using=team.shard):
         with connections[team.shard].cursor() as cursor:
-            insert_rows(cursor, Message._meta.db_table, _MESSAGE_COLUMNS, messages)
+            # Searchable on arrival: the vector is computed as the row goes in, not by a
+            # second pass rewriting every row (messaging.search.index's own expression).
+            insert_rows(
+                cursor, Message._meta.db_table, _MESSAGE_COLUMNS, messages, {"search_vector": VECTOR_SQL}
+            )
             if reactions:
                 copy_keyed(
                     cursor,
@@ -236,6 +241,9 @@ UPDATE messaging_channelmember cm SET last_read = c.last_ts
 def finish_threads(team: TeamEntry, pins: Sequence[PinRow]) -> None:
     with on_shard(team.shard), transaction.atomic(using=team.shard):
         with connections[team.shard].cursor() as cursor:
+            # Fresh rows have no statistics yet; without them the planner nests loops over
+            # every message (measured: 47 s instead of 1 s for 20k messages).
+            cursor.execute(f"ANALYZE {Message._meta.db_table}")
             cursor.execute(_THREADS, {"team": team.id})
             cursor.execute(_CHANNEL_HEADS, {"team": team.id})
             _write_pins(cursor, team, pins)
@@ -275,6 +283,15 @@ def complete_import(team: TeamEntry, counts: dict[str, int]) -> None:
 
 def discard_import(team_id: int, shard: str) -> None:
     """Remove everything a failed import wrote, so no partial team is left behind."""
+    _discard(team_id, shard, only_importing=True)
+
+
+def discard_team(team_id: int, shard: str) -> None:
+    """Delete a whole team (the import benchmark cleans up with this)."""
+    _discard(team_id, shard, only_importing=False)
+
+
+def _discard(team_id: int, shard: str, *, only_importing: bool) -> None:
     # Plain DELETEs, child tables first: the ORM's cascade collector would load every row.
     models = (Pin, Reaction, Message, ChannelMember, Channel, Bot, Member, CustomEmoji, Event, EventSequence)
     with transaction.atomic(using=shard), connections[shard].cursor() as cursor:
@@ -283,5 +300,6 @@ def discard_import(team_id: int, shard: str) -> None:
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.filter(team_id=team_id).delete()
         ApiToken.objects.filter(team_id=team_id).delete()
-        Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).delete()
+        teams = Team.objects.filter(id=team_id)
+        (teams.filter(status=Team.Status.IMPORTING) if only_importing else teams).delete()
     forget_team(team_id)

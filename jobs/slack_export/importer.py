@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB
 from jobs.models import TransferJob
@@ -23,10 +23,10 @@ from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message
+from jobs.slack_export.pipeline import batch_writer
 from jobs.slack_export.plan import id_map, make_plan, mint_ids, owner_user
 from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
-from messaging.search.index import reindex_team
 from teams.directory import TeamEntry, place_new_team
 from teams.errors import ApiError
 from teams.models import Team
@@ -100,14 +100,14 @@ class _Run:
             self.progress(self.job)
 
     def messages(
-        self, start: int = 0
+        self, start: int = 0, *, checking: bool = False
     ) -> Iterator[tuple[int, ExportConversation, list[str], list[MessageRow]]]:
         """(file index, conversation, skipped, rows) of each day file from `start`."""
         for index in range(start, len(self.days)):
             day, conv = self.days[index]
             rows, skipped = [], []
             for raw in self.archive.messages(day):
-                converted = convert_message(raw, day.path, conv.slack_id, self.ids)
+                converted = convert_message(raw, day.path, conv.slack_id, self.ids, checking=checking)
                 skipped.extend(converted.skipped)
                 if converted.row is not None:
                     rows.append(converted.row)
@@ -164,7 +164,7 @@ def _check(run: _Run) -> None:
         skipped.extend(pin_skips)
         counts["pins"] += len(pinned | {p.ts for p in pins})
 
-    for index, conv, file_skips, rows in run.messages():
+    for index, conv, file_skips, rows in run.messages(checking=True):
         skipped.extend(file_skips)
         for row in rows:
             if row.ts in seen:
@@ -221,21 +221,31 @@ def _write_messages(run: _Run) -> None:
     checkpoint = run.job.checkpoint
     start, written = checkpoint.get("files_done", 0), checkpoint.get("messages_done", 0)
     total = run.job.counts["messages"]
+    breaker = shard_breaker(run.team.shard)
+
+    def write(item: tuple[int, list[tuple[int, MessageRow]], list[PinRow]]) -> None:
+        nonlocal written
+        files_done, batch, pins = item
+        with breaker.calling():
+            actions.write_messages(run.team, batch, pins)
+        written += len(batch)
+        run.job.phase, run.job.done, run.job.total = "messages", written, total
+        save_checkpoint(run.job, files_done=files_done, messages_done=written)
+        run.report("messages", written, total)
+
+    writer = batch_writer(write, threaded=not connections[run.team.shard].in_atomic_block)
     batch: list[tuple[int, MessageRow]] = []
     pins: list[PinRow] = []
-    breaker = shard_breaker(run.team.shard)
-    for index, conv, _skipped, rows in run.messages(start):
-        channel_id = run.ids.channels[conv.slack_id]
-        batch.extend((channel_id, row) for row in rows)
-        pins.extend(p for row in rows if (p := message_pin(conv, run.ids, row)))
-        if len(batch) >= settings.IMPORT_BATCH_MESSAGES or index + 1 == len(run.days):
-            with breaker.calling():
-                actions.write_messages(run.team, batch, pins)
-            written += len(batch)
-            batch, pins = [], []
-            run.job.phase, run.job.done, run.job.total = "messages", written, total
-            save_checkpoint(run.job, files_done=index + 1, messages_done=written)
-            run.report("messages", written, total)
+    try:
+        for index, conv, _skipped, rows in run.messages(start):
+            channel_id = run.ids.channels[conv.slack_id]
+            batch.extend((channel_id, row) for row in rows)
+            pins.extend(p for row in rows if (p := message_pin(conv, run.ids, row)))
+            if len(batch) >= settings.IMPORT_BATCH_MESSAGES or index + 1 == len(run.days):
+                writer.submit((index + 1, batch, pins))
+                batch, pins = [], []
+    finally:
+        writer.close()
 
 
 def _finish(run: _Run) -> None:
@@ -244,13 +254,6 @@ def _finish(run: _Run) -> None:
         pins.extend(channel_pins(conv, run.ids, None)[0])
     with shard_breaker(run.team.shard).calling():
         actions.finish_threads(run.team, pins)
-    run.report("indexing", 0, run.job.counts["messages"], force=True)
-    with shard_breaker(run.team.shard).calling():
-        reindex_team(
-            run.team.shard,
-            run.team.id,
-            progress=lambda state: run.report("indexing", state.indexed, run.job.counts["messages"]),
-        )
     counts = actions.import_counts(run.team)
     with shard_breaker(run.team.shard).calling():
         actions.complete_import(run.team, counts)

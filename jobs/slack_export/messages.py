@@ -109,8 +109,14 @@ def _json_list(value: Any) -> list[Any] | None:
     return value if isinstance(value, list) and value else None
 
 
-def convert_message(raw: dict[str, Any], where: str, conversation_id: str, id_map: IdMap) -> Converted:
-    """`where` names the day file for errors and the report."""
+_NO_MENTIONS = parse_mentions("")
+
+
+def convert_message(
+    raw: dict[str, Any], where: str, conversation_id: str, id_map: IdMap, *, checking: bool = False
+) -> Converted:
+    """`where` names the day file for errors and the report. `checking` skips what only
+    the writing pass needs (text rewriting, mentions, files): the decisions are the same."""
     ts = _ts(raw.get("ts"))
     if raw.get("type", "message") != "message":
         return Converted(None, [f"{where} item of type {raw.get('type')!r}: not a message"])
@@ -132,8 +138,9 @@ def convert_message(raw: dict[str, Any], where: str, conversation_id: str, id_ma
         extra["bot_id"] = bot_slack_id  # an integration that left no bot user behind
     edited = raw.get("edited") if isinstance(raw.get("edited"), dict) else {}
     text = raw.get("text") if isinstance(raw.get("text"), str) else ""
-    text = rewrite_text(text, id_map)
-    mentions = parse_mentions(text)
+    if not checking:
+        text = rewrite_text(text, id_map)
+    mentions = _NO_MENTIONS if checking else parse_mentions(text)
     subtype = raw.get("subtype") if isinstance(raw.get("subtype"), str) else ""
     client_msg_id = raw.get("client_msg_id")
     row = MessageRow(
@@ -152,7 +159,7 @@ def convert_message(raw: dict[str, Any], where: str, conversation_id: str, id_ma
         mentions_all=mentions.everyone,
         attachments=_json_list(raw.get("attachments")),
         blocks=_json_list(raw.get("blocks")),
-        files=_files(raw),
+        files=None if checking else _files(raw),
         extra=extra or None,
     )
     skipped = _reactions(raw, row, label, id_map)
