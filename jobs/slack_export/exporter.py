@@ -79,8 +79,28 @@ def _folder(channel: Channel, shape: dict[str, Any]) -> str:
     return channel.slack_id if channel.kind == K.IM else str(shape["name"])
 
 
+def _reactions(
+    channel: Channel, after: int, last: int, users: dict[int, str]
+) -> dict[int, list[dict[str, Any]]]:
+    """Slack's `reactions` of each message in (after, last], grouped in the order given."""
+    rows = (
+        Reaction.objects.filter(message__channel=channel, message__ts__gt=after, message__ts__lte=last)
+        .order_by("created", "id")
+        .values_list("message_id", "name", "member_id")
+    )
+    grouped: dict[int, dict[str, list[str]]] = defaultdict(dict)
+    for message_id, name, member_id in rows:
+        grouped[message_id].setdefault(name, []).append(
+            users.get(member_id) or ids.encode(ids.USER, member_id)
+        )
+    return {
+        message_id: [{"name": name, "users": who, "count": len(who)} for name, who in names.items()]
+        for message_id, names in grouped.items()
+    }
+
+
 def _messages(
-    team: TeamEntry, channel: Channel, job: TransferJob, progress: Progress | None
+    team: TeamEntry, channel: Channel, users: dict[int, str], job: TransferJob, progress: Progress | None
 ) -> Iterator[dict[str, Any]]:
     """The conversation's messages oldest first, with reactions and pins, a chunk at a time."""
     breaker = shard_breaker(team.shard)
@@ -88,19 +108,21 @@ def _messages(
     while True:
         with breaker.calling():
             chunk = list(Message.objects.filter(channel=channel, ts__gt=after).order_by("ts")[:CHUNK])
-            by_message: dict[int, list[Reaction]] = defaultdict(list)
-            for reaction in Reaction.objects.filter(message_id__in=[m.id for m in chunk]).order_by(
-                "created", "id"
-            ):
-                by_message[reaction.message_id].append(reaction)
+            if not chunk:
+                return
+            reactions = _reactions(channel, after, chunk[-1].ts, users)
             pinned = set(
-                Pin.objects.filter(message_id__in=[m.id for m in chunk]).values_list("message_id", flat=True)
+                Pin.objects.filter(
+                    channel=channel, message__ts__gt=after, message__ts__lte=chunk[-1].ts
+                ).values_list("message_id", flat=True)
             )
-        if not chunk:
-            return
         for message in chunk:
-            pins = [channel.slack_id] if message.id in pinned else []
-            yield message_json(message, team.slack_id, by_message.get(message.id, []), pins)
+            shape = message_json(
+                message, team.slack_id, pinned_to=[channel.slack_id] if message.id in pinned else []
+            )
+            if message.id in reactions and not message.is_deleted:
+                shape["reactions"] = reactions[message.id]
+            yield shape
         after = chunk[-1].ts
         save_progress(job, "messages", job.done + len(chunk), job.total)
         if progress:
@@ -126,6 +148,7 @@ def write_export(
                 pins[pin.channel_id].append(pin)
             total = Message.objects.filter(team_id=team.id).count()
         save_progress(job, "messages", 0, total, force=True)
+        user_ids = {int(ids.decode(user["id"], ids.USER_PREFIXES)): user["id"] for user in users}
         shapes = {
             c.id: _conversation_json(team, c, members[c.id] or dm_member_ids(c), pins[c.id]) for c in channels
         }
@@ -136,7 +159,7 @@ def write_export(
             written = 0
             for channel in channels:
                 folder = _folder(channel, shapes[channel.id])
-                written += writer.conversation(folder, _messages(team, channel, job, progress))
+                written += writer.conversation(folder, _messages(team, channel, user_ids, job, progress))
     return {"members": len(users), "channels": len(channels), "messages": written}
 
 

@@ -19,6 +19,11 @@ def day_of(ts: str) -> str:
     return datetime.fromtimestamp(int(ts.split(".")[0]), UTC).strftime("%Y-%m-%d")
 
 
+def _day_number(ts: str) -> int:
+    # Cheap to compare per message; the date string is made only when the day changes.
+    return int(ts.partition(".")[0]) // 86_400
+
+
 class ExportWriter:
     def __init__(self, path: Path) -> None:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
@@ -37,12 +42,12 @@ class ExportWriter:
 
     def conversation(self, folder: str, messages: Iterable[dict[str, Any]]) -> int:
         """Messages oldest first; returns how many were written."""
-        day, entry, count = "", None, 0
+        day, entry, count = -1, None, 0
         for message in messages:
-            message_day = day_of(message["ts"])
+            message_day = _day_number(message["ts"])
             if message_day != day:
                 _end(entry)
-                day, entry = message_day, self._zip.open(f"{folder}/{message_day}.json", "w")
+                day, entry = message_day, self._zip.open(f"{folder}/{day_of(message['ts'])}.json", "w")
                 entry.write(b"[\n")
             else:
                 entry.write(b",\n")  # type: ignore[union-attr]
