@@ -5,6 +5,7 @@ shard's breaker. A retried export starts over; the zip appears only when complet
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from django.conf import settings
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
+from jobs.slack_export.importer import RETRYABLE
 from jobs.slack_export.progress import S, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
 from jobs.slack_export.writer import ExportWriter
@@ -24,6 +26,7 @@ from teams.directory import TeamEntry, team_entry
 from teams.models import Member
 from teams.shapes import member_json
 
+logger = logging.getLogger(__name__)
 CHUNK = 2000  # messages per query while exporting
 K = Channel.Kind
 _FILES = {K.PUBLIC: "channels.json", K.PRIVATE: "groups.json", K.IM: "dms.json", K.MPIM: "mpims.json"}
@@ -173,7 +176,15 @@ def run_export(job_id: int, progress: Progress | None = None) -> TransferJob:
     output = Path(job.archive)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".part")
-    job.counts = write_export(team, partial, job, progress)
+    try:
+        job.counts = write_export(team, partial, job, progress)
+    except RETRYABLE:
+        raise  # paused; a retry starts the file over
+    except Exception as exc:
+        logger.exception("export job %s failed", job.id)
+        partial.unlink(missing_ok=True)
+        set_status(job, S.FAILED, error=f"export failed: {exc}")
+        raise
     partial.replace(output)  # only a complete export is ever served
     job.done = job.total
     job.save(update_fields=["counts", "done"])

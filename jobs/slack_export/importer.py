@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB
+from jobs.breakers import BreakerOpen
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
 from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
@@ -36,6 +37,10 @@ _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 Progress = Callable[[TransferJob], None]
+
+
+# The shard (or its breaker) said "not now": the job pauses instead of failing.
+RETRYABLE = (BreakerOpen, OperationalError, InterfaceError)
 
 
 class ImportFailed(Exception):
@@ -319,6 +324,12 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
     except ApiError as exc:
         _fail(job, team, exc.detail or exc.code)
         raise ImportFailed(exc.detail or exc.code) from None
+    except RETRYABLE:
+        raise  # the job waits at its checkpoint for a retry
+    except Exception as exc:
+        logger.exception("import job %s failed", job.id)
+        _fail(job, team, f"internal error: {exc}")
+        raise
     set_status(job, S.DONE)
     if progress:
         progress(job)
