@@ -161,3 +161,27 @@ def test_importing_team_is_invisible_until_done(tmp_path: Path) -> None:
     job = start_import(fx.write_zip(tmp_path / "x.zip", fx.export_files()), domain="hidden")
     assert Team.objects.get(id=job.team_id).status == "importing"
     assert job.status == "queued"
+
+
+def test_format_variations(tmp_path: Path) -> None:
+    """Older and odder exports: org_users.json, channels without members or topic, numeric
+    and float `created`, a numeric `ts`, DM folders named by id, no optional files."""
+    files = fx.export_files()
+    files["org_users.json"] = files.pop("users.json")
+    for name in ("groups.json", "mpims.json", "integration_logs.json"):
+        files.pop(name)
+    for folder in ("secret/2017-07-14.json", f"{fx.MPIM_NAME}/2017-07-14.json"):
+        files.pop(folder)
+    old = files["channels.json"][2]
+    for key in ("members", "topic", "purpose", "creator"):
+        old.pop(key)
+    old["created"] = 1400000000.5
+    files["old-stuff/2014-05-13.json"][0]["ts"] = 1400000000.0001
+    job = _import(fx.write_zip(tmp_path / "odd.zip", files))
+    assert job.status == "done"
+    assert job.counts["members"] == 5 and job.counts["channels"] == 4
+    assert job.counts["messages"] == fx.EXPECTED["messages"] - 3
+    with on_shard("shard_1"):
+        archived = Channel.objects.get(team_id=job.team_id, name="old-stuff")
+        assert (archived.created, archived.topic, archived.creator_id) == (1400000000, "", None)
+        assert Message.objects.get(channel=archived).ts == 1400000000_000100
