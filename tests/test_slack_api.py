@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 
 from chatproject.dbrouter import on_shard
+from jobs.models import TransferJob
 from teams import ids
 from teams.models import Account, Member, Team, TeamMembership
 from tests import slack_fixtures as fx
@@ -53,6 +54,10 @@ def test_import_then_export_and_download(world: World, api: Api, client: Client,
     with running_worker("io", concurrency=1):
         done = _wait_done(api, alice, job["id"])
         assert (done["status"], done["phase"], done["errors"]) == ("done", "done", [])
+        uploaded = TransferJob.objects.get(id=int(job["id"])).archive
+        assert (
+            uploaded.endswith("Old Co Slack export.zip") and not Path(uploaded).exists()
+        )  # removed when done
         new_team = Team.objects.get(id=ids.decode(job["team_id"], ids.TEAM))
         assert (new_team.status, new_team.name) == ("active", "Old Co")
         # alice@acme.test is not in the archive: she is added to the new team as an owner.

@@ -36,7 +36,7 @@ def imported(tmp_path: Path) -> TransferJob:
 
 
 def test_counts_match_the_archive_and_the_report_lists_skips(imported: TransferJob) -> None:
-    assert imported.status == "done"
+    assert (imported.status, imported.phase, imported.done, imported.total) == ("done", "done", 29, 29)
     assert imported.counts == fx.EXPECTED
     assert len(imported.skipped) == 4
     report = "\n".join(imported.skipped)

@@ -59,7 +59,7 @@ def _users(team: TeamEntry) -> list[dict[str, Any]]:
 
 
 def _conversation_json(
-    team: TeamEntry, channel: Channel, members: list[int], pins: list[Pin]
+    team: TeamEntry, channel: Channel, members: list[int], pins: list[tuple[int, int, int]]
 ) -> dict[str, Any]:
     user_ids = [ids.encode(ids.USER, m) for m in members]
     if channel.kind == K.IM:
@@ -67,13 +67,8 @@ def _conversation_json(
     data = channel_json(channel)
     data.update(members=user_ids, previous_names=[])
     data["pins"] = [
-        {
-            "id": ids.format_ts(p.message.ts),
-            "type": "C",
-            "created": p.created,
-            "user": ids.encode(ids.USER, p.pinned_by),
-        }
-        for p in pins
+        {"id": ids.format_ts(ts), "type": "C", "created": created, "user": ids.encode(ids.USER, pinned_by)}
+        for ts, created, pinned_by in pins
     ]
     return data
 
@@ -146,9 +141,14 @@ def write_export(
                 .values_list("channel_id", "member_id")
             ):
                 members[channel_id].append(member_id)
-            pins: dict[int, list[Pin]] = defaultdict(list)
-            for pin in Pin.objects.filter(team_id=team.id).select_related("message").order_by("id"):
-                pins[pin.channel_id].append(pin)
+            # Plain tuples: whole pinned messages held for the export would grow with the team.
+            pins: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+            for channel_id, *pin in (
+                Pin.objects.filter(team_id=team.id)
+                .order_by("id")
+                .values_list("channel_id", "message__ts", "created", "pinned_by")
+            ):
+                pins[channel_id].append(tuple(pin))  # type: ignore[arg-type]
             total = Message.objects.filter(team_id=team.id).count()
         save_progress(job, "messages", 0, total, force=True)
         user_ids = {int(ids.decode(user["id"], ids.USER_PREFIXES)): user["id"] for user in users}

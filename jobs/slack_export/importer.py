@@ -7,6 +7,7 @@ repeated writes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -330,7 +331,9 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
         logger.exception("import job %s failed", job.id)
         _fail(job, team, f"internal error: {exc}")
         raise
+    job.done = job.total = job.counts.get("messages", 0)
     set_status(job, S.DONE)
+    _forget_upload(job)
     if progress:
         progress(job)
     return job
@@ -344,3 +347,13 @@ def _with_breaker(run: _Run, write: Callable[[], None]) -> None:
 def _fail(job: TransferJob, team: TeamEntry, error: str) -> None:
     actions.discard_import(team.id, team.shard)
     set_status(job, S.FAILED, error=error)
+    _forget_upload(job)
+
+
+def _forget_upload(job: TransferJob) -> None:
+    """An archive uploaded through the API is kept only until its job ends."""
+    archive = Path(job.archive).resolve()
+    if archive.is_relative_to(Path(settings.TRANSFER_DIR).resolve()) and archive.is_file():
+        archive.unlink()
+        with contextlib.suppress(OSError):
+            archive.parent.rmdir()
