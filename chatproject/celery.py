@@ -24,4 +24,4 @@ app.conf.CELERY_DB_REUSE_MAX = 1000
 app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()
 # Task modules besides each app's tasks.py, which is all autodiscovery finds.
-app.conf.imports = ["jobs.search_tasks"]
+app.conf.imports = ["jobs.search_tasks", "jobs.transfer_tasks"]

@@ -97,6 +97,20 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 # /readyz answers within this long even when a part hangs.
 READY_TIMEOUT_SECS = float(os.environ.get("CHAT_READY_TIMEOUT_SECS", "1.0"))
 
+# Slack export import/export: where uploaded archives and finished exports are kept,
+# and the limits an archive must stay within (zip bombs: total and per-file uncompressed
+# bytes, file count, compression ratio). Messages are written in batches of this many.
+TRANSFER_DIR = Path(os.environ.get("CHAT_TRANSFER_DIR", DATA_DIR / "transfers")).resolve()
+IMPORT_MAX_TOTAL_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_TOTAL_BYTES", str(20 * 1024**3)))
+IMPORT_MAX_FILE_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_FILE_BYTES", str(256 * 1024**2)))
+IMPORT_MAX_FILES = int(os.environ.get("CHAT_IMPORT_MAX_FILES", "1000000"))
+IMPORT_MAX_RATIO = float(os.environ.get("CHAT_IMPORT_MAX_RATIO", "200"))
+IMPORT_BATCH_MESSAGES = int(os.environ.get("CHAT_IMPORT_BATCH_MESSAGES", "5000"))
+# One worker runs a transfer job at a time: its lock lapses this long after the worker
+# dies; a job untouched for TRANSFER_STALLED_SECS is queued again (beat, every minute).
+TRANSFER_LOCK_SECS = int(os.environ.get("CHAT_TRANSFER_LOCK_SECS", "60"))
+TRANSFER_STALLED_SECS = int(os.environ.get("CHAT_TRANSFER_STALLED_SECS", "300"))
+
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # Threads per web process serving HTTP (chatproject/http.py). Requests mostly wait on
 # the database, so a slow one (a search, a download) must not hold up the posts behind
@@ -247,6 +261,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},
     "sweep-presence": {"task": "presence.sweep", "schedule": 30.0},
+    "resume-transfers": {"task": "jobs.resume_transfers", "schedule": 60.0},
 }
 
 LOGGING = {

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from jobs.views import download_export
 from messaging.api.dispatch import api_view
 from messaging.api.openapi import openapi_view
 from ops import views as ops_views
@@ -15,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/openapi.json", openapi_view, name="openapi"),
     path("api/<str:method_name>", api_view, name="api"),
+    path("transfers/<int:job_id>/download", download_export, name="transfer_download"),
     path("signin/", team_views.SignInView.as_view(), name="sign_in"),
     path("signout/", team_views.SignOutView.as_view(), name="sign_out"),
     path("teams/", team_views.choose_team, name="choose_team"),

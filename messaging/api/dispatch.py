@@ -48,6 +48,7 @@ def _params(request: HttpRequest) -> dict[str, Any]:
         params.update(body)
     elif content_type in FORM_TYPES:
         params.update({k: v for k, v in request.POST.items()})
+        params.update({k: v for k, v in request.FILES.items()})  # uploads (admin.teams.import)
     elif request.body:
         raise ApiError("invalid_post_type", f"unsupported content type {content_type!r}")
     return params

@@ -1,3 +1,12 @@
 """Web API method families; importing this package registers them all."""
 
-from messaging.api.methods import auth_team, chat, conversations, reactions, rtm, search, users  # noqa: F401
+from messaging.api.methods import (  # noqa: F401
+    admin_transfer,
+    auth_team,
+    chat,
+    conversations,
+    reactions,
+    rtm,
+    search,
+    users,
+)

@@ -1,0 +1,359 @@
+"""An import, phase by phase: check the whole archive (nothing is written for a bad
+one), then members, conversations, messages in batches, threads and pins, the search
+index, and finally open the team. Each phase records its checkpoint after its shard
+commit; a run that died anywhere starts again from the last checkpoint, and a phase
+repeated writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections, transaction
+
+from chatproject.dbrouter import CONTROL_DB
+from jobs.breakers import BreakerOpen
+from jobs.models import TransferJob
+from jobs.slack_export import import_actions as actions
+from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
+from jobs.slack_export.import_actions import MemberPlan, PinRow
+from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
+from jobs.slack_export.messages import IdMap, MessageRow, convert_message
+from jobs.slack_export.pipeline import batch_writer
+from jobs.slack_export.plan import id_map, make_plan, mint_ids, owner_user
+from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
+from jobs.slack_export.shard import shard_breaker
+from teams.directory import TeamEntry, place_new_team
+from teams.errors import ApiError
+from teams.models import Team
+
+logger = logging.getLogger(__name__)
+_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
+
+Progress = Callable[[TransferJob], None]
+
+
+# The shard (or its breaker) said "not now": the job pauses instead of failing.
+RETRYABLE = (BreakerOpen, OperationalError, InterfaceError)
+
+
+class ImportFailed(Exception):
+    """The archive was refused; the job is failed and nothing of the team is left."""
+
+
+def _free_domain(wanted: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-")[:50] or "imported"
+    domain, n = base, 1
+    while Team.objects.filter(domain=domain).exists():
+        n += 1
+        domain = f"{base}-{n}"
+    return domain
+
+
+def start_import(
+    archive: str | Path,
+    *,
+    domain: str | None = None,
+    name: str | None = None,
+    shard: str | None = None,
+    owner_account_id: int | None = None,
+    requested_by_team_id: int | None = None,
+) -> TransferJob:
+    """Reserve the (invisible) team and queue nothing yet: the caller runs or enqueues it."""
+    if domain:
+        domain = domain.strip().lower()
+        if not _DOMAIN.match(domain):
+            raise ApiError("invalid_domain", "a domain is 1-63 lowercase letters, digits and hyphens")
+        if Team.objects.filter(domain=domain).exists():
+            raise ApiError("domain_taken", f"a team with domain {domain!r} exists")
+    else:
+        domain = _free_domain(Path(archive).stem.removesuffix(" Slack export"))
+    alias = place_new_team(shard)
+    team_id = mint_ids(CONTROL_DB, 1)[0]
+    with transaction.atomic(using=CONTROL_DB):
+        actions.reserve_team(team_id, domain, (name or domain).strip()[:200], alias)
+        return TransferJob.objects.create(
+            kind=TransferJob.Kind.IMPORT,
+            team_id=team_id,
+            domain=domain,
+            archive=str(archive),
+            requested_by_team_id=requested_by_team_id,
+            requested_by_account_id=owner_account_id,
+            options={"owner_account_id": owner_account_id},
+        )
+
+
+@dataclass
+class _Run:
+    job: TransferJob
+    team: TeamEntry
+    archive: SlackArchive
+    manifest: Manifest
+    days: list[tuple[DayFile, ExportConversation]]
+    ids: IdMap
+    progress: Progress | None
+
+    def report(self, phase: str, done: int, total: int, *, force: bool = False) -> None:
+        save_progress(self.job, phase, done, total, force=force)
+        if self.progress:
+            self.progress(self.job)
+
+    def messages(
+        self, start: int = 0, *, checking: bool = False
+    ) -> Iterator[tuple[int, ExportConversation, list[str], list[MessageRow]]]:
+        """(file index, conversation, skipped, rows) of each day file from `start`."""
+        for index in range(start, len(self.days)):
+            day, conv = self.days[index]
+            rows, skipped = [], []
+            for raw in self.archive.messages(day):
+                converted = convert_message(raw, day.path, conv.slack_id, self.ids, checking=checking)
+                skipped.extend(converted.skipped)
+                if converted.row is not None:
+                    rows.append(converted.row)
+            yield index, conv, skipped, rows
+
+
+def _ordered_days(archive: SlackArchive, manifest: Manifest) -> list[tuple[DayFile, ExportConversation]]:
+    """Day files grouped by conversation (a renamed channel may have two folders)."""
+    by_id = {c.slack_id: c for c in manifest.conversations}
+    days = [(day, by_id[conversation_for_folder(manifest, day.folder)]) for day in archive.day_files()]
+    return sorted(days, key=lambda pair: (pair[1].slack_id, pair[0].name, pair[0].folder))
+
+
+def pinner(conv: ExportConversation, ids: IdMap, *candidates: int | None) -> int | None:
+    """Who pinned: as recorded, else the conversation's creator, else its first member."""
+    fallback = (ids.users.get(conv.creator), *(ids.users.get(m) for m in conv.members))
+    return next((c for c in (*candidates, *fallback) if c), None)
+
+
+def channel_pins(
+    conv: ExportConversation, ids: IdMap, present: set[int] | None
+) -> tuple[list[PinRow], list[str]]:
+    """channels.json's pins of a conversation; with `present`, those naming a missing
+    message are left out and reported."""
+    rows, skipped = [], []
+    for pin in conv.pins:
+        by = pinner(conv, ids, ids.users.get(pin.user))
+        where = f"{conv.source} {conv.name or conv.slack_id} pin {pin.ts / 1e6:.6f}"
+        if present is not None and pin.ts not in present:
+            skipped.append(f"{where}: pinned message not in the archive")
+        elif by is None:
+            skipped.append(f"{where}: nobody to credit the pin to")
+        else:
+            rows.append(PinRow(ids.channels[conv.slack_id], pin.ts, by, pin.created or pin.ts // 1_000_000))
+    return rows, skipped
+
+
+def message_pin(conv: ExportConversation, ids: IdMap, row: MessageRow) -> PinRow | None:
+    # A pin channels.json also lists is written from there, with who pinned it.
+    by = pinner(conv, ids, row.user_id) if row.pinned and row.ts not in conv.pinned_ts else None
+    return PinRow(ids.channels[conv.slack_id], row.ts, by, row.ts // 1_000_000) if by else None
+
+
+def _check(run: _Run) -> None:
+    """Read every day file once: refuse a bad archive before anything is written, count
+    what will be imported, and list what will be skipped."""
+    counts = {"messages": 0, "replies": 0, "reactions": 0, "pins": 0}
+    skipped: list[str] = []
+    seen: set[int] = set()
+    pinned: set[int] = set()
+
+    def close(conv: ExportConversation) -> None:
+        pins, pin_skips = channel_pins(conv, run.ids, seen)
+        skipped.extend(pin_skips)
+        counts["pins"] += len(pinned | {p.ts for p in pins})
+
+    for index, conv, file_skips, rows in run.messages(checking=True):
+        skipped.extend(file_skips)
+        for row in rows:
+            if row.ts in seen:
+                raise ArchiveError(run.days[index][0].path, f"duplicate message ts {row.ts / 1e6:.6f}")
+            seen.add(row.ts)
+            counts["messages"] += 1
+            counts["replies"] += row.is_reply
+            counts["reactions"] += len(row.reactions)
+            if message_pin(conv, run.ids, row):
+                pinned.add(row.ts)
+        if index + 1 == len(run.days) or run.days[index + 1][1] is not conv:
+            close(conv)
+            seen, pinned = set(), set()
+        run.report("checking", index + 1, len(run.days))
+    with_days = {c.slack_id for _, c in run.days}
+    for conv in run.manifest.conversations:
+        if conv.slack_id not in with_days:
+            close(conv)
+    run.job.skipped = skipped[:MAX_SKIPPED_KEPT]
+    if len(skipped) > MAX_SKIPPED_KEPT:
+        run.job.skipped.append(f"... and {len(skipped) - MAX_SKIPPED_KEPT} more")
+    run.job.counts = {
+        "members": len(run.manifest.users),
+        "channels": len(run.manifest.conversations),
+        **counts,
+    }
+    run.job.save(update_fields=["skipped", "counts"])
+
+
+def _member_plans(run: _Run) -> list[MemberPlan]:
+    plan, owner = run.job.checkpoint["plan"], run.job.checkpoint["plan"]["owner"]
+    emails: dict[str, str] = {}  # email -> the one user who gets its account
+    for user in run.manifest.users:
+        if user.email and not user.deleted and not user.is_bot:
+            emails.setdefault(user.email, user.slack_id)
+    accounts = actions.accounts_by_email(list(emails))
+    members = []
+    for user in run.manifest.users:
+        is_owner = owner is not None and owner["slack_id"] == user.slack_id
+        account = owner["account_id"] if is_owner else None
+        if (
+            account is None
+            and emails.get(user.email) == user.slack_id
+            and user.email != (owner or {}).get("email")
+        ):
+            account = accounts.get(user.email)
+        members.append(MemberPlan(user, plan["users"][user.slack_id], account, is_owner))
+    if owner is not None and owner["slack_id"] is None:
+        members.append(MemberPlan(owner_user(owner), owner["member_id"], owner["account_id"], True))
+    return members
+
+
+def _write_messages(run: _Run) -> None:
+    checkpoint = run.job.checkpoint
+    start, written = checkpoint.get("files_done", 0), checkpoint.get("messages_done", 0)
+    total = run.job.counts["messages"]
+    breaker = shard_breaker(run.team.shard)
+
+    def write(item: tuple[int, list[tuple[int, MessageRow]], list[PinRow]]) -> None:
+        nonlocal written
+        files_done, batch, pins = item
+        with breaker.calling():
+            actions.write_messages(run.team, batch, pins)
+        written += len(batch)
+        run.job.phase, run.job.done, run.job.total = "messages", written, total
+        save_checkpoint(run.job, files_done=files_done, messages_done=written)
+        run.report("messages", written, total)
+
+    writer = batch_writer(write, threaded=not connections[run.team.shard].in_atomic_block)
+    batch: list[tuple[int, MessageRow]] = []
+    pins: list[PinRow] = []
+    try:
+        for index, conv, _skipped, rows in run.messages(start):
+            channel_id = run.ids.channels[conv.slack_id]
+            batch.extend((channel_id, row) for row in rows)
+            pins.extend(p for row in rows if (p := message_pin(conv, run.ids, row)))
+            if len(batch) >= settings.IMPORT_BATCH_MESSAGES or index + 1 == len(run.days):
+                writer.submit((index + 1, batch, pins))
+                batch, pins = [], []
+    finally:
+        writer.close()
+
+
+def _finish(run: _Run) -> None:
+    pins = []
+    for conv in run.manifest.conversations:
+        pins.extend(channel_pins(conv, run.ids, None)[0])
+    with shard_breaker(run.team.shard).calling():
+        actions.finish_threads(run.team, pins)
+    counts = actions.import_counts(run.team)
+    with shard_breaker(run.team.shard).calling():
+        actions.complete_import(run.team, counts)
+    run.job.counts = counts
+    run.job.save(update_fields=["counts"])
+
+
+def _phase(run: _Run, name: str, step: Callable[[], object]) -> None:
+    if run.job.checkpoint.get(name):
+        return
+    run.report(name, 0, 1, force=True)
+    step()
+    save_checkpoint(run.job, **{name: True})
+
+
+def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
+    """Run (or resume) an import job to the end. Raises ImportFailed for a refused
+    archive (the job is failed, the team discarded); BreakerOpen and database errors
+    leave the job paused at its checkpoint for a retry."""
+    job = TransferJob.objects.get(id=job_id)
+    if job.status in (S.DONE, S.FAILED):
+        return job
+    team_row = Team.objects.filter(id=job.team_id).first()
+    if team_row is None:
+        set_status(job, S.FAILED, error="the team being imported into is gone")
+        raise ImportFailed(job.errors[-1])
+    team = TeamEntry(team_row.id, team_row.domain, team_row.name, team_row.shard, team_row.status)
+    set_status(job, S.RUNNING)
+    try:
+        with SlackArchive.open(job.archive) as archive:
+            manifest = read_manifest(archive)
+            if "plan" not in job.checkpoint:
+                plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"))
+                save_checkpoint(job, plan=plan)
+            run = _Run(
+                job,
+                team,
+                archive,
+                manifest,
+                _ordered_days(archive, manifest),
+                IdMap({}, {}, {}, {}),
+                progress,
+            )
+            run.ids = id_map(job.checkpoint["plan"], manifest)
+            _phase(run, "checked", lambda: _check(run))
+            _phase(
+                run,
+                "members",
+                lambda: _with_breaker(run, lambda: actions.write_members(team, _member_plans(run), run.ids)),
+            )
+            _phase(
+                run,
+                "conversations",
+                lambda: _with_breaker(
+                    run, lambda: actions.write_conversations(team, manifest.conversations, run.ids)
+                ),
+            )
+            _phase(run, "messages_written", lambda: _write_messages(run))
+            _phase(run, "finished", lambda: _finish(run))
+    except ArchiveError as exc:
+        _fail(job, team, str(exc))
+        raise ImportFailed(str(exc)) from None
+    except ApiError as exc:
+        _fail(job, team, exc.detail or exc.code)
+        raise ImportFailed(exc.detail or exc.code) from None
+    except RETRYABLE:
+        raise  # the job waits at its checkpoint for a retry
+    except Exception as exc:
+        logger.exception("import job %s failed", job.id)
+        _fail(job, team, f"internal error: {exc}")
+        raise
+    job.done = job.total = job.counts.get("messages", 0)
+    set_status(job, S.DONE)
+    _forget_upload(job)
+    if progress:
+        progress(job)
+    return job
+
+
+def _with_breaker(run: _Run, write: Callable[[], None]) -> None:
+    with shard_breaker(run.team.shard).calling():
+        write()
+
+
+def _fail(job: TransferJob, team: TeamEntry, error: str) -> None:
+    actions.discard_import(team.id, team.shard)
+    set_status(job, S.FAILED, error=error)
+    _forget_upload(job)
+
+
+def _forget_upload(job: TransferJob) -> None:
+    """An archive uploaded through the API is kept only until its job ends."""
+    archive = Path(job.archive).resolve()
+    if archive.is_relative_to(Path(settings.TRANSFER_DIR).resolve()) and archive.is_file():
+        archive.unlink()
+        with contextlib.suppress(OSError):
+            archive.parent.rmdir()

@@ -1,0 +1,63 @@
+"""Writes a zip in Slack's export layout, one entry at a time: the top-level JSON files,
+then each conversation's messages split into UTC day files as they stream in, so memory
+holds one message at a time. The exporter and the bench's archive generator share it."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+# Fast deflate: export time is dominated by compression at higher levels, for a few % size.
+COMPRESS_LEVEL = 3
+
+
+def day_of(ts: str) -> str:
+    return datetime.fromtimestamp(int(ts.split(".")[0]), UTC).strftime("%Y-%m-%d")
+
+
+def _day_number(ts: str) -> int:
+    # Cheap to compare per message; the date string is made only when the day changes.
+    return int(ts.partition(".")[0]) // 86_400
+
+
+class ExportWriter:
+    def __init__(self, path: Path) -> None:
+        self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
+
+    def __enter__(self) -> ExportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def json_file(self, name: str, value: Any) -> None:
+        self._zip.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
+
+    def conversation(self, folder: str, messages: Iterable[dict[str, Any]]) -> int:
+        """Messages oldest first; returns how many were written."""
+        day, entry, count = -1, None, 0
+        for message in messages:
+            message_day = _day_number(message["ts"])
+            if message_day != day:
+                _end(entry)
+                day, entry = message_day, self._zip.open(f"{folder}/{day_of(message['ts'])}.json", "w")
+                entry.write(b"[\n")
+            else:
+                entry.write(b",\n")  # type: ignore[union-attr]
+            entry.write(json.dumps(message, ensure_ascii=False).encode())  # type: ignore[union-attr]
+            count += 1
+        _end(entry)
+        return count
+
+
+def _end(entry: IO[bytes] | None) -> None:
+    if entry is not None:
+        entry.write(b"\n]\n")
+        entry.close()

@@ -1,0 +1,187 @@
+"""Importing a Slack export: members, conversations, messages with their subtypes,
+threads, reactions, pins, the report of skipped items, and the team kept invisible
+until the import completes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatproject.dbrouter import on_shard
+from jobs.models import TransferJob
+from jobs.slack_export.importer import run_import, start_import
+from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
+from teams import ids
+from teams.models import Account, Bot, Member, Team, TeamMembership
+from tests import slack_fixtures as fx
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _import(path: Path, **options: object) -> TransferJob:
+    job = start_import(path, shard="shard_1", **options)  # type: ignore[arg-type]
+    return run_import(job.id)
+
+
+def _ts(text: str) -> int:
+    return ids.parse_ts(text)
+
+
+@pytest.fixture
+def imported(tmp_path: Path) -> TransferJob:
+    # bob already has an account here: the import matches it by email.
+    Account.objects.create_user("bob@old.test", "pw")
+    return _import(fx.write_zip(tmp_path / "acme-old.zip", fx.export_files()), domain="acme-old")
+
+
+def test_counts_match_the_archive_and_the_report_lists_skips(imported: TransferJob) -> None:
+    assert (imported.status, imported.phase, imported.done, imported.total) == ("done", "done", 29, 29)
+    assert imported.counts == fx.EXPECTED
+    assert len(imported.skipped) == 4
+    report = "\n".join(imported.skipped)
+    assert "reaction :+1: by unknown user U99NOPE" in report
+    assert "type 'not_a_message'" in report
+    assert "without a valid ts" in report
+    assert "pinned message not in the archive" in report
+    team = Team.objects.get(id=imported.team_id)
+    assert (team.status, team.domain, team.shard) == ("active", "acme-old", "shard_1")
+
+
+def test_members_accounts_profiles_and_roles(imported: TransferJob) -> None:
+    team_id = imported.team_id
+    with on_shard("shard_1"):
+        members = {m.name: m for m in Member.objects.filter(team_id=team_id)}
+        bot = Bot.objects.get(team_id=team_id)
+    alice, bob, gone, deploy = members["alice"], members["bob"], members["gone"], members["deploybot"]
+    assert (alice.is_owner, alice.is_admin, alice.tz, alice.title) == (True, True, "Europe/Berlin", "Boss")
+    assert members["carol"].is_admin and not members["carol"].is_owner
+    assert bob.account_id == Account.objects.get(email="bob@old.test").id  # matched, not created
+    assert Account.objects.filter(email="alice@old.test").exists()
+    assert (gone.deleted, gone.account_id, gone.real_name) == (True, None, "Gone Person")
+    assert (deploy.is_bot, deploy.bot_id, bot.member_id) == (True, bot.id, deploy.id)
+    memberships = TeamMembership.objects.filter(team_id=team_id)
+    assert sorted(m.account.email for m in memberships) == [
+        "alice@old.test",
+        "bob@old.test",
+        "carol@old.test",
+    ]
+
+
+def test_conversations_kinds_topics_and_members(imported: TransferJob) -> None:
+    with on_shard("shard_1"):
+        channels = Channel.objects.filter(team_id=imported.team_id)
+        by_kind = {(c.kind, c.name): c for c in channels}
+        general = by_kind[("public", "general")]
+        assert general.is_general and general.created == 1500000000
+        assert (general.topic, general.purpose, general.purpose_last_set) == (
+            "Company-wide",
+            "Everyone",
+            1500000002,
+        )
+        assert by_kind[("public", "old-stuff")].is_archived
+        assert ("private", "secret") in by_kind
+        assert len(channels.get(kind="mpim").dm_key.split("-")) == 3
+        dm = channels.get(kind="im")
+        assert len(dm.dm_key.split("-")) == 2
+        assert ChannelMember.objects.filter(channel=general).count() == 3
+        # The folder named after random's old name landed in random.
+        random = by_kind[("public", "random")]
+        assert Message.objects.filter(channel=random).count() == 2
+        assert general.last_ts == _ts(fx.ts(3, 1))
+
+
+def test_messages_keep_ts_subtypes_and_rewrite_mentions(imported: TransferJob) -> None:
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=imported.team_id, name="general")
+        random = Channel.objects.get(team_id=imported.team_id, name="random")
+        members = dict(Member.objects.filter(team_id=imported.team_id).values_list("name", "id"))
+        messages = {m.ts: m for m in Message.objects.filter(channel=general)}
+    first = messages[_ts(fx.ts(1))]
+    bob_ref = ids.encode(ids.USER, members["bob"])
+    assert first.text == f"hello <@{bob_ref}> see <#{random.slack_id}|random>"
+    assert first.mentions == [members["bob"]] and first.client_msg_id == "c-1"
+    assert messages[_ts(fx.ts(2))].subtype == "channel_join"
+    bot_message = messages[_ts(fx.ts(5))]
+    assert (bot_message.subtype, bot_message.text, bot_message.user_id) == ("bot_message", "", None)
+    assert bot_message.bot_id is not None and bot_message.attachments[0]["fallback"] == "Deployed v1"
+    assert messages[_ts(fx.ts(6))].files[0]["url_private"] == "https://files.slack.com/plan.png"
+    assert messages[_ts(fx.ts(7))].files[0]["id"] == "F01"  # the old single `file`
+    assert messages[_ts(fx.ts(8))].extra["comment"]["comment"] == "nice"
+    edited = messages[_ts(fx.ts(9))]
+    assert (edited.edited_ts, edited.edited_by) == (_ts(fx.ts(20)), members["alice"])
+    feed = messages[_ts(fx.ts(10))]
+    assert (feed.user_id, feed.username, feed.extra["bot_id"]) == (None, "rss", "B99GONE")
+    assert messages[_ts(fx.ts(11))].extra == {"user": "USLACKBOT"}
+    assert messages[_ts(fx.ts(12))].is_deleted
+    assert messages[_ts(fx.ts(15))].blocks[0]["type"] == "rich_text"
+    assert messages[_ts(fx.ts(18))].user_id == members["gone"]
+    assert messages[_ts(fx.ts(3, 1))].mentions_all
+
+
+def test_threads_reactions_and_pins(imported: TransferJob) -> None:
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=imported.team_id, name="general")
+        members = dict(Member.objects.filter(team_id=imported.team_id).values_list("id", "name"))
+        parent = Message.objects.get(channel=general, ts=_ts(fx.ts(3)))
+        tombstone = Message.objects.get(channel=general, ts=_ts(fx.ts(12)))
+        reactions = list(Reaction.objects.filter(team_id=imported.team_id).order_by("id"))
+        pins = sorted(Pin.objects.filter(channel=general).values_list("message__ts", "pinned_by"))
+    # Replies from both day files, the broadcast included.
+    assert (parent.thread_ts, parent.reply_count, parent.latest_reply) == (parent.ts, 3, _ts(fx.ts(1, 1)))
+    assert [members[u] for u in parent.reply_users] == ["bob", "carol"]
+    assert (tombstone.reply_count, tombstone.is_deleted) == (1, True)
+    assert [(r.name, members[r.member_id]) for r in reactions] == [
+        ("clap::skin-tone-3", "bob"),
+        ("clap::skin-tone-3", "carol"),
+        ("eyes", "bob"),
+    ]
+    by_name = {v: k for k, v in members.items()}
+    assert pins == [(_ts(fx.ts(1)), by_name["bob"]), (_ts(fx.ts(14)), by_name["carol"])]
+
+
+def test_one_event_records_the_import(imported: TransferJob) -> None:
+    with on_shard("shard_1"):
+        events = list(Event.objects.filter(team_id=imported.team_id).values_list("type", flat=True))
+    assert events == ["team_imported"]
+
+
+def test_unpacked_folder_and_rerun_are_idempotent(tmp_path: Path) -> None:
+    folder = fx.write_folder(tmp_path / "export", fx.export_files())
+    job = _import(folder)
+    assert job.counts == fx.EXPECTED
+    # Running the whole job again from scratch (as a lost checkpoint would) adds nothing.
+    job.status, job.checkpoint = "running", {"plan": job.checkpoint["plan"]}
+    job.save()
+    again = run_import(job.id)
+    assert again.counts == fx.EXPECTED
+
+
+def test_importing_team_is_invisible_until_done(tmp_path: Path) -> None:
+    job = start_import(fx.write_zip(tmp_path / "x.zip", fx.export_files()), domain="hidden")
+    assert Team.objects.get(id=job.team_id).status == "importing"
+    assert job.status == "queued"
+
+
+def test_format_variations(tmp_path: Path) -> None:
+    """Older and odder exports: org_users.json, channels without members or topic, numeric
+    and float `created`, a numeric `ts`, DM folders named by id, no optional files."""
+    files = fx.export_files()
+    files["org_users.json"] = files.pop("users.json")
+    for name in ("groups.json", "mpims.json", "integration_logs.json"):
+        files.pop(name)
+    for folder in ("secret/2017-07-14.json", f"{fx.MPIM_NAME}/2017-07-14.json"):
+        files.pop(folder)
+    old = files["channels.json"][2]
+    for key in ("members", "topic", "purpose", "creator"):
+        old.pop(key)
+    old["created"] = 1400000000.5
+    files["old-stuff/2014-05-13.json"][0]["ts"] = 1400000000.0001
+    job = _import(fx.write_zip(tmp_path / "odd.zip", files))
+    assert job.status == "done"
+    assert job.counts["members"] == 5 and job.counts["channels"] == 4
+    assert job.counts["messages"] == fx.EXPECTED["messages"] - 3
+    with on_shard("shard_1"):
+        archived = Channel.objects.get(team_id=job.team_id, name="old-stuff")
+        assert (archived.created, archived.topic, archived.creator_id) == (1400000000, "", None)
+        assert Message.objects.get(channel=archived).ts == 1400000000_000100

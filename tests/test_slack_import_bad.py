@@ -1,0 +1,177 @@
+"""Bad archives: each is refused with an error naming the file and the problem, and
+leaves no team (not even a half-imported, invisible one) behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatproject.dbrouter import on_shard
+from jobs.models import TransferJob
+from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from messaging.models import Channel, Message
+from teams.models import Member, Team
+from tests import slack_fixtures as fx
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _refused(path: Path) -> tuple[str, TransferJob]:
+    job = start_import(path, shard="shard_0")
+    with pytest.raises(ImportFailed) as failure:
+        run_import(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.errors == [str(failure.value)]
+    assert not Team.objects.filter(id=job.team_id).exists()
+    with on_shard("shard_0"):
+        for model in (Member, Channel, Message):
+            assert not model.objects.filter(team_id=job.team_id).exists()
+    return str(failure.value), job
+
+
+def _zip_with(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    files = fx.export_files()
+    change(files)
+    return fx.write_zip(tmp_path / "bad.zip", files)
+
+
+def _raw_zip(tmp_path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    path = tmp_path / "raw.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in [("users.json", b"[]"), ("channels.json", b"[]"), *entries]:
+            archive.writestr(name, data)
+    return path
+
+
+def _set(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda files: files.__setitem__(name, value)
+
+
+def _unknown_user(files: dict[str, Any]) -> None:
+    files["general/2017-07-14.json"][0]["user"] = "U77WHO"
+
+
+def _unknown_member(files: dict[str, Any]) -> None:
+    files["channels.json"][0]["members"].append("U77WHO")
+
+
+def _duplicate_user(files: dict[str, Any]) -> None:
+    files["users.json"].append(dict(files["users.json"][0]))
+
+
+def _duplicate_channel(files: dict[str, Any]) -> None:
+    files["groups.json"][0]["id"] = fx.GENERAL
+
+
+def _duplicate_ts(files: dict[str, Any]) -> None:
+    files["general/2017-07-15.json"].append(dict(files["general/2017-07-14.json"][0]))
+
+
+CASES = {
+    "missing users.json": (lambda f: f.pop("users.json"), "users.json: missing from the archive"),
+    "missing channels.json": (lambda f: f.pop("channels.json"), "channels.json: missing from the archive"),
+    "malformed JSON": (
+        _set("general/2017-07-14.json", b'[{"type": "message",'),
+        "general/2017-07-14.json: malformed JSON",
+    ),
+    "not an array": (_set("channels.json", {"a": 1}), "channels.json: expected a JSON array"),
+    "non-UTF-8": (
+        _set("users.json", b'[{"id": "U1", "name": "\xff"}]'),
+        "users.json: not UTF-8 text (byte 0xff",
+    ),
+    "unknown user": (
+        _unknown_user,
+        "general/2017-07-14.json: message 1500000001.000001 references unknown user U77WHO",
+    ),
+    "unknown member": (_unknown_member, "channels.json: conversation general lists unknown member U77WHO"),
+    "unknown channel folder": (
+        _set("nowhere/2017-07-14.json", []),
+        "nowhere/: folder matches no conversation",
+    ),
+    "duplicate user": (_duplicate_user, "users.json: duplicate user id U01ALICE"),
+    "duplicate channel": (_duplicate_channel, "groups.json: duplicate conversation id C01GEN"),
+    "duplicate ts": (_duplicate_ts, "general/2017-07-15.json: duplicate message ts 1500000001.000001"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_content_is_refused_with_file_and_problem(tmp_path: Path, case: str) -> None:
+    change, expected = CASES[case]
+    message, _job = _refused(_zip_with(tmp_path, change))
+    assert expected in message
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    path.write_bytes(b"this is not a zip")
+    assert "export.zip: not a zip archive" in _refused(path)[0]
+
+
+def test_truncated_zip(tmp_path: Path) -> None:
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert "export.zip: not a zip archive or truncated" in _refused(path)[0]
+
+
+def test_damaged_member_in_zip(tmp_path: Path) -> None:
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    data = bytearray(path.read_bytes())
+    offset = data.find(b"users.json") + len("users.json") + 5  # inside users.json's compressed data
+    data[offset : offset + 20] = b"\x00" * 20
+    path.write_bytes(bytes(data))
+    assert "users.json:" in _refused(path)[0]
+
+
+def test_path_traversal(tmp_path: Path) -> None:
+    assert "../evil.json: path traversal" in _refused(_raw_zip(tmp_path, [("../evil.json", b"[]")]))[0]
+
+
+def test_absolute_path(tmp_path: Path) -> None:
+    assert "/etc/evil.json: absolute path" in _refused(_raw_zip(tmp_path, [("/etc/evil.json", b"[]")]))[0]
+
+
+def test_symlink_in_zip(tmp_path: Path) -> None:
+    link = zipfile.ZipInfo("general/link.json")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    assert "general/link.json: symbolic link" in _refused(_raw_zip(tmp_path, [(link, b"/etc/passwd")]))[0]
+
+
+def test_symlink_in_folder(tmp_path: Path) -> None:
+    folder = fx.write_folder(tmp_path / "export", fx.export_files())
+    os.symlink("/etc/passwd", folder / "general" / "2017-07-20.json")
+    assert "general/2017-07-20.json: symbolic link" in _refused(folder)[0]
+
+
+def test_zip_bomb_ratio(tmp_path: Path) -> None:
+    bomb = _raw_zip(tmp_path, [("general/2017-07-14.json", b"[" + b" " * 50_000_000 + b"]")])
+    assert "general/2017-07-14.json: compression ratio over 200" in _refused(bomb)[0]
+
+
+def test_limits_on_size_and_count(tmp_path: Path, settings: Any) -> None:
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    settings.IMPORT_MAX_FILES = 5
+    assert "archive has more than 5 files" in _refused(path)[0]
+    settings.IMPORT_MAX_FILES, settings.IMPORT_MAX_TOTAL_BYTES = 1000, 2000
+    assert "uncompressed size is over the 2000 byte limit" in _refused(path)[0]
+    settings.IMPORT_MAX_TOTAL_BYTES, settings.IMPORT_MAX_FILE_BYTES = 10**9, 1000
+    assert "over the 1000 limit" in _refused(path)[0]
+
+
+def test_lying_size_header_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    body = json.dumps(fx.users()).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("users.json", body)
+        archive.writestr("channels.json", b"[]")
+    data = path.read_bytes()
+    # Claim users.json is 10 bytes in both headers; the real data is longer.
+    size = len(body).to_bytes(4, "little")
+    path.write_bytes(data.replace(size, (10).to_bytes(4, "little")))
+    assert "users.json:" in _refused(path)[0]

@@ -1,0 +1,87 @@
+"""Imports as Celery jobs on a real worker: a worker killed mid-import is resumed and
+ends with the same team as an uninterrupted run; an open shard breaker pauses the job
+instead of failing it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.slack_export_gen import generate
+from jobs import breakers
+from jobs.models import TransferJob
+from jobs.slack_export.importer import run_import, start_import
+from jobs.transfer_tasks import enqueue, resume_transfers
+from teams.models import Team
+from tests.servers import running_worker
+from tests.slack_snapshot import snapshot
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+WORKER_ENV = {"CHAT_IMPORT_BATCH_MESSAGES": "100", "CHAT_TRANSFER_LOCK_SECS": "3"}
+
+
+def _wait_for(check: Callable[[TransferJob], bool], job: TransferJob, timeout: float = 120) -> TransferJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if check(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job stuck at {job}")
+
+
+def _kill_hard(pid: int) -> None:
+    process = psutil.Process(pid)
+    for child in [*process.children(recursive=True), process]:
+        child.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "big.zip"
+    generate(path, messages=10_000, channels=8, members=40)
+    return path
+
+
+def test_killed_worker_resumes_to_the_same_team(archive: Path) -> None:
+    reference = run_import(start_import(archive, shard="shard_0").id)
+    job = start_import(archive, shard="shard_1")
+    with running_worker("io", concurrency=1, extra_env=WORKER_ENV) as worker:
+        enqueue(job)
+        job = _wait_for(lambda j: j.phase == "messages" and j.total * 0.2 < j.done < j.total * 0.6, job)
+        _kill_hard(worker.pid)
+    job.refresh_from_db()
+    assert job.status == "running" and job.done < job.total
+    assert Team.objects.get(id=job.team_id).status == "importing"  # still invisible
+    time.sleep(3.5)  # the dead worker's lock lapses
+    with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
+        assert resume_transfers(stalled_secs=0) == 1
+        job = _wait_for(lambda j: j.status in ("done", "failed"), job)
+    assert job.status == "done", job.errors
+    assert job.counts == reference.counts
+    assert snapshot(job.team_id, "shard_1") == snapshot(reference.team_id, "shard_0")
+    assert Team.objects.get(id=job.team_id).status == "active"
+
+
+def test_open_breaker_pauses_the_job(tmp_path: Path, archive: Path) -> None:
+    job = start_import(archive, shard="shard_1")
+    breakers.force("shard:shard_1", breakers.FORCED_OPEN)
+    try:
+        with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
+            enqueue(job)
+            job = _wait_for(lambda j: j.status == "paused", job, timeout=60)
+            assert breakers.breaker_status("shard:shard_1").deferrals >= 1
+            breakers.reset("shard:shard_1")
+            enqueue(job)  # the scheduled retry is a minute away; resume now
+            job = _wait_for(lambda j: j.status in ("done", "failed"), job)
+    finally:
+        breakers.reset("shard:shard_1")
+    assert job.status == "done" and not job.errors
+    assert job.counts["messages"] == 10_000
