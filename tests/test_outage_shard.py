@@ -82,11 +82,12 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
         team_id = Team.objects.get(domain=domain).id
         return request(f"{server.http}/admin/teams/member/?team_id={team_id}", headers=cookie)
 
-    assert _post(server, up_token, channel["up"], "up before").json()["ok"]
-    assert _post(server, down_token, channel["down"], "down before").json()["ok"]
-    assert page("downco").status == 200 and page("upco").status == 200
     socket = RtmSocket.open(server, down_token)
     assert socket.recv()["type"] == "hello"
+    assert _post(server, up_token, channel["up"], "up before").json()["ok"]
+    assert _post(server, down_token, channel["down"], "down before").json()["ok"]
+    socket.until(lambda f: f.get("text") == "down before")  # live, its replay done
+    assert page("downco").status == 200 and page("upco").status == 200
 
     postgres.stop()
     # The first request finds the dead connections, or the pool gives up reconnecting
@@ -142,8 +143,22 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert page("downco").status == 200
     socket.until(lambda f: f.get("text") == "down after")  # and the open socket is live again
     socket.close()
+    # New sockets read the shard from the gateway's worker threads, whose connections
+    # died with the server: they must have been replaced, not reused.
+    for n in range(3):
+        fresh = RtmSocket.open(server, down_token)
+        assert fresh.recv()["type"] == "hello"
+        assert _post(server, down_token, channel["down"], f"fresh {n}").json()["ok"]
+        assert fresh.until(lambda f: f.get("type") in ("message", "error"))["text"] == f"fresh {n}"
+        fresh.close()
     wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
-    assert _history(server, down_token, channel["down"]) == ["down after", "down before"]
+    assert _history(server, down_token, channel["down"]) == [
+        "fresh 2",
+        "fresh 1",
+        "fresh 0",
+        "down after",
+        "down before",
+    ]
     assert _history(server, up_token, channel["up"]) == [
         *(f"up during {n}" for n in range(20, 0, -1)),
         "up before",

@@ -43,7 +43,7 @@ TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is nois
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_BUSY = 4029
-CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
+CLOSE_TRY_AGAIN = 4503  # the service is unavailable: reconnect later (1013 is not allowed to servers here)
 SERVICE_UNAVAILABLE_FRAME = {
     "type": "error",
     "error": {"code": "service_unavailable", "msg": "the team's data is unavailable; retry shortly"},
