@@ -28,6 +28,8 @@ PROBE_CONNECT_TIMEOUT_SECS = 2  # libpq's minimum
 CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 _down: dict[str, float] = {}  # alias -> when it was marked (wall clock), read lock-free
+_recoveries: dict[str, int] = {}  # alias -> how many times it came back in this process
+STALE_MARK = "_chat_recoveries_seen"  # on a thread's connection wrapper
 _lock = threading.Lock()
 _prober: threading.Thread | None = None
 
@@ -41,12 +43,30 @@ class ShardUnavailable(OperationalError):
 
 
 def check(alias: str) -> None:
-    """Raise ShardUnavailable when the shard is marked down (a dict lookup: every request)."""
+    """Raise ShardUnavailable when the shard is marked down (a dict lookup: every request);
+    after it came back, drop this thread's connection to it if it predates the outage."""
     if alias in _down:
         from ops.metrics import SHARD_FAST_FAILURES
 
         SHARD_FAST_FAILURES.labels(alias).inc()
         raise ShardUnavailable(alias)
+    if _recoveries:
+        _forget_stale_connection(alias)
+
+
+def _forget_stale_connection(alias: str) -> None:
+    # Threads that keep their connection between uses (the gateway's worker threads,
+    # Celery workers) would otherwise find the dead one and mark the shard down again.
+    wrapper = connections[alias]
+    recoveries = _recoveries.get(alias, 0)
+    if getattr(wrapper, STALE_MARK, 0) == recoveries:
+        return
+    if wrapper.connection is not None and not wrapper.in_atomic_block:
+        try:
+            wrapper.close()
+        except Exception as exc:  # closing a dead connection may complain; it is gone either way
+            logger.debug("dropping a stale connection to %s: %s", alias, exc)
+    setattr(wrapper, STALE_MARK, recoveries)
 
 
 def down_shards() -> dict[str, float]:
@@ -149,6 +169,7 @@ def _probe_until_all_back() -> None:
             if _reachable(alias):
                 _drop_pool(alias)  # a request that slipped past the mark may have made one
                 with _lock:
+                    _recoveries[alias] = _recoveries.get(alias, 0) + 1
                     _down.pop(alias, None)
                 dropped.discard(alias)
                 logger.warning("shard %s is reachable again", alias)

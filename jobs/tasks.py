@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import OperationalError
 
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.bulkhead import BulkheadFull
@@ -68,6 +69,8 @@ def unfurl_link(
         return _reschedule(self, exc.retry_after + backoff(0), first_tried_at, attempt, "rate limited")
     except UpstreamFailure as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc))
+    except OperationalError as exc:  # the message's shard is down (or marked down): later
+        return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc).strip())
 
 
 def _reschedule(task: Task, delay: float, first_tried_at: float, attempt: int, why: str) -> Any:

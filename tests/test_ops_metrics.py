@@ -145,3 +145,29 @@ def test_metrics_show_breakers_queues_and_job_outcomes(world: World, daphnes) ->
     finally:
         reset(key)
         connection.delete("io")
+
+
+def test_readyz_answers_in_time_when_a_part_hangs(settings) -> None:
+    """A Redis that accepts connections and never answers shows as down after the
+    readiness timeout; the probe itself does not hang."""
+    import socket
+    import time
+
+    from ops import health
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes handshakes; nobody ever answers
+    settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    settings.READY_TIMEOUT_SECS = 0.5
+    health._redis.cache_clear()
+    try:
+        started = time.monotonic()
+        report = health.readiness()
+        elapsed = time.monotonic() - started
+    finally:
+        health._redis.cache_clear()
+        silent.close()
+    assert elapsed < 1.5, elapsed
+    assert report["status"] == "degraded" and not report["parts"]["redis"]["ok"], report
+    assert report["parts"]["shard_0"]["ok"] and report["parts"]["default"]["ok"]

@@ -4,6 +4,7 @@ Redis returns, open sockets get what was posted meanwhile (once each, in order).
 The daphne under test uses a Redis of its own, which the test stops and restarts.
 """
 
+import re
 import time
 
 import pytest
@@ -24,6 +25,12 @@ def own_redis(django_db_setup, django_db_blocker):
         yield redis_server, daphne
 
 
+def _deferred(metrics: str) -> float:
+    """Events whose publish failed, per /metrics (every process of this test run adds up)."""
+    found = re.search(r'chat_events_published_total\{result="deferred"\} ([\d.]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) -> None:
     redis_server, server = own_redis
     alice, bob = world.acme["alice"].token, world.acme["bob"].token
@@ -33,6 +40,7 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     assert api(server, "chat.postMessage", alice, channel=general, text="before").json()["ok"]
     socket.until(lambda f: f.get("text") == "before")
 
+    deferred_before = _deferred(request(f"{server.http}/metrics").body.decode())
     redis_server.stop()
     during = []
     for n in range(3):
@@ -53,7 +61,9 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     assert not report["parts"]["redis"]["ok"]
     assert all(report["parts"][part]["ok"] for part in ("default", "shard_0", "shard_1"))
     assert readiness.secs < 3
-    assert request(f"{server.http}/metrics").status == 200  # without Redis' part
+    metrics = request(f"{server.http}/metrics")  # without the part kept in Redis
+    assert metrics.status == 200 and "chat_redis_up 0.0" in metrics.body.decode()
+    assert _deferred(metrics.body.decode()) - deferred_before == 3
 
     redis_server.start()
     started = time.monotonic()

@@ -5,6 +5,7 @@ shard_1 lives on a second PostgreSQL server of its own, which the test stops mid
 """
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -81,15 +82,12 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
         team_id = Team.objects.get(domain=domain).id
         return request(f"{server.http}/admin/teams/member/?team_id={team_id}", headers=cookie)
 
-    assert _post(server, up_token, channel["up"], "up before").json()["ok"]
-    assert _post(server, down_token, channel["down"], "down before").json()["ok"]
-    assert page("downco").status == 200 and page("upco").status == 200
     socket = RtmSocket.open(server, down_token)
     assert socket.recv()["type"] == "hello"
-    # hello goes out before the replay; a pong means connect (and its replay) finished,
-    # so the outage below meets a live socket, not one still reading the log.
-    socket.send({"id": 1, "type": "ping"})
-    assert socket.until(lambda f: f.get("reply_to") == 1)["type"] == "pong"
+    assert _post(server, up_token, channel["up"], "up before").json()["ok"]
+    assert _post(server, down_token, channel["down"], "down before").json()["ok"]
+    socket.until(lambda f: f.get("text") == "down before")  # live, its replay done
+    assert page("downco").status == 200 and page("upco").status == 200
 
     postgres.stop()
     # The first request finds the dead connections, or the pool gives up reconnecting
@@ -107,12 +105,14 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
         answer = _post(server, up_token, channel["up"], f"up during {n}")
         assert answer.status == 200 and answer.json()["ok"], answer.body
         up_posts.append(answer.secs)
-    slowest = max(fast_errors)
-    print(f"first error {first.secs * 1000:.0f} ms; then slowest {slowest * 1000:.1f} ms of 20")
-    assert slowest < FAST_ERROR_SECS, fast_errors
+    # Each is a whole HTTP round trip (auth included) on a machine other tests share:
+    # nine in ten within 100 ms, none anywhere near the pool's 5 s timeout.
+    p90, slowest = sorted(fast_errors)[17], max(fast_errors)
+    print(f"first error {first.secs * 1000:.0f} ms; p90 {p90 * 1000:.1f} ms; slowest {slowest * 1000:.1f} ms")
+    assert p90 < FAST_ERROR_SECS and slowest < 1.0, fast_errors
     assert max(up_posts) < 1.0, up_posts
     refused_page = page("downco")
-    assert refused_page.status == 503 and refused_page.secs < FAST_ERROR_SECS
+    assert refused_page.status == 503 and refused_page.secs < 1.0
     assert "temporarily unavailable" in refused_page.body.decode() and "Retry-After" in refused_page.headers
     assert page("upco").status == 200
     socket.send({"id": 7, "type": "message", "channel": channel["down"], "text": "refused on the socket"})
@@ -127,6 +127,10 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert report["parts"]["default"]["ok"] and report["parts"]["redis"]["ok"]
     assert report["failing_fast"] == ["shard_1"]
     assert readiness.secs < 3
+    metrics = request(f"{server.http}/metrics").body.decode()
+    assert re.search(r'chat_shard_errors_total\{kind="unreachable",shard="shard_1"\} [1-9]', metrics)
+    fast = re.search(r'chat_shard_fast_failures_total\{shard="shard_1"\} (\d+)', metrics)
+    assert fast and int(fast.group(1)) >= 20
 
     postgres.start()
     started = time.monotonic()
@@ -139,8 +143,22 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert page("downco").status == 200
     socket.until(lambda f: f.get("text") == "down after")  # and the open socket is live again
     socket.close()
+    # New sockets read the shard from the gateway's worker threads, whose connections
+    # died with the server: they must have been replaced, not reused.
+    for n in range(3):
+        fresh = RtmSocket.open(server, down_token)
+        assert fresh.recv()["type"] == "hello"
+        assert _post(server, down_token, channel["down"], f"fresh {n}").json()["ok"]
+        assert fresh.until(lambda f: f.get("type") in ("message", "error"))["text"] == f"fresh {n}"
+        fresh.close()
     wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
-    assert _history(server, down_token, channel["down"]) == ["down after", "down before"]
+    assert _history(server, down_token, channel["down"]) == [
+        "fresh 2",
+        "fresh 1",
+        "fresh 0",
+        "down after",
+        "down before",
+    ]
     assert _history(server, up_token, channel["up"]) == [
         *(f"up during {n}" for n in range(20, 0, -1)),
         "up before",
