@@ -28,7 +28,15 @@ from teams import ids
 from teams.directory import TeamEntry, forget_team
 from teams.errors import ApiError
 from teams.models import Team, TeamMove
-from teams.shard_copy import TeamTable, bulk_copy, compare_shards, delete_team_rows, snapshot_xmin, sync
+from teams.shard_copy import (
+    TeamTable,
+    bulk_copy,
+    compare_shards,
+    count_of,
+    delete_team_rows,
+    snapshot_xmin,
+    sync,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +152,10 @@ def _verify(move: TeamMove, progress: Progress) -> None:
         sums, differing = compare_shards(move.source, move.target, move.team_id)
         if not differing:
             rows = sum(s.rows for s in sums.values())
-            progress(f"Verified: {len(sums)} tables, {rows} rows, counts and checksums equal on both shards.")
+            tables = count_of(len(sums), "table")
+            progress(
+                f"Verified: {tables}, {count_of(rows, 'row')}, counts and checksums equal on both shards."
+            )
             return
         # Compare every row this time, not only those written since the last copy.
         progress(f"  attempt {attempt}: {', '.join(differing)} differ; copying them again row by row")
@@ -191,13 +202,13 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
             _record(move, Step.TARGET_CLEARED, synced_xmin=snapshot_xmin(source))
         copied = bulk_copy(source, target, team_id, progress)
         _record(move, Step.COPIED, copied_rows=move.copied_rows + copied)
-        progress(f"Copied {copied} rows.")
+        progress(f"Copied {count_of(copied, 'row')}.")
     elif move.step == Step.COPIED:
         progress("Catching up with rows written during the copy...")
         since = snapshot_xmin(source)
         changed = sync(source, target, team_id, since=move.synced_xmin)
         _record(move, Step.CAUGHT_UP, synced_xmin=since)
-        progress(f"Caught up: {sum(changed.values())} rows re-copied.")
+        progress(f"Caught up: {count_of(sum(changed.values()), 'row')} re-copied.")
     elif move.step == Step.CAUGHT_UP:
         progress("Freezing writes (clients get a retryable team_is_moving) and saying goodbye to sockets...")
         # Only an active team freezes (or one this step froze before a crash): a team
@@ -212,7 +223,7 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
     elif move.step == Step.FROZEN:
         changed = sync(source, target, team_id, since=move.synced_xmin)
         _record(move, Step.TAIL_COPIED)
-        progress(f"Copied the tail: {sum(changed.values())} rows.")
+        progress(f"Copied the tail: {count_of(sum(changed.values()), 'row')}.")
     elif move.step == Step.TAIL_COPIED:
         _verify(move, progress)
         _record(move, Step.VERIFIED)
@@ -228,7 +239,7 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         forget_team(team_id)  # again: a request that read the old entry may have cached it
         _reindex_recent(move)
         _record(move, Step.CLEANED, finished=timezone.now())
-        progress(f"Cleaned up: {deleted} rows deleted from {source}.")
+        progress(f"Cleaned up: {count_of(deleted, 'row')} deleted from {source}.")
 
 
 def move_team_to_shard(
@@ -280,7 +291,6 @@ def abandon_move(team: Team, progress: Progress = _quiet) -> TeamMove:
         move.error = f"abandoned at step {move.step}"
         move.finished = timezone.now()
         move.save(update_fields=["error", "finished"])
-    progress(
-        f"Abandoned the move of {team.domain}: it stays on {move.source}; {deleted} copied rows deleted."
-    )
+    gone = count_of(deleted, "copied row")
+    progress(f"Abandoned the move of {team.domain}: it stays on {move.source}; {gone} deleted.")
     return move

@@ -103,6 +103,11 @@ def team_tables() -> tuple[TeamTable, ...]:
     return tuple(TeamTable(m, m._meta.db_table, m._meta.pk.column) for m in ordered)
 
 
+def count_of(number: int, noun: str) -> str:
+    """ "1 row", "3 rows": progress reads as plain English."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _quote(name: str) -> str:
     return connections["default"].ops.quote_name(name)
 
@@ -232,7 +237,7 @@ def bulk_copy(source: str, target: str, team_id: int, progress: Callable[[str], 
                 with transaction.atomic(using=target):
                     total += copy_rows(reader, writer, table, team_id, chunk)
             if missing:
-                progress(f"  copied {len(missing)} rows of {table.label}")
+                progress(f"  copied {count_of(len(missing), 'row')} of {table.label}")
     return total
 
 
