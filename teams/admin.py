@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -28,7 +28,7 @@ from teams.admin_shards import (
 )
 from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
-from teams.moves import plan_move
+from teams.moves import abandon_move, plan_move
 from teams.tasks import move_team
 
 admin.site.site_header = "Team chat administration"
@@ -228,8 +228,11 @@ class TeamMembershipAdmin(ActionAdmin):
 
 @admin.register(TeamMove)
 class TeamMoveAdmin(ActionAdmin):
-    """Read-only: moves of teams between shards and the step each reached; a move is started
-    from the team list (or `manage.py move_team`) and resumed by running it again."""
+    """Moves of teams between shards and the step each reached (read-only rows). A move is
+    started from the team list (or `manage.py move_team`); one that stopped is resumed (its
+    job queued again) or abandoned before its flip (abandon_move) from here."""
+
+    actions = ("resume_moves", "abandon_moves")
 
     list_display = (
         "team",
@@ -246,6 +249,37 @@ class TeamMoveAdmin(ActionAdmin):
     list_filter = ("step", "source", "target", ("finished", admin.EmptyFieldListFilter))
     search_fields = ("team__domain",)
     date_hierarchy = "started"
+
+    def _unfinished(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> list[TeamMove]:
+        moves = list(queryset.select_related("team"))
+        for move in moves:
+            if move.finished is not None:
+                self.message_user(request, f"Refused for {move.team.domain}: move_finished", messages.ERROR)
+        return [move for move in moves if move.finished is None]
+
+    @admin.action(description="Resume selected moves (queue their job again)", permissions=["run_actions"])
+    def resume_moves(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> None:
+        resumed = []
+        for move in self._unfinished(request, queryset):
+            move_team.delay(move.team_id, move.target)
+            resumed.append(f"{move.team.domain} at {move.step}")
+        self.report(request, "Resuming", resumed, [])
+
+    @admin.action(
+        description="Abandon selected moves (before their flip: the team stays where it is)",
+        permissions=["run_actions"],
+    )
+    def abandon_moves(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> None:
+        done: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for move in self._unfinished(request, queryset):
+            try:
+                abandon_move(move.team)
+            except ApiError as exc:
+                refused.append((move.team.domain, f"{exc.code}: {exc.detail}"))
+            else:
+                done.append(move.team.domain)
+        self.report(request, "Abandoned", done, refused)
 
 
 @admin.register(LogEntry)

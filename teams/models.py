@@ -152,6 +152,9 @@ class TeamMove(models.Model):
     target = models.CharField(max_length=32)
     step = models.CharField(max_length=16, choices=Step.choices, default=Step.PLANNED)
     copied_rows = models.BigIntegerField(default=0)
+    # Rows the source wrote from this transaction on are re-copied by the next pass
+    # (teams.shard_copy.diff_since): the oldest transaction running when the last pass began.
+    synced_xmin = models.BigIntegerField(null=True, blank=True)
     frozen_at = models.DateTimeField(null=True, blank=True)
     freeze_ms = models.IntegerField(null=True, blank=True)  # how long writes were refused
     error = models.TextField(blank=True, default="")  # the last failure, for the admin

@@ -28,7 +28,15 @@ from teams import ids
 from teams.directory import TeamEntry, forget_team
 from teams.errors import ApiError
 from teams.models import Team, TeamMove
-from teams.shard_copy import TeamTable, bulk_copy, delete_team_rows, sync, table_sums
+from teams.shard_copy import (
+    TeamTable,
+    bulk_copy,
+    compare_shards,
+    count_of,
+    delete_team_rows,
+    snapshot_xmin,
+    sync,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,15 +149,16 @@ def _say_goodbye(team_id: int) -> None:
 
 def _verify(move: TeamMove, progress: Progress) -> None:
     for attempt in range(1, VERIFY_ATTEMPTS + 1):
-        source, target = table_sums(move.source, move.team_id), table_sums(move.target, move.team_id)
-        differing = sorted(label for label in source if source[label] != target.get(label))
+        sums, differing = compare_shards(move.source, move.target, move.team_id)
         if not differing:
-            rows = sum(s.rows for s in source.values())
+            rows = sum(s.rows for s in sums.values())
+            tables = count_of(len(sums), "table")
             progress(
-                f"Verified: {len(source)} tables, {rows} rows, counts and checksums equal on both shards."
+                f"Verified: {tables}, {count_of(rows, 'row')}, counts and checksums equal on both shards."
             )
             return
-        progress(f"  attempt {attempt}: {', '.join(differing)} differ; copying the tail again")
+        # Compare every row this time, not only those written since the last copy.
+        progress(f"  attempt {attempt}: {', '.join(differing)} differ; copying them again row by row")
         sync(move.source, move.target, move.team_id)
     # Give the team back its source shard rather than leave it frozen.
     _set_frozen(move.source, move.team_id, False)
@@ -189,14 +198,17 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         _record(move, Step.TARGET_CLEARED)
     elif move.step == Step.TARGET_CLEARED:
         progress(f"Copying rows to {target} while the team keeps working...")
+        if move.synced_xmin is None:  # kept across a resumed copy: its first snapshot counts
+            _record(move, Step.TARGET_CLEARED, synced_xmin=snapshot_xmin(source))
         copied = bulk_copy(source, target, team_id, progress)
         _record(move, Step.COPIED, copied_rows=move.copied_rows + copied)
-        progress(f"Copied {copied} rows.")
+        progress(f"Copied {count_of(copied, 'row')}.")
     elif move.step == Step.COPIED:
         progress("Catching up with rows written during the copy...")
-        changed = sync(source, target, team_id)
-        _record(move, Step.CAUGHT_UP)
-        progress(f"Caught up: {sum(changed.values())} rows re-copied.")
+        since = snapshot_xmin(source)
+        changed = sync(source, target, team_id, since=move.synced_xmin)
+        _record(move, Step.CAUGHT_UP, synced_xmin=since)
+        progress(f"Caught up: {count_of(sum(changed.values()), 'row')} re-copied.")
     elif move.step == Step.CAUGHT_UP:
         progress("Freezing writes (clients get a retryable team_is_moving) and saying goodbye to sockets...")
         # Only an active team freezes (or one this step froze before a crash): a team
@@ -209,9 +221,9 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         _say_goodbye(team_id)
         _record(move, Step.FROZEN, frozen_at=timezone.now())
     elif move.step == Step.FROZEN:
-        changed = sync(source, target, team_id)
+        changed = sync(source, target, team_id, since=move.synced_xmin)
         _record(move, Step.TAIL_COPIED)
-        progress(f"Copied the tail: {sum(changed.values())} rows.")
+        progress(f"Copied the tail: {count_of(sum(changed.values()), 'row')}.")
     elif move.step == Step.TAIL_COPIED:
         _verify(move, progress)
         _record(move, Step.VERIFIED)
@@ -227,7 +239,7 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         forget_team(team_id)  # again: a request that read the old entry may have cached it
         _reindex_recent(move)
         _record(move, Step.CLEANED, finished=timezone.now())
-        progress(f"Cleaned up: {deleted} rows deleted from {source}.")
+        progress(f"Cleaned up: {count_of(deleted, 'row')} deleted from {source}.")
 
 
 def move_team_to_shard(
@@ -279,7 +291,6 @@ def abandon_move(team: Team, progress: Progress = _quiet) -> TeamMove:
         move.error = f"abandoned at step {move.step}"
         move.finished = timezone.now()
         move.save(update_fields=["error", "finished"])
-    progress(
-        f"Abandoned the move of {team.domain}: it stays on {move.source}; {deleted} copied rows deleted."
-    )
+    gone = count_of(deleted, "copied row")
+    progress(f"Abandoned the move of {team.domain}: it stays on {move.source}; {gone} deleted.")
     return move

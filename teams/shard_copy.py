@@ -3,13 +3,15 @@
 
 Every team-scoped model is found from the app registry (`lives_on_shard`, keyed by team_id),
 so a model added later moves with the team without touching this file. Rows travel with
-their ids (ids are unique across shards) as `to_jsonb(row)` text, so no value passes
-through Python types; a row's md5 over the same text is what copies and checks compare.
+their ids (ids are unique across shards) through COPY in PostgreSQL's text format, so no
+value passes through Python types; a row's md5 over its text (columns named, in the
+model's order) is what copies and checks compare.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,8 +25,6 @@ from chatproject.dbrouter import is_shard_model
 HASH_CHUNK = 5000  # rows whose hashes are compared per round trip
 COPY_CHUNK = 1000  # rows per INSERT: bounds one statement's size and a batch's commit
 DELETE_CHUNK = 5000  # rows per DELETE when a shard lets go of a team
-# A row's md5 as a number (its first 64 bits), summed for a table's order-free checksum.
-ROW_NUMBER_SQL = "('x' || substr(md5(to_jsonb(t)::text), 1, 16))::bit(64)::bigint::numeric"
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,24 @@ class TeamTable:
     @property
     def label(self) -> str:
         return self.model._meta.label
+
+    @property
+    def columns(self) -> str:
+        return ", ".join(_quote(f.column) for f in self.model._meta.concrete_fields)
+
+    @property
+    def row_md5(self) -> str:
+        """SQL of a row's md5 (over `t`): its columns named, so column order on disk is moot."""
+        return (
+            "md5(ROW("
+            + ", ".join(f"t.{_quote(f.column)}" for f in self.model._meta.concrete_fields)
+            + ")::text)"
+        )
+
+    @property
+    def row_number(self) -> str:
+        """A row's md5 as a number (its first 64 bits), summed for an order-free checksum."""
+        return f"('x' || substr({self.row_md5}, 1, 16))::bit(64)::bigint::numeric"
 
 
 @dataclass
@@ -85,6 +103,11 @@ def team_tables() -> tuple[TeamTable, ...]:
     return tuple(TeamTable(m, m._meta.db_table, m._meta.pk.column) for m in ordered)
 
 
+def count_of(number: int, noun: str) -> str:
+    """ "1 row", "3 rows": progress reads as plain English."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _quote(name: str) -> str:
     return connections["default"].ops.quote_name(name)
 
@@ -93,7 +116,7 @@ def _row_hashes(
     cursor: CursorWrapper, table: TeamTable, team_id: int, after: int, upto: int | None, limit: int | None
 ) -> list[tuple[int, str]]:
     key, name = _quote(table.key), _quote(table.table)
-    sql = f"SELECT t.{key}, md5(to_jsonb(t)::text) FROM {name} t WHERE t.team_id = %s AND t.{key} > %s"
+    sql = f"SELECT t.{key}, {table.row_md5} FROM {name} t WHERE t.team_id = %s AND t.{key} > %s"
     params: list[object] = [team_id, after]
     if upto is not None:
         sql += f" AND t.{key} <= %s"
@@ -127,6 +150,40 @@ def diff_table(source: CursorWrapper, target: CursorWrapper, table: TeamTable, t
         after = theirs[-1][0]
 
 
+def _keys(
+    cursor: CursorWrapper, table: TeamTable, team_id: int, touched_since: int | None = None
+) -> set[int]:
+    """The team's row keys; with `touched_since` (a transaction id), only rows written by that
+    transaction or a later one: PostgreSQL stamps each row version with its writer (xmin)."""
+    key, name = _quote(table.key), _quote(table.table)
+    sql, params = f"SELECT t.{key} FROM {name} t WHERE t.team_id = %s", [team_id]
+    if touched_since is not None:
+        # age() counts back from the current transaction, so this is "xmin >= touched_since"
+        # without tripping over the 32-bit wraparound of stored xids.
+        sql += " AND age(t.xmin) <= age((%s::bigint %% 4294967296)::text::xid)"
+        params.append(touched_since)
+    cursor.execute(sql, params)
+    return {int(k) for (k,) in cursor.fetchall()}
+
+
+def diff_since(
+    source: CursorWrapper, target: CursorWrapper, table: TeamTable, team_id: int, since: int
+) -> TableDiff:
+    """The diff without reading every row: keys on each side show what is missing or gone,
+    and rows written since transaction `since` (see snapshot_xmin) are the changed ones."""
+    theirs, ours = _keys(source, table, team_id), _keys(target, table, team_id)
+    touched = _keys(source, table, team_id, touched_since=since) & ours
+    return TableDiff(table, sorted(theirs - ours), sorted(touched), sorted(ours - theirs))
+
+
+def snapshot_xmin(alias: str) -> int:
+    """The oldest transaction still running on a shard: every write a snapshot taken from now
+    on misses was made by it or a later one (the `since` of the next diff_since)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        return int(cursor.fetchone()[0])
+
+
 def _chunks(keys: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
@@ -136,22 +193,17 @@ def copy_rows(
     source: CursorWrapper, target: CursorWrapper, table: TeamTable, team_id: int, keys: list[int]
 ) -> int:
     """Insert the source's rows with these keys into the target, as they are on the source."""
-    key, name = _quote(table.key), _quote(table.table)
-    columns = ", ".join(_quote(f.column) for f in table.model._meta.concrete_fields)
+    key, name, columns = _quote(table.key), _quote(table.table), table.columns
     copied = 0
     for chunk in _chunks(keys, COPY_CHUNK):
-        source.execute(
-            f"SELECT coalesce(jsonb_agg(to_jsonb(t)), '[]')::text FROM {name} t"
-            f" WHERE t.team_id = %s AND t.{key} = ANY(%s)",
-            [team_id, chunk],
-        )
-        rows = source.fetchone()[0]
-        target.execute(
-            f"INSERT INTO {name} ({columns})"
-            f" SELECT {columns} FROM jsonb_populate_recordset(NULL::{name}, %s::jsonb)",
-            [rows],
-        )
-        copied += target.rowcount
+        select = f"SELECT {columns} FROM {name} WHERE team_id = %s AND {key} = ANY(%s)"
+        with (
+            source.cursor.copy(f"COPY ({select}) TO STDOUT", [team_id, chunk]) as rows_out,
+            target.cursor.copy(f"COPY {name} ({columns}) FROM STDIN") as rows_in,
+        ):
+            for data in rows_out:
+                rows_in.write(data)
+        copied += len(chunk)
     return copied
 
 
@@ -180,24 +232,30 @@ def bulk_copy(source: str, target: str, team_id: int, progress: Callable[[str], 
     total = 0
     with source_snapshot(source) as reader, connections[target].cursor() as writer:
         for table in team_tables():
-            missing = diff_table(reader, writer, table, team_id).missing
+            missing = sorted(_keys(reader, table, team_id) - _keys(writer, table, team_id))
             for chunk in _chunks(missing, COPY_CHUNK):
                 with transaction.atomic(using=target):
                     total += copy_rows(reader, writer, table, team_id, chunk)
             if missing:
-                progress(f"  copied {len(missing)} rows of {table.label}")
+                progress(f"  copied {count_of(len(missing), 'row')} of {table.label}")
     return total
 
 
-def sync(source: str, target: str, team_id: int) -> dict[str, int]:
+def sync(source: str, target: str, team_id: int, since: int | None = None) -> dict[str, int]:
     """Make the target's rows of the team equal the source's, in one target transaction:
     stale rows (changed or gone on the source) deleted, then missing and changed rows copied.
     Foreign keys are checked at commit, so the order of rows within it does not matter.
-    Returns how many rows of each table differed."""
+    With `since`, changed rows are found by their writer (diff_since), else by comparing
+    every row's hash. Returns how many rows of each table differed."""
     differed: dict[str, int] = {}
     with source_snapshot(source) as reader, transaction.atomic(using=target):
         with connections[target].cursor() as writer:
-            diffs = [diff_table(reader, writer, table, team_id) for table in team_tables()]
+            diffs = [
+                diff_table(reader, writer, table, team_id)
+                if since is None
+                else diff_since(reader, writer, table, team_id, since)
+                for table in team_tables()
+            ]
             for diff in reversed(diffs):
                 delete_rows(writer, diff.table, team_id, diff.stale)
             for diff in diffs:
@@ -220,13 +278,28 @@ def table_sums(alias: str, team_id: int) -> dict[str, TableSum]:
     with connections[alias].cursor() as cursor:
         for table in team_tables():
             cursor.execute(
-                f"SELECT count(*), coalesce(sum({ROW_NUMBER_SQL}), 0)::text"
+                f"SELECT count(*), coalesce(sum({table.row_number}), 0)::text"
                 f" FROM {_quote(table.table)} t WHERE t.team_id = %s",
                 [team_id],
             )
             rows, checksum = cursor.fetchone()
             sums[table.label] = TableSum(int(rows), str(checksum))
     return sums
+
+
+def compare_shards(source: str, target: str, team_id: int) -> tuple[dict[str, TableSum], list[str]]:
+    """The source's sums, and the tables whose count or checksum differ on the target. Both
+    shards add up at once (each on its own connection), as this runs while writes wait."""
+
+    def sums_of(alias: str) -> dict[str, TableSum]:
+        try:
+            return table_sums(alias, team_id)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        theirs, ours = pool.map(sums_of, (source, target))
+    return theirs, sorted(label for label, total in theirs.items() if ours.get(label) != total)
 
 
 def delete_team_rows(alias: str, team_id: int, keep: Callable[[TeamTable], bool]) -> int:

@@ -1,10 +1,12 @@
 """Moving a team from Django admin: the action plans the move at once (refusing bad input) and
 a real Celery worker on the io queue runs it."""
 
+import io
 import time
 
 import pytest
 from django.contrib.messages import get_messages
+from django.core.management import call_command
 from django.test import Client
 
 from teams.directory import team_entry
@@ -20,6 +22,14 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 def staff(client: Client, world: World) -> Client:
     client.force_login(Account.objects.create_superuser("root@staff.test", "pw"))
     return client
+
+
+def _wait_for_move(move: TeamMove) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and TeamMove.objects.get(id=move.id).finished is None:
+        time.sleep(0.2)
+    move.refresh_from_db()
+    assert move.step == TeamMove.Step.CLEANED and move.error == ""
 
 
 def _move_action(staff: Client, team: Team, **extra: str):
@@ -48,13 +58,53 @@ def test_move_action_asks_for_a_shard_then_a_worker_moves_the_team(world: World,
     assert team_entry(acme.id).shard == "shard_0"
 
     with running_worker("io", concurrency=1):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and TeamMove.objects.get(id=move.id).finished is None:
-            time.sleep(0.2)
-    move.refresh_from_db()
-    assert move.step == TeamMove.Step.CLEANED and move.error == ""
+        _wait_for_move(move)
     assert team_entry(acme.id).shard == "shard_1"
     assert team_rows("shard_1", acme.id) == before
 
     listed = staff.get("/admin/teams/teammove/").content.decode()
     assert "acme" in listed and "cleaned" in listed
+
+
+def _stopped_move(team: Team, step: str) -> TeamMove:
+    call_command(
+        "move_team", "--team", team.domain, "--to", "shard_1", "--stop-after", step, stdout=io.StringIO()
+    )
+    return TeamMove.objects.get(team=team, finished__isnull=True)
+
+
+def _move_list_action(staff: Client, action: str, move: TeamMove) -> list[str]:
+    """Run an action of the Team moves list; the messages the page after it shows."""
+    response = staff.post(
+        "/admin/teams/teammove/", {"action": action, "_selected_action": [move.pk], "index": 0}, follow=True
+    )
+    assert response.redirect_chain and response.status_code == 200
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_a_stopped_move_is_abandoned_from_admin(world: World, staff: Client) -> None:
+    acme = Team.objects.get(id=world.acme.team.id)
+    move = _stopped_move(acme, TeamMove.Step.TAIL_COPIED)
+    assert team_entry(acme.id).status == Team.Status.MOVING
+
+    assert _move_list_action(staff, "abandon_moves", move) == ["Abandoned: acme"]
+
+    entry = team_entry(acme.id)
+    assert (entry.shard, entry.status) == ("shard_0", Team.Status.ACTIVE)
+    assert team_rows("shard_1", acme.id) == {}
+    move.refresh_from_db()
+    assert move.finished is not None and move.error == "abandoned at step tail_copied"
+    assert _move_list_action(staff, "abandon_moves", move) == ["Refused for acme: move_finished"]
+
+
+def test_a_stopped_move_is_resumed_from_admin(world: World, staff: Client) -> None:
+    acme = Team.objects.get(id=world.acme.team.id)
+    move = _stopped_move(acme, TeamMove.Step.COPIED)
+    before = team_rows("shard_0", acme.id)
+
+    assert _move_list_action(staff, "resume_moves", move) == ["Resuming: acme at copied"]
+
+    with running_worker("io", concurrency=1):
+        _wait_for_move(move)
+    assert team_entry(acme.id).shard == "shard_1"
+    assert team_rows("shard_1", acme.id) == before

@@ -22,8 +22,13 @@ from tests.test_moves import team_rows
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-POSTS_EACH = 40
 POST_GAP_SECS = 0.01
+
+
+def _wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def daphnes(django_db_setup, django_db_blocker):
 
 
 class Poster(threading.Thread):
-    """Posts POSTS_EACH messages, retrying a refused one with the same client_msg_id."""
+    """Posts until told to stop, retrying a refused post with the same client_msg_id."""
 
     def __init__(self, server: Any, token: str, channel: str, who: str) -> None:
         super().__init__(daemon=True)
@@ -41,10 +46,13 @@ class Poster(threading.Thread):
         self.posted: list[str] = []
         self.refusals = 0
         self.failures: list[str] = []
+        self.stop = threading.Event()
 
     def run(self) -> None:
         client = web(self.server, self.token)
-        for n in range(POSTS_EACH):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
             text, msg_id = f"{self.who} {n}", str(uuid.uuid4())
             while True:
                 try:
@@ -121,22 +129,23 @@ def test_members_posting_and_listening_through_a_move_lose_nothing(world: World,
     ]
     for poster in posters:
         poster.start()
-    time.sleep(0.1)
+    _wait_for(lambda: all(len(p.posted) >= 3 for p in posters))
 
     # Copy while they post, let more land on the old shard, then freeze, flip and clean up.
     move_team_to_shard(Team.objects.get(id=acme.team.id), "shard_1", stop_after=TeamMove.Step.CAUGHT_UP)
     time.sleep(0.2)
     move = move_team_to_shard(Team.objects.get(id=acme.team.id), "shard_1")
-    assert move.finished is not None and any(p.is_alive() for p in posters), "posting outlived the move"
+    posted_by_flip = [len(p.posted) for p in posters]
+    time.sleep(0.5)
 
     for poster in posters:
+        poster.stop.set()
         poster.join(60)
         assert not poster.failures, poster.failures
+    assert move.finished is not None
+    assert [len(p.posted) for p in posters] > posted_by_flip  # and they went on posting after it
     expected = sorted(text for poster in posters for text in poster.posted)
-    assert len(expected) == 2 * POSTS_EACH
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(len(lst.texts) < len(expected) for lst in listeners):
-        time.sleep(0.1)
+    _wait_for(lambda: all(len(lst.texts) >= len(expected) for lst in listeners))
     for listener in listeners:
         listener.stop.set()
         listener.join(5)
