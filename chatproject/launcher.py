@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from chatproject import embedded
+from chatproject.chromium import ensure_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECS = 15  # Celery's warm shutdown finishes the task at hand
@@ -127,6 +128,7 @@ def serve(settings: ModuleType) -> int:
 
 def run_tests(pytest_args: list[str]) -> int:
     manage("migrate_all")  # keeps the dev databases current; tests build their own copies
+    ensure_chromium()  # the browser tests drive Debian's chromium
     return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT).returncode
 
 
