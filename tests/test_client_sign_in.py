@@ -5,7 +5,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from teams.actions import create_member
 from teams.models import Account
-from tests.browser import TIMEOUT_MS, chromium, screenshot, web_server  # noqa: F401
+from tests.browser import TIMEOUT_MS, screenshot
 from tests.conftest import World
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
