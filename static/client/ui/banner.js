@@ -1,0 +1,21 @@
+// The connection banner: shown while the socket is away, hidden once it is live again.
+
+const TEXT = {
+  booting: 'Connecting…',
+  reconnecting: 'Reconnecting…',
+  resyncing: 'Catching up…',
+  offline: 'You are offline. Messages you send will go out when you are back.',
+};
+
+export function showConnection(connection) {
+  const root = document.getElementById('client');
+  const banner = document.getElementById('banner');
+  root.dataset.state = connection;
+  if (connection === 'live') {
+    if (!banner.classList.contains('error')) banner.hidden = true;
+    return;
+  }
+  banner.hidden = false;
+  banner.className = 'banner';
+  banner.textContent = navigator.onLine ? TEXT[connection] || connection : TEXT.offline;
+}
