@@ -82,6 +82,9 @@ def open_client(chromium: Any, server: Daphne, email: str, team_id: int) -> Any:
     context.set_default_timeout(TIMEOUT_MS)
     context.add_cookies([{**session_cookie(email, team_id), "url": server.http}])
     page = context.new_page()
+    # Shown with a failing test's captured output.
+    page.on("console", lambda m: m.type in ("error", "warning") and print(f"[{email}] console: {m.text}"))
+    page.on("pageerror", lambda e: print(f"[{email}] page error: {e}"))
     page.goto(server.http + "/")
     page.wait_for_selector("#client[data-state=live]")
     return page
