@@ -2,10 +2,16 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from django.conf import settings  # noqa: E402
+
+from chatproject.http import PooledSyncHttpHandler  # noqa: E402
+
+django_http_app = PooledSyncHttpHandler(threads=settings.HTTP_THREADS)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -18,7 +24,7 @@ install_shutdown_trigger()
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": ASGIStaticFilesHandler(django_http_app),
         # No origin check: a socket is admitted by its one-time ticket, never by cookies.
         "websocket": URLRouter([path("rtm/", RtmConsumer.as_asgi())]),
     }

@@ -84,14 +84,19 @@ JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
+# Threads per web process serving HTTP (chatproject/http.py). Requests mostly wait on
+# the database, so a slow one (a search, a download) must not hold up the posts behind
+# it; kept under DB_POOL_MAX so every thread can hold a connection to one shard.
+HTTP_THREADS = int(os.environ.get("CHAT_HTTP_THREADS", "16"))
 # Celery workers run one task at a time per process and Celery closes a pool around
 # every task, so they keep plain persistent connections instead (./run sets this).
 DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 
 def _database(url: str) -> dict:
-    # Under ASGI every request runs on a new thread, so Django's per-thread persistent
-    # connections would open a connection per request; a process-wide pool reuses them.
+    # Websocket consumers reach the database from asgiref's threads, which come and go,
+    # and HTTP threads touch several shards; a process-wide pool per database reuses
+    # connections across all of them.
     config = dj_database_url.parse(url, conn_max_age=0 if DB_POOL else 600, conn_health_checks=not DB_POOL)
     options = config.setdefault("OPTIONS", {})
     if DB_POOL:
