@@ -63,7 +63,7 @@ def test_offline_sends_survive_a_reload_and_arrive_exactly_once(world: World, ch
     alice.context.set_offline(False)
     alice.reload()
     alice.wait_for_selector("#client[data-state=live]")
-    alice.wait_for_function("document.querySelectorAll('#messages .msg.pending').length === 3")
+    alice.wait_for_function("() => document.querySelectorAll('#messages .msg.pending').length === 3")
     assert not lost["first"]
     assert _history_texts(web_server, world.acme["alice"].token, general).count(texts[0]) == 1
 

@@ -47,18 +47,20 @@ function countUnread(channelId, message) {
   emit('channels');
 }
 
-function findMessage(channelId, ts) {
-  const found = [];
-  const history = state.histories.get(channelId);
-  if (history?.get(ts)) found.push(history.get(ts));
-  for (const [key, thread] of state.threads) {
-    if (key.startsWith(`${channelId}/`) && thread.get(ts)) found.push(thread.get(ts));
+// Replace a message wherever it is loaded (the channel and its threads) with change(copy):
+// a new object, so views re-render it.
+function changeMessage(channelId, ts, change) {
+  const histories = [state.histories.get(channelId)];
+  for (const [key, thread] of state.threads) if (key.startsWith(`${channelId}/`)) histories.push(thread);
+  for (const history of histories) {
+    const message = history?.get(ts);
+    if (message) history.upsert(change({ ...message }));
   }
-  return found;
+  emit('messages', channelId);
 }
 
 function changeReaction(item, name, user, added) {
-  for (const message of findMessage(item.channel, item.ts)) {
+  changeMessage(item.channel, item.ts, (message) => {
     const reactions = (message.reactions || []).map((r) => ({ ...r, users: [...r.users] }));
     let reaction = reactions.find((r) => r.name === name);
     if (added) {
@@ -69,16 +71,16 @@ function changeReaction(item, name, user, added) {
     }
     for (const r of reactions) r.count = r.users.length;
     message.reactions = reactions.filter((r) => r.count > 0);
-  }
-  emit('messages', item.channel);
+    return message;
+  });
 }
 
 function changePin(channelId, ts, pinned) {
-  for (const message of findMessage(channelId, ts)) {
+  changeMessage(channelId, ts, (message) => {
     const pins = (message.pinned_to || []).filter((c) => c !== channelId);
     message.pinned_to = pinned ? [...pins, channelId] : pins;
-  }
-  emit('messages', channelId);
+    return message;
+  });
   emit('pins', channelId);
 }
 

@@ -5,6 +5,7 @@ import { state } from '../store.js';
 import { attachmentsNode } from './attachments.js';
 import { emojiNode } from './emoji.js';
 import { renderMrkdwn } from './mrkdwn.js';
+import { clockTime, fullTime, timeOf } from './time.js';
 
 const SYSTEM_SUBTYPES = new Set(['channel_join', 'channel_leave', 'channel_topic', 'channel_purpose',
   'channel_name', 'channel_archive', 'channel_unarchive', 'group_join', 'group_leave', 'tombstone']);
@@ -22,10 +23,6 @@ function button(label, action, title) {
   node.dataset.action = action;
   node.title = title || label;
   return node;
-}
-
-export function timeOf(ts) {
-  return new Date(parseFloat(ts) * 1000);
 }
 
 function avatar(message) {
@@ -83,9 +80,9 @@ export function messageNode(message, options = {}) {
     meta.append(el('span', 'author', authorName(message)));
     if (message.ts) {
       const when = timeOf(message.ts);
-      const time = el('time', 'when', when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+      const time = el('time', 'when', clockTime(when));
       time.dateTime = when.toISOString();
-      time.title = when.toLocaleString();
+      time.title = fullTime(when);
       meta.append(time);
     }
     if ((message.pinned_to || []).length) meta.append(el('span', 'pin-marker', '📌 Pinned'));

@@ -4,7 +4,7 @@ import { call } from '../api.js';
 import { userName } from '../names.js';
 import { forget, retry } from '../outbox.js';
 import { unescapeText } from '../render/mrkdwn.js';
-import { emit, state } from '../store.js';
+import { state } from '../store.js';
 import { encodeOutgoing } from './composer.js';
 import { confirmAction } from './dialogs.js';
 import { pickEmoji } from './picker.js';
@@ -41,14 +41,14 @@ function editInPlace(row, channelId, message) {
   form.append(box, hint);
   text.replaceWith(form);
   box.focus();
-  const cancel = () => emit('messages', channelId);
+  // Put the text back; a successful edit arrives as message_changed and re-renders it.
+  const cancel = () => form.replaceWith(text);
   box.addEventListener('keydown', async (event) => {
     if (event.key === 'Escape') cancel();
     if (event.key !== 'Enter' || event.shiftKey) return;
     event.preventDefault();
     try {
-      const answer = await call('chat.update', { channel: channelId, ts: message.ts, text: encodeOutgoing(box.value) });
-      Object.assign(message, answer.message);
+      await call('chat.update', { channel: channelId, ts: message.ts, text: encodeOutgoing(box.value) });
       cancel();
     } catch (error) {
       reportError(error);

@@ -10,6 +10,7 @@ import { Composer } from './composer.js';
 import { Timeline } from './timeline.js';
 
 const MARK_DELAY_MS = 300;
+const KEPT_TIMELINES = 24; // recently seen conversations keep their rendered lists
 const MAX_JUMP_PAGES = 40; // a search hit further back than this opens without scrolling to it
 
 const $ = (id) => document.getElementById(id);
@@ -17,7 +18,8 @@ const $ = (id) => document.getElementById(id);
 export class Pane {
   // send({text}); onAction(action, message, pendingEntry, button); onTyping()
   constructor({ send, onAction, onTyping }) {
-    this.timeline = new Timeline($('messages'), { onAction, onNeedOlder: () => this.older() });
+    this.onAction = onAction;
+    this.timelines = new Map(); // conversation id -> Timeline, least recently seen first
     this.composer = new Composer($('composer'), { onSend: (text) => send({ text }), onTyping });
     this.markTimer = null;
   }
@@ -26,12 +28,79 @@ export class Pane {
     return state.channels.get(state.current);
   }
 
+  get timeline() {
+    return this.timelineFor(state.current);
+  }
+
+  // Each conversation seen lately keeps its own list (and scroll position): switching back
+  // shows it again instead of building it anew.
+  timelineFor(channelId) {
+    let timeline = this.timelines.get(channelId);
+    if (timeline) {
+      this.timelines.delete(channelId);
+      this.timelines.set(channelId, timeline);
+      return timeline;
+    }
+    const box = document.createElement('div');
+    box.className = 'timeline';
+    box.setAttribute('role', 'log');
+    box.hidden = true;
+    box.addEventListener('scroll', () => this.markSoon(), { passive: true });
+    $('timelines').append(box);
+    timeline = new Timeline(box, { onAction: this.onAction, onNeedOlder: () => this.older() });
+    timeline.stale = true;
+    this.timelines.set(channelId, timeline);
+    for (const [id, old] of this.timelines) {
+      if (this.timelines.size <= KEPT_TIMELINES) break;
+      old.container.remove();
+      this.timelines.delete(id);
+    }
+    return timeline;
+  }
+
+  // A conversation not on screen changed: its list is redrawn when it is shown again.
+  stale(channelId) {
+    const timeline = this.timelines.get(channelId);
+    if (timeline) timeline.stale = true;
+  }
+
+  reset() {
+    for (const timeline of this.timelines.values()) timeline.container.remove();
+    this.timelines.clear();
+  }
+
+  show(channelId) {
+    const shown = this.timelineFor(channelId);
+    for (const timeline of this.timelines.values()) {
+      const box = timeline.container;
+      if (timeline !== shown && !box.hidden) {
+        // A hidden element forgets its scroll offset: remember where it was.
+        timeline.savedBottom = timeline.atBottom();
+        timeline.savedTop = box.scrollTop;
+      }
+      box.hidden = timeline !== shown;
+      // Only the conversation on screen is #messages (tests and styles look it up).
+      if (box.hidden) box.removeAttribute('id');
+      else box.id = 'messages';
+    }
+    return shown;
+  }
+
+  restoreScroll(timeline) {
+    const box = timeline.container;
+    box.scrollTop = timeline.savedBottom === false ? timeline.savedTop : box.scrollHeight;
+  }
+
   async open(channelId) {
     state.current = channelId;
     emit('channels');
     this.renderHeader();
     const history = historyOf(channelId);
-    this.render({ bottom: true });
+    const timeline = this.show(channelId);
+    if (timeline.stale || timeline.history !== history) {
+      this.render({ bottom: timeline.history !== history || timeline.savedBottom !== false });
+    }
+    this.restoreScroll(timeline);
     if (!history.loaded) {
       await loadOlder(channelId);
       if (state.current !== channelId) return;
@@ -43,7 +112,7 @@ export class Pane {
 
   // Load pages until the list can scroll (so scroll-back has something to grab).
   async fillViewport(channelId) {
-    const box = $('messages');
+    const box = this.timeline.container;
     const history = historyOf(channelId);
     while (state.current === channelId && history.hasMore && box.scrollHeight <= box.clientHeight) {
       await this.older();
@@ -63,7 +132,10 @@ export class Pane {
     if (!channelId) return;
     const history = historyOf(channelId);
     const mine = pending().filter((e) => e.channel === channelId && !e.thread_ts);
-    this.timeline.render(history.messages, mine, { hasMore: history.hasMore, ...options });
+    const timeline = this.timeline;
+    timeline.render(history.messages, mine, { hasMore: history.hasMore, ...options });
+    timeline.stale = false;
+    timeline.history = history;
   }
 
   renderHeader() {

@@ -2,7 +2,7 @@
 import { call } from '../api.js';
 import { authorName, channelLabel } from '../names.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
-import { timeOf } from '../render/message.js';
+import { fullTime, timeOf } from '../render/time.js';
 import { state } from '../store.js';
 import { openPanel } from './panel.js';
 
@@ -36,7 +36,7 @@ export async function showSearch(query, onJump) {
     const where = document.createElement('div');
     where.className = 'where';
     const channel = state.channels.get(channelId) || { id: channelId, name: match.channel.name };
-    where.textContent = `${channelLabel(channel)} · ${authorName(match)} · ${timeOf(match.ts).toLocaleString()}`;
+    where.textContent = `${channelLabel(channel)} · ${authorName(match)} · ${fullTime(timeOf(match.ts))}`;
     const text = document.createElement('div');
     text.className = 'text';
     text.append(renderMrkdwn(match.text));

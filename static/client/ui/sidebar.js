@@ -38,6 +38,33 @@ function item(channel) {
 
 const byName = (a, b) => channelName(a).localeCompare(channelName(b));
 
+// Items are rebuilt only when what they show changed, and a list is touched only when its
+// items did: a channel switch then costs two class changes, not a new sidebar.
+const built = new Map(); // conversation id -> { signature, li }
+
+function itemFor(channel) {
+  const signature = [
+    channelName(channel),
+    channel.id === state.current,
+    channel.unread_count || 0,
+    channel.mention_count || 0,
+    channel.is_archived,
+    channel.is_private,
+    channel.is_im ? state.presence.get(channel.user) || 'away' : '',
+  ].join('|');
+  const known = built.get(channel.id);
+  if (known && known.signature === signature) return known.li;
+  const li = item(channel);
+  built.set(channel.id, { signature, li });
+  return li;
+}
+
+function fill(list, items) {
+  const current = list.children;
+  if (current.length === items.length && items.every((li, i) => current[i] === li)) return;
+  list.replaceChildren(...items);
+}
+
 export function renderSidebar(lists) {
   const mine = [...state.channels.values()].filter((c) => c.is_member !== false);
   const sections = {
@@ -45,9 +72,7 @@ export function renderSidebar(lists) {
     groups: mine.filter((c) => c.is_private && !c.is_im && !c.is_mpim && !c.is_archived),
     dms: mine.filter((c) => c.is_im || c.is_mpim),
   };
-  for (const [key, channels] of Object.entries(sections)) {
-    lists[key].replaceChildren(...channels.sort(byName).map(item));
-  }
+  for (const [key, channels] of Object.entries(sections)) fill(lists[key], channels.sort(byName).map(itemFor));
 }
 
 export function totalUnread() {
