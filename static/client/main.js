@@ -5,7 +5,7 @@ import { enqueue, flush, openOutbox, pending } from './outbox.js';
 import { Connection } from './socket.js';
 import { on, state } from './store.js';
 import { messageActions } from './ui/actions.js';
-import { showConnection } from './ui/banner.js';
+import { showConnection, showError } from './ui/banner.js';
 import * as conversations from './ui/conversations.js';
 import { refreshPresenceDots, showMembers } from './ui/members.js';
 import { closePanel, panelKind } from './ui/panel.js';
@@ -134,18 +134,21 @@ function wire() {
     closePanel();
     panelMembers = [];
   });
-  $('new-channel').addEventListener('click', () => conversations.createChannel());
-  $('browse-channels').addEventListener('click', () => conversations.browseChannels());
-  $('new-dm').addEventListener('click', () => conversations.openDirectMessage());
-  $('btn-topic').addEventListener('click', () => conversations.editTopic(state.current));
-  $('btn-leave').addEventListener('click', () => conversations.leaveChannel(state.current));
-  $('btn-archive').addEventListener('click', () => conversations.toggleArchive(state.current));
-  $('btn-join').addEventListener('click', () => conversations.joinChannel(state.current));
-  $('btn-pins').addEventListener('click', () => {
+  // Buttons whose work may fail say so in the banner.
+  const button = (id, work) =>
+    $(id).addEventListener('click', () => Promise.resolve().then(work).catch(showError));
+  button('new-channel', () => conversations.createChannel());
+  button('browse-channels', () => conversations.browseChannels());
+  button('new-dm', () => conversations.openDirectMessage());
+  button('btn-topic', () => conversations.editTopic(state.current));
+  button('btn-leave', () => conversations.leaveChannel(state.current));
+  button('btn-archive', () => conversations.toggleArchive(state.current));
+  button('btn-join', () => conversations.joinChannel(state.current));
+  button('btn-pins', () => {
     const channelId = state.current;
-    showPins(channelId, actionsFor(() => channelId));
+    return showPins(channelId, actionsFor(() => channelId));
   });
-  $('btn-members').addEventListener('click', async () => {
+  button('btn-members', async () => {
     panelMembers = await showMembers(state.current);
     subscribePresence();
   });

@@ -5,6 +5,7 @@ import { userName } from '../names.js';
 import { forget, retry } from '../outbox.js';
 import { unescapeText } from '../render/mrkdwn.js';
 import { state } from '../store.js';
+import { showError } from './banner.js';
 import { encodeOutgoing } from './composer.js';
 import { confirmAction } from './dialogs.js';
 import { pickEmoji } from './picker.js';
@@ -16,16 +17,6 @@ export function editableText(text) {
     .replace(/<#([CG][A-Z0-9]+)\|([^>]*)>/g, (all, id, name) => `#${name}`)
     .replace(/<!(here|channel|everyone)>/g, (all, word) => `@${word}`);
   return unescapeText(plain);
-}
-
-function reportError(error) {
-  const banner = document.getElementById('banner');
-  banner.hidden = false;
-  banner.className = 'banner error';
-  banner.textContent = `That did not work: ${error.code || error.message}`;
-  setTimeout(() => {
-    if (banner.classList.contains('error')) banner.hidden = true;
-  }, 5000);
 }
 
 function editInPlace(row, channelId, message) {
@@ -51,7 +42,7 @@ function editInPlace(row, channelId, message) {
       await call('chat.update', { channel: channelId, ts: message.ts, text: encodeOutgoing(box.value) });
       cancel();
     } catch (error) {
-      reportError(error);
+      showError(error);
     }
   });
 }
@@ -97,6 +88,6 @@ export const messageActions = (openThread) => (channelOf) => async (action, mess
         default:
       }
     } catch (error) {
-      reportError(error);
+      showError(error);
     }
   };

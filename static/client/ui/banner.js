@@ -19,3 +19,14 @@ export function showConnection(connection) {
   banner.className = 'banner';
   banner.textContent = navigator.onLine ? TEXT[connection] || connection : TEXT.offline;
 }
+
+// A short-lived notice that something the person asked for did not work.
+export function showError(error) {
+  const banner = document.getElementById('banner');
+  banner.hidden = false;
+  banner.className = 'banner error';
+  banner.textContent = `That did not work: ${error.code || error.message}`;
+  setTimeout(() => {
+    if (banner.classList.contains('error')) banner.hidden = true;
+  }, 5000);
+}

@@ -147,7 +147,7 @@ export class Pane {
     topic.replaceChildren(renderMrkdwn(channel.topic?.value || ''));
     const isChannel = !channel.is_im && !channel.is_mpim;
     $('btn-topic').hidden = !isChannel || channel.is_archived;
-    $('btn-leave').hidden = !isChannel;
+    $('btn-leave').hidden = !isChannel || channel.is_archived || channel.is_general;
     $('btn-archive').hidden = !isChannel || channel.is_general;
     $('btn-archive').textContent = channel.is_archived ? 'Unarchive' : 'Archive';
     $('btn-join').hidden = channel.is_member !== false;
