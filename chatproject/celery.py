@@ -15,6 +15,7 @@ app.conf.task_routes = {
     "jobs.index_messages": {"queue": "search"},
     "jobs.import_*": {"queue": "io"},
     "jobs.export_*": {"queue": "io"},
+    "teams.move_team": {"queue": "io"},
 }
 # Celery's Django fixup closes every database connection around every task unless told
 # how many tasks a connection may serve; a task per post must not open a session per post.

@@ -13,7 +13,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.db import OperationalError, models
+
+from chatproject import shard_outage
 
 CONTROL_DB = "default"
 _current_shard: ContextVar[str | None] = ContextVar("current_shard", default=None)
@@ -36,9 +38,14 @@ def current_shard() -> str:
 
 @contextmanager
 def on_shard(alias: str) -> Iterator[str]:
+    # A shard known to be down refuses at once (chatproject.shard_outage).
+    shard_outage.check(alias)
     token = _current_shard.set(alias)
     try:
         yield alias
+    except OperationalError as exc:
+        shard_outage.report_failure(alias, exc)
+        raise
     finally:
         _current_shard.reset(token)
 

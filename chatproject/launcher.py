@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,9 +59,16 @@ def _listening_socket(port: int) -> socket.socket:
     return listener
 
 
+def fresh_metrics_dir(directory: Path) -> None:
+    """Metrics count from this start: drop the files of an earlier run's processes."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
 def serve(settings: ModuleType) -> int:
     manage("migrate_all")
     manage("seed_demo")
+    fresh_metrics_dir(settings.METRICS_DIR)
     python = sys.executable
     listener = _listening_socket(settings.PORT)
     fd = listener.fileno()
@@ -126,17 +134,21 @@ def serve(settings: ModuleType) -> int:
     return exit_code
 
 
-def run_tests(pytest_args: list[str]) -> int:
+def run_tests(settings: ModuleType, pytest_args: list[str]) -> int:
     manage("migrate_all")  # keeps the dev databases current; tests build their own copies
     ensure_chromium()  # the browser tests drive Debian's chromium
-    return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT).returncode
+    # Tests' metrics apart from a server that may be running on the same data.
+    metrics_dir = settings.DATA_DIR / "metrics-test"
+    fresh_metrics_dir(metrics_dir)
+    env = {**os.environ, "CHAT_METRICS_DIR": str(metrics_dir)}
+    return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
 
 def main(argv: list[str]) -> int:
     mode, rest = (argv[0], argv[1:]) if argv and argv[0] in ("serve", "test") else ("serve", argv)
     settings, started = prepare_services()
     try:
-        return run_tests(rest) if mode == "test" else serve(settings)
+        return run_tests(settings, rest) if mode == "test" else serve(settings)
     finally:
         embedded.stop(settings.DATA_DIR, started)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -51,8 +52,12 @@ REDIS_URL = os.environ.get("CHAT_REDIS_URL") or (
 )
 USING_EMBEDDED = not os.environ.get("CHAT_CONTROL_DB_URL")
 
-# How new teams pick a shard: "least_loaded" (fewest teams) or "round_robin".
+# How new teams pick a shard: "least_loaded" (fewest teams) or "round_robin"; shards
+# listed in CHAT_SHARDS_CLOSED (aliases) take no new teams (full, or being retired).
 SHARD_PLACEMENT = os.environ.get("CHAT_SHARD_PLACEMENT", "least_loaded")
+if SHARD_PLACEMENT not in ("least_loaded", "round_robin"):
+    raise ValueError(f"CHAT_SHARD_PLACEMENT must be least_loaded or round_robin, not {SHARD_PLACEMENT!r}")
+SHARDS_CLOSED = [a.strip() for a in os.environ.get("CHAT_SHARDS_CLOSED", "").split(",") if a.strip()]
 
 # Event log retention (realtime replay window) and API rate limits.
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
@@ -83,6 +88,15 @@ JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
 # A post queues jobs after commit: with Redis down it must fail fast, not wait seconds.
 CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
 
+# Prometheus metrics: every process (daphne, Celery workers) writes its samples to files
+# here and /metrics sums them (prometheus_client's multiprocess mode, chosen by this
+# variable before any metric exists). `./run` empties it at start.
+METRICS_DIR = Path(os.environ.get("CHAT_METRICS_DIR", DATA_DIR / "metrics")).resolve()
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+# /readyz answers within this long even when a part hangs.
+READY_TIMEOUT_SECS = float(os.environ.get("CHAT_READY_TIMEOUT_SECS", "1.0"))
+
 DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # Threads per web process serving HTTP (chatproject/http.py). Requests mostly wait on
 # the database, so a slow one (a search, a download) must not hold up the posts behind
@@ -93,23 +107,40 @@ HTTP_THREADS = int(os.environ.get("CHAT_HTTP_THREADS", "16"))
 DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 
-def _database(url: str) -> dict:
+def _pool_gave_up(pool: Any) -> None:
+    # psycopg_pool could not (re)connect: a shard's server is down. Reported at once, so
+    # requests waiting for a connection fail now, not at the pool timeout.
+    from chatproject.shard_outage import pool_gave_up
+
+    pool_gave_up(pool.name)
+
+
+def _database(url: str, alias: str) -> dict:
     # Websocket consumers reach the database from asgiref's threads, which come and go,
     # and HTTP threads touch several shards; a process-wide pool per database reuses
     # connections across all of them.
     config = dj_database_url.parse(url, conn_max_age=0 if DB_POOL else 600, conn_health_checks=not DB_POOL)
     options = config.setdefault("OPTIONS", {})
     if DB_POOL:
-        options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 5}
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX,
+            "timeout": 5,
+            "name": alias,
+            # Give up reconnecting after a blip this short (a refused connect is retried
+            # once): chatproject.shard_outage then takes over, probing without the pool.
+            "reconnect_timeout": 0.2,
+            "reconnect_failed": _pool_gave_up,
+        }
     # Fail fast when a shard's server is gone instead of hanging a worker.
     options["connect_timeout"] = 3
     return config
 
 
 SHARD_ALIASES = [f"shard_{i}" for i in range(len(SHARD_URLS))]
-DATABASES = {"default": _database(CONTROL_DB_URL)} if CONTROL_DB_URL else {}
+DATABASES = {"default": _database(CONTROL_DB_URL, "default")} if CONTROL_DB_URL else {}
 for _alias, _url in zip(SHARD_ALIASES, SHARD_URLS, strict=True):
-    DATABASES[_alias] = _database(_url)
+    DATABASES[_alias] = _database(_url, _alias)
 DATABASE_ROUTERS = ["chatproject.dbrouter.ShardRouter"]
 
 INSTALLED_APPS = [
@@ -126,9 +157,11 @@ INSTALLED_APPS = [
     "messaging",
     "presence",
     "jobs",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -205,7 +238,11 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+# A job taken by a worker that dies without a word (killed, machine lost) is handed out
+# again after this long. It must exceed the longest job plus the longest retry countdown
+# (a countdown is held unacknowledged too), or a job runs twice at once.
+JOB_VISIBILITY_SECS = int(os.environ.get("CHAT_JOB_VISIBILITY_SECS", str(6 * 3600)))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_VISIBILITY_SECS}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},

@@ -5,10 +5,14 @@ from django.urls import path
 
 from messaging.api.dispatch import api_view
 from messaging.api.openapi import openapi_view
+from ops import views as ops_views
 from teams import admin_pages
 from teams import views as team_views
 
 urlpatterns = [
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/openapi.json", openapi_view, name="openapi"),
     path("api/<str:method_name>", api_view, name="api"),

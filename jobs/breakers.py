@@ -34,6 +34,8 @@ import pybreaker
 from django_redis import get_redis_connection
 from redis import RedisError
 
+from jobs.breaker_log import log_transition
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -315,6 +317,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             return
         old, new = transition.split("->")
         logger.warning("circuit %s: %s -> %s", self.key, old, new)
+        log_transition(self.key, transition)
         for listener in self.listeners:
             listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
 
@@ -358,6 +361,7 @@ def force(key: str, state: str) -> None:
     )
     connection.expire(state_key, KEY_TTL_SECS)
     logger.warning("circuit %s: %s -> %s (manual)", key, previous, state)
+    log_transition(key, f"{previous}->{state}", manual=True)
 
 
 def count_deferral(key: str) -> None:
@@ -373,6 +377,7 @@ def reset(key: str) -> None:
     connection = get_redis_connection("default")
     connection.delete(*_keys(key)[:4])
     connection.srem(KNOWN_BREAKERS, _keys(key)[0])
+    log_transition(key, "reset", manual=True)
 
 
 def breaker_status(key: str) -> BreakerStatus:

@@ -81,8 +81,9 @@ class ChannelAdmin(TeamScopedAdmin):
     channel member, which the owner acting for the admin need not be."""
 
     list_display = ("__str__", "slack_id", "kind", "is_archived", "is_general", "topic", "created")
-    list_filter = ("kind", "is_archived")
+    list_filter = ("kind", "is_archived", "is_general")
     search_fields = ("name", "topic", "purpose")
+    id_search_fields = ("id", "creator_id")
     action_writes = frozenset({"add"})
     add_form = ChannelCreationForm
     add_fields = ("name", "is_private")
@@ -124,6 +125,7 @@ class ChannelMemberAdmin(TeamScopedAdmin):
     list_select_related = ("member", "channel")
     list_filter = (("channel", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("member__name", "channel__name")
+    id_search_fields = ("member_id", "channel_id")
 
 
 @admin.register(Message)
@@ -135,8 +137,17 @@ class MessageAdmin(TeamScopedAdmin):
     list_select_related = ("channel",)
     # Only the team's channels that have messages: RelatedFieldListFilter would list every
     # team's channels on the shard.
-    list_filter = (("channel", admin.RelatedOnlyFieldListFilter), "is_deleted", "subtype")
+    list_filter = (
+        ("channel", admin.RelatedOnlyFieldListFilter),
+        "is_deleted",
+        "subtype",
+        ("thread_ts", admin.EmptyFieldListFilter),  # "not empty": in a thread
+        ("edited_ts", admin.EmptyFieldListFilter),  # "not empty": edited
+    )
     search_fields = ("text", "channel__name")
+    # A pasted C… finds a channel's messages, U…/B… an author's, a ts the message or its thread.
+    id_search_fields = ("id", "channel_id", "user_id", "bot_id")
+    ts_search_fields = ("ts", "thread_ts")
     action_writes = frozenset({"change", "delete"})
     fields = (
         "channel",
@@ -228,7 +239,9 @@ class CustomEmojiAdmin(TeamScopedAdmin):
     """Custom emoji: added by add_emoji and removed by remove_emoji, as the owner."""
 
     list_display = ("name", "url", "alias_for", "creator_id", "created")
+    list_filter = (("alias_for", admin.EmptyFieldListFilter),)  # "empty": an image, not an alias
     search_fields = ("name", "alias_for")
+    id_search_fields = ("creator_id",)
     action_writes = frozenset({"add", "delete"})
     add_form = CustomEmojiCreationForm
     add_fields = ("name", "url", "alias_for")
@@ -260,7 +273,9 @@ class ReactionAdmin(TeamScopedAdmin):
     """Read-only: a reaction is its member's to add or remove."""
 
     list_display = ("name", "member_id", "message", "created")
-    search_fields = ("name",)
+    list_filter = ("name",)
+    search_fields = ("name", "message__text")
+    id_search_fields = ("member_id", "message_id")
 
 
 @admin.register(Pin)
@@ -269,6 +284,9 @@ class PinAdmin(TeamScopedAdmin):
 
     list_display = ("message", "channel", "pinned_by", "created")
     list_select_related = ("channel",)
+    list_filter = (("channel", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("message__text", "channel__name")
+    id_search_fields = ("channel_id", "message_id", "pinned_by")
 
 
 @admin.register(EventSequence)
@@ -285,4 +303,5 @@ class EventAdmin(TeamScopedAdmin):
     list_display = ("event_id", "type", "channel_id", "created")
     list_filter = ("type",)
     search_fields = ("type",)
+    id_search_fields = ("event_id", "channel_id")  # a number finds that event, a C… its channel's
     ordering = ("-event_id",)

@@ -18,6 +18,10 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from chatproject.dbrouter import current_shard
+from messaging import publish_backlog
+from ops.metrics import EVENTS_PUBLISHED
+from teams.directory import forget_team
+from teams.errors import team_is_moving
 
 logger = logging.getLogger(__name__)
 
@@ -70,17 +74,41 @@ TEAM_WIDE_TYPES = frozenset(
     }
 )
 
-_APPEND_SQL = """
-WITH seq AS (
-    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version) VALUES (%s, 1, 1)
+# Bumps the team's sequence under its row lock: ids strictly increase per team in commit
+# order. A CTE, so a statement that writes rows can append its event in the same trip.
+NEXT_EVENT_ID_CTE = """
+seq AS (
+    INSERT INTO messaging_eventsequence AS s (team_id, last_event_id, boot_version)
+    SELECT %(team_id)s, 1, 1 {source}
     ON CONFLICT (team_id) DO UPDATE
-        SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %s
+        SET last_event_id = s.last_event_id + 1, boot_version = s.boot_version + %(bumps_boot)s
+        WHERE NOT s.frozen
     RETURNING last_event_id
-)
+)"""
+EVENT_INSERT = """
 INSERT INTO messaging_event (team_id, event_id, type, channel_id, audience, payload, created)
-SELECT %s, seq.last_event_id, %s, %s, %s, %s, now() FROM seq
-RETURNING event_id
-"""
+SELECT %(team_id)s, seq.last_event_id, %(type)s, %(channel_id)s, %(audience)s, {payload}, now()
+FROM seq {source}"""
+
+_APPEND_SQL = (
+    "WITH "
+    + NEXT_EVENT_ID_CTE.format(source="")
+    + EVENT_INSERT.format(payload="%(payload)s", source="")
+    + " RETURNING event_id"
+)
+
+
+def event_parameters(
+    team_id: int, event_type: str, channel_id: int | None, audience: list[int] | None
+) -> dict[str, Any]:
+    """The parameters NEXT_EVENT_ID_CTE and EVENT_INSERT name (all but the payload)."""
+    return {
+        "team_id": team_id,
+        "bumps_boot": int(event_type in TEAM_WIDE_TYPES),
+        "type": event_type,
+        "channel_id": channel_id,
+        "audience": audience,
+    }
 
 
 def append_event(
@@ -97,21 +125,21 @@ def append_event(
     if not connection.in_atomic_block:
         raise RuntimeError("append_event must run inside the action's transaction")
     payload = {"type": event_type, **payload}
+    parameters = event_parameters(team_id, event_type, channel_id, audience)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _APPEND_SQL,
-            [
-                team_id,
-                int(event_type in TEAM_WIDE_TYPES),
-                team_id,
-                event_type,
-                channel_id,
-                audience,
-                json.dumps(payload),
-            ],
-        )
-        (event_id,) = cursor.fetchone()
-    event = AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience)
+        cursor.execute(_APPEND_SQL, {**parameters, "payload": json.dumps(payload)})
+        row = cursor.fetchone()
+    if row is None:
+        # The team's log is frozen here: it is moving (or has moved) to another shard. The
+        # caller may hold a stale directory entry; drop it so its retry finds the new shard.
+        forget_team(team_id)
+        raise team_is_moving()
+    (event_id,) = row
+    return appended(alias, AppendedEvent(team_id, event_id, event_type, payload, channel_id, audience))
+
+
+def appended(alias: str, event: AppendedEvent) -> AppendedEvent:
+    """Publish an event a statement on `alias` just appended, once its transaction commits."""
     transaction.on_commit(lambda: publish(event), using=alias)
     return event
 
@@ -134,11 +162,17 @@ def publish_to_group(group: str, message: dict[str, Any]) -> None:
 
 
 def publish(event: AppendedEvent) -> None:
-    """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has it)."""
+    """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has
+    it, and the backlog publishes it once Redis is back)."""
+    group, message = team_group(event.team_id), event.as_layer_message()
     try:
-        publish_to_group(team_group(event.team_id), event.as_layer_message())
+        publish_to_group(group, message)
     except redis.RedisError as exc:
-        logger.warning("event %s of team %s not published: %s", event.event_id, event.team_id, exc)
+        EVENTS_PUBLISHED.labels("deferred").inc()
+        logger.warning("event %s of team %s not published yet: %s", event.event_id, event.team_id, exc)
+        publish_backlog.defer(group, message, publish_to_group)
+        return
+    EVENTS_PUBLISHED.labels("published").inc()
 
 
 def prune_event_log(alias: str, retention_secs: int, batch_size: int = 10_000) -> int:

@@ -198,6 +198,9 @@ class EventSequence(models.Model):
     # Bumped with every event that changes the team-wide part of a boot payload (people,
     # public channels, emoji), so a cached payload is valid exactly while this matches.
     boot_version = models.BigIntegerField(default=0)
+    # Set while the team moves to another shard (and left set on the shard it left): an
+    # append checks it under the row lock, so no write can commit here once it is set.
+    frozen = models.BooleanField(default=False, db_default=False)
 
     def __str__(self) -> str:
         return f"team {self.team_id} at event {self.last_event_id}"

@@ -16,9 +16,12 @@ def dm_member_ids(channel: Channel) -> list[int]:
     return [int(part) for part in (channel.dm_key or "").split("-") if part]
 
 
+# Slack's `channel_type` on message events, by kind.
+CHANNEL_TYPES = {K.PUBLIC: "channel", K.PRIVATE: "group", K.IM: "im", K.MPIM: "mpim"}
+
+
 def channel_type(channel: Channel) -> str:
-    """Slack's `channel_type` on message events."""
-    return {K.PUBLIC: "channel", K.PRIVATE: "group", K.IM: "im", K.MPIM: "mpim"}[channel.kind]  # type: ignore[index]
+    return CHANNEL_TYPES[channel.kind]  # type: ignore[index]
 
 
 def channel_json(
@@ -163,3 +166,10 @@ def message_changed_payload(
         "ts": now_ts,
         "event_ts": now_ts,
     }
+
+
+def message_event_payload(message: Message, channel: Channel, team_slack_id: str) -> dict[str, Any]:
+    """The `message` event of a new message, less its `type`."""
+    payload = message_json(message, team_slack_id)
+    payload.update(channel=channel.slack_id, channel_type=channel_type(channel), event_ts=payload["ts"])
+    return payload

@@ -17,6 +17,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from ops.metrics import PRESENCE_SUBSCRIPTIONS
 from presence import state
 from teams import ids
 
@@ -58,7 +59,9 @@ class PresenceLink:
         for task in (self.heartbeat_task, self.flush_task):
             if task is not None:
                 task.cancel()
-        for member_id in self.subscribed:
+        PRESENCE_SUBSCRIPTIONS.dec(len(self.subscribed))
+        subscribed, self.subscribed = self.subscribed, set()
+        for member_id in subscribed:
             await self.layer.group_discard(state.presence_group(self.team_id, member_id), self.channel_name)
         await _run(state.socket_gone)(self.team_id, self.member_id, self.channel_name)
 
@@ -92,6 +95,7 @@ class PresenceLink:
         added = wanted - self.subscribed
         for member_id in added:
             await self.layer.group_add(state.presence_group(self.team_id, member_id), self.channel_name)
+        PRESENCE_SUBSCRIPTIONS.inc(len(wanted) - len(self.subscribed))
         self.subscribed = wanted
         await self._tell_current(sorted(added))
 

@@ -174,6 +174,33 @@ def set_member_active(team: TeamEntry, member_id: int, active: bool) -> Member:
     return member
 
 
+def reset_member_tokens(team: TeamEntry, member_id: int) -> str:
+    """Revoke every token of a member and issue one new one (a bot user gets a bot token);
+    the member's sockets hear Slack's `tokens_revoked`. Returns the new token's text, the
+    only copy there is."""
+    with on_shard(team.shard):
+        member = Member.objects.filter(team_id=team.id, id=member_id).first()
+        if member is None:
+            raise ApiError("user_not_found")
+        if member.deleted:
+            raise ApiError("account_inactive")
+        if member.is_bot and member.bot_id is None:
+            raise ApiError("bot_not_found")
+        kind = ApiToken.Kind.BOT if member.is_bot else ApiToken.Kind.USER
+        # The event first: a team frozen by a move refuses it before any token changes. The
+        # tokens change in one control transaction, so a member never ends up with none.
+        with transaction.atomic(using=team.shard):
+            append_event(
+                team.id,
+                "tokens_revoked",
+                {"tokens": {"bot" if member.is_bot else "oauth": [member.slack_id]}},
+                audience=[member.id],
+            )
+            with transaction.atomic(using=CONTROL_DB):
+                revoke_tokens(team.id, member.id)
+                return issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
+
+
 def set_team_status(team_id: int, status: str) -> None:
     Team.objects.filter(id=team_id).update(status=status)
     forget_team(team_id)

@@ -11,13 +11,12 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from chatproject.dbrouter import CONTROL_DB
 from teams import ids
-from teams.actions import create_member, create_team, set_member_active, set_team_status
+from teams.actions import create_member, create_team, reset_member_tokens, set_member_active, set_team_status
 from teams.admin_shards import (
     ISSUED_TOKENS_ATTR,
     ActionAdmin,
@@ -28,8 +27,9 @@ from teams.admin_shards import (
     require_writable,
 )
 from teams.errors import ApiError
-from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
-from teams.tokens import issue_token, revoke_tokens
+from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
+from teams.moves import plan_move
+from teams.tasks import move_team
 
 admin.site.site_header = "Team chat administration"
 admin.site.site_title = "Team chat admin"
@@ -110,6 +110,14 @@ class TeamCreationForm(forms.ModelForm):
         return str(self.cleaned_data["domain"]).strip().lower()
 
 
+class MoveTeamForm(forms.Form):
+    target = forms.ChoiceField(label="Move to shard")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(a, a) for a in settings.SHARD_ALIASES]
+
+
 @admin.register(Team)
 class TeamAdmin(ActionAdmin):
     """The team directory. Teams are created by create_team (members and channels on the
@@ -118,10 +126,13 @@ class TeamAdmin(ActionAdmin):
     list_display = ("domain", "name", "slack_id", "shard", "status", "created")
     list_filter = ("shard", "status")
     search_fields = ("domain", "name")
+    id_search_fields = ("id",)
     action_writes = frozenset({"add"})
     add_form = TeamCreationForm
     add_fields = ("domain", "name", "owner_email", "password", "shard")
-    actions = ("disable_teams", "enable_teams")
+    # Starting an export or an import of a team belongs here too, as actions that queue the
+    # jobs' io tasks (issue 7, section 1; built with the import/export jobs).
+    actions = ("disable_teams", "enable_teams", "move_teams")
 
     def save_model(self, request: HttpRequest, obj: Team, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data
@@ -166,6 +177,33 @@ class TeamAdmin(ActionAdmin):
     def enable_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         self._set_status(request, queryset, Team.Status.ACTIVE, "Enabled")
 
+    @admin.action(description="Move selected teams to another shard", permissions=["run_actions"])
+    def move_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> HttpResponse | None:
+        """Plan each move here (so bad input is refused at once), run it as an io job."""
+        form = MoveTeamForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Move teams to another shard",
+                "opts": self.opts,
+                "teams": list(queryset),
+                "form": form,
+            }
+            return TemplateResponse(request, "admin/teams/team/move_teams.html", context)
+        target = form.cleaned_data["target"]
+        done: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for team in list(queryset):
+            try:
+                plan_move(team, target)
+                move_team.delay(team.id, target)
+            except ApiError as exc:
+                refused.append((team.domain, f"{exc.code}: {exc.detail}"))
+            else:
+                done.append(f"{team.domain} to {target}")
+        self.report(request, "Started moving (see Team moves)", done, refused)
+        return None
+
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ActionAdmin):
@@ -174,6 +212,7 @@ class ApiTokenAdmin(ActionAdmin):
     list_display = ("id", "kind", "team_id", "member_id", "bot_id", "created", "revoked_at")
     list_filter = ("kind", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("team_id__exact", "member_id__exact")  # compared as text: a non-number finds nothing
+    id_search_fields = ("team_id", "member_id", "bot_id")
     exclude = ("key_hash",)  # a hash of the secret: nothing an admin can use
 
 
@@ -185,6 +224,28 @@ class TeamMembershipAdmin(ActionAdmin):
     list_display = ("account", "team", "member_id")
     list_select_related = ("account", "team")
     search_fields = ("account__email", "team__domain")
+
+
+@admin.register(TeamMove)
+class TeamMoveAdmin(ActionAdmin):
+    """Read-only: moves of teams between shards and the step each reached; a move is started
+    from the team list (or `manage.py move_team`) and resumed by running it again."""
+
+    list_display = (
+        "team",
+        "source",
+        "target",
+        "step",
+        "copied_rows",
+        "freeze_ms",
+        "started",
+        "finished",
+        "error",
+    )
+    list_select_related = ("team",)
+    list_filter = ("step", "source", "target", ("finished", admin.EmptyFieldListFilter))
+    search_fields = ("team__domain",)
+    date_hierarchy = "started"
 
 
 @admin.register(LogEntry)
@@ -233,6 +294,7 @@ class MemberAdmin(TeamScopedAdmin):
     list_display = ("name", "slack_id", "real_name", "email", "is_admin", "is_owner", "is_bot", "deleted")
     list_filter = ("is_admin", "is_owner", "is_bot", "deleted")
     search_fields = ("name", "real_name", "display_name", "email")
+    id_search_fields = ("id", "bot_id")
     action_writes = frozenset({"add"})
     add_form = MemberCreationForm
     add_fields = ("email", "name", "password", "is_admin")
@@ -285,22 +347,12 @@ class MemberAdmin(TeamScopedAdmin):
         issued: list[tuple[str, str]] = []
         refused: list[tuple[str, str]] = []
         for member in list(queryset):
-            if member.deleted:
-                refused.append((str(member), "account_inactive"))
-                continue
-            if member.is_bot and member.bot_id is None:
-                refused.append((str(member), "bot_not_found"))
-                continue
             try:
                 require_writable(team)
+                token = reset_member_tokens(team, member.id)
             except ApiError as exc:
                 refused.append((str(member), exc.code))
                 continue
-            kind = ApiToken.Kind.BOT if member.is_bot else ApiToken.Kind.USER
-            # One transaction, so a failure never leaves a member with no token at all.
-            with transaction.atomic(using=CONTROL_DB):
-                revoke_tokens(team.id, member.id)
-                token = issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
             issued.append((str(member), token))
         self.report(request, "Reset tokens", [], refused)
         if not issued:
@@ -315,6 +367,7 @@ class BotAdmin(TeamScopedAdmin):
     list_display = ("name", "bot_slack_id", "member_id", "app_id", "deleted")
     list_filter = ("deleted",)
     search_fields = ("name", "app_id")
+    id_search_fields = ("id", "member_id")
 
     @admin.display(description="bot id")
     def bot_slack_id(self, bot: Bot) -> str:

@@ -25,6 +25,7 @@ from django.urls import reverse
 
 from chatproject.dbrouter import NoShardSelected, is_shard_model, on_shard
 from teams import ids
+from teams.admin_search import IdSearchAdmin
 from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
@@ -111,7 +112,7 @@ def issued_tokens_response(
     return TemplateResponse(request, "admin/team_scoped/issued_tokens.html", context)
 
 
-class ActionAdmin(admin.ModelAdmin):
+class ActionAdmin(IdSearchAdmin):
     """A ModelAdmin whose writes are the actions layer's: it only allows the writes a subclass
     routes through an action (in save_model / delete_model / delete_queryset), and shows an
     action's refusal (ApiError) as an error message instead of a server error."""

@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from chatproject.dbrouter import on_shard
 from teams import ids
 from teams.directory import TeamEntry, team_entry, team_entry_cache_key
-from teams.errors import ApiError
-from teams.models import ApiToken, Member
+from teams.errors import ApiError, team_is_moving
+from teams.models import ApiToken, Member, Team
 from teams.tokens import grant_for, team_id_in_token, token_cache_key
 
 SESSION_TEAM_KEY = "team_id"
@@ -48,8 +48,8 @@ class Caller:
 
 def _open_team(entry: TeamEntry) -> TeamEntry:
     if not entry.is_open:
-        # Importing/disabled teams are invisible; a moving team is briefly read-only.
-        raise ApiError("team_not_found" if entry.status != "moving" else "team_is_moving")
+        # Importing/disabled teams are invisible; a moving team is frozen for a moment.
+        raise team_is_moving() if entry.status == Team.Status.MOVING else ApiError("team_not_found")
     return entry
 
 

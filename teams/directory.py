@@ -13,6 +13,9 @@ from teams.errors import ApiError
 from teams.models import Team
 
 DIRECTORY_CACHE_SECS = 60  # a move/disable also deletes the key, so this only bounds staleness
+# A moving team's entry changes again within seconds; a request that read it just before the
+# flip and cached it just after must not keep the team frozen for a minute.
+MOVING_CACHE_SECS = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def team_entry(team_id: int, cached: dict | None = None) -> TeamEntry:
     if team is None:
         raise ApiError("team_not_found")
     entry = _entry(team)
-    cache.set(_cache_key(team_id), asdict(entry), DIRECTORY_CACHE_SECS)
+    ttl = MOVING_CACHE_SECS if team.status == Team.Status.MOVING else DIRECTORY_CACHE_SECS
+    cache.set(_cache_key(team_id), asdict(entry), ttl)
     return entry
 
 
@@ -70,15 +74,22 @@ def forget_team(team_id: int) -> None:
     cache.delete(_cache_key(team_id))
 
 
+def accepts_new_teams(alias: str) -> bool:
+    return alias not in settings.SHARDS_CLOSED
+
+
 def place_new_team(requested: str | None = None) -> str:
-    """The shard for a new team: the one asked for, else by the placement policy."""
-    aliases = list(settings.SHARD_ALIASES)
-    if not aliases:
-        raise ApiError("no_shards", "CHAT_SHARD_URLS names no shard")
+    """The shard for a new team: the one asked for (even a closed one: an operator's
+    choice), else by the placement policy among the shards open to new teams."""
     if requested:
-        if requested not in aliases:
-            raise ApiError("invalid_shard", f"{requested!r} is not one of {', '.join(aliases)}")
+        if requested not in settings.SHARD_ALIASES:
+            raise ApiError(
+                "invalid_shard", f"{requested!r} is not one of {', '.join(settings.SHARD_ALIASES)}"
+            )
         return requested
+    aliases = [alias for alias in settings.SHARD_ALIASES if accepts_new_teams(alias)]
+    if not aliases:
+        raise ApiError("no_shards", "no shard takes new teams (CHAT_SHARD_URLS, CHAT_SHARDS_CLOSED)")
     counts = dict(Team.objects.values_list("shard").annotate(n=Count("id")).values_list("shard", "n"))
     if settings.SHARD_PLACEMENT == "round_robin":
         return aliases[Team.objects.count() % len(aliases)]

@@ -14,3 +14,11 @@ class ApiError(Exception):
         self.detail = detail
         self.status = status
         self.retry_after = retry_after
+
+
+MOVING_RETRY_AFTER_SECS = 1  # a move's write freeze lasts about a second (teams.moves)
+
+
+def team_is_moving(detail: str = "the team is moving to another shard; retry shortly") -> ApiError:
+    """The retryable answer to a write (or any call) while a team's shard move is frozen."""
+    return ApiError("team_is_moving", detail, status=503, retry_after=MOVING_RETRY_AFTER_SECS)

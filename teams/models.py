@@ -131,6 +131,47 @@ class TeamMembership(models.Model):
         return f"{self.account_id} in {self.team_id}"
 
 
+class TeamMove(models.Model):
+    """One move of a team to another shard, and how far it got: the move resumes from `step`
+    after a crash (teams.moves), so each step is recorded once it is done."""
+
+    class Step(models.TextChoices):
+        PLANNED = "planned"
+        TARGET_CLEARED = "target_cleared"  # leftovers of an earlier attempt removed from the target
+        COPIED = "copied"  # bulk copy while the team keeps working
+        CAUGHT_UP = "caught_up"  # rows changed during the bulk copy re-copied, still live
+        FROZEN = "frozen"  # writes refused on the source, sockets told goodbye
+        TAIL_COPIED = "tail_copied"
+        VERIFIED = "verified"  # counts and checksums equal, table by table
+        FLIPPED = "flipped"  # the directory points at the target
+        CLEANED = "cleaned"  # the source's rows deleted: the move is done
+
+    id = chat_id_field()
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="moves")
+    source = models.CharField(max_length=32)
+    target = models.CharField(max_length=32)
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.PLANNED)
+    copied_rows = models.BigIntegerField(default=0)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    freeze_ms = models.IntegerField(null=True, blank=True)  # how long writes were refused
+    error = models.TextField(blank=True, default="")  # the last failure, for the admin
+    started = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["team"],
+                name="one_unfinished_move_per_team",
+                condition=models.Q(finished__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"move of {self.team_id} {self.source} -> {self.target} at {self.step}"
+
+
 # --- shard databases ----------------------------------------------------------------
 
 

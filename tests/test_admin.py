@@ -158,6 +158,7 @@ def test_deactivate_member_revokes_tokens(world: World, api, staff: Client) -> N
 def test_reset_tokens_shows_a_new_token_once(world: World, api, staff: Client) -> None:
     acme = world.acme
     carol = _pk(acme["carol"].user_id)
+    before = len(_events(acme.team.id))
     response = staff.post(
         _list_url("teams/member", acme.team.id),
         {"action": "reset_tokens", "_selected_action": [carol], "index": 0},
@@ -168,6 +169,10 @@ def test_reset_tokens_shows_a_new_token_once(world: World, api, staff: Client) -
     assert new_token.startswith(f"xoxp-{acme.team.id}-{carol}-")
     assert api("auth.test", acme["carol"].token)["ok"] is False
     assert api("auth.test", new_token)["user_id"] == acme["carol"].user_id
+    # Through the reset_member_tokens action: carol's own sockets hear Slack's tokens_revoked.
+    [event] = _events(acme.team.id)[before:]
+    assert (event.type, event.audience) == ("tokens_revoked", [carol])
+    assert event.payload["tokens"] == {"oauth": [acme["carol"].user_id]}
 
 
 def test_add_member_goes_through_create_member(world: World, api, staff: Client) -> None:

@@ -179,3 +179,44 @@ def test_bad_input_returns_an_error_and_changes_nothing(world: World, api, metho
     assert answer["ok"] is False and isinstance(answer["error"], str) and answer["error"]
     assert _table_counts(world) == before
     json.dumps(answer)
+
+
+@pytest.mark.parametrize("where", ["general", "secret", "dm"])
+def test_a_post_logs_the_event_its_publish_carries(
+    world: World, api, where: str, django_capture_on_commit_callbacks
+) -> None:
+    """Top-level posts build their event inside one SQL statement (ts, channel_type):
+    what the log replays must be exactly what live sockets were sent."""
+    from messaging.models import Channel
+    from messaging.shapes import message_event_payload
+    from teams import ids
+
+    alice = world.acme["alice"].token
+    if where == "dm":
+        channel = _ok(api("conversations.open", alice, users=world.acme["bob"].user_id))["channel"]["id"]
+    else:
+        channel = world.acme.channels[where]
+    layer_channel = f"{GROUP_PREFIX}__group__{team_group(world.acme.team.id)}"
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub()
+    subscriber.subscribe(layer_channel)
+    assert subscriber.get_message(timeout=2)["type"] == "subscribe"
+    with django_capture_on_commit_callbacks(using="shard_0", execute=True):
+        posted = _ok(
+            api("chat.postMessage", alice, channel=channel, text="hello <@U0000000001>", client_msg_id="c-1")
+        )
+    published = get_channel_layer().deserialize(subscriber.get_message(timeout=2)["data"])
+    subscriber.close()
+    logged = _events(world)[-1]
+    assert logged.payload == published["event"] and published["event_id"] == logged.event_id
+    with on_shard(world.acme.team.shard):
+        row = Message.objects.get(
+            channel_id=ids.decode(channel, ids.CHANNEL_PREFIXES), ts=ids.parse_ts(posted["ts"])
+        )
+        expected = {
+            "type": "message",
+            **message_event_payload(row, Channel.objects.get(id=row.channel_id), ""),
+        }
+    expected["team"] = logged.payload["team"]
+    assert logged.payload == expected
+    assert logged.payload["ts"] == logged.payload["event_ts"] == posted["ts"]
+    assert logged.payload["channel_type"] == {"general": "channel", "secret": "group", "dm": "im"}[where]

@@ -21,7 +21,10 @@ def _count_queries(call) -> tuple[int, object]:
     with ExitStack() as stack:
         captures = [stack.enter_context(CaptureQueriesContext(connections[alias])) for alias in connections]
         result = call()
-    return sum(len(c.captured_queries) for c in captures), result
+    # The test's own transaction turns a statement that runs alone in autocommit into
+    # one inside a savepoint; the savepoint bookkeeping is not the code's queries.
+    statements = [q["sql"] for c in captures for q in c.captured_queries]
+    return sum(1 for sql in statements if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))), result
 
 
 def _fill_channel(world: World, n: int) -> None:
@@ -59,7 +62,8 @@ def test_post_stays_within_the_query_budget(world: World, api) -> None:
     token, general = world.acme["bob"].token, world.acme.channels["general"]
     api("chat.postMessage", token, channel=general, text="warm up")
     queries, answer = _count_queries(lambda: api("chat.postMessage", token, channel=general, text="counted"))
-    assert answer["ok"] and queries <= MAX_QUERIES_PER_POST
+    # A top-level post is one statement (messaging.actions.one_trip_post).
+    assert answer["ok"] and queries == 1
     reply, answer = _count_queries(
         lambda: api("chat.postMessage", token, channel=general, text="in thread", thread_ts=answer["ts"])
     )

@@ -21,8 +21,9 @@ PAGE = b"""<!doctype html><html><head>
 @dataclass
 class Upstream:
     port: int
-    mode: str = "ok"  # ok | error | hang | slow | notfound | redirect:<url>
+    mode: str = "ok"  # ok | error | hang | hold | slow | notfound | redirect:<url>
     hits: list[tuple[float, str]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)  # ends "hold"
 
     @property
     def base(self) -> str:
@@ -48,6 +49,8 @@ def running_upstream() -> Iterator[Upstream]:
                 return
             if mode == "slow":
                 time.sleep(1.5)
+            if mode == "hold":  # answer normally once the test says so
+                state.release.wait(30)
             if mode.startswith("redirect:"):
                 self.send_response(302)
                 self.send_header("Location", mode.removeprefix("redirect:"))

@@ -12,12 +12,13 @@ from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import current_shard
 from jobs.search_tasks import enqueue_index
+from messaging.actions.one_trip_post import insert_in_one_trip
 from messaging.actions.previews import request_previews
 from messaging.events import PARENT_KEY, append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import parse_mentions
 from messaging.queries import conversation, message_at, ts_argument
-from messaging.shapes import channel_type, message_json
+from messaging.shapes import message_event_payload, message_json
 from teams import ids
 from teams.auth import Caller
 from teams.errors import ApiError
@@ -49,12 +50,6 @@ def _allocate_ts(channel: Channel, top_level: bool) -> int:
             {"now": time.time_ns() // 1000, "top_level": top_level, "channel_id": channel.id},
         )
         return int(cursor.fetchone()[0])
-
-
-def message_event_payload(message: Message, channel: Channel, team_slack_id: str) -> dict[str, Any]:
-    payload = message_json(message, team_slack_id)
-    payload.update(channel=channel.slack_id, channel_type=channel_type(channel), event_ts=payload["ts"])
-    return payload
 
 
 def insert_message(
@@ -107,8 +102,7 @@ def insert_message(
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
         payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
     append_event(caller.team_id, "message", payload, channel_id=channel.id)
-    request_previews(caller.team_id, message)
-    transaction.on_commit(lambda: enqueue_index(caller.team_id, [message.id]), using=current_shard())
+    _after_insert(caller.team_id, message)
     return message
 
 
@@ -139,6 +133,18 @@ def post_message(
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError("msg_too_long")
     parent_ts = _parse_thread_ts(thread_ts)
+    if parent_ts is None and (
+        posted := _post_in_one_trip(
+            caller,
+            channel_ref,
+            text=text,
+            attachments=attachments,
+            blocks=blocks,
+            client_msg_id=client_msg_id or None,
+            username=username,
+        )
+    ):
+        return posted
     if channel_ref[:1] in ids.USER_PREFIXES:
         # Posting to a person posts into your DM with them, as Slack does.
         from messaging.actions.channels import open_dm
@@ -169,6 +175,49 @@ def post_message(
             return original
         raise exc
     return Posted(message, channel, duplicate=False)
+
+
+def _post_in_one_trip(
+    caller: Caller,
+    channel_ref: str,
+    *,
+    text: str,
+    attachments: list[Any] | None,
+    blocks: list[Any] | None,
+    client_msg_id: str | None,
+    username: str,
+) -> Posted | None:
+    """The common case (a top-level post by channel id) in one statement; None otherwise."""
+    mentions = parse_mentions(text)
+    message = Message(
+        team_id=caller.team_id,
+        user_id=caller.member_id,
+        bot_id=caller.bot_id,
+        username=username,
+        text=text,
+        client_msg_id=client_msg_id,
+        mentions=mentions.member_ids,
+        mentions_all=mentions.everyone,
+        attachments=attachments or None,
+        blocks=blocks or None,
+    )
+    alias = current_shard()
+    try:
+        inserted = insert_in_one_trip(alias, message, channel_ref, caller.team.slack_id)
+    except IntegrityError:
+        # A send with this client_msg_id exists (or raced us): answer with it.
+        return _original_send(caller, client_msg_id) if client_msg_id else None
+    if inserted is None:
+        return None
+    message, channel, _ = inserted
+    _after_insert(caller.team_id, message)
+    return Posted(message, channel, duplicate=False)
+
+
+def _after_insert(team_id: int, message: Message) -> None:
+    """The jobs every new message queues once it is committed."""
+    request_previews(team_id, message)
+    transaction.on_commit(lambda: enqueue_index(team_id, [message.id]), using=current_shard())
 
 
 def _parse_thread_ts(thread_ts: str | None) -> int | None:

@@ -14,17 +14,21 @@ from django.db import DatabaseError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
+from redis import RedisError
 
 from chatproject.dbrouter import on_shard
+from chatproject.shard_outage import ShardUnavailable
 from messaging.api import methods  # noqa: F401 - registers every method
 from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY, ApiCall, ApiMethod, PreEncoded
+from ops.metrics import count_api_call
 from teams.auth import Caller, caller_from_session, caller_from_token
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_BODY_BYTES = 2 * 1024 * 1024
+RETRY_AFTER_SECS = 5  # a shard or Redis outage is retried after this (clients add jitter)
 
 
 def _params(request: HttpRequest) -> dict[str, Any]:
@@ -95,22 +99,36 @@ def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any] | PreEncode
 
 @csrf_exempt
 def api_view(request: HttpRequest, method_name: str) -> HttpResponse:
-    if request.method not in ("GET", "POST"):
-        return _error(ApiError("method_not_allowed", status=405))
     method = REGISTRY.get(method_name)
-    if method is None:
-        return _error(ApiError("unknown_method", status=404))
+    error = "ok"
     try:
+        if request.method not in ("GET", "POST"):
+            raise ApiError("method_not_allowed", status=405)
+        if method is None:
+            raise ApiError("unknown_method", status=404)
         result = _call(method, request)
         if isinstance(result, PreEncoded):
             return HttpResponse(result.body, content_type="application/json")
         return JsonResponse({"ok": True, **result})
     except ApiError as exc:
+        error = exc.code
         return _error(exc)
-    except OperationalError:
-        # The team's database is unreachable: a retryable error, fast, for this team only.
-        logger.exception("database unavailable in %s", method_name)
-        return _error(ApiError("service_unavailable", status=503, retry_after=5))
+    except ShardUnavailable:
+        # Known down (chatproject.shard_outage logged it once): answered at once, and not
+        # logged again per call by Django either.
+        error = "service_unavailable"
+        response = _error(ApiError(error, status=503, retry_after=RETRY_AFTER_SECS))
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
+    except (OperationalError, RedisError):
+        # The team's database (or Redis, for what cannot fail open) is unreachable: a
+        # retryable error, fast, for this team only.
+        logger.exception("service unavailable in %s", method_name)
+        error = "service_unavailable"
+        return _error(ApiError(error, status=503, retry_after=RETRY_AFTER_SECS))
     except DatabaseError:
         logger.exception("database error in %s", method_name)
-        return _error(ApiError("internal_error", status=500))
+        error = "internal_error"
+        return _error(ApiError(error, status=500))
+    finally:
+        count_api_call(method.name if method else "unknown", error)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import OperationalError
 
 from chatproject.dbrouter import on_shard
 from messaging.actions.posting import post_message
@@ -28,6 +29,7 @@ from messaging.realtime import shutdown
 from messaging.realtime.admission import admit_socket, jittered_retry_after
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
 from messaging.realtime.tickets import Ticket, redeem_ticket
+from ops.metrics import EVENTS_DELIVERED, OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
@@ -41,6 +43,11 @@ TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is nois
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_BUSY = 4029
+CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
+SERVICE_UNAVAILABLE_FRAME = {
+    "type": "error",
+    "error": {"code": "service_unavailable", "msg": "the team's data is unavailable; retry shortly"},
+}
 
 
 def _db(function: Any) -> Any:
@@ -91,10 +98,18 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_TICKET)
             return
         team = await _db(team_entry)(ticket.team_id)
+        if not team.is_open:
+            # Moving (or closed) since the ticket was issued: come back through rtm.connect,
+            # which answers with a retry until the team's new shard is in the directory.
+            await self.accept()
+            await self.say_goodbye()
+            return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = _since(query, ticket.cursor)
         await self.accept()
         shutdown.register(self)
+        OPEN_SOCKETS.inc()
+        self.counted = True
         self.presence = PresenceLink(
             self.channel_layer,
             self.channel_name,
@@ -105,21 +120,29 @@ class RtmConsumer(AsyncWebsocketConsumer):
         )
         await self.presence.start()  # by hello, the member counts as online
         await self.send_json({"type": "hello"})
-        self.viewer = Viewer(
-            ticket.member_id, await _db(member_channel_ids)(team.shard, team.id, ticket.member_id)
-        )
-        # Join before reading the log: whatever commits from now on also arrives live,
-        # and the ordering gate drops what the replay already delivered.
-        await self.channel_layer.group_add(team_group(team.id), self.channel_name)
         try:
+            self.viewer = Viewer(
+                ticket.member_id, await _db(member_channel_ids)(team.shard, team.id, ticket.member_id)
+            )
+            # Join before reading the log: whatever commits from now on also arrives live,
+            # and the ordering gate drops what the replay already delivered.
+            await self.channel_layer.group_add(team_group(team.id), self.channel_name)
             await self._replay()
         except ResyncRequired:
             await self._resync()
+            return
+        except OperationalError:
+            # The team's shard is down: the client reconnects later from its cursor.
+            await self.send_json(SERVICE_UNAVAILABLE_FRAME)
+            await self.close(code=CLOSE_TRY_AGAIN)
             return
         self.live = True
 
     async def disconnect(self, code: int) -> None:
         shutdown.unregister(self)
+        if getattr(self, "counted", False):
+            OPEN_SOCKETS.dec()
+            self.counted = False
         if self.gap_timer is not None:
             self.gap_timer.cancel()
         if hasattr(self, "presence"):
@@ -152,6 +175,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             ready = self.pending.pop(self.cursor + 1)
             self.cursor += 1
             if self.viewer.may_see(ready):
+                EVENTS_DELIVERED.inc()
                 for text in self.viewer.frames(ready):
                     await self.send(text_data=text)
 
@@ -249,6 +273,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
                 "reply_to": reply_to,
                 "error": {"code": exc.code, "msg": exc.detail or exc.code},
             }
+        except OperationalError:
+            return {"ok": False, "reply_to": reply_to, "error": SERVICE_UNAVAILABLE_FRAME["error"]}
         return {
             "ok": True,
             "reply_to": reply_to,
@@ -296,6 +322,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
         """Sent when this server shuts down: the client should reconnect elsewhere."""
         await self.send_json({"type": "goodbye", "source": "gateway_server"})
         await self.close()
+
+    async def team_moving(self, message: dict[str, Any]) -> None:
+        """The team is moving to another shard (teams.moves): reconnecting finds the new one,
+        and `since=<cursor>` resumes there, since the event log moves with the team."""
+        await self.say_goodbye()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

@@ -1,0 +1,36 @@
+"""The metrics every process records (prometheus_client, multiprocess mode: each process
+writes its own files under METRICS_DIR and /metrics sums them).
+
+Counters and gauges here are bumped where things happen; what lives in Redis (breakers,
+queues, job outcomes) is read when /metrics is scraped (ops.collectors).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+HTTP_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+HTTP_REQUESTS = Counter("chat_http_requests", "HTTP requests answered", ["method", "status"])
+API_CALLS = Counter("chat_api_calls", "Web API calls by method and error (ok: none)", ["method", "error"])
+# livesum: only processes still alive count (ops.collectors prunes the files of dead ones).
+OPEN_SOCKETS = Gauge("chat_open_sockets", "Open RTM websockets", multiprocess_mode="livesum")
+PRESENCE_SUBSCRIPTIONS = Gauge(
+    "chat_presence_subscriptions", "Members watched through presence_sub", multiprocess_mode="livesum"
+)
+EVENTS_PUBLISHED = Counter("chat_events_published", "Team events published to Redis after commit", ["result"])
+EVENTS_DELIVERED = Counter("chat_events_delivered", "Team events sent to sockets (one per socket)")
+SHARD_ERRORS = Counter(
+    "chat_shard_errors", "Database errors on a shard ('unreachable' marks it down)", ["shard", "kind"]
+)
+SHARD_FAST_FAILURES = Counter(
+    "chat_shard_fast_failures", "Requests refused at once because their shard is marked down", ["shard"]
+)
+
+
+def count_http(method: str, status: int) -> None:
+    HTTP_REQUESTS.labels(method if method in HTTP_METHODS else "other", str(status)).inc()
+
+
+def count_api_call(method: str, error: str) -> None:
+    API_CALLS.labels(method, error).inc()

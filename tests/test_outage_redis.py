@@ -1,0 +1,74 @@
+"""Redis goes down: posting still persists, readiness says degraded, nothing crashes; when
+Redis returns, open sockets get what was posted meanwhile (once each, in order).
+
+The daphne under test uses a Redis of its own, which the test stops and restarts.
+"""
+
+import time
+
+import pytest
+
+from tests.conftest import World
+from tests.outages import api, request, second_redis, wait_until
+from tests.rtm_client import RtmSocket, messages
+from tests.servers import running_daphne
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+RECOVERY_TIMEOUT_SECS = 30
+
+
+@pytest.fixture(scope="module")
+def own_redis(django_db_setup, django_db_blocker):
+    with second_redis() as (redis_server, url), running_daphne({"CHAT_REDIS_URL": url}) as daphne:
+        yield redis_server, daphne
+
+
+def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) -> None:
+    redis_server, server = own_redis
+    alice, bob = world.acme["alice"].token, world.acme["bob"].token
+    general = world.acme.channels["general"]
+    socket = RtmSocket.open(server, bob)
+    assert socket.recv()["type"] == "hello"
+    assert api(server, "chat.postMessage", alice, channel=general, text="before").json()["ok"]
+    socket.until(lambda f: f.get("text") == "before")
+
+    redis_server.stop()
+    during = []
+    for n in range(3):
+        answer = api(server, "chat.postMessage", alice, channel=general, text=f"during {n}")
+        assert answer.status == 200 and answer.json()["ok"], answer.body
+        during.append(answer.secs)
+    print(f"posts while Redis is down: slowest {max(during) * 1000:.0f} ms")
+    assert max(during) < 2.0, during
+    history = api(server, "conversations.history", bob, channel=general).json()
+    assert [m["text"] for m in history["messages"]][:4] == ["during 2", "during 1", "during 0", "before"]
+    # What cannot fail open (a socket's one-time ticket lives in Redis) fails retryably.
+    refused = api(server, "rtm.connect", bob)
+    assert refused.status == 503 and refused.json() == {"ok": False, "error": "service_unavailable"}
+    assert request(f"{server.http}/healthz").status == 200
+    readiness = request(f"{server.http}/readyz")
+    report = readiness.json()
+    assert readiness.status == 503 and report["status"] == "degraded", report
+    assert not report["parts"]["redis"]["ok"]
+    assert all(report["parts"][part]["ok"] for part in ("default", "shard_0", "shard_1"))
+    assert readiness.secs < 3
+    assert request(f"{server.http}/metrics").status == 200  # without Redis' part
+
+    redis_server.start()
+    started = time.monotonic()
+    # The open socket gets the posts it missed, without any new post to reveal the gap.
+    for n in range(3):
+        socket.until(lambda f, n=n: f.get("text") == f"during {n}", timeout=RECOVERY_TIMEOUT_SECS)
+    print(f"socket caught up {time.monotonic() - started:.1f} s after Redis came back")
+    wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
+    assert api(server, "chat.postMessage", alice, channel=general, text="after").json()["ok"]
+    socket.until(lambda f: f.get("text") == "after")
+    assert messages(socket.seen) == ["before", "during 0", "during 1", "during 2", "after"]
+    event_ids = [f["event_id"] for f in socket.seen if "event_id" in f]
+    assert event_ids == sorted(set(event_ids))  # nothing doubled, in log order
+    # New sockets are admitted again.
+    fresh = RtmSocket.open(server, bob)
+    assert fresh.recv()["type"] == "hello"
+    fresh.close()
+    socket.close()
