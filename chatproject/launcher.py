@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from chatproject import embedded
+from chatproject.chromium import ensure_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECS = 15  # Celery's warm shutdown finishes the task at hand
@@ -135,6 +136,7 @@ def serve(settings: ModuleType) -> int:
 
 def run_tests(settings: ModuleType, pytest_args: list[str]) -> int:
     manage("migrate_all")  # keeps the dev databases current; tests build their own copies
+    ensure_chromium()  # the browser tests drive Debian's chromium
     # Tests' metrics apart from a server that may be running on the same data.
     metrics_dir = settings.DATA_DIR / "metrics-test"
     fresh_metrics_dir(metrics_dir)

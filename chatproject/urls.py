@@ -7,6 +7,7 @@ from jobs.views import download_export
 from messaging.api.dispatch import api_view
 from messaging.api.openapi import openapi_view
 from ops import views as ops_views
+from teams import admin_pages
 from teams import views as team_views
 
 urlpatterns = [
@@ -20,5 +21,7 @@ urlpatterns = [
     path("signin/", team_views.SignInView.as_view(), name="sign_in"),
     path("signout/", team_views.SignOutView.as_view(), name="sign_out"),
     path("teams/", team_views.choose_team, name="choose_team"),
+    path("team-admin/", admin_pages.team_admin, name="team_admin"),
+    path("invite/<str:token>/", admin_pages.accept_invite_view, name="accept_invite"),
     path("", team_views.home, name="home"),
 ]

@@ -12,6 +12,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from teams.auth import SESSION_TEAM_KEY
+from teams.directory import team_entry
+from teams.invites import may_administer
 from teams.models import TeamMembership
 
 
@@ -58,5 +60,10 @@ def home(request: HttpRequest) -> HttpResponse:
     membership = next((m for m in _open_memberships(request) if m.team_id == team_id), None)
     if membership is None:
         return HttpResponseRedirect(reverse("choose_team"))
-    context: dict[str, Any] = {"team": membership.team, "member_id": membership.member_id}
+    entry = team_entry(membership.team_id)
+    context: dict[str, Any] = {
+        "team": membership.team,
+        "member_id": membership.member_id,
+        "is_admin": may_administer(entry, membership.member_id),
+    }
     return render(request, "client/app.html", context)

@@ -20,6 +20,7 @@ from teams import ids
 from teams.actions import create_member, create_team
 from teams.auth import caller_from_token
 from teams.directory import TeamEntry
+from tests.browser import chromium, web_server  # noqa: F401 - browser fixtures
 
 
 @dataclass

@@ -1,0 +1,53 @@
+// The session Web API: every call is a POST to /api/<method> with the CSRF header.
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || '';
+
+// Errors worth trying again later (the request may not have reached the server, or it
+// was refused for now); anything else is final for that request.
+const RETRYABLE = new Set(['network', 'ratelimited', 'service_unavailable', 'internal_error',
+  'team_is_moving', 'fatal_error']);
+
+export class ApiError extends Error {
+  constructor(code, status = 0) {
+    super(code);
+    this.code = code;
+    this.status = status;
+  }
+
+  get retryable() {
+    return RETRYABLE.has(this.code) || this.status >= 500;
+  }
+}
+
+async function send(method, init) {
+  let response;
+  try {
+    response = await fetch(`/api/${method}`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      ...init,
+      headers: { 'X-CSRFToken': csrfToken(), ...(init.headers || {}) },
+    });
+  } catch (error) {
+    throw new ApiError('network');
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch (error) {
+    throw new ApiError(response.status >= 500 ? 'internal_error' : 'invalid_response', response.status);
+  }
+  if (!body.ok) throw new ApiError(body.error || 'unknown_error', response.status);
+  return body;
+}
+
+export function call(method, args = {}) {
+  return send(method, {
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(args),
+  });
+}
+
+export function upload(method, formData) {
+  return send(method, { body: formData });
+}

@@ -1,0 +1,188 @@
+// The web client: boots with rtm.start, keeps a socket, and wires the views to the state.
+import { boot, socketUrl } from './boot.js';
+import { applyFrame, messagePosted } from './events.js';
+import { enqueue, flush, openOutbox, pending } from './outbox.js';
+import { Connection } from './socket.js';
+import { on, state } from './store.js';
+import { messageActions } from './ui/actions.js';
+import { showConnection, showError } from './ui/banner.js';
+import * as conversations from './ui/conversations.js';
+import { refreshPresenceDots, showMembers } from './ui/members.js';
+import { closePanel, panelKind } from './ui/panel.js';
+import { Pane } from './ui/pane.js';
+import { showPins } from './ui/pins.js';
+import { showSearch } from './ui/search.js';
+import { renderSidebar, totalUnread } from './ui/sidebar.js';
+import { ThreadView } from './ui/thread.js';
+
+const TYPING_EVERY_MS = 3000;
+const BOOT_RETRY_MAX_MS = 30000;
+
+const $ = (id) => document.getElementById(id);
+const root = $('client');
+const lists = { channels: $('list-channels'), groups: $('list-groups'), dms: $('list-dms') };
+let connection = null;
+let panelMembers = [];
+let lastTyping = 0;
+
+function typing() {
+  const now = Date.now();
+  if (now - lastTyping < TYPING_EVERY_MS || !state.current) return;
+  lastTyping = now;
+  connection.send({ type: 'typing', channel: state.current });
+}
+
+function send({ text, thread_ts = null, reply_broadcast = false }) {
+  enqueue({ channel: state.current, text, thread_ts, reply_broadcast });
+}
+
+// Presence is pushed only for whom we subscribe: DM partners and the member list shown.
+function subscribePresence() {
+  const wanted = new Set(panelMembers);
+  for (const channel of state.channels.values()) if (channel.is_im && channel.user) wanted.add(channel.user);
+  connection.send({ type: 'presence_sub', ids: [...wanted] });
+}
+
+const actionsFor = messageActions((channelId, ts) => thread.open(channelId, ts));
+const thread = new ThreadView({
+  send: (entry) => enqueue({ ...entry, channel: thread.channelId }),
+  onAction: actionsFor(() => thread.channelId),
+  onTyping: typing,
+});
+const pane = new Pane({ send, onAction: actionsFor(() => state.current), onTyping: typing });
+
+function openFromHash() {
+  const wanted = decodeURIComponent(window.location.hash.replace(/^#\/?/, ''));
+  const channels = [...state.channels.values()];
+  const target =
+    state.channels.get(wanted) ||
+    channels.find((c) => c.is_general && c.is_member !== false) ||
+    channels.find((c) => c.is_member !== false);
+  if (!target) return;
+  if (target.id === state.current && state.histories.get(target.id)?.loaded) return;
+  if (panelKind() !== 'search') closePanel();
+  panelMembers = [];
+  return pane.open(target.id);
+}
+
+function renderEverything() {
+  renderSidebar(lists);
+  pane.renderHeader();
+  pane.render();
+}
+
+async function bootWithRetry() {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await boot();
+    } catch (error) {
+      if (error.code === 'not_authed') {
+        window.location.assign('/signin/');
+        throw error;
+      }
+      showConnection('reconnecting');
+      const ceiling = Math.min(BOOT_RETRY_MAX_MS, 1000 * 2 ** attempt);
+      await new Promise((resolve) => setTimeout(resolve, ceiling / 2 + Math.random() * (ceiling / 2)));
+    }
+  }
+}
+
+async function resync() {
+  // The outbox lives in localStorage and is untouched: it is sent again after the boot.
+  const current = state.current;
+  const { url, cursor } = await bootWithRetry();
+  state.current = null;
+  pane.reset();
+  renderEverything();
+  if (current && state.channels.has(current)) await pane.open(current);
+  else openFromHash();
+  connection.start(url, cursor);
+}
+
+function wire() {
+  on('channels', () => {
+    renderSidebar(lists);
+    pane.renderHeader();
+    const unread = totalUnread();
+    const name = document.title.replace(/^\(\d+\) /, '');
+    document.title = unread ? `(${unread}) ${name}` : name;
+  });
+  on('messages', (channelId) => {
+    if (channelId === state.current) pane.render();
+    else pane.stale(channelId);
+    if (thread.isOpen(channelId)) thread.render();
+  });
+  on('outbox', () => {
+    pane.render();
+    if (thread.isOpen()) thread.render();
+  });
+  on('sent', ({ channel, message }) => messagePosted(channel, message));
+  on('typing', (channelId) => channelId === state.current && pane.renderTyping());
+  on('presence', () => refreshPresenceDots());
+  on('seen', () => pane.markSoon());
+  on('users', () => renderEverything());
+  on('members', async (channelId) => {
+    if (panelKind() === 'members' && channelId === state.current) {
+      panelMembers = await showMembers(channelId);
+      subscribePresence();
+    }
+  });
+  window.addEventListener('hashchange', openFromHash);
+  document.addEventListener('visibilitychange', () => pane.markSoon());
+  window.addEventListener('online', () => flush());
+  $('panel-close').addEventListener('click', () => {
+    closePanel();
+    panelMembers = [];
+  });
+  // Buttons whose work may fail say so in the banner.
+  const button = (id, work) =>
+    $(id).addEventListener('click', () => Promise.resolve().then(work).catch(showError));
+  button('new-channel', () => conversations.createChannel());
+  button('browse-channels', () => conversations.browseChannels());
+  button('new-dm', () => conversations.openDirectMessage());
+  button('btn-topic', () => conversations.editTopic(state.current));
+  button('btn-leave', () => conversations.leaveChannel(state.current));
+  button('btn-archive', () => conversations.toggleArchive(state.current));
+  button('btn-join', () => conversations.joinChannel(state.current));
+  button('btn-pins', () => {
+    const channelId = state.current;
+    return showPins(channelId, actionsFor(() => channelId));
+  });
+  button('btn-members', async () => {
+    panelMembers = await showMembers(state.current);
+    subscribePresence();
+  });
+  $('search-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const query = $('search-input').value.trim();
+    if (query) showSearch(query, (channelId, ts) => pane.jumpTo(channelId, ts));
+  });
+}
+
+async function start() {
+  openOutbox(root.dataset.teamId, root.dataset.memberId);
+  wire();
+  showConnection('booting');
+  const { url, cursor } = await bootWithRetry();
+  renderEverything();
+  const opened = openFromHash();
+  connection = new Connection({
+    connectUrl: socketUrl,
+    onFrame: (frame) => {
+      if (frame.type === 'hello') {
+        subscribePresence();
+        flush(); // whatever waited in the outbox goes out now (again: idempotent)
+      }
+      applyFrame(frame);
+    },
+    onState: showConnection,
+    onResync: resync,
+  });
+  connection.start(url, cursor);
+  if (pending().length) flush();
+  await opened;
+  // The sidebar and the open conversation's messages are on screen (bench/client_speed.py).
+  performance.mark('chat-first-paint');
+}
+
+start();

@@ -1,0 +1,68 @@
+// Message attachments: link preview cards and bots' attachments, as safe DOM.
+import { link, renderMrkdwn } from './mrkdwn.js';
+
+const SAFE_IMAGE = /^(https:|\/)/i; // the CSP allows images from https: and this origin
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function image(url, className) {
+  const img = el('img', className);
+  img.src = url;
+  img.alt = '';
+  img.loading = 'lazy';
+  img.referrerPolicy = 'no-referrer';
+  return img;
+}
+
+function card(attachment) {
+  const node = el('div', 'attachment');
+  if (/^#?[0-9a-f]{6}$/i.test(attachment.color || '')) {
+    node.style.borderLeftColor = attachment.color.startsWith('#') ? attachment.color : `#${attachment.color}`;
+  }
+  if (attachment.pretext) {
+    const pretext = el('div', 'pretext');
+    pretext.append(renderMrkdwn(attachment.pretext));
+    node.append(pretext);
+  }
+  const source = attachment.service_name || attachment.author_name;
+  if (source) node.append(el('div', 'service', source));
+  if (attachment.title) {
+    const href = attachment.title_link || attachment.from_url || '';
+    const title = el('div', 'title');
+    title.append(/^https?:/i.test(href) ? link(href, attachment.title) : attachment.title);
+    node.append(title);
+  }
+  const text = attachment.text || (attachment.title ? '' : attachment.fallback);
+  if (text) {
+    const body = el('div', 'text');
+    body.append(renderMrkdwn(text));
+    node.append(body);
+  }
+  if (Array.isArray(attachment.fields) && attachment.fields.length) {
+    const fields = el('dl', 'fields');
+    for (const field of attachment.fields) {
+      fields.append(el('dt', '', field.title || ''));
+      const value = el('dd');
+      value.append(renderMrkdwn(field.value || ''));
+      fields.append(value);
+    }
+    node.append(fields);
+  }
+  const picture = attachment.image_url || attachment.thumb_url;
+  if (picture && SAFE_IMAGE.test(picture)) node.append(image(picture, 'preview-image'));
+  if (attachment.footer) node.append(el('div', 'footer', attachment.footer));
+  return node;
+}
+
+export function attachmentsNode(attachments) {
+  const list = el('div', 'attachments');
+  for (const attachment of attachments || []) {
+    if (attachment && typeof attachment === 'object') list.append(card(attachment));
+  }
+  return list;
+}

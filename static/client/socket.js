@@ -1,0 +1,139 @@
+// The realtime socket: reconnects with exponential backoff and jitter, catching up from
+// the last event id it saw (`since`); a `resync_required` answer asks for a new boot.
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30000;
+const PING_EVERY_MS = 15000; // a silent dead socket is noticed within two pings
+const CLOSE_RESYNC = 4002;
+
+export class Connection {
+  // connectUrl(): a fresh socket URL (rtm.connect); onFrame(frame); onState(state);
+  // onResync(): boot again and call start() with the new URL and cursor.
+  constructor({ connectUrl, onFrame, onState, onResync }) {
+    Object.assign(this, { connectUrl, onFrame, onState, onResync });
+    this.ws = null;
+    this.cursor = 0;
+    this.attempts = 0;
+    this.timer = null;
+    this.pinger = null;
+    this.awaitingPong = false;
+    this.nextId = 1;
+    window.addEventListener('online', () => this.reconnectNow());
+    window.addEventListener('offline', () => this.drop());
+  }
+
+  start(url, cursor) {
+    this.cursor = cursor;
+    this.open(url);
+  }
+
+  open(url) {
+    this.close();
+    const target = new URL(url, window.location.href);
+    target.searchParams.set('since', String(this.cursor));
+    const ws = new WebSocket(target.toString());
+    this.ws = ws;
+    let resync = false;
+    ws.onmessage = (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch (error) {
+        return;
+      }
+      if (typeof frame.event_id === 'number' && frame.event_id > this.cursor) this.cursor = frame.event_id;
+      if (frame.type === 'hello') {
+        this.attempts = 0;
+        this.startPings();
+        this.onState('live');
+      } else if (frame.type === 'pong') {
+        this.awaitingPong = false;
+      } else if (frame.type === 'error' && frame.error?.code === 'resync_required') {
+        resync = true;
+      } else if (frame.type === 'goodbye') {
+        this.drop();
+        return;
+      }
+      this.onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return; // replaced or closed on purpose
+      this.ws = null;
+      this.stopPings();
+      if (resync || event.code === CLOSE_RESYNC) {
+        this.onState('resyncing');
+        this.onResync();
+      } else {
+        this.scheduleReconnect();
+      }
+    };
+  }
+
+  send(frame) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({ id: this.nextId++, ...frame }));
+    return true;
+  }
+
+  get live() {
+    return Boolean(this.ws && this.ws.readyState === WebSocket.OPEN);
+  }
+
+  startPings() {
+    this.stopPings();
+    this.pinger = setInterval(() => {
+      if (this.awaitingPong) {
+        this.drop(); // no answer to the last ping: the socket is dead
+        return;
+      }
+      this.awaitingPong = this.send({ type: 'ping' });
+    }, PING_EVERY_MS);
+  }
+
+  stopPings() {
+    clearInterval(this.pinger);
+    this.pinger = null;
+    this.awaitingPong = false;
+  }
+
+  // Close the socket on purpose, without reconnecting.
+  close() {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopPings();
+    if (ws) ws.close();
+  }
+
+  // Lose the socket and come back with backoff (offline, goodbye, dead socket).
+  drop() {
+    const hadSocket = Boolean(this.ws);
+    this.close();
+    if (hadSocket || !this.timer) this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    clearTimeout(this.timer);
+    this.onState('reconnecting');
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempts);
+    this.attempts += 1;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter spreads a storm
+    this.timer = setTimeout(() => this.reconnect(), delay);
+  }
+
+  reconnectNow() {
+    if (this.live) return;
+    clearTimeout(this.timer);
+    this.attempts = 0;
+    this.reconnect();
+  }
+
+  async reconnect() {
+    this.timer = null;
+    if (this.live) return;
+    try {
+      this.open(await this.connectUrl());
+    } catch (error) {
+      this.scheduleReconnect();
+    }
+  }
+}

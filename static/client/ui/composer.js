@@ -1,0 +1,64 @@
+// A message box: Enter sends, Shift+Enter is a new line; typing is announced; @, : and #
+// suggest. What people type is escaped as Slack expects; @handles become mentions.
+import { state } from '../store.js';
+import { Autocomplete } from './autocomplete.js';
+
+const BROADCASTS = new Set(['here', 'channel', 'everyone']);
+
+export function encodeOutgoing(text) {
+  const escaped = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const byName = new Map([...state.users.values()].map((u) => [u.name, u.id]));
+  const channels = new Map(
+    [...state.channels.values()].filter((c) => c.name && !c.is_mpim).map((c) => [c.name, c.id]),
+  );
+  return escaped
+    .replace(/(^|\s)@([\w.-]+)/g, (all, space, name) => {
+      if (BROADCASTS.has(name)) return `${space}<!${name}>`;
+      return byName.has(name) ? `${space}<@${byName.get(name)}>` : all;
+    })
+    .replace(/(^|\s)#([\w-]+)/g, (all, space, name) =>
+      channels.has(name) ? `${space}<#${channels.get(name)}|${name}>` : all,
+    );
+}
+
+export class Composer {
+  // onSend(encodedText) ; onTyping()
+  constructor(form, { onSend, onTyping, placeholder = '' }) {
+    this.form = form;
+    this.textarea = form.querySelector('textarea');
+    if (placeholder) this.textarea.placeholder = placeholder;
+    this.autocomplete = new Autocomplete(this.textarea);
+    this.onSend = onSend;
+    this.textarea.addEventListener('keydown', (event) => {
+      if (this.autocomplete.key(event)) return;
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.send();
+      }
+    });
+    this.textarea.addEventListener('input', () => {
+      this.autocomplete.update();
+      if (this.textarea.value.trim()) onTyping();
+    });
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.send();
+    });
+  }
+
+  send() {
+    const text = this.textarea.value;
+    if (!text.trim()) return;
+    this.textarea.value = '';
+    this.autocomplete.close();
+    this.onSend(encodeOutgoing(text));
+  }
+
+  setPlaceholder(text) {
+    this.textarea.placeholder = text;
+  }
+
+  focus() {
+    this.textarea.focus();
+  }
+}

@@ -1,0 +1,121 @@
+// Managing conversations: create, browse and join, open a DM, leave, archive, set the topic.
+import { call } from '../api.js';
+import { channelName, userName } from '../names.js';
+import { emit, state } from '../store.js';
+import { askForm, confirmAction, showList } from './dialogs.js';
+
+const go = (channelId) => {
+  window.location.hash = `#/${channelId}`;
+};
+
+function remember(channel, extra = {}) {
+  state.channels.set(channel.id, { ...(state.channels.get(channel.id) || {}), ...channel, ...extra });
+  emit('channels');
+}
+
+export function createChannel() {
+  const fields = [
+    { name: 'name', label: 'Name' },
+    { name: 'is_private', label: 'Private', type: 'checkbox' },
+  ];
+  return askForm('Create a channel', fields, 'Create', {
+    onSubmit: async ({ name, is_private }) => {
+      try {
+        const slug = name.trim().toLowerCase().replace(/\s+/g, '-');
+        const { channel } = await call('conversations.create', { name: slug, is_private });
+        remember(channel, { is_member: true, unread_count: 0, mention_count: 0 });
+        go(channel.id);
+        return null;
+      } catch (error) {
+        return `Could not create it: ${error.code}`;
+      }
+    },
+  });
+}
+
+export function browseChannels() {
+  const items = [...state.channels.values()]
+    .filter((c) => !c.is_private && !c.is_archived)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((c) => ({
+      id: c.id,
+      label: `#${c.name}`,
+      detail: c.topic?.value || c.purpose?.value || '',
+      action: c.is_member ? 'Open' : 'Join',
+    }));
+  showList('Browse channels', items, {
+    filterLabel: 'Find a channel',
+    onPick: async ([id], close) => {
+      const channel = state.channels.get(id);
+      if (!channel.is_member) {
+        const answer = await call('conversations.join', { channel: id });
+        remember(answer.channel, { is_member: true });
+      }
+      close();
+      go(id);
+    },
+  });
+}
+
+export function openDirectMessage() {
+  const items = [...state.users.values()]
+    .filter((u) => u.id !== state.self.id && !u.deleted && !u.is_bot)
+    .sort((a, b) => userName(a.id).localeCompare(userName(b.id)))
+    .map((u) => ({ id: u.id, label: userName(u.id), detail: `@${u.name}` }));
+  showList('Direct message', items, {
+    filterLabel: 'Find people',
+    multi: true,
+    pickLabel: 'Open',
+    onPick: async (users, close) => {
+      const { channel } = await call('conversations.open', { users: users.join(','), return_im: true });
+      remember(channel, { is_member: true });
+      close();
+      go(channel.id);
+    },
+  });
+}
+
+export async function joinChannel(channelId) {
+  const { channel } = await call('conversations.join', { channel: channelId });
+  remember(channel, { is_member: true });
+}
+
+export async function leaveChannel(channelId) {
+  const channel = state.channels.get(channelId);
+  if (!(await confirmAction(`Leave #${channelName(channel)}?`, 'You can join a public channel again later.', 'Leave'))) {
+    return;
+  }
+  await call('conversations.leave', { channel: channelId });
+  if (channel.is_private) state.channels.delete(channelId);
+  else channel.is_member = false;
+  state.histories.delete(channelId);
+  emit('channels');
+  const general = [...state.channels.values()].find((c) => c.is_general);
+  go(general ? general.id : '');
+}
+
+export async function toggleArchive(channelId) {
+  const channel = state.channels.get(channelId);
+  const archiving = !channel.is_archived;
+  if (archiving && !(await confirmAction(`Archive #${channelName(channel)}?`, 'Nobody can post in it until it is unarchived.', 'Archive'))) {
+    return;
+  }
+  await call(archiving ? 'conversations.archive' : 'conversations.unarchive', { channel: channelId });
+  channel.is_archived = archiving;
+  emit('channels');
+}
+
+export function editTopic(channelId) {
+  const channel = state.channels.get(channelId);
+  const fields = [{ name: 'topic', label: 'Topic', value: channel.topic?.value || '' }];
+  return askForm('Channel topic', fields, 'Save', {
+    onSubmit: async ({ topic }) => {
+      try {
+        remember((await call('conversations.setTopic', { channel: channelId, topic })).channel);
+        return null;
+      } catch (error) {
+        return `Could not set it: ${error.code}`;
+      }
+    },
+  });
+}

@@ -1,0 +1,122 @@
+// Small modal forms on one <dialog>: a title, fields, and buttons; resolves with the values.
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const dialog = () => document.getElementById('dialog');
+
+// fields: [{name, label, type='text', value='', checked=false}]. onSubmit(values) resolves
+// with an error message to show (the dialog stays open) or nothing (it closes). Resolves
+// true once submitted successfully, false when cancelled.
+export function askForm(title, fields, submitLabel = 'OK', { body = null, onSubmit = async () => null } = {}) {
+  const d = dialog();
+  const form = el('form', 'dialog-form');
+  form.append(el('h2', '', title));
+  if (body) form.append(body);
+  for (const field of fields) {
+    const label = el('label', field.type === 'checkbox' ? 'check' : '', field.label);
+    const input = el('input');
+    input.name = field.name;
+    input.type = field.type || 'text';
+    if (input.type === 'checkbox') {
+      input.checked = Boolean(field.checked);
+      label.prepend(input);
+    } else {
+      input.value = field.value || '';
+      label.append(input);
+    }
+    form.append(label);
+  }
+  const error = el('p', 'error');
+  error.setAttribute('role', 'alert');
+  const buttons = el('div', 'buttons');
+  const cancel = el('button', 'secondary', 'Cancel');
+  cancel.type = 'button';
+  const ok = el('button', 'primary', submitLabel);
+  ok.type = 'submit';
+  buttons.append(cancel, ok);
+  form.append(error, buttons);
+  d.replaceChildren(form);
+  return new Promise((resolve) => {
+    const finish = (result) => {
+      d.close();
+      resolve(result);
+    };
+    cancel.addEventListener('click', () => finish(false));
+    d.addEventListener('cancel', () => resolve(false), { once: true });
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const values = {};
+      for (const field of fields) {
+        const input = form.elements[field.name];
+        values[field.name] = input.type === 'checkbox' ? input.checked : input.value;
+      }
+      ok.disabled = true;
+      const problem = await onSubmit(values);
+      ok.disabled = false;
+      if (problem) error.textContent = problem;
+      else finish(true);
+    });
+    d.showModal();
+    form.querySelector('input')?.focus();
+  });
+}
+
+// A list to pick from (browse channels, start a DM): items [{id, label, detail, action}].
+export function showList(title, items, { filterLabel = 'Filter', onPick, multi = false, pickLabel = 'Open' }) {
+  const d = dialog();
+  const box = el('div', 'dialog-form');
+  box.append(el('h2', '', title));
+  const filter = el('input');
+  filter.type = 'search';
+  filter.placeholder = filterLabel;
+  filter.setAttribute('aria-label', filterLabel);
+  const list = el('ul', 'pick-list');
+  const chosen = new Set();
+  const draw = () => {
+    const q = filter.value.toLowerCase();
+    const shown = items.filter((i) => i.label.toLowerCase().includes(q)).slice(0, 200);
+    list.replaceChildren(
+      ...shown.map((i) => {
+        const li = el('li');
+        const pick = el('button', chosen.has(i.id) ? 'pick chosen' : 'pick');
+        pick.type = 'button';
+        pick.append(el('span', 'label', i.label), el('span', 'detail', i.detail || ''));
+        if (i.action) pick.append(el('span', 'pick-action', i.action));
+        pick.addEventListener('click', () => {
+          if (!multi) return onPick([i.id], () => d.close());
+          if (chosen.has(i.id)) chosen.delete(i.id);
+          else chosen.add(i.id);
+          return draw();
+        });
+        li.append(pick);
+        return li;
+      }),
+    );
+  };
+  filter.addEventListener('input', draw);
+  const buttons = el('div', 'buttons');
+  const close = el('button', 'secondary', 'Close');
+  close.type = 'button';
+  close.addEventListener('click', () => d.close());
+  buttons.append(close);
+  if (multi) {
+    const open = el('button', 'primary', pickLabel);
+    open.type = 'button';
+    open.addEventListener('click', () => chosen.size && onPick([...chosen], () => d.close()));
+    buttons.append(open);
+  }
+  box.append(filter, list, buttons);
+  d.replaceChildren(box);
+  draw();
+  d.showModal();
+  filter.focus();
+}
+
+export function confirmAction(title, detail, label = 'Delete') {
+  return askForm(title, [], label, { body: el('p', '', detail) });
+}

@@ -1,0 +1,171 @@
+"""Managing conversations in the client (create, topic, pins, archive, leave, browse and
+join, DMs), scroll-back by pages, autocomplete, custom emoji and bots' attachments."""
+
+import pytest
+
+from chatproject.dbrouter import on_shard
+from messaging.actions.posting import post_message
+from messaging.actions.reactions import add_emoji
+from teams.auth import caller_from_token
+from tests.browser import open_client, screenshot
+from tests.conftest import World
+from tests.rtm_client import web
+
+pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
+
+
+def _send(page, text: str) -> None:
+    page.fill("#composer textarea", text)
+    page.press("#composer textarea", "Enter")
+
+
+def _submit_dialog(page) -> None:
+    page.click("#dialog button.primary")
+    page.wait_for_selector("#dialog", state="hidden")
+
+
+def _sidebar_names(page) -> list[str]:
+    return page.locator("#sidebar .conv .name").all_inner_texts()
+
+
+def test_create_topic_pin_archive_leave_browse_and_dm(world: World, chromium, web_server) -> None:
+    alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
+
+    alice.click("#new-channel")
+    alice.fill("#dialog input[name=name]", "random")
+    alice.click("#dialog button.primary")
+    alice.wait_for_selector("#dialog [role=alert]:has-text('name_taken')")
+    alice.fill("#dialog input[name=name]", "Launch Plans")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#channel-title:text-is('#launch-plans')")
+    assert "launch-plans" in _sidebar_names(alice)
+
+    alice.click("#btn-topic")
+    alice.fill("#dialog input[name=topic]", "ship it *friday*")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#channel-topic strong:text-is('friday')")
+
+    _send(alice, "the plan is ready")
+    row = alice.locator("#messages .msg", has_text="the plan is ready").last
+    row.hover()
+    row.locator("[data-action=pin]").click()
+    row = alice.locator("#messages .msg", has_text="the plan is ready").last
+    row.locator(".pin-marker").wait_for()
+    alice.click("#btn-pins")
+    alice.locator("#side-panel .msg", has_text="the plan is ready").wait_for()
+    screenshot(alice, "pins")
+
+    # Bob finds it by browsing and joins; alice archives it and he can no longer post.
+    bob.click("#browse-channels")
+    bob.fill("#dialog input[type=search]", "launch")
+    bob.click("#dialog .pick:has-text('#launch-plans')")
+    bob.wait_for_selector("#channel-title:text-is('#launch-plans')")
+    bob.locator("#messages .msg", has_text="the plan is ready").wait_for()
+    screenshot(bob, "browse-join")
+    alice.click("#btn-archive")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#archived-note:visible")
+    bob.wait_for_selector("#composer", state="hidden")
+    alice.click("#btn-archive:text-is('Unarchive')")
+    alice.wait_for_selector("#composer:visible")
+
+    # Leaving takes it out of the sidebar.
+    alice.click("#btn-leave")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#channel-title:text-is('#general')")
+    assert "launch-plans" not in _sidebar_names(alice)
+
+    # A DM: alice opens one with bob; it shows up for him as unread and mentioning him.
+    alice.click("#new-dm")
+    alice.fill("#dialog input[type=search]", "Bob")
+    alice.click("#dialog .pick:has-text('Bob')")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#channel-title:text-is('Bob')")
+    _send(alice, "just between us")
+    dm = bob.locator("#list-dms .conv", has_text="alice")
+    dm.locator(".badge.mention").wait_for()
+    dm.click()
+    bob.locator("#messages .msg", has_text="just between us").wait_for()
+    alice.context.close()
+    bob.context.close()
+
+
+def test_scroll_back_loads_pages_not_everything(world: World, chromium, web_server) -> None:
+    random = world.acme.channels["random"]
+    alice = caller_from_token(world.acme["alice"].token)
+    with on_shard(world.acme.team.shard):
+        for n in range(120):
+            post_message(alice, random, text=f"old message {n}")
+    page = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    requests: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/api/conversations.history") and requests.append(r.url))
+    page.click(f"#sidebar a[data-id={random}]")
+    page.locator("#messages .msg", has_text="old message 119").wait_for()
+    first = page.locator("#messages .msg").count()
+    assert first < 120 and len(requests) == 1
+    while page.locator("#messages .msg", has_text="old message 0").count() == 0:
+        page.evaluate("document.getElementById('messages').scrollTop = 0")
+        page.wait_for_timeout(200)
+        assert len(requests) <= 4
+    assert page.locator("#messages .history-top").inner_text() == "This is the very beginning."
+    # Scrolled back to the first message, the view stays where it was (not yanked down).
+    assert page.evaluate("document.getElementById('messages').scrollTop") < 2000
+    assert len(requests) == 3  # 120 messages in pages of 50
+    page.context.close()
+
+
+def test_autocomplete_custom_emoji_and_bot_attachments(world: World, chromium, web_server) -> None:
+    general = world.acme.channels["general"]
+    with on_shard(world.acme.team.shard):
+        add_emoji(
+            caller_from_token(world.acme["alice"].token), "partyblob", url="https://emoji.example/p.png"
+        )
+    bot = web(web_server, world.acme.bot.token)
+    bot.conversations_join(channel=general)
+    bot.chat_postMessage(
+        channel=general,
+        text="deploy finished",
+        attachments=[
+            {
+                "color": "#2eb886",
+                "title": "Build 42",
+                "title_link": "https://ci.example/42",
+                "text": "all *green*",
+                "fields": [{"title": "Duration", "value": "3 min"}],
+                "footer": "CI",
+            }
+        ],
+    )
+    page = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    card = page.locator("#messages .attachment").last
+    card.wait_for()
+    assert card.locator(".title a").get_attribute("href") == "https://ci.example/42"
+    assert card.locator(".title a").get_attribute("rel") == "noopener noreferrer"
+    assert card.locator(".text strong").inner_text() == "green"
+    assert card.locator("dd").inner_text() == "3 min"
+
+    box = "#composer textarea"
+    page.click(box)
+    page.keyboard.type("hi @bo")
+    page.locator(".autocomplete li", has_text="@bob").wait_for()
+    page.keyboard.press("Enter")  # picks the suggestion
+    page.keyboard.type("look :party")
+    page.locator(".autocomplete li", has_text=":partyblob:").wait_for()
+    page.keyboard.press("Tab")
+    assert page.input_value(box) == "hi @bob look :partyblob: "
+    page.keyboard.press("Enter")
+    sent = page.locator("#messages .msg", has_text="look").last
+    sent.locator("img.emoji[alt=':partyblob:']").wait_for()
+    assert sent.locator(".mention").inner_text() == "@Bob"
+
+    # The custom emoji is in the picker too, and reacting with it shows it.
+    sent.hover()
+    sent.locator("[data-action=react]").click()
+    page.fill("#emoji-picker input", "partyblob")
+    page.click("#emoji-picker [data-name=partyblob]")
+    page.locator("#messages .msg", has_text="look").last.locator(
+        ".reaction[data-name=partyblob] img.emoji"
+    ).wait_for()
+    screenshot(page, "emoji-and-attachments")
+    page.context.close()

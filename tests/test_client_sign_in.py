@@ -1,0 +1,41 @@
+"""Signing in through the form in Chromium, choosing a team, and signing out."""
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+from teams.actions import create_member
+from teams.models import Account
+from tests.browser import TIMEOUT_MS, screenshot
+from tests.conftest import World
+
+pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
+
+
+def _password(email: str, password: str) -> None:
+    # The server processes check passwords with the real hasher (the tests' own is MD5).
+    hashed = PBKDF2PasswordHasher().encode(password, "browsertestsalt", iterations=1000)
+    Account.objects.filter(email=email).update(password=hashed)
+
+
+def test_sign_in_choose_team_and_sign_out(world: World, chromium, web_server) -> None:
+    create_member(world.globex.team, "bob@acme.test", name="Bob")  # bob is in two teams
+    _password("bob@acme.test", "s3cret")
+    page = chromium.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(web_server.http + "/")
+    assert page.url.endswith("/signin/?next=/")
+    page.fill("#id_username", "bob@acme.test")
+    page.fill("#id_password", "wrong")
+    page.click("button[type=submit]")
+    assert "Wrong email or password" in page.inner_text("[role=alert]")
+    page.fill("#id_password", "s3cret")
+    screenshot(page, "sign-in")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/teams/")
+    screenshot(page, "choose-team")
+    page.click("text=Globex")
+    page.wait_for_selector("#client")
+    assert page.inner_text(".topbar strong") == "Globex"
+    page.click("text=Sign out")
+    page.wait_for_url("**/signin/")
+    page.close()
