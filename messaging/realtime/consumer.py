@@ -98,6 +98,12 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_TICKET)
             return
         team = await _db(team_entry)(ticket.team_id)
+        if not team.is_open:
+            # Moving (or closed) since the ticket was issued: come back through rtm.connect,
+            # which answers with a retry until the team's new shard is in the directory.
+            await self.accept()
+            await self.say_goodbye()
+            return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = _since(query, ticket.cursor)
         await self.accept()
@@ -316,6 +322,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
         """Sent when this server shuts down: the client should reconnect elsewhere."""
         await self.send_json({"type": "goodbye", "source": "gateway_server"})
         await self.close()
+
+    async def team_moving(self, message: dict[str, Any]) -> None:
+        """The team is moving to another shard (teams.moves): reconnecting finds the new one,
+        and `since=<cursor>` resumes there, since the event log moves with the team."""
+        await self.say_goodbye()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))
