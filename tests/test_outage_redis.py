@@ -59,6 +59,8 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     report = readiness.json()
     assert readiness.status == 503 and report["status"] == "degraded", report
     assert not report["parts"]["redis"]["ok"]
+    # Public: it names the kind of failure, never the host and port behind it.
+    assert report["parts"]["redis"]["error"] and "127.0.0.1" not in readiness.body.decode()
     assert all(report["parts"][part]["ok"] for part in ("default", "shard_0", "shard_1"))
     assert readiness.secs < 3
     metrics = request(f"{server.http}/metrics")  # without the part kept in Redis
