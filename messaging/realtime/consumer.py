@@ -25,7 +25,7 @@ from messaging.actions.posting import post_message
 from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY
 from messaging.events import team_group
-from messaging.realtime import shutdown
+from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_socket, jittered_retry_after
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
 from messaging.realtime.tickets import Ticket, redeem_ticket
@@ -108,6 +108,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.cursor = _since(query, ticket.cursor)
         await self.accept()
         shutdown.register(self)
+        redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(
@@ -160,6 +161,15 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     await self._accept_event(message)
             if len(batch) < 1000:
                 return
+
+    async def catch_up(self) -> None:
+        """Read the log after the cursor (after a Redis outage: see redis_watch)."""
+        if not self.live:
+            return
+        try:
+            await self._replay()
+        except ResyncRequired:
+            await self._resync()
 
     async def team_event(self, message: dict[str, Any]) -> None:
         """A live event from the channel layer (group `team.<id>`)."""
