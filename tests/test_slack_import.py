@@ -185,3 +185,11 @@ def test_format_variations(tmp_path: Path) -> None:
         archived = Channel.objects.get(team_id=job.team_id, name="old-stuff")
         assert (archived.created, archived.topic, archived.creator_id) == (1400000000, "", None)
         assert Message.objects.get(channel=archived).ts == 1400000000_000100
+
+
+def test_jobs_in_django_admin(imported: TransferJob, client: object) -> None:
+    client.force_login(Account.objects.create_superuser("root@staff.test", "pw"))  # type: ignore[attr-defined]
+    listing = client.get("/admin/jobs/transferjob/")  # type: ignore[attr-defined]
+    assert listing.status_code == 200 and b"acme-old" in listing.content
+    page = client.get(f"/admin/jobs/transferjob/{imported.id}/change/")  # type: ignore[attr-defined]
+    assert page.status_code == 200 and b"reaction :+1: by unknown user U99NOPE" in page.content
