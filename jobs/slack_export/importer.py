@@ -267,10 +267,20 @@ def _finish(run: _Run) -> None:
     run.job.save(update_fields=["counts"])
 
 
+# Each phase: the checkpoint key that marks it done, and the name progress shows.
+PHASES = {
+    "checked": "checking",
+    "members": "members",
+    "conversations": "conversations",
+    "messages_written": "messages",
+    "finished": "threads",
+}
+
+
 def _phase(run: _Run, name: str, step: Callable[[], object]) -> None:
     if run.job.checkpoint.get(name):
         return
-    run.report(name, 0, 1, force=True)
+    run.report(PHASES[name], 0, 0, force=True)  # 0 of 0: a step without its own count
     step()
     save_checkpoint(run.job, **{name: True})
 
