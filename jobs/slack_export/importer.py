@@ -304,16 +304,8 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
             if "plan" not in job.checkpoint:
                 plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"))
                 save_checkpoint(job, plan=plan)
-            run = _Run(
-                job,
-                team,
-                archive,
-                manifest,
-                _ordered_days(archive, manifest),
-                IdMap({}, {}, {}, {}),
-                progress,
-            )
-            run.ids = id_map(job.checkpoint["plan"], manifest)
+            ids = id_map(job.checkpoint["plan"], manifest)
+            run = _Run(job, team, archive, manifest, _ordered_days(archive, manifest), ids, progress)
             _phase(run, "checked", lambda: _check(run))
             _phase(
                 run,
