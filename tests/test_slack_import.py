@@ -214,3 +214,11 @@ def test_a_late_failure_never_discards_an_opened_team(imported: TransferJob) -> 
     assert TeamMembership.objects.filter(team_id=imported.team_id).count() == 2
     with on_shard("shard_1"):
         assert Message.objects.filter(team_id=imported.team_id).exists()
+
+
+def test_jobs_in_django_admin(imported: TransferJob, client: object) -> None:
+    client.force_login(Account.objects.create_superuser("root@staff.test", "pw"))  # type: ignore[attr-defined]
+    listing = client.get("/admin/jobs/transferjob/")  # type: ignore[attr-defined]
+    assert listing.status_code == 200 and b"acme-old" in listing.content
+    page = client.get(f"/admin/jobs/transferjob/{imported.id}/change/")  # type: ignore[attr-defined]
+    assert page.status_code == 200 and b"reaction :+1: by unknown user U99NOPE" in page.content

@@ -276,10 +276,20 @@ def _finish(run: _Run) -> None:
     run.job.save(update_fields=["counts"])
 
 
+# Each phase: the checkpoint key that marks it done, and the name progress shows.
+PHASES = {
+    "checked": "checking",
+    "members": "members",
+    "conversations": "conversations",
+    "messages_written": "messages",
+    "finished": "threads",
+}
+
+
 def _phase(run: _Run, name: str, step: Callable[[], object]) -> None:
     if run.job.checkpoint.get(name):
         return
-    run.report(name, 0, 1, force=True)
+    run.report(PHASES[name], 0, 0, force=True)  # 0 of 0: a step without its own count
     step()
     save_checkpoint(run.job, **{name: True})
 
@@ -303,16 +313,8 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
             if "plan" not in job.checkpoint:
                 plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"))
                 save_checkpoint(job, plan=plan)
-            run = _Run(
-                job,
-                team,
-                archive,
-                manifest,
-                _ordered_days(archive, manifest),
-                IdMap({}, {}, {}, {}),
-                progress,
-            )
-            run.ids = id_map(job.checkpoint["plan"], manifest)
+            ids = id_map(job.checkpoint["plan"], manifest)
+            run = _Run(job, team, archive, manifest, _ordered_days(archive, manifest), ids, progress)
             _phase(run, "checked", lambda: _check(run))
             _phase(
                 run,

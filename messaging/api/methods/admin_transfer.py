@@ -7,11 +7,11 @@ import logging
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from pydantic import ConfigDict
+from pydantic import ConfigDict, WithJsonSchema
 
 from jobs.models import TransferJob
 from jobs.slack_export.access import admin_account_id, job_for_admin
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 class ImportArgs(Args):
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
-    file: UploadedFile
+    file: Annotated[UploadedFile, WithJsonSchema({"type": "string", "format": "binary"})]
     domain: str = ""
     name: str = ""
 
