@@ -193,8 +193,14 @@ def test_a_crash_in_the_middle_of_the_copy_resumes(
     assert 0 < sum(len(rows) for rows in team_rows("shard_1", team_id).values()) < 10
     assert team_entry(team_id).shard == "shard_0"
 
+    # Before the resume, a copied channel is renamed and a new one takes its old name: the
+    # copy left behind must not collide with it.
+    alice = world.acme["alice"].token
+    assert api("conversations.rename", alice, channel=world.acme.channels["random"], name="random2")["ok"]
+    assert api("conversations.create", alice, name="random")["ok"]
+    before = team_rows("shard_0", team_id)
     monkeypatch.setattr(shard_copy, "copy_rows", real_copy)
-    _move("--team", "acme", "--to", "shard_1")
+    assert "resuming a copy that stopped part-way" in _move("--team", "acme", "--to", "shard_1")
     _assert_moved(world, before)
 
 
