@@ -268,3 +268,25 @@ def test_an_unfinished_move_can_be_abandoned_before_its_flip(world: World, api: 
     before = team_rows("shard_0", team_id)
     _move("--team", "acme", "--to", "shard_1")  # a new move starts from the beginning
     assert team_rows("shard_1", team_id) == before
+
+
+def test_every_team_scoped_model_moves_and_parents_come_first() -> None:
+    tables = team_tables()
+    labels = [t.label for t in tables]
+    assert set(labels) == {
+        "teams.Member",
+        "teams.Bot",
+        "messaging.Channel",
+        "messaging.ChannelMember",
+        "messaging.Message",
+        "messaging.Reaction",
+        "messaging.Pin",
+        "messaging.CustomEmoji",
+        "messaging.EventSequence",
+        "messaging.Event",
+    }
+    for table in tables:
+        for field in table.model._meta.concrete_fields:
+            if field.is_relation:
+                assert labels.index(field.related_model._meta.label) < labels.index(table.label)
+    assert next(t for t in tables if t.label == "messaging.EventSequence").key == "team_id"
