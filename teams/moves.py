@@ -200,10 +200,17 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         _record(move, Step.TARGET_CLEARED)
     elif move.step == Step.TARGET_CLEARED:
         progress(f"Copying rows to {target} while the team keeps working...")
-        if move.synced_xmin is None:  # kept across a resumed copy: its first snapshot counts
-            _record(move, Step.TARGET_CLEARED, synced_xmin=snapshot_xmin(source))
-        copied = bulk_copy(source, target, team_id, progress)
-        _record(move, Step.COPIED, copied_rows=move.copied_rows + copied)
+        since = snapshot_xmin(source)
+        if move.synced_xmin is None:
+            _record(move, Step.TARGET_CLEARED, synced_xmin=since)
+            copied = bulk_copy(source, target, team_id, progress)
+        else:
+            # A copy that stopped part-way: what it left may have changed since (a renamed
+            # channel would collide with its new namesake), so finish in one transaction
+            # that also replaces changed rows and drops deleted ones.
+            progress("  resuming a copy that stopped part-way")
+            copied = sum(sync(source, target, team_id, since=move.synced_xmin).values())
+        _record(move, Step.COPIED, copied_rows=move.copied_rows + copied, synced_xmin=since)
         progress(f"Copied {count_of(copied, 'row')}.")
     elif move.step == Step.COPIED:
         progress("Catching up with rows written during the copy...")
