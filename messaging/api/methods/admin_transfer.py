@@ -41,8 +41,8 @@ def _queue(job: TransferJob) -> None:
 
 
 def _save_upload(upload: UploadedFile) -> Path:
-    if upload.size is not None and upload.size > settings.IMPORT_MAX_TOTAL_BYTES:
-        raise ApiError("file_too_large")
+    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+        raise ApiError("file_too_large", f"uploads are limited to {settings.IMPORT_MAX_UPLOAD_BYTES} bytes")
     folder = Path(settings.TRANSFER_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     # Kept under the uploaded name (made safe): a new team's default domain comes from it.
