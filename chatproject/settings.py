@@ -105,6 +105,9 @@ IMPORT_MAX_TOTAL_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_TOTAL_BYTES", str(2
 IMPORT_MAX_FILE_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_FILE_BYTES", str(256 * 1024**2)))
 IMPORT_MAX_FILES = int(os.environ.get("CHAT_IMPORT_MAX_FILES", "1000000"))
 IMPORT_MAX_RATIO = float(os.environ.get("CHAT_IMPORT_MAX_RATIO", "200"))
+# An archive uploaded through the API (compressed): bounds the disk one upload can take.
+# Put the same cap on request bodies in the proxy in front, which can refuse it early.
+IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 IMPORT_BATCH_MESSAGES = int(os.environ.get("CHAT_IMPORT_BATCH_MESSAGES", "5000"))
 # One worker runs a transfer job at a time: its lock lapses this long after the worker
 # dies; a job untouched for TRANSFER_STALLED_SECS is queued again (beat, every minute).

@@ -92,11 +92,12 @@ def report_failure(alias: str, exc: BaseException) -> None:
 
     if isinstance(exc, ShardUnavailable):
         return
-    unreachable = is_connection_failure(exc)
+    # A pool timeout may be exhaustion under load, and one dead connection may be a killed
+    # backend: only a fresh connection that also fails marks the whole shard down (a
+    # stopped server refuses it at once, so the first failure stays fast).
+    unreachable = is_connection_failure(exc) and (alias in _down or not _reachable(alias))
     SHARD_ERRORS.labels(alias, "unreachable" if unreachable else "query").inc()
     if unreachable:
-        # The error may have come from another database used inside the shard's block;
-        # the first probe (within PROBE_INTERVAL_SECS) clears a mark the shard did not earn.
         _mark_down(alias, str(exc).strip())
 
 

@@ -19,6 +19,7 @@ from jobs.breakers import BreakerOpen, Outcome, SharedCircuitBreaker, count_defe
 from messaging.search.index import index_messages
 from teams.directory import team_entry
 from teams.errors import ApiError
+from teams.models import Team
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +72,15 @@ def index_messages_task(
         self.request.args = [team_id, message_ids]  # a retry must carry what was taken
     try:
         # Looked up now, not when queued: the team may have moved shards since.
-        shard = team_entry(team_id).shard
+        team = team_entry(team_id)
     except ApiError:
         logger.info("not indexing %d messages of team %d: no such team", len(message_ids), team_id)
         return 0
+    if team.status == Team.Status.MOVING:
+        # Writing search vectors on the source during a move would change rows the move
+        # has copied and verified (teams.moves): wait for the flip, then index the new home.
+        return _reschedule(self, _backoff(attempt), first_queued_at, attempt, "team is moving")
+    shard = team.shard
     try:
         return index_behind_breaker(shard, team_id, message_ids)
     except BreakerOpen as exc:

@@ -17,6 +17,8 @@ from jobs.bulkhead import BulkheadFull
 from jobs.fetch import RateLimited, UpstreamFailure
 from jobs.unfurl import unfurl
 from messaging.events import prune_event_log
+from teams.directory import team_entry
+from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +57,21 @@ def unfurl_link(
     first_tried_at: float | None = None,
     attempt: int = 0,
 ) -> str:
-    """Preview one link of one message. Safe to run twice: attaching is idempotent."""
+    """Preview one link of one message. Safe to run twice: attaching is idempotent.
+    `shard` (where the message was when this was queued) is only kept so that queued
+    calls still match; the team's shard is looked up when the job runs."""
     first_tried_at = first_tried_at or time.time()
     try:
+        # The team's shard now, not when the post queued this: it may have moved since.
+        shard = team_entry(team_id).shard
+    except ApiError:
+        return "no such team"
+    try:
         return unfurl(shard, team_id, channel_id, ts, url)
+    except ApiError as exc:
+        if exc.code != "team_is_moving":
+            raise
+        return _reschedule(self, backoff(attempt), first_tried_at, attempt, "team is moving")
     except BreakerOpen as exc:
         count_deferral(exc.key)
         delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)

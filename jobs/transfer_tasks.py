@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django_redis import get_redis_connection
+from redis.exceptions import RedisError
 
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.models import TransferJob
@@ -40,7 +41,10 @@ def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Call
         return "already running"
 
     def keep_lock(_job: TransferJob) -> None:
-        redis.set(_lock_key(job_id), token, ex=settings.TRANSFER_LOCK_SECS)
+        try:
+            redis.set(_lock_key(job_id), token, ex=settings.TRANSFER_LOCK_SECS)
+        except RedisError as exc:  # the job goes on; at worst a second run waits on the lock
+            logger.warning("transfer job %s could not refresh its lock: %s", job_id, exc)
 
     try:
         work(job_id, keep_lock)
@@ -51,7 +55,7 @@ def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Call
         count_deferral(exc.key)
         delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
         return _pause(task, job_id, attempt, delay, f"breaker {exc.key} open")
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, RedisError) as exc:
         return _pause(task, job_id, attempt, backoff(attempt), str(exc).strip())
     finally:
         if redis.get(_lock_key(job_id)) in (token, token.encode()):

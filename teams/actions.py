@@ -136,24 +136,44 @@ def create_member(
         if Member.objects.filter(team_id=team.id, account_id=account.pk).exists():
             raise ApiError("already_in_team", f"{account.email} is already in {team.domain}")
         with transaction.atomic(using=team.shard):
-            member = Member.objects.create(
-                team_id=team.id,
-                account_id=account.pk,
-                name=_handle_from(account.email, name),
-                real_name=name or "",
-                display_name=name or "",
-                email=account.email,
-                is_admin=is_admin,
-                updated=int(time.time()),
+            unclaimed = (
+                Member.objects.select_for_update()
+                .filter(
+                    team_id=team.id, account_id__isnull=True, email=account.email, deleted=False, is_bot=False
+                )
+                .first()
             )
-            general = Channel.objects.filter(team_id=team.id, is_general=True).first()
-            if general is not None:
-                ChannelMember.objects.create(team_id=team.id, channel=general, member=member)
-            append_event(team.id, "team_join", {"user": member_json(member, team.slack_id)})
+            if unclaimed is not None:
+                # Imported for this email but never linked (see accounts_by_email): the
+                # person takes over their history instead of starting a second member.
+                member = _claim_member(team, unclaimed, account)
+            else:
+                member = Member.objects.create(
+                    team_id=team.id,
+                    account_id=account.pk,
+                    name=_handle_from(account.email, name),
+                    real_name=name or "",
+                    display_name=name or "",
+                    email=account.email,
+                    is_admin=is_admin,
+                    updated=int(time.time()),
+                )
+                general = Channel.objects.filter(team_id=team.id, is_general=True).first()
+                if general is not None:
+                    ChannelMember.objects.create(team_id=team.id, channel=general, member=member)
+                append_event(team.id, "team_join", {"user": member_json(member, team.slack_id)})
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.create(account=account, team_id=team.id, member_id=member.id)
         token = issue_token(team.id, member.id, ApiToken.Kind.USER)
     return member, token
+
+
+def _claim_member(team: TeamEntry, member: Member, account: Account) -> Member:
+    member.account_id = account.pk
+    member.updated = int(time.time())
+    member.save(update_fields=["account_id", "updated"])
+    append_event(team.id, "user_change", {"user": member_json(member, team.slack_id)})
+    return member
 
 
 def set_member_active(team: TeamEntry, member_id: int, active: bool) -> Member:

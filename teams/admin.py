@@ -7,16 +7,16 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
 from teams import ids
 from teams.actions import create_member, create_team, reset_member_tokens, set_member_active, set_team_status
+from teams.admin_moves import move_teams
 from teams.admin_shards import (
     ISSUED_TOKENS_ATTR,
     ActionAdmin,
@@ -27,9 +27,7 @@ from teams.admin_shards import (
     require_writable,
 )
 from teams.errors import ApiError
-from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership, TeamMove
-from teams.moves import abandon_move, plan_move
-from teams.tasks import move_team
+from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 
 admin.site.site_header = "Team chat administration"
 admin.site.site_title = "Team chat admin"
@@ -110,14 +108,6 @@ class TeamCreationForm(forms.ModelForm):
         return str(self.cleaned_data["domain"]).strip().lower()
 
 
-class MoveTeamForm(forms.Form):
-    target = forms.ChoiceField(label="Move to shard")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["target"].choices = [(a, a) for a in settings.SHARD_ALIASES]
-
-
 @admin.register(Team)
 class TeamAdmin(ActionAdmin):
     """The team directory. Teams are created by create_team (members and channels on the
@@ -132,7 +122,7 @@ class TeamAdmin(ActionAdmin):
     add_fields = ("domain", "name", "owner_email", "password", "shard")
     # Starting an export or an import of a team belongs here too, as actions that queue the
     # jobs' io tasks (issue 7, section 1; built with the import/export jobs).
-    actions = ("disable_teams", "enable_teams", "move_teams")
+    actions = ("disable_teams", "enable_teams", move_teams)
 
     def save_model(self, request: HttpRequest, obj: Team, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data
@@ -177,33 +167,6 @@ class TeamAdmin(ActionAdmin):
     def enable_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         self._set_status(request, queryset, Team.Status.ACTIVE, "Enabled")
 
-    @admin.action(description="Move selected teams to another shard", permissions=["run_actions"])
-    def move_teams(self, request: HttpRequest, queryset: QuerySet[Team]) -> HttpResponse | None:
-        """Plan each move here (so bad input is refused at once), run it as an io job."""
-        form = MoveTeamForm(request.POST if "apply" in request.POST else None)
-        if not form.is_valid():
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "Move teams to another shard",
-                "opts": self.opts,
-                "teams": list(queryset),
-                "form": form,
-            }
-            return TemplateResponse(request, "admin/teams/team/move_teams.html", context)
-        target = form.cleaned_data["target"]
-        done: list[str] = []
-        refused: list[tuple[str, str]] = []
-        for team in list(queryset):
-            try:
-                plan_move(team, target)
-                move_team.delay(team.id, target)
-            except ApiError as exc:
-                refused.append((team.domain, f"{exc.code}: {exc.detail}"))
-            else:
-                done.append(f"{team.domain} to {target}")
-        self.report(request, "Started moving (see Team moves)", done, refused)
-        return None
-
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ActionAdmin):
@@ -224,62 +187,6 @@ class TeamMembershipAdmin(ActionAdmin):
     list_display = ("account", "team", "member_id")
     list_select_related = ("account", "team")
     search_fields = ("account__email", "team__domain")
-
-
-@admin.register(TeamMove)
-class TeamMoveAdmin(ActionAdmin):
-    """Moves of teams between shards and the step each reached (read-only rows). A move is
-    started from the team list (or `manage.py move_team`); one that stopped is resumed (its
-    job queued again) or abandoned before its flip (abandon_move) from here."""
-
-    actions = ("resume_moves", "abandon_moves")
-
-    list_display = (
-        "team",
-        "source",
-        "target",
-        "step",
-        "copied_rows",
-        "freeze_ms",
-        "started",
-        "finished",
-        "error",
-    )
-    list_select_related = ("team",)
-    list_filter = ("step", "source", "target", ("finished", admin.EmptyFieldListFilter))
-    search_fields = ("team__domain",)
-    date_hierarchy = "started"
-
-    def _unfinished(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> list[TeamMove]:
-        moves = list(queryset.select_related("team"))
-        for move in moves:
-            if move.finished is not None:
-                self.message_user(request, f"Refused for {move.team.domain}: move_finished", messages.ERROR)
-        return [move for move in moves if move.finished is None]
-
-    @admin.action(description="Resume selected moves (queue their job again)", permissions=["run_actions"])
-    def resume_moves(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> None:
-        resumed = []
-        for move in self._unfinished(request, queryset):
-            move_team.delay(move.team_id, move.target)
-            resumed.append(f"{move.team.domain} at {move.step}")
-        self.report(request, "Resuming", resumed, [])
-
-    @admin.action(
-        description="Abandon selected moves (before their flip: the team stays where it is)",
-        permissions=["run_actions"],
-    )
-    def abandon_moves(self, request: HttpRequest, queryset: QuerySet[TeamMove]) -> None:
-        done: list[str] = []
-        refused: list[tuple[str, str]] = []
-        for move in self._unfinished(request, queryset):
-            try:
-                abandon_move(move.team)
-            except ApiError as exc:
-                refused.append((move.team.domain, f"{exc.code}: {exc.detail}"))
-            else:
-                done.append(move.team.domain)
-        self.report(request, "Abandoned", done, refused)
 
 
 @admin.register(LogEntry)

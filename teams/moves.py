@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 Step = TeamMove.Step
 STEPS: tuple[str, ...] = tuple(Step.values)
 VERIFY_ATTEMPTS = 3  # a tail copy that still differs is synced again; a third miss is a bug
-MOVE_LOCK_NAMESPACE = 7_361  # pg advisory lock class of "a process is running this team's move"
 Progress = Callable[[str], None]
 
 
@@ -101,15 +100,18 @@ def plan_move(team: Team, target: str) -> TeamMove:
 
 @contextmanager
 def _move_lock(team_id: int) -> Iterator[None]:
-    """One process runs a given team's move at a time (the command and an admin job may race)."""
+    """One process runs a given team's move at a time (the command and an admin job may race).
+
+    Keyed by the whole 64-bit team id (ids are unique across all tables and shards): the
+    two-int form would need the id cut to 31 bits, where unrelated teams collide."""
     with connections[CONTROL_DB].cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [MOVE_LOCK_NAMESPACE, team_id % 2**31])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [team_id])
         if not cursor.fetchone()[0]:
             raise ApiError("move_in_progress", "another process is running this move right now")
         try:
             yield
         finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [MOVE_LOCK_NAMESPACE, team_id % 2**31])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [team_id])
 
 
 def _record(move: TeamMove, step: str, **fields: object) -> None:
@@ -198,10 +200,17 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         _record(move, Step.TARGET_CLEARED)
     elif move.step == Step.TARGET_CLEARED:
         progress(f"Copying rows to {target} while the team keeps working...")
-        if move.synced_xmin is None:  # kept across a resumed copy: its first snapshot counts
-            _record(move, Step.TARGET_CLEARED, synced_xmin=snapshot_xmin(source))
-        copied = bulk_copy(source, target, team_id, progress)
-        _record(move, Step.COPIED, copied_rows=move.copied_rows + copied)
+        since = snapshot_xmin(source)
+        if move.synced_xmin is None:
+            _record(move, Step.TARGET_CLEARED, synced_xmin=since)
+            copied = bulk_copy(source, target, team_id, progress)
+        else:
+            # A copy that stopped part-way: what it left may have changed since (a renamed
+            # channel would collide with its new namesake), so finish in one transaction
+            # that also replaces changed rows and drops deleted ones.
+            progress("  resuming a copy that stopped part-way")
+            copied = sum(sync(source, target, team_id, since=move.synced_xmin).values())
+        _record(move, Step.COPIED, copied_rows=move.copied_rows + copied, synced_xmin=since)
         progress(f"Copied {count_of(copied, 'row')}.")
     elif move.step == Step.COPIED:
         progress("Catching up with rows written during the copy...")
@@ -276,14 +285,16 @@ def abandon_move(team: Team, progress: Progress = _quiet) -> TeamMove:
     """Give up a team's unfinished move before its flip: the source is thawed and stays the
     team's shard, the partial copy is deleted. After the flip there is nothing to give up
     (the team lives on the target); running the move again finishes its clean-up."""
-    move = TeamMove.objects.filter(team=team, finished__isnull=True).first()
-    if move is None:
-        raise ApiError("no_move_in_progress", f"{team.domain} is not being moved")
-    if STEPS.index(move.step) >= STEPS.index(Step.FLIPPED):
-        raise ApiError(
-            "move_already_flipped", f"{team.domain} already lives on {move.target}; run the move again"
-        )
+    # The lock first, then the step: a move that flipped and crashed just before we got
+    # the lock must not have its new home deleted by a step read earlier.
     with _move_lock(team.id):
+        move = TeamMove.objects.filter(team=team, finished__isnull=True).first()
+        if move is None:
+            raise ApiError("no_move_in_progress", f"{team.domain} is not being moved")
+        if STEPS.index(move.step) >= STEPS.index(Step.FLIPPED):
+            raise ApiError(
+                "move_already_flipped", f"{team.domain} already lives on {move.target}; run the move again"
+            )
         _set_frozen(move.source, team.id, False)
         Team.objects.filter(id=team.id, status=Team.Status.MOVING).update(status=Team.Status.ACTIVE)
         forget_team(team.id)

@@ -23,7 +23,7 @@ from django.db.backends.utils import CursorWrapper
 from chatproject.dbrouter import is_shard_model
 
 HASH_CHUNK = 5000  # rows whose hashes are compared per round trip
-COPY_CHUNK = 1000  # rows per INSERT: bounds one statement's size and a batch's commit
+COPY_CHUNK = 1000  # rows per COPY: bounds the id list sent and, in the bulk copy, a commit
 DELETE_CHUNK = 5000  # rows per DELETE when a shard lets go of a team
 
 
@@ -104,7 +104,7 @@ def team_tables() -> tuple[TeamTable, ...]:
 
 
 def count_of(number: int, noun: str) -> str:
-    """ "1 row", "3 rows": progress reads as plain English."""
+    """Counts in progress lines read as plain English: "1 row", "3 rows"."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
@@ -129,7 +129,7 @@ def _row_hashes(
     return [(int(k), str(h)) for k, h in cursor.fetchall()]
 
 
-def diff_table(source: CursorWrapper, target: CursorWrapper, table: TeamTable, team_id: int) -> TableDiff:
+def diff_by_hash(source: CursorWrapper, target: CursorWrapper, table: TeamTable, team_id: int) -> TableDiff:
     """Walk both sides in key order, a chunk at a time, comparing row hashes."""
     diff = TableDiff(table)
     after = -(2**63)
@@ -251,7 +251,7 @@ def sync(source: str, target: str, team_id: int, since: int | None = None) -> di
     with source_snapshot(source) as reader, transaction.atomic(using=target):
         with connections[target].cursor() as writer:
             diffs = [
-                diff_table(reader, writer, table, team_id)
+                diff_by_hash(reader, writer, table, team_id)
                 if since is None
                 else diff_since(reader, writer, table, team_id, since)
                 for table in team_tables()

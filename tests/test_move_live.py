@@ -162,3 +162,28 @@ def test_members_posting_and_listening_through_a_move_lose_nothing(world: World,
         f"move: writes paused {move.freeze_ms} ms; "
         f"{sum(p.refusals for p in posters)} posts refused with team_is_moving and retried"
     )
+
+
+def test_sockets_opened_during_the_freeze_are_sent_away_until_the_flip(world: World, daphnes) -> None:
+    first, _ = daphnes
+    bob = web(first, world.acme["bob"].token)
+    early = bob.rtm_connect()  # a ticket issued before the freeze
+    team = Team.objects.get(id=world.acme.team.id)
+    move_team_to_shard(team, "shard_1", stop_after=TeamMove.Step.FROZEN)
+
+    socket = RtmSocket(early["url"])
+    assert socket.recv()["type"] == "goodbye"  # no hello: it would read the frozen shard
+    with pytest.raises(SlackApiError) as refused:
+        bob.rtm_connect()
+    assert refused.value.response.status_code == 503
+    assert refused.value.response["error"] == "team_is_moving"
+    assert refused.value.response.headers["Retry-After"] == "1"
+
+    move_team_to_shard(team, "shard_1")
+    again = RtmSocket(f"{bob.rtm_connect()['url'].split('&since=')[0]}&since={early['event_cursor']}")
+    assert again.recv()["type"] == "hello"
+    web(first, world.acme["alice"].token).chat_postMessage(
+        channel=world.acme.channels["general"], text="moved"
+    )
+    assert again.until(lambda f: f.get("type") == "message")["text"] == "moved"
+    again.close()

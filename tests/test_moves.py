@@ -193,8 +193,14 @@ def test_a_crash_in_the_middle_of_the_copy_resumes(
     assert 0 < sum(len(rows) for rows in team_rows("shard_1", team_id).values()) < 10
     assert team_entry(team_id).shard == "shard_0"
 
+    # Before the resume, a copied channel is renamed and a new one takes its old name: the
+    # copy left behind must not collide with it.
+    alice = world.acme["alice"].token
+    assert api("conversations.rename", alice, channel=world.acme.channels["random"], name="random2")["ok"]
+    assert api("conversations.create", alice, name="random")["ok"]
+    before = team_rows("shard_0", team_id)
     monkeypatch.setattr(shard_copy, "copy_rows", real_copy)
-    _move("--team", "acme", "--to", "shard_1")
+    assert "resuming a copy that stopped part-way" in _move("--team", "acme", "--to", "shard_1")
     _assert_moved(world, before)
 
 
@@ -262,3 +268,25 @@ def test_an_unfinished_move_can_be_abandoned_before_its_flip(world: World, api: 
     before = team_rows("shard_0", team_id)
     _move("--team", "acme", "--to", "shard_1")  # a new move starts from the beginning
     assert team_rows("shard_1", team_id) == before
+
+
+def test_every_team_scoped_model_moves_and_parents_come_first() -> None:
+    tables = team_tables()
+    labels = [t.label for t in tables]
+    assert set(labels) == {
+        "teams.Member",
+        "teams.Bot",
+        "messaging.Channel",
+        "messaging.ChannelMember",
+        "messaging.Message",
+        "messaging.Reaction",
+        "messaging.Pin",
+        "messaging.CustomEmoji",
+        "messaging.EventSequence",
+        "messaging.Event",
+    }
+    for table in tables:
+        for field in table.model._meta.concrete_fields:
+            if field.is_relation:
+                assert labels.index(field.related_model._meta.label) < labels.index(table.label)
+    assert next(t for t in tables if t.label == "messaging.EventSequence").key == "team_id"

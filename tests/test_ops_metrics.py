@@ -83,7 +83,16 @@ def test_metrics_count_real_traffic_across_processes(world: World, daphnes) -> N
     assert status == 200
     assert _get(f"{first.http}/api/no.such.method")[0] == 404
 
-    during = wait_for(lambda: (s := scrape(first)) and value(s, "chat_presence_subscriptions") >= 2 and s)
+    def settled(samples) -> bool:  # deliveries are written in batches, twice a second
+        subscribed = value(samples, "chat_presence_subscriptions") - value(
+            before, "chat_presence_subscriptions"
+        )
+        delivered = value(samples, "chat_events_delivered_total") - value(
+            before, "chat_events_delivered_total"
+        )
+        return subscribed == 2 and delivered >= 3
+
+    during = wait_for(lambda: (s := scrape(first)) and settled(s) and s)
     assert value(during, "chat_open_sockets") - value(before, "chat_open_sockets") == 1
     assert value(during, "chat_presence_subscriptions") - value(before, "chat_presence_subscriptions") == 2
 

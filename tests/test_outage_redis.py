@@ -17,6 +17,7 @@ from tests.servers import running_daphne
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 RECOVERY_TIMEOUT_SECS = 30
+LINKED = "during 1 <https://example.com/a|link>"  # its preview job cannot be queued meanwhile
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +45,14 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     redis_server.stop()
     during = []
     for n in range(3):
-        answer = api(server, "chat.postMessage", alice, channel=general, text=f"during {n}")
+        text = f"during {n}" if n != 1 else LINKED
+        answer = api(server, "chat.postMessage", alice, channel=general, text=text)
         assert answer.status == 200 and answer.json()["ok"], answer.body
         during.append(answer.secs)
     print(f"posts while Redis is down: slowest {max(during) * 1000:.0f} ms")
     assert max(during) < 2.0, during
     history = api(server, "conversations.history", bob, channel=general).json()
-    assert [m["text"] for m in history["messages"]][:4] == ["during 2", "during 1", "during 0", "before"]
+    assert [m["text"] for m in history["messages"]][:4] == ["during 2", LINKED, "during 0", "before"]
     # What cannot fail open (a socket's one-time ticket lives in Redis) fails retryably.
     refused = api(server, "rtm.connect", bob)
     assert refused.status == 503 and refused.json() == {"ok": False, "error": "service_unavailable"}
@@ -59,6 +61,8 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     report = readiness.json()
     assert readiness.status == 503 and report["status"] == "degraded", report
     assert not report["parts"]["redis"]["ok"]
+    # Public: it names the kind of failure, never the host and port behind it.
+    assert report["parts"]["redis"]["error"] and "127.0.0.1" not in readiness.body.decode()
     assert all(report["parts"][part]["ok"] for part in ("default", "shard_0", "shard_1"))
     assert readiness.secs < 3
     metrics = request(f"{server.http}/metrics")  # without the part kept in Redis
@@ -69,12 +73,13 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     started = time.monotonic()
     # The open socket gets the posts it missed, without any new post to reveal the gap.
     for n in range(3):
-        socket.until(lambda f, n=n: f.get("text") == f"during {n}", timeout=RECOVERY_TIMEOUT_SECS)
+        expected = f"during {n}" if n != 1 else LINKED
+        socket.until(lambda f, expected=expected: f.get("text") == expected, timeout=RECOVERY_TIMEOUT_SECS)
     print(f"socket caught up {time.monotonic() - started:.1f} s after Redis came back")
     wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
     assert api(server, "chat.postMessage", alice, channel=general, text="after").json()["ok"]
     socket.until(lambda f: f.get("text") == "after")
-    assert messages(socket.seen) == ["before", "during 0", "during 1", "during 2", "after"]
+    assert messages(socket.seen) == ["before", "during 0", LINKED, "during 2", "after"]
     event_ids = [f["event_id"] for f in socket.seen if "event_id" in f]
     assert event_ids == sorted(set(event_ids))  # nothing doubled, in log order
     # New sockets are admitted again.

@@ -97,7 +97,7 @@ def test_only_admins_and_owners(world: World, api: Api, client: Client, tmp_path
     assert api("admin.jobs.info", world.acme["bob"].token, job="1")["error"] == "not_an_admin"
 
 
-def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path) -> None:
+def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path, settings: Any) -> None:
     alice = world.acme["alice"].token
     no_file = client.post("/api/admin.teams.import", {"domain": "x"}, HTTP_AUTHORIZATION=f"Bearer {alice}")
     assert no_file.json() == {"ok": False, "error": "no_file_data"}
@@ -107,6 +107,9 @@ def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path) ->
     assert api("admin.jobs.info", alice, job="nope")["error"] == "job_not_found"
     assert api("admin.jobs.info", alice, job="12345")["error"] == "job_not_found"
     assert api("admin.jobs.info", alice)["error"] == "job_not_found"
+    settings.IMPORT_MAX_UPLOAD_BYTES = archive.stat().st_size - 1
+    assert _upload(client, alice, archive, domain="toobig")["error"] == "file_too_large"
+    assert not any(Path(settings.TRANSFER_DIR).glob("import-*/x.zip"))  # nothing kept
 
 
 def test_session_caller_needs_csrf(world: World, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def _ts(text: str) -> int:
 
 @pytest.fixture
 def imported(tmp_path: Path) -> TransferJob:
-    # bob already has an account here: the import matches it by email.
+    # bob already signs in here: the import must not hand his account to the archive.
     Account.objects.create_user("bob@old.test", "pw")
     return _import(fx.write_zip(tmp_path / "acme-old.zip", fx.export_files()), domain="acme-old")
 
@@ -56,16 +56,33 @@ def test_members_accounts_profiles_and_roles(imported: TransferJob) -> None:
     alice, bob, gone, deploy = members["alice"], members["bob"], members["gone"], members["deploybot"]
     assert (alice.is_owner, alice.is_admin, alice.tz, alice.title) == (True, True, "Europe/Berlin", "Boss")
     assert members["carol"].is_admin and not members["carol"].is_owner
-    assert bob.account_id == Account.objects.get(email="bob@old.test").id  # matched, not created
+    # Anyone may write bob's email into an archive: his member waits for him to claim it.
+    assert bob.account_id is None and bob.email == "bob@old.test"
     assert Account.objects.filter(email="alice@old.test").exists()
     assert (gone.deleted, gone.account_id, gone.real_name) == (True, None, "Gone Person")
     assert (deploy.is_bot, deploy.bot_id, bot.member_id) == (True, bot.id, deploy.id)
     memberships = TeamMembership.objects.filter(team_id=team_id)
-    assert sorted(m.account.email for m in memberships) == [
-        "alice@old.test",
-        "bob@old.test",
-        "carol@old.test",
-    ]
+    assert sorted(m.account.email for m in memberships) == ["alice@old.test", "carol@old.test"]
+
+
+def test_an_existing_account_claims_its_imported_member_by_invitation(imported: TransferJob) -> None:
+    from teams.actions import create_member
+    from teams.directory import team_entry
+
+    with on_shard("shard_1"):
+        before = Member.objects.get(team_id=imported.team_id, name="bob")
+    # What accepting an invitation does once bob has proved his password.
+    member, _token = create_member(team_entry(imported.team_id), "bob@old.test", password=None)
+    assert member.id == before.id  # his imported history, not a second bob
+    account = Account.objects.get(email="bob@old.test")
+    assert account.check_password("pw")  # nobody's password is touched
+    with on_shard("shard_1"):
+        assert Member.objects.get(id=before.id).account_id == account.id
+        assert Member.objects.filter(team_id=imported.team_id, email="bob@old.test").count() == 1
+        assert Event.objects.filter(team_id=imported.team_id, type="user_change").exists()
+    assert TeamMembership.objects.filter(
+        team_id=imported.team_id, account=account, member_id=before.id
+    ).exists()
 
 
 def test_conversations_kinds_topics_and_members(imported: TransferJob) -> None:
@@ -185,3 +202,23 @@ def test_format_variations(tmp_path: Path) -> None:
         archived = Channel.objects.get(team_id=job.team_id, name="old-stuff")
         assert (archived.created, archived.topic, archived.creator_id) == (1400000000, "", None)
         assert Message.objects.get(channel=archived).ts == 1400000000_000100
+
+
+def test_a_late_failure_never_discards_an_opened_team(imported: TransferJob) -> None:
+    """A worker that dies after the team opened, then fails on its re-run, must not
+    delete the live team (discard is for imports still invisible)."""
+    from jobs.slack_export.import_actions import discard_import
+
+    discard_import(imported.team_id, "shard_1")
+    assert Team.objects.get(id=imported.team_id).status == "active"
+    assert TeamMembership.objects.filter(team_id=imported.team_id).count() == 2
+    with on_shard("shard_1"):
+        assert Message.objects.filter(team_id=imported.team_id).exists()
+
+
+def test_jobs_in_django_admin(imported: TransferJob, client: object) -> None:
+    client.force_login(Account.objects.create_superuser("root@staff.test", "pw"))  # type: ignore[attr-defined]
+    listing = client.get("/admin/jobs/transferjob/")  # type: ignore[attr-defined]
+    assert listing.status_code == 200 and b"acme-old" in listing.content
+    page = client.get(f"/admin/jobs/transferjob/{imported.id}/change/")  # type: ignore[attr-defined]
+    assert page.status_code == 200 and b"reaction :+1: by unknown user U99NOPE" in page.content

@@ -74,6 +74,13 @@ def _duplicate_ts(files: dict[str, Any]) -> None:
     files["general/2017-07-15.json"].append(dict(files["general/2017-07-14.json"][0]))
 
 
+def _rename_general(name: str) -> Callable[[dict[str, Any]], None]:
+    def rename(files: dict[str, Any]) -> None:
+        files["channels.json"][0]["name"] = name
+
+    return rename
+
+
 CASES = {
     "missing users.json": (lambda f: f.pop("users.json"), "users.json: missing from the archive"),
     "missing channels.json": (lambda f: f.pop("channels.json"), "channels.json: missing from the archive"),
@@ -98,6 +105,10 @@ CASES = {
     "duplicate user": (_duplicate_user, "users.json: duplicate user id U01ALICE"),
     "duplicate channel": (_duplicate_channel, "groups.json: duplicate conversation id C01GEN"),
     "duplicate ts": (_duplicate_ts, "general/2017-07-15.json: duplicate message ts 1500000001.000001"),
+    "channel name escaping its folder": (
+        _rename_general("../../evil"),
+        "channels.json: conversation C01GEN has a name that is not a folder name: '../../evil'",
+    ),
 }
 
 

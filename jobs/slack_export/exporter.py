@@ -16,6 +16,7 @@ from django.conf import settings
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
 from jobs.slack_export.importer import RETRYABLE
+from jobs.slack_export.manifest import is_safe_folder_name
 from jobs.slack_export.progress import S, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
 from jobs.slack_export.writer import ExportWriter
@@ -74,7 +75,10 @@ def _conversation_json(
 
 
 def _folder(channel: Channel, shape: dict[str, Any]) -> str:
-    return channel.slack_id if channel.kind == K.IM else str(shape["name"])
+    name = str(shape["name"]) if channel.kind != K.IM else ""
+    # A name that could escape its folder (from an admin rename or an old import) never
+    # becomes a path in the zip: whoever unpacks an export must not be at risk.
+    return name if name and is_safe_folder_name(name) else channel.slack_id
 
 
 def _reactions(

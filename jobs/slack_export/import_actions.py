@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
 from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -42,17 +42,23 @@ def reserve_team(team_id: int, domain: str, name: str, shard: str) -> TeamEntry:
 
 
 def accounts_by_email(emails: Sequence[str]) -> dict[str, int]:
-    """Sign-in accounts for these emails: existing ones matched, missing ones created
-    without a usable password (people set one through a reset)."""
+    """Sign-in accounts for these emails, created without a usable password where missing.
+
+    An account someone already signs in to (it has a password) is left out: an archive
+    naming its email proves nothing about who holds it, so that person's imported member
+    stays unclaimed until they accept an invitation with their password
+    (teams.actions.create_member claims it then)."""
     found: dict[str, int] = {}
     for start in range(0, len(emails), 1000):
         chunk = list(emails[start : start + 1000])
-        existing = dict(Account.objects.filter(email__in=chunk).values_list("email", "id"))
+        existing = dict(Account.objects.filter(email__in=chunk).values_list("email", "password"))
         missing = [Account(email=e, password=make_password(None)) for e in chunk if e not in existing]
         Account.objects.bulk_create(missing, ignore_conflicts=True)
-        if missing:
-            existing = dict(Account.objects.filter(email__in=chunk).values_list("email", "id"))
-        found.update(existing)
+        signed_in = {
+            email for email, password in existing.items() if not password.startswith(UNUSABLE_PASSWORD_PREFIX)
+        }
+        linkable = Account.objects.filter(email__in=chunk).exclude(email__in=signed_in)
+        found.update(linkable.values_list("email", "id"))
     return found
 
 
@@ -292,6 +298,8 @@ def discard_team(team_id: int, shard: str) -> None:
 
 
 def _discard(team_id: int, shard: str, *, only_importing: bool) -> None:
+    if only_importing and not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
+        return  # opened (or gone): a late failure must never delete a live team
     # Plain DELETEs, child tables first: the ORM's cascade collector would load every row.
     models = (Pin, Reaction, Message, ChannelMember, Channel, Bot, Member, CustomEmoji, Event, EventSequence)
     with transaction.atomic(using=shard), connections[shard].cursor() as cursor:

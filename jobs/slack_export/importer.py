@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections, transaction
+from redis.exceptions import RedisError
 
 from chatproject.dbrouter import CONTROL_DB
 from jobs.breakers import BreakerOpen
@@ -41,7 +42,9 @@ Progress = Callable[[TransferJob], None]
 
 
 # The shard (or its breaker) said "not now": the job pauses instead of failing.
-RETRYABLE = (BreakerOpen, OperationalError, InterfaceError)
+# Redis too: a blip while the job refreshes its lock or reports progress must not throw
+# away hours of import work.
+RETRYABLE = (BreakerOpen, OperationalError, InterfaceError, RedisError)
 
 
 class ImportFailed(Exception):
@@ -255,6 +258,12 @@ def _write_messages(run: _Run) -> None:
 
 
 def _finish(run: _Run) -> None:
+    if Team.objects.filter(id=run.team.id, status=Team.Status.ACTIVE).exists():
+        # A worker died after the team opened but before this step was checkpointed: the
+        # team is live now, so its read state and threads are no longer the import's.
+        run.job.counts = actions.import_counts(run.team)
+        run.job.save(update_fields=["counts"])
+        return
     pins = []
     for conv in run.manifest.conversations:
         pins.extend(channel_pins(conv, run.ids, None)[0])
@@ -267,10 +276,20 @@ def _finish(run: _Run) -> None:
     run.job.save(update_fields=["counts"])
 
 
+# Each phase: the checkpoint key that marks it done, and the name progress shows.
+PHASES = {
+    "checked": "checking",
+    "members": "members",
+    "conversations": "conversations",
+    "messages_written": "messages",
+    "finished": "threads",
+}
+
+
 def _phase(run: _Run, name: str, step: Callable[[], object]) -> None:
     if run.job.checkpoint.get(name):
         return
-    run.report(name, 0, 1, force=True)
+    run.report(PHASES[name], 0, 0, force=True)  # 0 of 0: a step without its own count
     step()
     save_checkpoint(run.job, **{name: True})
 
@@ -294,16 +313,8 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
             if "plan" not in job.checkpoint:
                 plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"))
                 save_checkpoint(job, plan=plan)
-            run = _Run(
-                job,
-                team,
-                archive,
-                manifest,
-                _ordered_days(archive, manifest),
-                IdMap({}, {}, {}, {}),
-                progress,
-            )
-            run.ids = id_map(job.checkpoint["plan"], manifest)
+            ids = id_map(job.checkpoint["plan"], manifest)
+            run = _Run(job, team, archive, manifest, _ordered_days(archive, manifest), ids, progress)
             _phase(run, "checked", lambda: _check(run))
             _phase(
                 run,

@@ -144,6 +144,17 @@ def _pins(raw: Any) -> list[ExportPin]:
     return pins
 
 
+def is_safe_folder_name(name: str) -> bool:
+    """A conversation name usable as one path segment of a zip: no separators, no dot
+    names, no control characters (Slack's own names are lowercase words and dashes)."""
+    return (
+        name not in ("", ".", "..")
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\:")
+        and all(c.isprintable() for c in name)
+    )
+
+
 def _conversation(raw: dict[str, Any], kind: str, source: str) -> ExportConversation:
     slack_id = raw.get("id")
     if not isinstance(slack_id, str) or not slack_id:
@@ -151,6 +162,9 @@ def _conversation(raw: dict[str, Any], kind: str, source: str) -> ExportConversa
     name = as_text(raw.get("name"), 80) or None
     if kind in (PUBLIC, PRIVATE, MPIM) and not name:
         raise ArchiveError(source, f"conversation {slack_id} has no name")
+    if name is not None and not is_safe_folder_name(name):
+        # The name is also its folder in this archive and in any export made later.
+        raise ArchiveError(source, f"conversation {slack_id} has a name that is not a folder name: {name!r}")
     members = raw.get("members") if isinstance(raw.get("members"), list) else []
     return ExportConversation(
         slack_id=slack_id,

@@ -28,7 +28,8 @@ def request_previews(team_id: int, message: Message, *, already: list[str] | Non
 
         for url in links:
             try:
-                unfurl_link.delay(shard, team_id, channel_id, ts, url)
+                # No publish retries: the post's response waits on this call.
+                unfurl_link.apply_async((shard, team_id, channel_id, ts, url), retry=False)
             except Exception as exc:
                 logger.warning("preview of %s not queued: %s", url, exc)
 

@@ -25,7 +25,7 @@ from messaging.actions.posting import post_message
 from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY
 from messaging.events import team_group
-from messaging.realtime import shutdown
+from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_socket, jittered_retry_after
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
 from messaging.realtime.tickets import Ticket, redeem_ticket
@@ -98,10 +98,17 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_TICKET)
             return
         team = await _db(team_entry)(ticket.team_id)
+        if not team.is_open:
+            # Moving (or closed) since the ticket was issued: come back through rtm.connect,
+            # which answers with a retry until the team's new shard is in the directory.
+            await self.accept()
+            await self.say_goodbye()
+            return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = _since(query, ticket.cursor)
         await self.accept()
         shutdown.register(self)
+        redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(
@@ -154,6 +161,15 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     await self._accept_event(message)
             if len(batch) < 1000:
                 return
+
+    async def catch_up(self) -> None:
+        """Read the log after the cursor (after a Redis outage: see redis_watch)."""
+        if not self.live:
+            return
+        try:
+            await self._replay()
+        except ResyncRequired:
+            await self._resync()
 
     async def team_event(self, message: dict[str, Any]) -> None:
         """A live event from the channel layer (group `team.<id>`)."""
@@ -316,6 +332,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
         """Sent when this server shuts down: the client should reconnect elsewhere."""
         await self.send_json({"type": "goodbye", "source": "gateway_server"})
         await self.close()
+
+    async def team_moving(self, message: dict[str, Any]) -> None:
+        """The team is moving to another shard (teams.moves): reconnecting finds the new one,
+        and `since=<cursor>` resumes there, since the event log moves with the team."""
+        await self.say_goodbye()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

@@ -19,6 +19,8 @@ GOODBYE_TIMEOUT_SECS = 2.0
 class Farewell(Protocol):
     async def say_goodbye(self) -> None: ...
 
+    async def catch_up(self) -> None: ...
+
 
 _live: set[Farewell] = set()
 
@@ -29,6 +31,11 @@ def register(consumer: Farewell) -> None:
 
 def unregister(consumer: Farewell) -> None:
     _live.discard(consumer)
+
+
+def live() -> list[Farewell]:
+    """Every open socket of this process."""
+    return list(_live)
 
 
 async def _goodbye_all() -> None:

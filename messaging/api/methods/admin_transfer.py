@@ -7,11 +7,11 @@ import logging
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from pydantic import ConfigDict
+from pydantic import ConfigDict, WithJsonSchema
 
 from jobs.models import TransferJob
 from jobs.slack_export.access import admin_account_id, job_for_admin
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 class ImportArgs(Args):
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
-    file: UploadedFile
+    file: Annotated[UploadedFile, WithJsonSchema({"type": "string", "format": "binary"})]
     domain: str = ""
     name: str = ""
 
@@ -41,8 +41,8 @@ def _queue(job: TransferJob) -> None:
 
 
 def _save_upload(upload: UploadedFile) -> Path:
-    if upload.size is not None and upload.size > settings.IMPORT_MAX_TOTAL_BYTES:
-        raise ApiError("file_too_large")
+    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+        raise ApiError("file_too_large", f"uploads are limited to {settings.IMPORT_MAX_UPLOAD_BYTES} bytes")
     folder = Path(settings.TRANSFER_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     # Kept under the uploaded name (made safe): a new team's default domain comes from it.
