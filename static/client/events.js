@@ -165,7 +165,18 @@ export function applyFrame(frame) {
   if (type === 'channel_created') {
     return upsertChannel(frame.channel, { is_member: frame.channel.creator === state.self.id });
   }
-  if (type === 'channel_joined' || type === 'group_joined' || type === 'im_created' || type === 'mpim_open') {
+  if (type === 'im_created' || type === 'mpim_open') {
+    // The event's shape is the same for both people, so its `user` (a DM's other person)
+    // may be the viewer: ask for this viewer's shape instead.
+    const known = state.channels.get(frame.channel.id);
+    if (known) return undefined;
+    return refreshChannel(frame.channel.id).then(() => {
+      const channel = state.channels.get(frame.channel.id);
+      if (channel) channel.is_member = true;
+      emit('channels');
+    });
+  }
+  if (type === 'channel_joined' || type === 'group_joined') {
     return upsertChannel(frame.channel, { is_member: true });
   }
   if (type === 'channel_left' || type === 'group_left') {
