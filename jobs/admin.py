@@ -6,8 +6,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import URLPattern, path
 
-from jobs.admin_transfers import import_view
+from jobs.admin_transfers import import_view, transfer_progress
 from jobs.models import TransferJob
+from ops.admin import PROGRESS_SOURCES
+
+PROGRESS_SOURCES.append(transfer_progress)
 
 
 @admin.register(TransferJob)

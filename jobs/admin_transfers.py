@@ -3,6 +3,8 @@ upload page beside the job list. Same functions as the Web API (jobs.slack_expor
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -11,12 +13,35 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from jobs.models import TransferJob
 from jobs.slack_export.exporter import start_export
 from jobs.slack_export.importer import start_import
+from jobs.slack_export.progress import S
 from jobs.slack_export.uploads import queue_job, save_upload
 from teams.directory import team_entry
 from teams.errors import ApiError
 from teams.models import Team
+
+RECENT_ENDED = 10  # finished jobs the dashboard keeps showing
+
+
+def transfer_progress() -> list[dict[str, Any]]:
+    """Imports and exports for the jobs dashboard (ops.admin.PROGRESS_SOURCES): every
+    unfinished one, and the last few that ended."""
+    unfinished = TransferJob.objects.exclude(status__in=[S.DONE, S.FAILED])
+    ended = TransferJob.objects.filter(status__in=[S.DONE, S.FAILED]).order_by("-updated")[:RECENT_ENDED]
+    return [
+        {
+            "kind": job.kind,
+            "team": job.domain,
+            "state": f"{job.status} ({job.phase})" if job.phase else job.status,
+            "done": job.done,
+            "total": job.total,
+            "started": job.created,
+            "error": (job.errors or [""])[-1],
+        }
+        for job in [*unfinished.order_by("-created"), *ended]
+    ]
 
 
 @admin.action(description="Export selected teams (Slack export zip)", permissions=["run_actions"])

@@ -39,6 +39,8 @@ def test_import_from_the_upload_page_then_export_from_the_team_list(staff: Clien
     team = Team.objects.get(id=job.team_id)
     assert (team.status, team.shard) == ("active", "shard_1")
     assert str(job.id).encode() in staff.get(f"/admin/jobs/transferjob/{job.id}/change/").content
+    dashboard = staff.get("/admin/ops/jobqueue/").content.decode()
+    assert "from-admin" in dashboard and "No import or export is running" not in dashboard
 
     staff.post("/admin/teams/team/", {"action": "export_teams", "_selected_action": [team.pk]})
     export = TransferJob.objects.get(kind="export", team_id=team.id)
