@@ -3,6 +3,8 @@ import { call } from './api.js';
 import { state } from './store.js';
 
 export const PAGE_SIZE = 50;
+// The first page only has to fill the screen: fewer rows to build when a conversation opens.
+const FIRST_PAGE_SIZE = 30;
 const THREAD_PAGE_SIZE = 200;
 
 export class History {
@@ -62,7 +64,7 @@ export function loadOlder(channelId) {
   if (history.loaded && !history.hasMore) return Promise.resolve(0);
   history.loading = (async () => {
     try {
-      const args = { channel: channelId, limit: PAGE_SIZE };
+      const args = { channel: channelId, limit: history.loaded ? PAGE_SIZE : FIRST_PAGE_SIZE };
       if (history.cursor) args.cursor = history.cursor;
       const page = await call('conversations.history', args);
       for (const message of page.messages) history.upsert(message);

@@ -54,10 +54,14 @@ const pane = new Pane({ send, onAction: actionsFor(() => state.current), onTypin
 function openFromHash() {
   const wanted = decodeURIComponent(window.location.hash.replace(/^#\/?/, ''));
   const channels = [...state.channels.values()];
+  // Someone in no conversation yet (e.g. the owner of an imported team) lands on #general
+  // with a Join button.
   const target =
     state.channels.get(wanted) ||
     channels.find((c) => c.is_general && c.is_member !== false) ||
-    channels.find((c) => c.is_member !== false);
+    channels.find((c) => c.is_member !== false) ||
+    channels.find((c) => c.is_general) ||
+    channels.find((c) => !c.is_private);
   if (!target) return;
   if (target.id === state.current && state.histories.get(target.id)?.loaded) return;
   if (panelKind() !== 'search') closePanel();

@@ -93,8 +93,7 @@ export class Pane {
 
   async open(channelId) {
     state.current = channelId;
-    emit('channels');
-    this.renderHeader();
+    emit('channels'); // the sidebar and this header follow
     const history = historyOf(channelId);
     const timeline = this.show(channelId);
     if (timeline.stale || timeline.history !== history) {

@@ -54,7 +54,7 @@ export class Timeline {
     const c = this.container;
     // Layout is read only when needed: each read forces the browser to lay the page out.
     const stick = bottom ?? (!prepended && this.atBottom());
-    const fromBottom = prepended ? c.scrollHeight - c.scrollTop : 0;
+    const anchor = prepended ? this.firstVisible() : null;
     const fragment = document.createDocumentFragment();
     const top = document.createElement('div');
     top.className = hasMore ? 'history-top loading' : 'history-top';
@@ -81,8 +81,26 @@ export class Timeline {
       previous = entry ? null : message;
     }
     c.replaceChildren(fragment);
-    if (prepended) c.scrollTop = c.scrollHeight - fromBottom;
+    if (anchor) this.keep(anchor);
     else if (stick) c.scrollTop = c.scrollHeight;
+  }
+
+  // The first message in view and where it is: older messages coming in above it must
+  // not move it (day separators and grouping around it may change height).
+  firstVisible() {
+    const top = this.container.getBoundingClientRect().top;
+    for (const row of this.container.querySelectorAll('.msg')) {
+      const box = row.getBoundingClientRect();
+      if (box.bottom > top) return { ts: row.dataset.ts, offset: box.top - top };
+    }
+    return null;
+  }
+
+  keep(anchor) {
+    const row = [...this.container.querySelectorAll('.msg')].find((n) => n.dataset.ts === anchor.ts);
+    if (!row) return;
+    const top = this.container.getBoundingClientRect().top;
+    this.container.scrollTop += row.getBoundingClientRect().top - top - anchor.offset;
   }
 
   nodeFor(message, entry, grouped) {
