@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 
+from jobs.admin_transfers import import_view, transfer_progress
 from jobs.models import TransferJob
+from ops.admin import PROGRESS_SOURCES
+
+PROGRESS_SOURCES.append(transfer_progress)
 
 
 @admin.register(TransferJob)
@@ -21,7 +26,15 @@ class TransferJobAdmin(admin.ModelAdmin):
     )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs start from manage.py or the Web API
+        return False  # jobs start from their own pages: the import upload, the team export action
+
+    def get_urls(self) -> list[URLPattern]:
+        upload = path(
+            "import/",
+            self.admin_site.admin_view(lambda r: import_view(self, r)),
+            name="jobs_transferjob_import",
+        )
+        return [upload, *super().get_urls()]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

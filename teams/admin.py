@@ -14,6 +14,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from jobs.admin_transfers import export_teams
 from teams import ids
 from teams.actions import create_member, create_team, reset_member_tokens, set_member_active, set_team_status
 from teams.admin_moves import move_teams
@@ -120,9 +121,8 @@ class TeamAdmin(ActionAdmin):
     action_writes = frozenset({"add"})
     add_form = TeamCreationForm
     add_fields = ("domain", "name", "owner_email", "password", "shard")
-    # Starting an export or an import of a team belongs here too, as actions that queue the
-    # jobs' io tasks (issue 7, section 1; built with the import/export jobs).
-    actions = ("disable_teams", "enable_teams", move_teams)
+    # Imports start from the upload page beside Transfer jobs (jobs.admin_transfers).
+    actions = ("disable_teams", "enable_teams", move_teams, export_teams)
 
     def save_model(self, request: HttpRequest, obj: Team, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data

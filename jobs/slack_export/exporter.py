@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
@@ -26,6 +28,7 @@ from teams import ids
 from teams.directory import TeamEntry, team_entry
 from teams.models import Member
 from teams.shapes import member_json
+from teams.shard_copy import source_snapshot
 
 logger = logging.getLogger(__name__)
 CHUNK = 2000  # messages per query while exporting
@@ -131,10 +134,21 @@ def _messages(
             progress(job)
 
 
+@contextmanager
+def _one_snapshot(alias: str) -> Iterator[None]:
+    if connections[alias].in_atomic_block:  # inside a caller's transaction: its reads stand
+        yield
+        return
+    with source_snapshot(alias):
+        yield
+
+
 def write_export(
     team: TeamEntry, path: Path, job: TransferJob, progress: Progress | None = None
 ) -> dict[str, int]:
-    with on_shard(team.shard):
+    # One snapshot for the whole export: rows written, or a move's clean-up deleting the
+    # old copy, while it pages through the team cannot make it inconsistent or short.
+    with on_shard(team.shard), _one_snapshot(team.shard):
         with shard_breaker(team.shard).calling():
             users = _users(team)
             channels = list(Channel.objects.filter(team_id=team.id).order_by("id"))

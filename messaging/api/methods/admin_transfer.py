@@ -4,20 +4,16 @@ Slack's export format as background jobs, for a team's admins and owners."""
 from __future__ import annotations
 
 import logging
-import re
-import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from pydantic import ConfigDict, WithJsonSchema
 
-from jobs.models import TransferJob
 from jobs.slack_export.access import admin_account_id, job_for_admin
 from jobs.slack_export.exporter import start_export
 from jobs.slack_export.importer import start_import
 from jobs.slack_export.progress import job_json
+from jobs.slack_export.uploads import queue_job, save_upload
 from messaging.api.registry import ApiCall, Args, api_method
 from teams.errors import ApiError
 
@@ -31,37 +27,13 @@ class ImportArgs(Args):
     name: str = ""
 
 
-def _queue(job: TransferJob) -> None:
-    from jobs.transfer_tasks import enqueue
-
-    try:
-        enqueue(job)
-    except Exception as exc:  # the stalled-job sweep queues it once the broker is back
-        logger.warning("transfer job %s not queued yet: %s", job.id, exc)
-
-
-def _save_upload(upload: UploadedFile) -> Path:
-    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
-        raise ApiError("file_too_large", f"uploads are limited to {settings.IMPORT_MAX_UPLOAD_BYTES} bytes")
-    folder = Path(settings.TRANSFER_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    # Kept under the uploaded name (made safe): a new team's default domain comes from it.
-    safe_name = re.sub(r"[^A-Za-z0-9._ -]+", "", Path(upload.name or "").name).strip(" .") or "export.zip"
-    path = folder / f"import-{secrets.token_hex(8)}" / safe_name
-    path.parent.mkdir()
-    with path.open("wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
-    return path
-
-
 @api_method("admin.teams.import", ImportArgs, tier=1, errors={"file": "no_file_data"})
 def teams_import(call: ApiCall) -> dict[str, Any]:
     """Import a Slack export zip (`file`) into a new team owned by the caller."""
     account_id = admin_account_id(call.caller)
     if not isinstance(call.args.file, UploadedFile):
         raise ApiError("no_file_data")
-    path = _save_upload(call.args.file)
+    path = save_upload(call.args.file)
     try:
         job = start_import(
             path,
@@ -73,7 +45,7 @@ def teams_import(call: ApiCall) -> dict[str, Any]:
     except ApiError:
         path.unlink(missing_ok=True)
         raise
-    _queue(job)
+    queue_job(job)
     return {"job": job_json(job)}
 
 
@@ -81,7 +53,7 @@ def teams_import(call: ApiCall) -> dict[str, Any]:
 def teams_export(call: ApiCall) -> dict[str, Any]:
     """Export the caller's team to a Slack export zip."""
     job = start_export(call.caller.team, requested_by_account_id=admin_account_id(call.caller))
-    _queue(job)
+    queue_job(job)
     return {"job": job_json(job)}
 
 

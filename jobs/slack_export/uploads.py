@@ -1,0 +1,42 @@
+"""Starting transfer jobs from a door (the Web API or Django admin): keeping an uploaded
+archive and queueing the job, the same way whichever door it came in."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from jobs.models import TransferJob
+from teams.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+
+def save_upload(upload: UploadedFile) -> Path:
+    """Keep an uploaded archive under TRANSFER_DIR until its job ends."""
+    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+        raise ApiError("file_too_large", f"uploads are limited to {settings.IMPORT_MAX_UPLOAD_BYTES} bytes")
+    folder = Path(settings.TRANSFER_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Kept under the uploaded name (made safe): a new team's default domain comes from it.
+    safe_name = re.sub(r"[^A-Za-z0-9._ -]+", "", Path(upload.name or "").name).strip(" .") or "export.zip"
+    path = folder / f"import-{secrets.token_hex(8)}" / safe_name
+    path.parent.mkdir()
+    with path.open("wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
+def queue_job(job: TransferJob) -> None:
+    from jobs.transfer_tasks import enqueue
+
+    try:
+        enqueue(job)
+    except Exception as exc:  # the stalled-job sweep queues it once the broker is back
+        logger.warning("transfer job %s not queued yet: %s", job.id, exc)
