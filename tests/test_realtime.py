@@ -185,6 +185,24 @@ def test_pruned_cursor_gets_resync_required(world: World, server) -> None:
     assert socket.closed_code == 4002
 
 
+def test_a_cursor_whose_every_later_event_was_pruned_gets_resync_required(world: World, server) -> None:
+    """Nothing newer than the pruned events exists: the socket must not take the empty
+    log for "caught up" and silently miss them."""
+    from chatproject.dbrouter import on_shard
+    from messaging.models import Event
+
+    alice_web = web(server, world.acme["alice"].token)
+    boot = web(server, world.acme["bob"].token).rtm_connect()
+    for n in range(3):
+        alice_web.chat_postMessage(channel=world.acme.channels["general"], text=str(n))
+    with on_shard("shard_0"):
+        Event.objects.filter(team_id=world.acme.team.id, event_id__gt=boot["event_cursor"]).delete()
+    socket = RtmSocket(boot["url"])
+    socket.until(lambda f: f.get("type") == "hello")
+    error = socket.until(lambda f: f.get("type") == "error")
+    assert error["error"]["code"] == "resync_required"
+
+
 def test_bad_ticket_is_refused(server) -> None:
     with pytest.raises(Exception):  # noqa: B017
         RtmSocket(f"{server.ws}/rtm/?ticket=forged").recv()

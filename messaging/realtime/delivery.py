@@ -48,6 +48,11 @@ def read_events(shard: str, team_id: int, after: int, upto: int | None = None) -
             )
             if last is None or after > last:
                 raise ResyncRequired(f"cursor {after} is not from this team's log")
+            # Every event up to `last` has committed (ids are handed out under the
+            # sequence's row lock, in commit order): none left of them means all pruned.
+            bound = last if upto is None else min(last, upto)
+            if after < bound and not queryset.filter(event_id__lte=bound).exists():
+                raise ResyncRequired(f"events after {after} were pruned")
     return [layer_message(row) for row in rows]
 
 
