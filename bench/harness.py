@@ -377,6 +377,20 @@ def setup_django() -> None:
     django.setup()
 
 
+def setup_embedded_django(data_dir: Path) -> None:
+    """For benches run in this process: the embedded services of `data_dir` (started if
+    need be, stopped at exit if this started them), migrated, and Django set up."""
+    import atexit
+
+    from chatproject import embedded
+
+    urls, started = embedded.ensure_running(data_dir)
+    embedded.ensure_databases([urls.control_db_url, *urls.shard_urls])
+    atexit.register(embedded.stop, data_dir, started)
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate_all"], check=True, cwd=ROOT)
+    setup_django()
+
+
 class CpuMeter:
     """CPU % of one core per process group over an interval: the server's (ServerProbe)
     and the bench's own (this process and its receivers)."""

@@ -29,21 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
+from bench.harness import setup_embedded_django  # noqa: E402
 from bench.slack_export_gen import generate  # noqa: E402
-
-
-def setup(data_dir: Path) -> None:
-    import atexit
-
-    from chatproject import embedded
-
-    urls, started = embedded.ensure_running(data_dir)
-    embedded.ensure_databases([urls.control_db_url, *urls.shard_urls])
-    atexit.register(embedded.stop, data_dir, started)
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate_all"], check=True, cwd=ROOT)
-    import django
-
-    django.setup()
 
 
 def measured(command: list[str]) -> tuple[float, float, str]:
@@ -78,7 +65,7 @@ def main() -> None:
     parser.add_argument("--shard", default="shard_0")
     parser.add_argument("--keep", action="store_true", help="keep the imported team")
     args = parser.parse_args()
-    setup(Path(os.environ.get("CHAT_DATA_DIR", ROOT / "var")))
+    setup_embedded_django(Path(os.environ.get("CHAT_DATA_DIR", ROOT / "var")))
     workdir = Path(tempfile.mkdtemp(prefix="bench-import-"))
     archive = args.archive
     if archive is None:

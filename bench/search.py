@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
+from bench.harness import setup_embedded_django  # noqa: E402
+
 ROWS_PER_INSERT = 100_000
 COMMON = "deploy"
 MEDIUM = ("invoice", "kubernetes", "roadmap", "latency", "onboarding")
@@ -84,22 +86,6 @@ def words(rng: random.Random, count: int, syllables: int, avoid: set[str]) -> li
             avoid.add(word)
             found.append(word)
     return found
-
-
-def setup(data_dir: Path) -> None:
-    import subprocess
-
-    from chatproject import embedded
-
-    urls, started = embedded.ensure_running(data_dir)
-    embedded.ensure_databases([urls.control_db_url, *urls.shard_urls])
-    import atexit
-
-    atexit.register(embedded.stop, data_dir, started)
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate_all"], check=True, cwd=ROOT)
-    import django
-
-    django.setup()
 
 
 def create_world(shard: str, n_authors: int, n_searchers: int) -> dict[str, Any]:
@@ -300,7 +286,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the team for another --team run")
     parser.add_argument("--team", help="reuse a team kept by an earlier --keep run")
     args = parser.parse_args()
-    setup(Path(os.environ.get("CHAT_DATA_DIR", ROOT / "var")).resolve())
+    setup_embedded_django(Path(os.environ.get("CHAT_DATA_DIR", ROOT / "var")).resolve())
 
     rng = random.Random(42)
     avoid = {COMMON, *MEDIUM, *UNCOMMON}
