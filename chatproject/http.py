@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signals
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix, set_urlconf
@@ -45,7 +46,7 @@ class PooledSyncHttpHandler(ASGIHandler):
             raise ValueError(f"HTTP only, not {scope['type']}")
         try:
             body_file = await self.read_body(receive)
-        except Exception:  # RequestAborted: the client went away before the body ended
+        except RequestAborted:  # the client went away before the body ended
             return
         loop = asyncio.get_running_loop()
         response = await loop.run_in_executor(self.pool, self._respond, scope, body_file)
