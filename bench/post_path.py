@@ -252,7 +252,8 @@ class ServerProbe:
         for process in psutil.process_iter():
             cmdline = _cmdline(process)
             text = " ".join(cmdline)
-            if "daphne" in text and _port_arg(cmdline) == str(http_port):
+            # `./run` hands its daphnes a listening socket (--fd) rather than a port.
+            if "daphne" in text and (_port_arg(cmdline) == str(http_port) or _listens_on(process, http_port)):
                 self.groups["daphne"].append(process)
                 with contextlib.suppress(psutil.Error):
                     launcher = process.parent()

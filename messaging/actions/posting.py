@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
+from django.db.models import Field
 
 from chatproject.dbrouter import current_shard
 from jobs.search_tasks import enqueue_index
@@ -26,14 +28,31 @@ from teams.errors import ApiError
 MAX_TEXT_CHARS = 40_000  # Slack truncates past 40k; we refuse with msg_too_long instead
 
 # Bumping last_ts under the channel's row lock makes ts unique and strictly increasing
-# per channel across processes; GREATEST keeps it close to the wall clock.
-_ALLOCATE_TS = """
-UPDATE messaging_channel
-   SET last_ts = GREATEST(last_ts + 1, %(now)s),
-       latest_ts = CASE WHEN %(top_level)s THEN GREATEST(last_ts + 1, %(now)s) ELSE latest_ts END
- WHERE id = %(channel_id)s
-RETURNING last_ts
+# per channel across processes; GREATEST keeps it close to the wall clock. The message
+# is inserted, and a reply recorded on its thread's parent (whose row the caller has
+# locked), by the same statement, so the channel's lock spans no round trip.
+_INSERT_WITH_TS = """
+WITH ch AS (
+    UPDATE messaging_channel
+       SET last_ts = GREATEST(last_ts + 1, %(now)s),
+           latest_ts = CASE WHEN %(top_level)s THEN GREATEST(last_ts + 1, %(now)s) ELSE latest_ts END
+     WHERE id = %(channel_id)s
+    RETURNING last_ts
+), msg AS (
+    INSERT INTO messaging_message ({columns}, ts)
+    SELECT {values}, ch.last_ts FROM ch
+    RETURNING id, ts
+), parent AS (
+    UPDATE messaging_message p
+       SET thread_ts = p.ts, reply_count = %(reply_count)s, reply_users = %(reply_users)s::bigint[],
+           latest_reply = msg.ts
+      FROM msg
+     WHERE p.id = %(parent_id)s
+)
+SELECT msg.id, msg.ts FROM msg
 """
+# Filled by the statement itself rather than from the unsaved Message.
+_COMPUTED = frozenset({"id", "ts", "search_vector"})
 
 
 @dataclass(frozen=True)
@@ -43,13 +62,40 @@ class Posted:
     duplicate: bool  # an earlier send with the same client_msg_id
 
 
-def _allocate_ts(channel: Channel, top_level: bool) -> int:
-    with connections[current_shard()].cursor() as cursor:
-        cursor.execute(
-            _ALLOCATE_TS,
-            {"now": time.time_ns() // 1000, "top_level": top_level, "channel_id": channel.id},
-        )
-        return int(cursor.fetchone()[0])
+@cache
+def _insert_statement() -> tuple[str, tuple[Field, ...]]:
+    fields = tuple(f for f in Message._meta.concrete_fields if f.attname not in _COMPUTED)
+    sql = _INSERT_WITH_TS.format(
+        columns=", ".join(f.column for f in fields),
+        values=", ".join(f"%(m_{f.attname})s" for f in fields),
+    )
+    return sql, fields
+
+
+def _insert_with_ts(message: Message, parent: Message | None, top_level: bool) -> None:
+    """Give the unsaved message its ts and insert it; a reply also updates `parent`,
+    which the caller holds locked and has already brought up to date but for latest_reply."""
+    alias = current_shard()
+    connection = connections[alias]
+    sql, fields = _insert_statement()
+    parameters = {
+        f"m_{field.attname}": field.get_db_prep_save(getattr(message, field.attname), connection)
+        for field in fields
+    }
+    parameters.update(
+        now=time.time_ns() // 1000,
+        top_level=top_level,
+        channel_id=message.channel_id,
+        parent_id=parent.id if parent else None,
+        reply_count=parent.reply_count if parent else 0,
+        reply_users=parent.reply_users if parent else [],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        message.id, message.ts = cursor.fetchone()
+    message._state.adding, message._state.db = False, alias
+    if parent is not None:
+        parent.latest_reply = message.ts
 
 
 def insert_message(
@@ -73,12 +119,10 @@ def insert_message(
             # Replying to a reply joins the thread of its parent, as Slack does.
             parent = message_at(channel, parent.thread_ts, for_update=True, error="thread_not_found")
     is_reply = parent is not None
-    ts = _allocate_ts(channel, top_level=not is_reply or reply_broadcast)
     mentions = parse_mentions(text)
-    message = Message.objects.create(
+    message = Message(
         team_id=caller.team_id,
         channel=channel,
-        ts=ts,
         user_id=caller.member_id,
         bot_id=caller.bot_id,
         username=username,
@@ -91,14 +135,14 @@ def insert_message(
         attachments=attachments or None,
         blocks=blocks or None,
     )
-    payload = message_event_payload(message, channel, caller.team.slack_id)
     if parent is not None:
         parent.thread_ts = parent.ts
         parent.reply_count += 1
         if caller.member_id not in parent.reply_users:
             parent.reply_users = [*parent.reply_users, caller.member_id]
-        parent.latest_reply = ts
-        parent.save(update_fields=["thread_ts", "reply_count", "reply_users", "latest_reply"])
+    _insert_with_ts(message, parent, top_level=not is_reply or reply_broadcast)
+    payload = message_event_payload(message, channel, caller.team.slack_id)
+    if parent is not None:
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
         payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
     append_event(caller.team_id, "message", payload, channel_id=channel.id)
