@@ -233,7 +233,9 @@ CHANNEL_LAYERS = {
     }
 }
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Sessions are read on every browser API call: Redis first, the control DB behind it (and
+# alone while Redis is out, since the cache ignores its errors).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
