@@ -102,7 +102,9 @@ def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path, se
     no_file = client.post("/api/admin.teams.import", {"domain": "x"}, HTTP_AUTHORIZATION=f"Bearer {alice}")
     assert no_file.json() == {"ok": False, "error": "no_file_data"}
     archive = fx.write_zip(tmp_path / "x.zip", fx.export_files())
-    assert _upload(client, alice, archive, domain="acme")["error"] == "domain_taken"
+    # acme is alice's but not empty; to dave it is just a taken domain.
+    assert _upload(client, alice, archive, domain="acme")["error"] == "team_not_empty"
+    assert _upload(client, world.globex["dave"].token, archive, domain="acme")["error"] == "domain_taken"
     assert _upload(client, alice, archive, domain="Not A Domain")["error"] == "invalid_domain"
     assert api("admin.jobs.info", alice, job="nope")["error"] == "job_not_found"
     assert api("admin.jobs.info", alice, job="12345")["error"] == "job_not_found"

@@ -29,7 +29,8 @@ class ImportArgs(Args):
 
 @api_method("admin.teams.import", ImportArgs, tier=1, errors={"file": "no_file_data"})
 def teams_import(call: ApiCall) -> dict[str, Any]:
-    """Import a Slack export zip (`file`) into a new team owned by the caller."""
+    """Import a Slack export zip (`file`) into a new team owned by the caller, or into an
+    existing empty team the caller owns (`domain` naming it)."""
     account_id = admin_account_id(call.caller)
     if not isinstance(call.args.file, UploadedFile):
         raise ApiError("no_file_data")
