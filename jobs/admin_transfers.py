@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from jobs.models import TransferJob
 from jobs.slack_export.exporter import start_export
-from jobs.slack_export.importer import start_import
 from jobs.slack_export.progress import S
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.uploads import queue_job, save_upload
 from teams.directory import team_entry
 from teams.errors import ApiError

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from jobs.models import TransferJob
 from jobs.slack_export.exporter import run_export, start_export
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
 from jobs.slack_export.progress import job_json
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.retention import prune_exports
 from teams.directory import team_entry
 from tests import slack_fixtures as fx

@@ -14,7 +14,8 @@ import pytest
 from bench.slack_export_gen import generate
 from chatproject.dbrouter import on_shard
 from jobs.slack_export.exporter import run_export, start_export
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
 from messaging.actions.posting import post_message
 from messaging.actions.reactions import add_reaction

@@ -15,7 +15,8 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.reserve import start_import
 from messaging.models import Channel, Message
 from teams.models import Member, Team
 from tests import slack_fixtures as fx

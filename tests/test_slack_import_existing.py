@@ -15,7 +15,8 @@ from django.core.management.base import CommandError
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.reserve import start_import
 from messaging.actions.posting import post_message
 from messaging.models import Channel, ChannelMember, Event, EventSequence, Message
 from teams.actions import CreatedTeam, create_team

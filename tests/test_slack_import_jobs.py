@@ -16,7 +16,8 @@ from bench.slack_export_gen import generate
 from chatproject.dbrouter import on_shard
 from jobs import breakers
 from jobs.models import TransferJob
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
 from messaging.models import ChannelMember
 from teams.actions import create_team

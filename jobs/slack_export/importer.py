@@ -9,34 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, connections
 from redis.exceptions import RedisError
 
-from chatproject.dbrouter import CONTROL_DB
 from jobs.breakers import BreakerOpen
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
 from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
-from jobs.slack_export.existing import OWNER_FIELDS, claim_empty_team, restore_empty_team, update_owner
+from jobs.slack_export.existing import OWNER_FIELDS, restore_empty_team, update_owner
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message
 from jobs.slack_export.pipeline import batch_writer
-from jobs.slack_export.plan import id_map, make_plan, mint_ids, owner_user
+from jobs.slack_export.plan import id_map, make_plan, owner_user
 from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
-from teams.directory import TeamEntry, forget_team, place_new_team
+from teams.directory import TeamEntry, forget_team
 from teams.errors import ApiError
 from teams.models import Team
 
 logger = logging.getLogger(__name__)
-_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 Progress = Callable[[TransferJob], None]
@@ -50,84 +47,6 @@ RETRYABLE = (BreakerOpen, OperationalError, InterfaceError, RedisError)
 
 class ImportFailed(Exception):
     """The archive was refused; the job is failed and nothing of the team is left."""
-
-
-def _free_domain(wanted: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-")[:50] or "imported"
-    domain, n = base, 1
-    while Team.objects.filter(domain=domain).exists():
-        n += 1
-        domain = f"{base}-{n}"
-    return domain
-
-
-def start_import(
-    archive: str | Path,
-    *,
-    domain: str | None = None,
-    name: str | None = None,
-    shard: str | None = None,
-    owner_account_id: int | None = None,
-    requested_by_team_id: int | None = None,
-) -> TransferJob:
-    """Reserve the (invisible) team and queue nothing yet: the caller runs or enqueues it.
-
-    A `domain` naming an existing team imports into it if it is empty (and, when
-    `owner_account_id` is given, the Web API's caller, theirs): jobs.slack_export.existing."""
-    existing_team = None
-    if domain:
-        domain = domain.strip().lower()
-        if not _DOMAIN.match(domain):
-            raise ApiError("invalid_domain", "a domain is 1-63 lowercase letters, digits and hyphens")
-        existing_team = Team.objects.filter(domain=domain).first()
-    else:
-        domain = _free_domain(Path(archive).stem.removesuffix(" Slack export"))
-    if existing_team is not None:
-        return _start_into_existing(
-            archive, existing_team, name, shard, owner_account_id, requested_by_team_id
-        )
-    alias = place_new_team(shard)
-    team_id = mint_ids(CONTROL_DB, 1)[0]
-    with transaction.atomic(using=CONTROL_DB):
-        actions.reserve_team(team_id, domain, (name or domain).strip()[:200], alias)
-        return TransferJob.objects.create(
-            kind=TransferJob.Kind.IMPORT,
-            team_id=team_id,
-            domain=domain,
-            archive=str(archive),
-            requested_by_team_id=requested_by_team_id,
-            requested_by_account_id=owner_account_id,
-            options={"owner_account_id": owner_account_id},
-        )
-
-
-def _start_into_existing(
-    archive: str | Path,
-    team: Team,
-    name: str | None,
-    shard: str | None,
-    requested_by_account_id: int | None,
-    requested_by_team_id: int | None,
-) -> TransferJob:
-    existing = claim_empty_team(team, shard=shard, requested_by_account_id=requested_by_account_id)
-    owner = existing["owner"]
-    try:
-        return TransferJob.objects.create(
-            kind=TransferJob.Kind.IMPORT,
-            team_id=team.id,
-            domain=team.domain,
-            archive=str(archive),
-            requested_by_team_id=requested_by_team_id,
-            requested_by_account_id=requested_by_account_id,
-            options={
-                "owner_account_id": owner["account_id"] if owner else None,
-                "existing": existing,
-                "name": (name or "").strip()[:200] or None,
-            },
-        )
-    except BaseException:
-        restore_empty_team(team.id, team.shard, existing)
-        raise
 
 
 @dataclass

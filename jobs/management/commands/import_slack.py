@@ -15,8 +15,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.breakers import BreakerOpen
-from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.progress import S, set_status
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.terminal import ProgressBar
 from teams import ids
 from teams.errors import ApiError

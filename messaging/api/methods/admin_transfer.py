@@ -11,8 +11,8 @@ from pydantic import ConfigDict, WithJsonSchema
 
 from jobs.slack_export.access import admin_account_id, job_for_admin
 from jobs.slack_export.exporter import start_export
-from jobs.slack_export.importer import start_import
 from jobs.slack_export.progress import job_json
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.uploads import queue_job, save_upload
 from messaging.api.registry import ApiCall, Args, api_method
 from teams.errors import ApiError
