@@ -144,10 +144,14 @@ def test_a_team_with_content_is_refused(world: World, tmp_path: Path) -> None:
 def test_the_command_takes_an_empty_team_and_refuses_a_full_one(world: World, tmp_path: Path) -> None:
     _empty_team("cmdco")
     out = io.StringIO()
-    call_command("import_slack", str(_archive(tmp_path)), "--team", "cmdco", stdout=out, stderr=io.StringIO())
-    assert "(cmdco)" in out.getvalue() and Team.objects.get(domain="cmdco").status == "active"
+    archive = str(_archive(tmp_path))
+    command = ["import_slack", archive, "--team", "cmdco", "--name", "Old Co"]
+    call_command(*command, stdout=out, stderr=io.StringIO())
+    assert "(cmdco)" in out.getvalue()
+    team = Team.objects.get(domain="cmdco")
+    assert (team.status, team.name) == ("active", "Old Co")
     with pytest.raises(CommandError, match="team 'acme' is not empty"):
-        call_command("import_slack", str(_archive(tmp_path)), "--team", "acme", stderr=io.StringIO())
+        call_command("import_slack", archive, "--team", "acme", stderr=io.StringIO())
 
 
 def test_a_bad_archive_leaves_the_existing_team_intact(tmp_path: Path) -> None:
