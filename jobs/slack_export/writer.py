@@ -43,7 +43,8 @@ class ExportWriter:
         """Every file of another zip (a staged part of a resumable export), in its order."""
         with zipfile.ZipFile(source) as part:
             for info in part.infolist():
-                with part.open(info) as data, self._zip.open(info.filename, "w") as entry:
+                large = info.file_size >= zipfile.ZIP64_LIMIT  # sizes known here, unlike while streaming
+                with part.open(info) as data, self._zip.open(info.filename, "w", force_zip64=large) as entry:
                     shutil.copyfileobj(data, entry, _COPY_CHUNK)
 
     def json_file(self, name: str, value: Any) -> None:
