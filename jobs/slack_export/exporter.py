@@ -312,6 +312,9 @@ def _assemble(run: _Run, partial: Path) -> None:
         writer.copy_entries(run.staging / "head.zip")
         for index in range(run.job.checkpoint.get("segments", 0)):
             writer.copy_entries(_segment_path(run.staging, index))
+            # Still alive: keeps the job's lock and `updated` fresh, or a long join would
+            # look stalled and a second run would start writing the same file.
+            run.report("zipping", run.job.done, run.job.total)
 
 
 def _staging(output: Path) -> Path:
