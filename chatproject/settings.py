@@ -109,6 +109,11 @@ IMPORT_MAX_RATIO = float(os.environ.get("CHAT_IMPORT_MAX_RATIO", "200"))
 # Put the same cap on request bodies in the proxy in front, which can refuse it early.
 IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 IMPORT_BATCH_MESSAGES = int(os.environ.get("CHAT_IMPORT_BATCH_MESSAGES", "5000"))
+# An export checkpoints after each segment of about this many messages: a killed export
+# redoes at most one segment.
+EXPORT_SEGMENT_MESSAGES = int(os.environ.get("CHAT_EXPORT_SEGMENT_MESSAGES", "20000"))
+# A finished export's zip is kept for download this long, then deleted (beat, hourly).
+EXPORT_RETENTION_SECS = int(os.environ.get("CHAT_EXPORT_RETENTION_SECS", str(7 * 24 * 3600)))
 # One worker runs a transfer job at a time: its lock lapses this long after the worker
 # dies; a job untouched for TRANSFER_STALLED_SECS is queued again (beat, every minute).
 TRANSFER_LOCK_SECS = int(os.environ.get("CHAT_TRANSFER_LOCK_SECS", "60"))
@@ -267,6 +272,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-event-logs": {"task": "jobs.prune_event_logs", "schedule": 3600.0},
     "sweep-presence": {"task": "presence.sweep", "schedule": 30.0},
     "resume-transfers": {"task": "jobs.resume_transfers", "schedule": 60.0},
+    "prune-exports": {"task": "jobs.prune_exports", "schedule": 3600.0},
 }
 
 LOGGING = {

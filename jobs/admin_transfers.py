@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from jobs.models import TransferJob
 from jobs.slack_export.exporter import start_export
-from jobs.slack_export.importer import start_import
 from jobs.slack_export.progress import S
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.uploads import queue_job, save_upload
 from teams.directory import team_entry
 from teams.errors import ApiError
@@ -64,7 +64,13 @@ def export_teams(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: 
 
 class ImportForm(forms.Form):
     archive = forms.FileField(help_text="A Slack export zip, as Slack's exporter writes it.")
-    domain = forms.CharField(required=False, help_text="The new team's domain (default: from the file name).")
+    domain = forms.CharField(
+        required=False,
+        help_text=(
+            "The new team's domain (default: from the file name), or an existing empty team's "
+            "(its owner, bot and default channels merge with the archive's)."
+        ),
+    )
     name = forms.CharField(required=False)
     shard = forms.ChoiceField(required=False)
 
@@ -74,7 +80,8 @@ class ImportForm(forms.Form):
 
 
 def import_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """Upload an export; the import runs as a job into a new team (invisible until done)."""
+    """Upload an export; the import runs as a job into a new team or an existing empty one
+    (invisible until done)."""
     if not model_admin.has_view_permission(request) or not request.user.is_superuser:
         return HttpResponse("Only superusers import teams.", status=403)
     form = ImportForm(request.POST or None, request.FILES or None)

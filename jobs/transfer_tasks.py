@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.models import TransferJob
 from jobs.search_tasks import _backoff as backoff
+from jobs.slack_export import retention
 from jobs.slack_export.exporter import run_export
 from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.progress import S, set_status
@@ -101,3 +102,9 @@ def resume_transfers(stalled_secs: float | None = None) -> int:
         enqueue(job)
         count += 1
     return count
+
+
+@shared_task(name="jobs.prune_exports", ignore_result=True)
+def prune_exports(retention_secs: float | None = None) -> int:
+    """Delete finished exports past their retention (jobs.slack_export.retention)."""
+    return retention.prune_exports(retention_secs)

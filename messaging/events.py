@@ -71,6 +71,8 @@ TEAM_WIDE_TYPES = frozenset(
         "channel_archive",
         "channel_unarchive",
         "channel_deleted",
+        # An import into an existing (empty) team: everyone's boot changes at once.
+        "team_imported",
     }
 )
 

@@ -128,7 +128,7 @@ def _set_directory(team_id: int, **fields: object) -> None:
     forget_team(team_id)
 
 
-def _set_frozen(alias: str, team_id: int, frozen: bool) -> None:
+def set_events_frozen(alias: str, team_id: int, frozen: bool) -> None:
     """Freeze or thaw the team's event sequence on one shard. The UPDATE waits for every
     transaction holding the row (each append holds it until commit), so once it commits, no
     write of the team can still commit on that shard."""
@@ -141,7 +141,7 @@ def _set_frozen(alias: str, team_id: int, frozen: bool) -> None:
         )
 
 
-def _say_goodbye(team_id: int) -> None:
+def say_goodbye(team_id: int) -> None:
     """Every socket of the team, on every server, reconnects (and finds the new shard)."""
     try:
         publish_to_group(team_group(team_id), {"type": "team.moving"})
@@ -163,7 +163,7 @@ def _verify(move: TeamMove, progress: Progress) -> None:
         progress(f"  attempt {attempt}: {', '.join(differing)} differ; copying them again row by row")
         sync(move.source, move.target, move.team_id)
     # Give the team back its source shard rather than leave it frozen.
-    _set_frozen(move.source, move.team_id, False)
+    set_events_frozen(move.source, move.team_id, False)
     _set_directory(move.team_id, status=Team.Status.ACTIVE)
     _record(move, Step.CAUGHT_UP, frozen_at=None)
     raise ApiError(
@@ -226,8 +226,8 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         if not freezable.update(status=Team.Status.MOVING):
             raise ApiError("team_not_active", "the team was disabled during the copy; enable it, run again")
         forget_team(team_id)
-        _set_frozen(source, team_id, True)
-        _say_goodbye(team_id)
+        set_events_frozen(source, team_id, True)
+        say_goodbye(team_id)
         _record(move, Step.FROZEN, frozen_at=timezone.now())
     elif move.step == Step.FROZEN:
         changed = sync(source, target, team_id, since=move.synced_xmin)
@@ -237,7 +237,7 @@ def _run_step(move: TeamMove, progress: Progress) -> None:
         _verify(move, progress)
         _record(move, Step.VERIFIED)
     elif move.step == Step.VERIFIED:
-        _set_frozen(target, team_id, False)
+        set_events_frozen(target, team_id, False)
         _set_directory(team_id, shard=target, status=Team.Status.ACTIVE)
         frozen_for = timezone.now() - (move.frozen_at or timezone.now())
         _record(move, Step.FLIPPED, freeze_ms=int(frozen_for.total_seconds() * 1000))
@@ -295,7 +295,7 @@ def abandon_move(team: Team, progress: Progress = _quiet) -> TeamMove:
             raise ApiError(
                 "move_already_flipped", f"{team.domain} already lives on {move.target}; run the move again"
             )
-        _set_frozen(move.source, team.id, False)
+        set_events_frozen(move.source, team.id, False)
         Team.objects.filter(id=team.id, status=Team.Status.MOVING).update(status=Team.Status.ACTIVE)
         forget_team(team.id)
         deleted = delete_team_rows(move.target, team.id, keep=lambda table: False)

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
 from jobs.slack_export.exporter import run_export
 from jobs.slack_export.importer import run_import
+from messaging.models import Message
+from teams.auth import caller_from_token
 from teams.models import Account, Team
 from tests import slack_fixtures as fx
 from tests.conftest import World
@@ -47,6 +50,23 @@ def test_import_from_the_upload_page_then_export_from_the_team_list(staff: Clien
     assert run_export(export.id).status == "done"
     with zipfile.ZipFile(export.archive) as exported:
         assert {"users.json", "channels.json"} <= set(exported.namelist())
+
+
+def test_upload_into_an_existing_empty_team(staff: Client, world: World, tmp_path: Path) -> None:
+    archive = fx.write_zip(tmp_path / "old.zip", fx.export_files())
+    with archive.open("rb") as upload:
+        page = staff.post(IMPORT_PAGE, {"archive": upload, "domain": "acme"})
+    assert page.status_code == 200 and b"team_not_empty" in page.content  # acme has people
+    with archive.open("rb") as upload:
+        answer = staff.post(IMPORT_PAGE, {"archive": upload, "domain": "globex"})  # dave alone
+    job = TransferJob.objects.get(kind="import", domain="globex")
+    assert answer.status_code == 302 and job.team_id == world.globex.team.id
+    assert Team.objects.get(id=job.team_id).status == "importing"
+    assert run_import(job.id).status == "done"
+    assert Team.objects.get(id=job.team_id).status == "active"
+    with on_shard(world.globex.team.shard):
+        assert Message.objects.filter(team_id=job.team_id).count() == fx.EXPECTED["messages"]
+    assert caller_from_token(world.globex["dave"].token).team_id == job.team_id  # still his
 
 
 def test_a_refused_upload_says_why_and_keeps_nothing(staff: Client, tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ def test_import_and_export_from_the_admin_page(world: World, chromium, web_serve
     page.click("#import-done a")
     page.click(f".teams button:has-text('{domain}')")
     page.wait_for_selector("#client[data-state=live]")
-    # The importer is the new team's owner but in none of its conversations: #general
-    # shows with a Join button, and every public channel is there to browse.
+    # The importer is the new team's owner, not in the archive: they are put in #general
+    # (and nothing else), and every public channel is there to browse.
     page.wait_for_selector("#channel-title:text-is('#general')")
     page.click("#browse-channels")
     listed = page.locator("#dialog .pick .label").all_inner_texts()

@@ -16,6 +16,7 @@ from django.test import Client
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
+from jobs.slack_export.importer import run_import
 from teams import ids
 from teams.models import Account, Member, Team, TeamMembership
 from tests import slack_fixtures as fx
@@ -102,7 +103,9 @@ def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path, se
     no_file = client.post("/api/admin.teams.import", {"domain": "x"}, HTTP_AUTHORIZATION=f"Bearer {alice}")
     assert no_file.json() == {"ok": False, "error": "no_file_data"}
     archive = fx.write_zip(tmp_path / "x.zip", fx.export_files())
-    assert _upload(client, alice, archive, domain="acme")["error"] == "domain_taken"
+    # acme is alice's but not empty; to dave it is just a taken domain.
+    assert _upload(client, alice, archive, domain="acme")["error"] == "team_not_empty"
+    assert _upload(client, world.globex["dave"].token, archive, domain="acme")["error"] == "domain_taken"
     assert _upload(client, alice, archive, domain="Not A Domain")["error"] == "invalid_domain"
     assert api("admin.jobs.info", alice, job="nope")["error"] == "job_not_found"
     assert api("admin.jobs.info", alice, job="12345")["error"] == "job_not_found"
@@ -110,6 +113,21 @@ def test_bad_requests(world: World, api: Api, client: Client, tmp_path: Path, se
     settings.IMPORT_MAX_UPLOAD_BYTES = archive.stat().st_size - 1
     assert _upload(client, alice, archive, domain="toobig")["error"] == "file_too_large"
     assert not any(Path(settings.TRANSFER_DIR).glob("import-*/x.zip"))  # nothing kept
+
+
+def test_import_into_the_callers_empty_team(world: World, api: Api, client: Client, tmp_path: Path) -> None:
+    """Dave's globex has nobody else and no messages: he may import into it. It closes,
+    to him as well, until the import is done."""
+    dave = world.globex["dave"].token
+    archive = fx.write_zip(tmp_path / "x.zip", fx.export_files())
+    answer = _upload(client, dave, archive, domain="globex")
+    assert answer["ok"], answer
+    assert answer["job"]["team_id"] == world.globex.team.slack_id
+    assert api("auth.test", dave)["error"] == "team_not_found"
+    job = run_import(int(answer["job"]["id"]))  # what the queued io job does
+    assert job.status == "done", job.errors
+    assert api("auth.test", dave)["ok"]
+    assert api("admin.jobs.info", dave, job=answer["job"]["id"])["job"]["status"] == "done"
 
 
 def test_session_caller_needs_csrf(world: World, tmp_path: Path) -> None:

@@ -47,12 +47,12 @@ def test_import_json_then_export(tmp_path: Path) -> None:
     assert "29 messages" in out.getvalue() and (tmp_path / "back.zip").stat().st_size > 0
 
 
-def test_unknown_team_and_taken_domain(tmp_path: Path) -> None:
+def test_unknown_team_and_a_team_with_content(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no team with domain 'nope'"):
         call_command("export_team", "--team", "nope", str(tmp_path / "x.zip"))
     archive = fx.write_folder(tmp_path / "export", fx.export_files())
     call_command("import_slack", str(archive), "--team", "dup", stdout=io.StringIO(), stderr=io.StringIO())
-    with pytest.raises(CommandError, match="domain 'dup' exists"):
+    with pytest.raises(CommandError, match="team 'dup' is not empty \\(it has messages\\)"):
         call_command("import_slack", str(archive), "--team", "dup")
 
 

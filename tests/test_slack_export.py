@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 import zipfile
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.utils import timezone
 
+from jobs.models import TransferJob
 from jobs.slack_export.exporter import run_export, start_export
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.progress import job_json
+from jobs.slack_export.reserve import start_import
+from jobs.slack_export.retention import prune_exports
 from teams.directory import team_entry
 from tests import slack_fixtures as fx
 from tests.slack_snapshot import snapshot
@@ -48,3 +55,22 @@ def test_export_layout(tmp_path: Path) -> None:
     clap = general_day[0]["reactions"][0]
     assert (clap["name"], clap["count"]) == ("clap::skin-tone-3", 2)
     assert [m["ts"] for m in general_day] == sorted(m["ts"] for m in general_day)
+
+
+def test_finished_exports_expire(tmp_path: Path, settings: Any) -> None:
+    """Exports under TRANSFER_DIR are deleted a while after they finished; a zip the
+    operator wrote elsewhere with export_team is theirs and stays."""
+    team = team_entry(_import(fx.write_zip(tmp_path / "in.zip", fx.export_files()), "shard_0"))
+    settings.TRANSFER_DIR = tmp_path / "transfers"
+    elsewhere = run_export(start_export(team, output=tmp_path / "mine.zip").id)
+    old, fresh = run_export(start_export(team).id), run_export(start_export(team).id)
+    long_ago = timezone.now() - timedelta(seconds=settings.EXPORT_RETENTION_SECS + 60)
+    TransferJob.objects.filter(id__in=[elsewhere.id, old.id]).update(updated=long_ago)
+    assert prune_exports() == 1
+    assert not Path(old.archive).exists() and Path(fresh.archive).is_file()
+    assert (tmp_path / "mine.zip").is_file()
+    old.refresh_from_db()
+    assert (old.status, old.phase, job_json(old)["download_url"]) == ("done", "expired", None)
+    assert job_json(fresh)["download_url"]
+    assert prune_exports() == 0
+    assert list((tmp_path / "transfers").iterdir()) == [Path(fresh.archive)]  # no staging left

@@ -10,7 +10,8 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.reserve import start_import
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from teams import ids
 from teams.models import Account, Bot, Member, Team, TeamMembership

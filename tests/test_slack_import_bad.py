@@ -15,7 +15,8 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.reserve import start_import
 from messaging.models import Channel, Message
 from teams.models import Member, Team
 from tests import slack_fixtures as fx
@@ -173,6 +174,21 @@ def test_limits_on_size_and_count(tmp_path: Path, settings: Any) -> None:
     assert "uncompressed size is over the 2000 byte limit" in _refused(path)[0]
     settings.IMPORT_MAX_TOTAL_BYTES, settings.IMPORT_MAX_FILE_BYTES = 10**9, 1000
     assert "over the 1000 limit" in _refused(path)[0]
+
+
+def test_file_count_is_checked_before_the_central_directory_is_read(tmp_path: Path, settings: Any) -> None:
+    """A zip declaring a million entries is refused from its end record alone: here its
+    central directory is garbage, which zipfile would only find after parsing it."""
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    start = int.from_bytes(data[end + 16 : end + 20], "little")
+    data[start:end] = bytes(end - start)  # the central directory, zeroed
+    path.write_bytes(bytes(data))
+    settings.IMPORT_MAX_FILES = 5
+    assert _refused(path)[0] == "archive has more than 5 files (14 entries)"
+    settings.IMPORT_MAX_FILES = 1000  # under the limit: zipfile reads it and finds the damage
+    assert "not a zip archive or truncated" in _refused(path)[0]
 
 
 def test_lying_size_header_is_caught(tmp_path: Path) -> None:

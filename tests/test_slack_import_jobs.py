@@ -13,11 +13,15 @@ import psutil
 import pytest
 
 from bench.slack_export_gen import generate
+from chatproject.dbrouter import on_shard
 from jobs import breakers
 from jobs.models import TransferJob
-from jobs.slack_export.importer import run_import, start_import
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
-from teams.models import Team
+from messaging.models import ChannelMember
+from teams.actions import create_team
+from teams.models import Member, Team
 from tests.servers import running_worker
 from tests.slack_snapshot import snapshot
 
@@ -50,9 +54,8 @@ def archive(tmp_path: Path) -> Path:
     return path
 
 
-def test_killed_worker_resumes_to_the_same_team(archive: Path) -> None:
-    reference = run_import(start_import(archive, shard="shard_0").id)
-    job = start_import(archive, shard="shard_1")
+def _kill_and_resume(job: TransferJob) -> TransferJob:
+    """Run the job on a worker, kill the worker mid-messages, resume on a new one."""
     with running_worker("io", concurrency=1, extra_env=WORKER_ENV) as worker:
         enqueue(job)
         job = _wait_for(lambda j: j.phase == "messages" and j.total * 0.2 < j.done < j.total * 0.6, job)
@@ -65,9 +68,34 @@ def test_killed_worker_resumes_to_the_same_team(archive: Path) -> None:
         assert resume_transfers(stalled_secs=0) == 1
         job = _wait_for(lambda j: j.status in ("done", "failed"), job)
     assert job.status == "done", job.errors
+    assert Team.objects.get(id=job.team_id).status == "active"
+    return job
+
+
+def test_killed_worker_resumes_to_the_same_team(archive: Path) -> None:
+    reference = run_import(start_import(archive, shard="shard_0").id)
+    job = _kill_and_resume(start_import(archive, shard="shard_1"))
     assert job.counts == reference.counts
     assert snapshot(job.team_id, "shard_1") == snapshot(reference.team_id, "shard_0")
-    assert Team.objects.get(id=job.team_id).status == "active"
+
+
+def test_killed_import_into_an_existing_empty_team_resumes(archive: Path) -> None:
+    create_team("refco", "Ref", "owner@ref.test", shard="shard_0")
+    reference = run_import(start_import(archive, domain="refco").id)
+    target = create_team("killco", "Kill", "owner@ref.test", shard="shard_1")
+    job = _kill_and_resume(start_import(archive, domain="killco"))
+    assert job.team_id == target.team.id
+    assert job.counts == reference.counts
+    resumed, uninterrupted = snapshot(target.team.id, "shard_1"), snapshot(reference.team_id, "shard_0")
+    for team_snapshot in (resumed, uninterrupted):  # #random, not in the archive, keeps its own date
+        team_snapshot["conversations"] = [
+            (*c[:6], 0, *c[7:]) if c[0] == "random" else c for c in team_snapshot["conversations"]
+        ]
+    assert resumed == uninterrupted
+    with on_shard("shard_1"):
+        owner = Member.objects.get(id=target.owner_id)
+        assert owner.is_owner
+        assert ChannelMember.objects.filter(member_id=owner.id, channel__is_general=True).exists()
 
 
 def test_open_breaker_pauses_the_job(tmp_path: Path, archive: Path) -> None:

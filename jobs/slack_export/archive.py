@@ -13,6 +13,7 @@ import json
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -177,9 +178,44 @@ class SlackArchive:
         return value
 
 
+_END = struct.Struct("<4s4H2LH")  # end of central directory record
+_END64_LOCATOR = struct.Struct("<4sLQL")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_END_SEARCH = _END.size + 0xFFFF  # the record, then a comment of up to 64 KiB
+
+
+def declared_entries(path: Path) -> int | None:
+    """How many entries the zip's end record says its central directory holds (None when
+    there is no readable end record: zipfile then says what is wrong). Read before the
+    central directory is parsed, which takes memory and time for every entry."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        start = max(size - _END_SEARCH, 0)
+        handle.seek(start)
+        tail = handle.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _END.size:
+            return None
+        entries = _END.unpack_from(tail, at)[4]
+        if entries != 0xFFFF or at < _END64_LOCATOR.size:
+            return entries
+        locator = _END64_LOCATOR.unpack_from(tail, at - _END64_LOCATOR.size)
+        if locator[0] != b"PK\x06\x07":
+            return entries
+        handle.seek(locator[2])
+        record = handle.read(_END64.size)
+        if len(record) < _END64.size or record[:4] != b"PK\x06\x06":
+            return None
+        return _END64.unpack(record)[6]
+
+
 class ZipArchive(SlackArchive):
     def __init__(self, path: Path, limits: ArchiveLimits) -> None:
         super().__init__(limits)
+        # Every file may come with its folder's entry; past twice the limit is refused unread.
+        entries = declared_entries(path)
+        if entries is not None and entries > 2 * limits.max_files:
+            raise ArchiveError("", f"archive has more than {limits.max_files} files ({entries} entries)")
         try:
             self._zip = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:

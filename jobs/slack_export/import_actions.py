@@ -7,7 +7,7 @@ event log: one `team_imported` event marks the completed import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
@@ -24,6 +24,7 @@ from messaging.models import Channel, ChannelMember, CustomEmoji, Event, EventSe
 from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
+from teams.moves import set_events_frozen
 
 _KIND = {
     "public": Channel.Kind.PUBLIC,
@@ -112,24 +113,49 @@ def _meta(value: tuple[str, str, int], id_map: IdMap) -> tuple[str, int | None, 
     return value[0], id_map.users.get(value[1]), value[2]
 
 
-def write_conversations(team: TeamEntry, conversations: Sequence[ExportConversation], id_map: IdMap) -> None:
+def dm_key(member_ids: Iterable[int]) -> str:
+    """A DM's key: its members' ids, sorted (as messaging.actions.channels.open_dm makes it)."""
+    return "-".join(str(m) for m in sorted(set(member_ids)))
+
+
+def write_conversations(
+    team: TeamEntry,
+    conversations: Sequence[ExportConversation],
+    id_map: IdMap,
+    *,
+    existing: Collection[int] = (),
+    also_in_general: Collection[int] = (),
+) -> None:
+    """Channels and memberships. A channel in `existing` (an empty team's own, see
+    jobs.slack_export.existing) is updated to the archive's instead of inserted; members
+    in `also_in_general` join the general channel (an importing owner the archive lacks)."""
     columns = [
         "id", "team_id", "kind", "name", "dm_key", "topic", "topic_creator_id", "topic_last_set", "purpose",
         "purpose_creator_id", "purpose_last_set", "is_archived", "is_general", "creator_id", "created",
         "last_ts", "latest_ts",
     ]  # fmt: skip
-    rows, memberships = [], []
+    rows, updates, memberships = [], [], []
     for conv in conversations:
         channel_id = id_map.channels[conv.slack_id]
         members = [id_map.users[m] for m in conv.members]
-        dm_key = "-".join(str(m) for m in sorted(set(members))) if conv.kind in (IM, MPIM) else None
+        if conv.is_general:
+            members.extend(m for m in also_in_general if m not in members)
+        key = dm_key(members) if conv.kind in (IM, MPIM) else None
         topic, purpose = _meta(conv.topic, id_map), _meta(conv.purpose, id_map)
-        rows.append(
-            (channel_id, team.id, _KIND[conv.kind], None if dm_key else conv.name, dm_key, *topic, *purpose,
-             conv.is_archived, conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None)
+        row = (
+            channel_id, team.id, _KIND[conv.kind], None if key else conv.name, key, *topic, *purpose,
+            conv.is_archived, conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None,
         )  # fmt: skip
+        if channel_id in existing:
+            updates.append(dict(zip(columns[2:-2], row[2:-2], strict=True)) | {"id": channel_id})
+        else:
+            rows.append(row)
         memberships.extend((team.id, channel_id, member, 0) for member in members)
     with on_shard(team.shard), transaction.atomic(using=team.shard):
+        if updates:  # names out of the way first: two channels may swap names
+            Channel.objects.filter(team_id=team.id, id__in=[u["id"] for u in updates]).update(name=None)
+        for update in updates:
+            Channel.objects.filter(team_id=team.id, id=update.pop("id")).update(**update)
         with connections[team.shard].cursor() as cursor:
             insert_rows(cursor, Channel._meta.db_table, columns, rows)
             now = timezone.now()
@@ -268,13 +294,15 @@ def import_counts(team: TeamEntry) -> dict[str, int]:
         }
 
 
-def complete_import(team: TeamEntry, counts: dict[str, int]) -> None:
-    """Open the team: memberships in the directory, one event, status active."""
+def complete_import(team: TeamEntry, counts: dict[str, int], *, name: str | None = None) -> None:
+    """Open the team: memberships in the directory, one event, status active (and the
+    event log thawed: an existing team's was frozen for the import)."""
     with on_shard(team.shard):
         accounts = list(
             Member.objects.filter(team_id=team.id, account_id__isnull=False).values_list("account_id", "id")
         )
         with transaction.atomic(using=team.shard):
+            set_events_frozen(team.shard, team.id, False)
             if not Event.objects.filter(team_id=team.id, type="team_imported").exists():
                 append_event(team.id, "team_imported", {"counts": counts})
     with transaction.atomic(using=CONTROL_DB):
@@ -283,7 +311,7 @@ def complete_import(team: TeamEntry, counts: dict[str, int]) -> None:
             ignore_conflicts=True,
             batch_size=1000,
         )
-        Team.objects.filter(id=team.id).update(status=Team.Status.ACTIVE)
+        Team.objects.filter(id=team.id).update(status=Team.Status.ACTIVE, **({"name": name} if name else {}))
     forget_team(team.id)
 
 

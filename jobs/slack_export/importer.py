@@ -9,33 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, connections
 from redis.exceptions import RedisError
 
-from chatproject.dbrouter import CONTROL_DB
 from jobs.breakers import BreakerOpen
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
 from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
+from jobs.slack_export.existing import OWNER_FIELDS, restore_empty_team, update_owner
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message
 from jobs.slack_export.pipeline import batch_writer
-from jobs.slack_export.plan import id_map, make_plan, mint_ids, owner_user
+from jobs.slack_export.plan import id_map, make_plan, owner_user
 from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
-from teams.directory import TeamEntry, place_new_team
+from teams.directory import TeamEntry, forget_team
 from teams.errors import ApiError
 from teams.models import Team
 
 logger = logging.getLogger(__name__)
-_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 Progress = Callable[[TransferJob], None]
@@ -49,48 +47,6 @@ RETRYABLE = (BreakerOpen, OperationalError, InterfaceError, RedisError)
 
 class ImportFailed(Exception):
     """The archive was refused; the job is failed and nothing of the team is left."""
-
-
-def _free_domain(wanted: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-")[:50] or "imported"
-    domain, n = base, 1
-    while Team.objects.filter(domain=domain).exists():
-        n += 1
-        domain = f"{base}-{n}"
-    return domain
-
-
-def start_import(
-    archive: str | Path,
-    *,
-    domain: str | None = None,
-    name: str | None = None,
-    shard: str | None = None,
-    owner_account_id: int | None = None,
-    requested_by_team_id: int | None = None,
-) -> TransferJob:
-    """Reserve the (invisible) team and queue nothing yet: the caller runs or enqueues it."""
-    if domain:
-        domain = domain.strip().lower()
-        if not _DOMAIN.match(domain):
-            raise ApiError("invalid_domain", "a domain is 1-63 lowercase letters, digits and hyphens")
-        if Team.objects.filter(domain=domain).exists():
-            raise ApiError("domain_taken", f"a team with domain {domain!r} exists")
-    else:
-        domain = _free_domain(Path(archive).stem.removesuffix(" Slack export"))
-    alias = place_new_team(shard)
-    team_id = mint_ids(CONTROL_DB, 1)[0]
-    with transaction.atomic(using=CONTROL_DB):
-        actions.reserve_team(team_id, domain, (name or domain).strip()[:200], alias)
-        return TransferJob.objects.create(
-            kind=TransferJob.Kind.IMPORT,
-            team_id=team_id,
-            domain=domain,
-            archive=str(archive),
-            requested_by_team_id=requested_by_team_id,
-            requested_by_account_id=owner_account_id,
-            options={"owner_account_id": owner_account_id},
-        )
 
 
 @dataclass
@@ -221,7 +177,7 @@ def _member_plans(run: _Run) -> list[MemberPlan]:
         ):
             account = accounts.get(user.email)
         members.append(MemberPlan(user, plan["users"][user.slack_id], account, is_owner))
-    if owner is not None and owner["slack_id"] is None:
+    if owner is not None and owner["slack_id"] is None and not owner.get("existing"):
         members.append(MemberPlan(owner_user(owner), owner["member_id"], owner["account_id"], True))
     return members
 
@@ -271,7 +227,7 @@ def _finish(run: _Run) -> None:
         actions.finish_threads(run.team, pins)
     counts = actions.import_counts(run.team)
     with shard_breaker(run.team.shard).calling():
-        actions.complete_import(run.team, counts)
+        actions.complete_import(run.team, counts, name=run.job.options.get("name"))
     run.job.counts = counts
     run.job.save(update_fields=["counts"])
 
@@ -306,28 +262,21 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
         set_status(job, S.FAILED, error="the team being imported into is gone")
         raise ImportFailed(job.errors[-1])
     team = TeamEntry(team_row.id, team_row.domain, team_row.name, team_row.shard, team_row.status)
+    if job.options.get("existing"):
+        forget_team(team.id)  # again: a request that read the team just before it closed may have cached it
     set_status(job, S.RUNNING)
     try:
         with SlackArchive.open(job.archive) as archive:
             manifest = read_manifest(archive)
             if "plan" not in job.checkpoint:
-                plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"))
+                existing = job.options.get("existing")
+                plan = make_plan(team.shard, manifest, job.options.get("owner_account_id"), existing)
                 save_checkpoint(job, plan=plan)
             ids = id_map(job.checkpoint["plan"], manifest)
             run = _Run(job, team, archive, manifest, _ordered_days(archive, manifest), ids, progress)
             _phase(run, "checked", lambda: _check(run))
-            _phase(
-                run,
-                "members",
-                lambda: _with_breaker(run, lambda: actions.write_members(team, _member_plans(run), run.ids)),
-            )
-            _phase(
-                run,
-                "conversations",
-                lambda: _with_breaker(
-                    run, lambda: actions.write_conversations(team, manifest.conversations, run.ids)
-                ),
-            )
+            _phase(run, "members", lambda: _with_breaker(run, lambda: _write_members(run)))
+            _phase(run, "conversations", lambda: _with_breaker(run, lambda: _write_conversations(run)))
             _phase(run, "messages_written", lambda: _write_messages(run))
             _phase(run, "finished", lambda: _finish(run))
     except ArchiveError as exc:
@@ -350,13 +299,38 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
     return job
 
 
+def _write_members(run: _Run) -> None:
+    plans = _member_plans(run)
+    actions.write_members(run.team, plans, run.ids)
+    owner = run.job.checkpoint["plan"]["owner"]
+    if owner and owner.get("existing") and owner["slack_id"]:
+        user = next(p.user for p in plans if p.user.slack_id == owner["slack_id"])
+        profile = {f: getattr(user, f) for f in OWNER_FIELDS}
+        update_owner(run.team.id, run.team.shard, owner["member_id"], profile)
+
+
+def _write_conversations(run: _Run) -> None:
+    plan = run.job.checkpoint["plan"]
+    owner = [plan["owner"]["member_id"]] if plan["owner"] else []
+    actions.write_conversations(
+        run.team,
+        run.manifest.conversations,
+        run.ids,
+        existing=set(plan.get("existing_channels", [])),
+        also_in_general=owner,
+    )
+
+
 def _with_breaker(run: _Run, write: Callable[[], None]) -> None:
     with shard_breaker(run.team.shard).calling():
         write()
 
 
 def _fail(job: TransferJob, team: TeamEntry, error: str) -> None:
-    actions.discard_import(team.id, team.shard)
+    if job.options.get("existing"):  # the team was there before: put it back as it was
+        restore_empty_team(team.id, team.shard, job.options["existing"])
+    else:
+        actions.discard_import(team.id, team.shard)
     set_status(job, S.FAILED, error=error)
     _forget_upload(job)
 

@@ -44,8 +44,8 @@ def set_status(job: TransferJob, status: str, *, error: str | None = None) -> No
 
 
 def download_url(job: TransferJob) -> str | None:
-    if job.kind != TransferJob.Kind.EXPORT or job.status != S.DONE:
-        return None
+    if job.kind != TransferJob.Kind.EXPORT or job.status != S.DONE or job.phase == "expired":
+        return None  # expired: jobs.slack_export.retention deleted the zip
     return reverse("transfer_download", args=[job.id])
 
 

@@ -5,6 +5,7 @@ holds one message at a time. The exporter and the bench's archive generator shar
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import IO, Any
 
 # Fast deflate: export time is dominated by compression at higher levels, for a few % size.
 COMPRESS_LEVEL = 3
+_COPY_CHUNK = 1 << 20
 
 
 def day_of(ts: str) -> str:
@@ -25,8 +27,8 @@ def _day_number(ts: str) -> int:
 
 
 class ExportWriter:
-    def __init__(self, path: Path) -> None:
-        self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
+    def __init__(self, path: Path, compresslevel: int = COMPRESS_LEVEL) -> None:
+        self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
 
     def __enter__(self) -> ExportWriter:
         return self
@@ -37,24 +39,39 @@ class ExportWriter:
     def close(self) -> None:
         self._zip.close()
 
+    def copy_entries(self, source: Path) -> None:
+        """Every file of another zip (a staged part of a resumable export), in its order."""
+        with zipfile.ZipFile(source) as part:
+            for info in part.infolist():
+                large = info.file_size >= zipfile.ZIP64_LIMIT  # sizes known here, unlike while streaming
+                with part.open(info) as data, self._zip.open(info.filename, "w", force_zip64=large) as entry:
+                    shutil.copyfileobj(data, entry, _COPY_CHUNK)
+
     def json_file(self, name: str, value: Any) -> None:
         self._zip.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
 
-    def conversation(self, folder: str, messages: Iterable[dict[str, Any]]) -> int:
-        """Messages oldest first; returns how many were written."""
-        day, entry, count = -1, None, 0
+    def conversation(
+        self, folder: str, messages: Iterable[dict[str, Any]], *, budget: int | None = None
+    ) -> tuple[int, str | None]:
+        """Messages oldest first: (how many were written, None). With a `budget`, stops
+        once that many are written, at the next day boundary (a day file is never split),
+        and returns the ts of the last message written instead of None."""
+        day, entry, count, last = -1, None, 0, None
         for message in messages:
             message_day = _day_number(message["ts"])
             if message_day != day:
+                if budget is not None and count >= budget:
+                    _end(entry)
+                    return count, last
                 _end(entry)
                 day, entry = message_day, self._zip.open(f"{folder}/{day_of(message['ts'])}.json", "w")
                 entry.write(b"[\n")
             else:
                 entry.write(b",\n")  # type: ignore[union-attr]
             entry.write(json.dumps(message, ensure_ascii=False).encode())  # type: ignore[union-attr]
-            count += 1
+            count, last = count + 1, message["ts"]
         _end(entry)
-        return count
+        return count, None
 
 
 def _end(entry: IO[bytes] | None) -> None:

@@ -1,7 +1,8 @@
 """manage.py import_slack ZIP_OR_FOLDER [--team D] [--name N] [--shard S] [--json]
 
-Imports a Slack export (zip or unpacked folder) into a new team, with a progress bar;
-the same code the import job runs. While the shard's breaker is open it waits, then
+Imports a Slack export (zip or unpacked folder) into a new team, or into an existing one
+that is still empty (`--team` naming it; see jobs.slack_export.existing), with a progress
+bar; the same code the import job runs. While the shard's breaker is open it waits, then
 carries on from its checkpoint.
 """
 
@@ -14,22 +15,25 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.breakers import BreakerOpen
-from jobs.slack_export.importer import ImportFailed, run_import, start_import
+from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.progress import S, set_status
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.terminal import ProgressBar
 from teams import ids
 from teams.errors import ApiError
 
 
 class Command(BaseCommand):
-    help = "Import a Slack export (zip or folder) into a new team."
+    help = "Import a Slack export (zip or folder) into a new team or an existing empty one."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("archive", metavar="ZIP_OR_FOLDER")
         parser.add_argument(
-            "--team", metavar="DOMAIN", help="domain of the new team (default: from the file name)"
+            "--team",
+            metavar="DOMAIN",
+            help="domain of the new team, or of an existing empty team (default: from the file name)",
         )
-        parser.add_argument("--name", help="the new team's name (default: its domain)")
+        parser.add_argument("--name", help="the team's name (default: its domain, or kept)")
         parser.add_argument("--shard", help="shard alias (default: placement policy)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

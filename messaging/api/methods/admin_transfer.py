@@ -11,8 +11,8 @@ from pydantic import ConfigDict, WithJsonSchema
 
 from jobs.slack_export.access import admin_account_id, job_for_admin
 from jobs.slack_export.exporter import start_export
-from jobs.slack_export.importer import start_import
 from jobs.slack_export.progress import job_json
+from jobs.slack_export.reserve import start_import
 from jobs.slack_export.uploads import queue_job, save_upload
 from messaging.api.registry import ApiCall, Args, api_method
 from teams.errors import ApiError
@@ -29,7 +29,8 @@ class ImportArgs(Args):
 
 @api_method("admin.teams.import", ImportArgs, tier=1, errors={"file": "no_file_data"})
 def teams_import(call: ApiCall) -> dict[str, Any]:
-    """Import a Slack export zip (`file`) into a new team owned by the caller."""
+    """Import a Slack export zip (`file`) into a new team owned by the caller, or into an
+    existing empty team the caller owns (`domain` naming it)."""
     account_id = admin_account_id(call.caller)
     if not isinstance(call.args.file, UploadedFile):
         raise ApiError("no_file_data")

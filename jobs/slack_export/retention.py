@@ -1,0 +1,46 @@
+"""Finished exports are kept for download for EXPORT_RETENTION_SECS, then deleted (beat
+runs `jobs.prune_exports` hourly), with the staged parts any ended export left behind.
+Only files under TRANSFER_DIR are touched: a zip written by `manage.py export_team` to a
+path of the operator's choosing is theirs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from jobs.models import TransferJob
+from jobs.slack_export.progress import S
+
+logger = logging.getLogger(__name__)
+EXPIRED = "expired"  # the phase of a done export whose zip was deleted
+
+
+def _ours(path: Path) -> bool:
+    return path.resolve().is_relative_to(Path(settings.TRANSFER_DIR).resolve())
+
+
+def prune_exports(retention_secs: float | None = None) -> int:
+    """Delete the zips of exports that ended longer ago than the retention; returns how many."""
+    retention_secs = settings.EXPORT_RETENTION_SECS if retention_secs is None else retention_secs
+    cutoff = timezone.now() - timedelta(seconds=retention_secs)
+    ended = TransferJob.objects.filter(
+        kind=TransferJob.Kind.EXPORT, status__in=[S.DONE, S.FAILED], updated__lt=cutoff
+    ).exclude(phase=EXPIRED)
+    pruned = 0
+    for job in ended.iterator():
+        output = Path(job.archive)
+        if job.archive and _ours(output):
+            output.unlink(missing_ok=True)
+            output.with_name(output.name + ".part").unlink(missing_ok=True)
+            shutil.rmtree(output.with_name(output.name + ".parts"), ignore_errors=True)
+            pruned += 1
+        job.phase = EXPIRED
+        job.save(update_fields=["phase"])  # `updated` stays: when the export ended
+    if pruned:
+        logger.info("deleted %s expired exports", pruned)
+    return pruned

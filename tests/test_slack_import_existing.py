@@ -1,0 +1,195 @@
+"""Importing into an existing team that is still empty (as create_team made it): its owner
+takes their archive self, #general and #random become the archive's, the team is closed
+while it imports; a team with content is refused; a failed import leaves the team as it
+was, active and empty, never deleted."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from chatproject.dbrouter import on_shard
+from jobs.models import TransferJob
+from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.reserve import start_import
+from messaging.actions.posting import post_message
+from messaging.models import Channel, ChannelMember, Event, EventSequence, Message
+from teams.actions import CreatedTeam, create_team
+from teams.auth import caller_from_token
+from teams.errors import ApiError
+from teams.models import Bot, Member, Team, TeamMembership
+from tests import slack_fixtures as fx
+from tests.conftest import World
+from tests.slack_snapshot import snapshot
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _empty_team(domain: str, owner_email: str = "alice@old.test") -> CreatedTeam:
+    return create_team(domain, domain.title(), owner_email, password="pw", shard="shard_1")
+
+
+def _state(created: CreatedTeam) -> dict[str, Any]:
+    """Everything an empty team has, to compare before and after a failed import."""
+    team_id = created.team.id
+    with on_shard("shard_1"):
+        return {
+            "snapshot": snapshot(team_id, "shard_1"),
+            "members": sorted(Member.objects.filter(team_id=team_id).values_list("id", "name", "account_id")),
+            "bots": sorted(Bot.objects.filter(team_id=team_id).values_list("id", "member_id")),
+            "channels": sorted(Channel.objects.filter(team_id=team_id).values_list("id", "name", "created")),
+            "memberships": sorted(
+                ChannelMember.objects.filter(team_id=team_id).values_list("id", "last_read")
+            ),
+            "frozen": EventSequence.objects.get(team_id=team_id).frozen,
+        }
+
+
+def _archive(tmp_path: Path, **changes: Any) -> Path:
+    files = fx.export_files()
+    files.update(changes)
+    return fx.write_zip(tmp_path / "old.zip", files)
+
+
+def test_import_into_an_empty_team(tmp_path: Path) -> None:
+    created = _empty_team("emptyco")
+    team_id, owner_id = created.team.id, created.owner_id
+    with on_shard("shard_1"):
+        before = {c.name: c.id for c in Channel.objects.filter(team_id=team_id)}
+    job = start_import(_archive(tmp_path), domain="emptyco")
+    assert job.team_id == team_id and Team.objects.get(id=team_id).status == "importing"
+    with pytest.raises(ApiError, match="team_not_found"):  # closed while it fills
+        caller_from_token(created.owner_token)
+    with on_shard("shard_1"):
+        assert EventSequence.objects.get(team_id=team_id).frozen  # no write can land meanwhile
+    job = run_import(job.id)
+    assert job.status == "done", job.errors
+    assert Team.objects.get(id=team_id).status == "active"
+    owner = caller_from_token(created.owner_token)  # the owner's token works again
+    assert owner.member_id == owner_id
+    caller_from_token(created.bot_token)
+    with on_shard("shard_1"):
+        alice = Member.objects.get(id=owner_id)
+        # The owner is the archive's alice (same email): her profile, her history.
+        assert (alice.name, alice.tz, alice.title, alice.is_owner) == ("alice", "Europe/Berlin", "Boss", True)
+        assert Message.objects.filter(team_id=team_id, user_id=owner_id).count() == 10
+        assert Member.objects.filter(team_id=team_id, email="alice@old.test").count() == 1
+        assert Member.objects.filter(team_id=team_id, name="chatbot", is_bot=True).exists()
+        general = Channel.objects.get(team_id=team_id, is_general=True)
+        random = Channel.objects.get(team_id=team_id, name="random")
+        assert (general.id, general.name, general.topic) == (before["general"], "general", "Company-wide")
+        assert random.id == before["random"] and Message.objects.filter(channel=random).count() == 2
+        assert Channel.objects.filter(team_id=team_id).count() == fx.EXPECTED["channels"]
+        assert not EventSequence.objects.get(team_id=team_id).frozen
+        assert Event.objects.filter(team_id=team_id, type="team_imported").count() == 1
+    assert job.counts == {**fx.EXPECTED, "members": fx.EXPECTED["members"] + 1}  # + the team's bot
+    assert TeamMembership.objects.filter(team_id=team_id).count() == 3  # alice (the owner), bob, carol
+    # The same content as an import into a new team.
+    fresh = run_import(start_import(_archive(tmp_path), shard="shard_0").id)
+    merged, new = snapshot(team_id, "shard_1"), snapshot(int(fresh.team_id or 0), "shard_0")
+    for part in ("conversations", "messages", "reactions", "pins"):
+        assert merged[part] == new[part], part
+    assert [m for m in merged["members"] if m[0] != "chatbot"] == new["members"]
+
+
+def test_an_owner_the_archive_lacks_stays_and_is_in_general(tmp_path: Path) -> None:
+    created = _empty_team("zedco", "zed@elsewhere.test")
+    job = run_import(start_import(_archive(tmp_path), domain="zedco").id)
+    assert job.status == "done", job.errors
+    with on_shard("shard_1"):
+        zed = Member.objects.get(id=created.owner_id)
+        assert (zed.name, zed.is_owner) == ("zed", True)
+        general = Channel.objects.get(team_id=created.team.id, is_general=True)
+        members = set(ChannelMember.objects.filter(channel=general).values_list("member__name", flat=True))
+    assert members == {"zed", "alice", "bob", "carol"}
+    assert job.counts["members"] == fx.EXPECTED["members"] + 2  # + the owner and the bot
+
+
+def test_rerun_into_an_existing_team_is_idempotent(tmp_path: Path) -> None:
+    _empty_team("againco")
+    job = run_import(start_import(_archive(tmp_path), domain="againco").id)
+    first = snapshot(int(job.team_id or 0), "shard_1")
+    job.status, job.checkpoint = "running", {"plan": job.checkpoint["plan"]}
+    job.save()
+    again = run_import(job.id)
+    assert again.status == "done" and snapshot(int(job.team_id or 0), "shard_1") == first
+
+
+def test_a_team_with_content_is_refused(world: World, tmp_path: Path) -> None:
+    archive = _archive(tmp_path)
+    with pytest.raises(ApiError, match="members besides its owner") as refused:
+        start_import(archive, domain="acme")
+    assert refused.value.code == "team_not_empty"
+    globex = world.globex
+    with on_shard(globex.team.shard):
+        post_message(caller_from_token(globex["dave"].token), globex.channels["general"], text="hi")
+    with pytest.raises(ApiError, match="it has messages"):
+        start_import(archive, domain="globex")
+    with pytest.raises(ApiError, match="is on shard_1, not shard_0"):
+        start_import(archive, domain="globex", shard="shard_0")
+    # Both stay open and writable.
+    for team in (world.acme, globex):
+        assert Team.objects.get(id=team.team.id).status == "active"
+        caller = caller_from_token(team.people[next(iter(team.people))].token)
+        with on_shard(team.team.shard):
+            post_message(caller, team.channels["general"], text="still here")
+    assert not TransferJob.objects.exists()
+
+
+def test_the_command_takes_an_empty_team_and_refuses_a_full_one(world: World, tmp_path: Path) -> None:
+    _empty_team("cmdco")
+    out = io.StringIO()
+    archive = str(_archive(tmp_path))
+    command = ["import_slack", archive, "--team", "cmdco", "--name", "Old Co"]
+    call_command(*command, stdout=out, stderr=io.StringIO())
+    assert "(cmdco)" in out.getvalue()
+    team = Team.objects.get(domain="cmdco")
+    assert (team.status, team.name) == ("active", "Old Co")
+    with pytest.raises(CommandError, match="team 'acme' is not empty"):
+        call_command("import_slack", archive, "--team", "acme", stderr=io.StringIO())
+
+
+def test_a_bad_archive_leaves_the_existing_team_intact(tmp_path: Path) -> None:
+    created = _empty_team("keepco")
+    before = _state(created)
+    bad = _archive(tmp_path, **{"general/2017-07-14.json": b"[{oops"})
+    job = start_import(bad, domain="keepco")
+    with pytest.raises(ImportFailed, match="malformed JSON"):
+        run_import(job.id)
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    caller_from_token(created.owner_token)
+
+
+def test_a_failure_after_writing_puts_the_team_back(tmp_path: Path, settings: Any) -> None:
+    """An import that dies half-way through its messages (members, channels and some
+    messages written, #general changed) leaves the team as it was, and usable."""
+    settings.IMPORT_BATCH_MESSAGES = 5
+    created = _empty_team("lateco")
+    before = _state(created)
+
+    def break_mid_messages(job: TransferJob) -> None:
+        if job.phase == "messages" and job.done >= 5:
+            raise RuntimeError("the worker's disk broke")
+
+    job = start_import(_archive(tmp_path), domain="lateco")
+    with pytest.raises(RuntimeError):
+        run_import(job.id, break_mid_messages)
+    job.refresh_from_db()
+    assert job.status == "failed" and "disk broke" in job.errors[-1]
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    owner = caller_from_token(created.owner_token)
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=created.team.id, is_general=True)
+        post_message(owner, general.slack_id, text="still ours")
+    # Still empty enough? No: it has a message now. Without it, a good import goes in.
+    with on_shard("shard_1"):
+        Message.objects.filter(team_id=created.team.id).delete()
+    again = run_import(start_import(_archive(tmp_path), domain="lateco").id)
+    assert again.status == "done" and again.counts["messages"] == fx.EXPECTED["messages"]
