@@ -17,9 +17,10 @@ mentioning the member. Then, over HTTP against daphne:
 
   rtm.connect   --connect-calls calls back to back on one keep-alive connection
   rtm.start     full and lean (only the people the caller's conversations name), each
-                cold (EventSequence.boot_version bumped through the ORM before every
-                call, so the team-wide part is rebuilt) and cached; body size raw and
-                gzip.compress'd (level 9)
+                with Accept-Encoding: gzip and without, each cold (EventSequence.boot_version
+                bumped through the ORM before every call, so the team-wide part is rebuilt)
+                and cached; body size decoded, as sent ("wire") and gzip.compress'd at
+                level 9 for reference
 
 and in this process through django.test.Client, SQL queries per call on each database
 (CaptureQueriesContext on every connection; BEGIN/COMMIT/SET count as queries).
@@ -63,7 +64,8 @@ class Timing:
     label: str
     secs: list[float]
     size: int = 0
-    gzip_size: int = 0
+    wire_size: int = 0  # bytes as sent: the size unless the answer came gzip'd
+    gzip_size: int = 0  # gzip.compress'd at level 9, for reference
     errors: int = 0
     shape: str = ""
 
@@ -137,14 +139,18 @@ class RawClient:
     """One keep-alive connection that returns raw bodies: sizes are what went over the
     wire, and a 5 MB boot is not decoded inside the timed part."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, accept_gzip: bool = False) -> None:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if accept_gzip:
+            self.headers["Accept-Encoding"] = "gzip"
         self.connection: http.client.HTTPConnection | None = None
+        self.wire_bytes = 0  # of the last answer, as sent (gzip'd when the server chose to)
 
     def call(self, method: str, body: dict[str, Any]) -> tuple[float, bytes | None]:
-        """(seconds, body) of one call; the body is None when the call failed."""
+        """(seconds, body) of one call; the body is None when the call failed. A gzip'd
+        answer is decoded after the clock stops (what the server costs, not the client)."""
         if self.connection is None:
             self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
         started = time.perf_counter()
@@ -156,6 +162,9 @@ class RawClient:
             self.close()
             return time.perf_counter() - started, None
         elapsed = time.perf_counter() - started
+        self.wire_bytes = len(data)
+        if response.getheader("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
         head = data[:32].replace(b" ", b"")
         return elapsed, data if response.status == 200 and head.startswith(b'{"ok":true') else None
 
@@ -184,6 +193,7 @@ def measure(
         timing.secs.append(secs)
         if not timing.size:
             timing.size = len(data)
+            timing.wire_size = client.wire_bytes
             timing.gzip_size = len(gzip.compress(data))
             timing.shape = describe(json.loads(data))
     return timing
@@ -253,29 +263,33 @@ def main() -> None:
             f"{world.my_channels} conversations ({args.dms} DMs), {args.messages} messages each",
             flush=True,
         )
-        client = RawClient(cluster.daphnes[0].http, world.token)
+        plain = RawClient(cluster.daphnes[0].http, world.token)
+        zipped = RawClient(cluster.daphnes[0].http, world.token, accept_gzip=True)
         bump = lambda: h.bump_boot_version(world.team)  # noqa: E731
         timings = []
         try:
-            measure(client, "warm", "rtm.connect", {}, 3)
+            measure(plain, "warm", "rtm.connect", {}, 3)
             print("timing rtm.connect ...", flush=True)
-            timings.append(measure(client, "rtm.connect", "rtm.connect", {}, args.connect_calls))
+            timings.append(measure(plain, "rtm.connect", "rtm.connect", {}, args.connect_calls))
             for label, body in (("full", {}), ("lean", {"lean": True})):
-                print(f"timing rtm.start {label}, cold and cached ...", flush=True)
-                timings.append(
-                    measure(client, f"rtm.start {label}, cold", "rtm.start", body, args.cold_calls, bump)
-                )
-                measure(client, "warm", "rtm.start", body, 1)
-                timings.append(
-                    measure(client, f"rtm.start {label}, cached", "rtm.start", body, args.cached_calls)
-                )
+                for client, encoding in ((zipped, "gzip"), (plain, "identity")):
+                    print(f"timing rtm.start {label} ({encoding}), cold and cached ...", flush=True)
+                    name = f"rtm.start {label} {encoding}"
+                    timings.append(measure(client, f"{name}, cold", "rtm.start", body, args.cold_calls, bump))
+                    measure(client, "warm", "rtm.start", body, 1)
+                    timings.append(measure(client, f"{name}, cached", "rtm.start", body, args.cached_calls))
             timings.append(
                 measure(
-                    client, "rtm.start no_latest, cached", "rtm.start", {"no_latest": True}, args.cached_calls
+                    zipped,
+                    "rtm.start no_latest gzip, cached",
+                    "rtm.start",
+                    {"no_latest": True},
+                    args.cached_calls,
                 )
             )
         finally:
-            client.close()
+            plain.close()
+            zipped.close()
         print("counting SQL per call in-process ...", flush=True)
         queries = count_queries(world)
 
@@ -285,16 +299,15 @@ def main() -> None:
             f"(measured member in {world.my_channels} conversations), one daphne, sequential calls"
         )
         print(
-            f"{'call':<30}{'calls':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'bytes':>11}{'gzip':>10}"
-            f"{'ratio':>7}  payload"
+            f"{'call':<36}{'calls':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'bytes':>11}{'wire':>11}"
+            f"{'gzip -9':>10}  payload"
         )
         for t in timings:
             p50, p99, worst = h.quantiles_ms(t.secs)
-            ratio = f"{t.size / t.gzip_size:.1f}x" if t.gzip_size else ""
             errors = f" ({t.errors} errors)" if t.errors else ""
             print(
-                f"{t.label:<30}{len(t.secs):>6}{h.fmt_ms(p50):>9}{h.fmt_ms(p99):>9}{h.fmt_ms(worst):>9}"
-                f"{t.size:>11,}{t.gzip_size:>10,}{ratio:>7}  {t.shape}{errors}"
+                f"{t.label:<36}{len(t.secs):>6}{h.fmt_ms(p50):>9}{h.fmt_ms(p99):>9}{h.fmt_ms(worst):>9}"
+                f"{t.size:>11,}{t.wire_size:>11,}{t.gzip_size:>10,}  {t.shape}{errors}"
             )
         print()
         aliases = list(queries[0][1])
