@@ -730,6 +730,7 @@ class SocketSpec:
     index: int
     token: str
     http: str  # base URL of the daphne this socket boots from and connects to
+    connect_args: dict[str, Any] = field(default_factory=dict)  # rtm.connect arguments
 
 
 class Receivers:
@@ -837,6 +838,8 @@ class _Receiver:
         self.delivered = 0
         self.dupes = 0
         self.frames = 0
+        self.presence_frames = 0  # presence_change frames
+        self.presence_entries = 0  # (user, state) pairs they carried: one per user listed
         self.retries = 0
         self.closes: Counter[str] = Counter()
         self.server_errors: Counter[str] = Counter()
@@ -887,6 +890,7 @@ class _Receiver:
         self.want = want
         self.hist = Hist()
         self.delivered = self.dupes = self.retries = 0
+        self.presence_frames = self.presence_entries = 0
         self.closes.clear()
         self.server_errors.clear()
         self.error_samples.clear()
@@ -902,6 +906,8 @@ class _Receiver:
             "delivered": self.delivered,
             "frames": self.frames,
             "complete": sum(1 for s in self.sockets if s.got >= self.want),
+            "presence_frames": self.presence_frames,
+            "presence_entries": self.presence_entries,
         }
 
     async def cmd_collect(self) -> dict[str, Any]:
@@ -920,6 +926,16 @@ class _Receiver:
             "error_samples": list(self.error_samples),
             "retries": self.retries,
         }
+
+    async def cmd_send(self, frames: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """Send a frame on some sockets (keyed by SocketSpec.index; others are skipped)."""
+        sent = 0
+        for sock in self.sockets:
+            frame = frames.get(sock.spec.index)
+            if frame is not None and sock.ws is not None:
+                await sock.ws.send(json.dumps(frame))
+                sent += 1
+        return {"sent": sent}
 
     async def cmd_drop(self) -> dict[str, Any]:
         """Close every socket from the client side, keeping each one's cursor."""
@@ -1059,6 +1075,10 @@ class _Receiver:
                 return
             sock.cursor = event_id
         kind = frame.get("type")
+        if kind == "presence_change":
+            self.presence_frames += 1
+            self.presence_entries += len(frame["users"]) if "users" in frame else 1
+            return
         if kind != "message":
             if kind in ("error", "goodbye"):
                 code = str(frame.get("error", {}).get("code", kind))
@@ -1110,7 +1130,7 @@ def _rtm_connect(spec: SocketSpec) -> tuple[int, dict[str, Any], float | None]:
     """rtm.connect on a connection of its own, as a separate client would."""
     client = ApiClient(spec.http, spec.token)
     try:
-        reply = client.call("rtm.connect", {})
+        reply = client.call("rtm.connect", dict(spec.connect_args))
         return reply.status, reply.body, reply.retry_after
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return 0, {"error": type(exc).__name__}, None
@@ -1158,9 +1178,14 @@ def describe_error_samples(replies: list[dict[str, Any]], team: BenchTeam) -> li
     ]
 
 
-def socket_specs(tokens: list[str], daphnes: list[Daphne]) -> list[SocketSpec]:
+def socket_specs(
+    tokens: list[str], daphnes: list[Daphne], connect_args: dict[str, Any] | None = None
+) -> list[SocketSpec]:
     """Sockets spread round-robin over the daphnes."""
-    return [SocketSpec(i, t, daphnes[i % len(daphnes)].http) for i, t in enumerate(tokens)]
+    return [
+        SocketSpec(i, t, daphnes[i % len(daphnes)].http, dict(connect_args or {}))
+        for i, t in enumerate(tokens)
+    ]
 
 
 def wait_for_delivery(
