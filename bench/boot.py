@@ -132,6 +132,7 @@ def build(args: argparse.Namespace) -> World:
             ChannelMember.objects.filter(channel_id=channel_id, member_id=me).update(last_read=read)
     (token,) = h.issue_tokens(team, [me])
     h.bump_boot_version(team)
+    h.analyze(team)
     return World(team, me, token, len(my_channel_ids), args.members + 2, args.channels)
 
 

@@ -608,6 +608,15 @@ def bump_boot_version(team: BenchTeam) -> None:
         EventSequence.objects.filter(team_id=team.team_id).update(boot_version=F("boot_version") + 1)
 
 
+def analyze(team: BenchTeam) -> None:
+    """Planner statistics for what was just bulk-loaded: without them, the first queries
+    on a shard may scan every team's rows until autovacuum's analyze comes round."""
+    from django.db import connections
+
+    with connections[team.shard].cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
 def user_slack_id(member_id: int) -> str:
     from teams import ids
 

@@ -172,15 +172,14 @@ def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions, gzip: bool
         )
         unread = _unread(caller)
         latest = {} if options.no_latest else _latest(team.slack_id, mine)
+        # People first: building them reads the rooms while the people compress.
+        people = None if options.lean else boot_cache.people(team.id, team.slack_id, snapshot.boot_version)
         rooms = boot_cache.rooms(team.id, team.slack_id, snapshot.boot_version)
         if options.lean:
             # Only the people the caller's conversations name: straight from the database.
             wanted = {caller.member_id} | {m for c in mine if c.is_dm_like for m in dm_member_ids(c)}
             users = boot_sql.users_json(team.id, team.slack_id, sorted(wanted)).encode()
-            people = None
             head = boot_cache.PEOPLE_HEAD + users + boot_cache.PEOPLE_TAIL
-        else:
-            people = boot_cache.people(team.id, team.slack_id, snapshot.boot_version)
 
     states = {
         c.id: _member_state(c, c.my_last_read, unread, latest, options)  # type: ignore[attr-defined]

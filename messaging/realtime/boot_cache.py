@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -48,6 +49,7 @@ class Rooms:
     channels: list[tuple[int, str]]
 
 
+_compressor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="boot-compress")
 _local: OrderedDict[str, object] = OrderedDict()
 _local_lock = threading.Lock()
 _build_locks: dict[str, threading.Lock] = {}
@@ -58,7 +60,10 @@ def people(team_id: int, team_slack_id: str, version: int) -> CompressedPrefix:
 
     def build() -> CompressedPrefix:
         users = boot_sql.users_json(team_id, team_slack_id).encode()
-        return CompressedPrefix.of(PEOPLE_HEAD + users + PEOPLE_TAIL)
+        # zlib lets go of the GIL: compress on a worker while this thread reads the rooms.
+        compressed = _compressor.submit(CompressedPrefix.of, PEOPLE_HEAD + users + PEOPLE_TAIL)
+        rooms(team_id, team_slack_id, version)
+        return compressed.result()
 
     return _shared(f"boot:{team_id}:{version}:people", build)
 
