@@ -328,7 +328,7 @@ def main() -> None:
             print("daphne log: " + problem)
         print(
             f"note: client and server share this machine's {os.cpu_count()} cores (and anything else "
-            "running on it): figures are noisy."
+            "running on it): figures are noisy; load average %.2f %.2f %.2f" % os.getloadavg()
         )
 
 
