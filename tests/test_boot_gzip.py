@@ -4,6 +4,7 @@ team-wide JSON PostgreSQL writes has the shapes the Python serializers give."""
 
 import gzip
 import json
+import pickle
 import threading
 import time
 import urllib.request
@@ -77,7 +78,7 @@ def test_sql_shapes_match_the_python_serializers(world: World) -> None:
         Member.objects.filter(team_id=team.id, name="bob").update(tz="Not/AZone")
         Channel.objects.filter(team_id=team.id, name="general").update(topic="tabs\tand\nnewlines")
         members = list(Member.objects.filter(team_id=team.id).order_by("id"))
-        users = json.loads("[" + boot_sql.users_json(team.id, team.slack_id) + "]")
+        users = json.loads(b"[" + boot_sql.users_json(team.id, team.slack_id) + b"]")
         public = list(Channel.objects.filter(team_id=team.id, kind=Channel.Kind.PUBLIC).order_by("id"))
         channels = [json.loads(text) for _, text in boot_sql.public_channels_json(team.id)]
         counts = {c.id: c.memberships.count() for c in public}
@@ -92,7 +93,9 @@ def test_spliced_gzip_is_one_valid_member() -> None:
     body = gzip_body(prefix, suffix)
     assert gzip.decompress(body) == prefix.raw() + suffix
     assert zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(body) == prefix.raw() + suffix
-    assert CompressedPrefix(prefix.deflated, prefix.crc, prefix.size).raw() == prefix.raw()
+    shared = pickle.loads(pickle.dumps(prefix))  # through Redis: compressed bytes only
+    assert shared._raw is None and shared.raw() == prefix.raw() and shared.crc == prefix.crc
+    assert gzip.decompress(gzip_body(shared, suffix)) == prefix.raw() + suffix
     assert gzip.decompress(gzip_body(None, suffix)) == suffix
 
 

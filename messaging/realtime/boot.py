@@ -178,7 +178,7 @@ def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions, gzip: bool
         if options.lean:
             # Only the people the caller's conversations name: straight from the database.
             wanted = {caller.member_id} | {m for c in mine if c.is_dm_like for m in dm_member_ids(c)}
-            users = boot_sql.users_json(team.id, team.slack_id, sorted(wanted)).encode()
+            users = boot_sql.users_json(team.id, team.slack_id, sorted(wanted))
             head = boot_cache.PEOPLE_HEAD + users + boot_cache.PEOPLE_TAIL
 
     states = {

@@ -59,7 +59,7 @@ def people(team_id: int, team_slack_id: str, version: int) -> CompressedPrefix:
     """`{"ok":true,"users":[...],` for the whole team, compressed once."""
 
     def build() -> CompressedPrefix:
-        users = boot_sql.users_json(team_id, team_slack_id).encode()
+        users = boot_sql.users_json(team_id, team_slack_id)
         # zlib lets go of the GIL: compress on a worker while this thread reads the rooms.
         compressed = _compressor.submit(CompressedPrefix.of, PEOPLE_HEAD + users + PEOPLE_TAIL)
         rooms(team_id, team_slack_id, version)
@@ -122,8 +122,10 @@ def _from_redis_or_build(key: str, build: Callable[[], T]) -> T:
             found = cache.get(key)
             if found is not None:
                 return found  # type: ignore[no-any-return]
-    built = build()
-    cache.set(key, built, BOOT_CACHE_SECS)
-    if claimed:
-        cache.delete(claim)
+    try:
+        built = build()
+        cache.set(key, built, BOOT_CACHE_SECS)
+    finally:
+        if claimed:  # a failed build frees the claim too: the next boot builds at once
+            cache.delete(claim)
     return built

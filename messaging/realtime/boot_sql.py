@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from django.db import connections
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 
 from chatproject.dbrouter import current_shard
 from messaging.models import Channel, ChannelMember
@@ -144,16 +146,24 @@ ORDER BY c.id
 """
 
 
-def users_json(team_id: int, team_slack_id: str, member_ids: list[int] | None = None) -> str:
-    """The members of a team (or only `member_ids`) as the inside of a JSON array."""
+class _Utf8Bytes(Loader):
+    """Text as its UTF-8 bytes: megabytes of JSON need not become a str and back."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+def users_json(team_id: int, team_slack_id: str, member_ids: list[int] | None = None) -> bytes:
+    """The members of a team (or only `member_ids`) as the inside of a JSON array, UTF-8."""
     params: dict[str, Any] = {"team_id": team_id, "team": json.dumps(team_slack_id), "only": member_ids}
     with connections[current_shard()].cursor() as cursor:
         only = "" if member_ids is None else _ONLY
         cursor.execute(_TIME_ZONES + only, params)
         # Offsets follow daylight saving, so they are worked out now, for the zones in use.
         params["offsets"] = json.dumps({tz: tz_offset(tz) for (tz,) in cursor.fetchall()})
+        cursor.cursor.adapters.register_loader("text", _Utf8Bytes)  # this cursor only
         cursor.execute(_USERS + only, params)
-        return str(cursor.fetchone()[0])
+        return bytes(cursor.fetchone()[0])
 
 
 def public_channels_json(team_id: int) -> list[tuple[int, str]]:
