@@ -51,7 +51,7 @@ SERVER_GROUPS = ("daphne", "redis", "postgres")
 @dataclass
 class Phase:
     label: str
-    changes: int
+    changes: int  # state changes announced (a toggle always changes an online member's state)
     expected: int  # (user, state) entries the sockets should receive
     frames: int
     entries: int
@@ -73,6 +73,7 @@ def run_phase(
     probe: h.ServerProbe,
     broadcast: bool,
     change_pct: float,
+    away: set[int],
 ) -> Phase:
     from django.conf import settings
 
@@ -81,15 +82,14 @@ def run_phase(
     from teams import ids
 
     rng = random.Random(label)
-    away: set[int] = set()
     interval = 60.0 / (len(members) * change_pct / 100) if change_pct else args.secs * 2
     receivers.call("phase", tag="presence", want=0)
     before = probe.cpu_seconds()
     started = time.monotonic()
-    changes = expected = 0
+    toggles = changes = expected = 0
     print(f"phase {label}: {change_pct:g}% of members change per minute, for {args.secs:g} s ...", flush=True)
     while (now := time.monotonic()) < started + args.secs:
-        due = started + (changes + 1) * interval
+        due = started + (toggles + 1) * interval
         if due > now:
             time.sleep(min(due, started + args.secs) - now)
             continue
@@ -100,9 +100,10 @@ def run_phase(
             away.add(member)
         else:
             away.discard(member)
-        changes += 1
+        toggles += 1
         if not result.changed:
             continue
+        changes += 1
         if broadcast:
             publish_to_group(
                 team_group(team.team_id),
@@ -191,8 +192,9 @@ def main() -> None:
                     time.sleep(0.25)
                 h.wait_for_quiet(receivers, quiet_secs=1.0)
             probe = cluster.probe()
+            away: set[int] = set()  # members set away by the bench, across phases
             phases = [
-                run_phase(label, args, team, members, subscribers, receivers, probe, False, pct)
+                run_phase(label, args, team, members, subscribers, receivers, probe, False, pct, away)
                 for label, pct in (("idle", 0.0), ("subscribed", args.change_pct))
             ]
             with h.timed("dropping every subscription (presence_sub [])"):
@@ -200,7 +202,16 @@ def main() -> None:
                 h.wait_for_quiet(receivers, quiet_secs=2.0)
             phases.append(
                 run_phase(
-                    "broadcast", args, team, members, subscribers, receivers, probe, True, args.change_pct
+                    "broadcast",
+                    args,
+                    team,
+                    members,
+                    subscribers,
+                    receivers,
+                    probe,
+                    True,
+                    args.change_pct,
+                    away,
                 )
             )
             closes = h.merge_counters(receivers.call("collect"), "closes")
