@@ -20,7 +20,8 @@ mentioning the member. Then, over HTTP against daphne:
                 with Accept-Encoding: gzip and without, each cold (EventSequence.boot_version
                 bumped through the ORM before every call, so the team-wide part is rebuilt)
                 and cached; body size decoded, as sent ("wire") and gzip.compress'd at
-                level 9 for reference
+                level 9 for reference. One cold boot of each kind first, untimed: a
+                running server has booted before (thread pools, time zones loaded).
 
 and in this process through django.test.Client, SQL queries per call on each database
 (CaptureQueriesContext on every connection; BEGIN/COMMIT/SET count as queries).
@@ -243,7 +244,7 @@ def main() -> None:
     parser.add_argument("--dms", type=int, default=10, help="DMs of the measured member")
     parser.add_argument("--messages", type=int, default=20, help="messages in each of those")
     parser.add_argument("--connect-calls", type=int, default=200)
-    parser.add_argument("--cold-calls", type=int, default=10, help="rtm.start calls after a bump")
+    parser.add_argument("--cold-calls", type=int, default=20, help="rtm.start calls after a bump")
     parser.add_argument("--cached-calls", type=int, default=50)
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of each counted call")
     parser.add_argument("--quick", action="store_true", help="2,000 members, 400 channels, fewer calls")
@@ -270,6 +271,9 @@ def main() -> None:
         timings = []
         try:
             measure(plain, "warm", "rtm.connect", {}, 3)
+            # A server that has booted before: thread pools, time zones, statements.
+            measure(zipped, "warm", "rtm.start", {}, 1, bump)
+            measure(plain, "warm", "rtm.start", {"lean": True}, 1, bump)
             print("timing rtm.connect ...", flush=True)
             timings.append(measure(plain, "rtm.connect", "rtm.connect", {}, args.connect_calls))
             for label, body in (("full", {}), ("lean", {"lean": True})):
