@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -117,10 +118,9 @@ def run_phase(
         else:
             expected += subscribers.get(member, 0)
     time.sleep(settings.PRESENCE_BATCH_SECS)
-    h.wait_for_quiet(receivers, quiet_secs=1.0, cap_secs=60)
+    got = wait_for_entries(receivers, expected)
     secs = time.monotonic() - started
     after = probe.cpu_seconds()
-    got = receivers.call("progress")
     return Phase(
         label,
         changes,
@@ -130,6 +130,20 @@ def run_phase(
         secs,
         {k: after[k] - before.get(k, 0.0) for k in after},
     )
+
+
+def wait_for_entries(receivers: h.Receivers, expected: int, stall_secs: float = 3.0) -> list[dict[str, Any]]:
+    """The receivers' progress once `expected` presence entries arrived, or none arrived
+    for `stall_secs` (a loaded machine may hold a batch back for a second or more)."""
+    last, since = -1, time.monotonic()
+    while True:
+        got = receivers.call("progress")
+        entries = sum(r["presence_entries"] for r in got)
+        if entries != last:
+            last, since = entries, time.monotonic()
+        if entries >= expected or time.monotonic() - since > stall_secs:
+            return got
+        time.sleep(0.2)
 
 
 def main() -> None:
