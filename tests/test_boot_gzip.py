@@ -22,6 +22,7 @@ from messaging.shapes import channel_json
 from teams.actions import create_member
 from teams.models import Member
 from teams.shapes import member_json
+from tests.browser import TIMEOUT_MS, session_cookie
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -150,3 +151,20 @@ def test_http_clients_read_the_boot(world: World, live_server) -> None:
         assert response.headers["Content-Encoding"] == "gzip"
         boot = json.loads(gzip.decompress(response.read()))
     assert _without_ticket(boot) == _without_ticket(sdk.data)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_the_web_client_boots_from_the_gzip_body(world: World, chromium, web_server) -> None:
+    """Chromium asks for gzip, gets the spliced body, and the client boots from it."""
+    context = chromium.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_cookies([{**session_cookie("bob@acme.test", world.acme.team.id), "url": web_server.http}])
+    page = context.new_page()
+    with page.expect_response(lambda r: r.url.endswith("/api/rtm.start")) as booted:
+        page.goto(web_server.http + "/")
+    page.wait_for_selector("#client[data-state=live]")
+    assert booted.value.headers.get("content-encoding") == "gzip"
+    users = page.evaluate("async () => (await import('/static/client/store.js')).state.users.size")
+    assert users == 4  # alice, bob, carol and the bot, from the gzip'd body
+    context.close()
