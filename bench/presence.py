@@ -132,7 +132,7 @@ def run_phase(
     )
 
 
-def wait_for_entries(receivers: h.Receivers, expected: int, stall_secs: float = 3.0) -> list[dict[str, Any]]:
+def wait_for_entries(receivers: h.Receivers, expected: int, stall_secs: float = 10.0) -> list[dict[str, Any]]:
     """The receivers' progress once `expected` presence entries arrived, or none arrived
     for `stall_secs` (a loaded machine may hold a batch back for seconds)."""
     last, since = -1, time.monotonic()
