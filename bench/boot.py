@@ -37,7 +37,10 @@ import json
 import os
 import random
 import sys
+import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,9 +153,10 @@ class RawClient:
         self.connection: http.client.HTTPConnection | None = None
         self.wire_bytes = 0  # of the last answer, as sent (gzip'd when the server chose to)
 
-    def call(self, method: str, body: dict[str, Any]) -> tuple[float, bytes | None]:
+    def call(self, method: str, body: dict[str, Any], decode: bool = True) -> tuple[float, bytes | None]:
         """(seconds, body) of one call; the body is None when the call failed. A gzip'd
-        answer is decoded after the clock stops (what the server costs, not the client)."""
+        answer is decoded after the clock stops (what the server costs, not the client),
+        unless not `decode` (then only its first bytes are, to check it is ok)."""
         if self.connection is None:
             self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
         started = time.perf_counter()
@@ -165,9 +169,11 @@ class RawClient:
             return time.perf_counter() - started, None
         elapsed = time.perf_counter() - started
         self.wire_bytes = len(data)
+        head = data[:32]
         if response.getheader("Content-Encoding") == "gzip":
-            data = gzip.decompress(data)
-        head = data[:32].replace(b" ", b"")
+            head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data, 32)
+            data = gzip.decompress(data) if decode else data
+        head = head.replace(b" ", b"")
         return elapsed, data if response.status == 200 and head.startswith(b'{"ok":true') else None
 
     def close(self) -> None:
@@ -198,6 +204,35 @@ def measure(
             timing.wire_size = client.wire_bytes
             timing.gzip_size = len(gzip.compress(data))
             timing.shape = describe(json.loads(data))
+    return timing
+
+
+def wave(base_url: str, token: str, size: int, waves: int, bump: Any) -> Timing:
+    """`size` full boots (gzip) at once right after a change, `waves` times: one process
+    builds the team-wide part, the others wait for it rather than build it again."""
+    timing = Timing(f"rtm.start full gzip, {size} at once", [])
+    clients = [RawClient(base_url, token, accept_gzip=True) for _ in range(size)]
+    for client in clients:
+        client.call("rtm.connect", {})  # connected before the clock starts
+    try:
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            for _ in range(waves):
+                bump()
+                gate = threading.Barrier(size)
+
+                def one(client: RawClient, gate: threading.Barrier = gate) -> tuple[float, bytes | None]:
+                    gate.wait()
+                    return client.call("rtm.start", {}, decode=False)
+
+                for secs, data in pool.map(one, clients):
+                    if data is None:
+                        timing.errors += 1
+                    else:
+                        timing.secs.append(secs)
+                        timing.wire_size = len(data)
+    finally:
+        for client in clients:
+            client.close()
     return timing
 
 
@@ -246,6 +281,8 @@ def main() -> None:
     parser.add_argument("--connect-calls", type=int, default=200)
     parser.add_argument("--cold-calls", type=int, default=20, help="rtm.start calls after a bump")
     parser.add_argument("--cached-calls", type=int, default=50)
+    parser.add_argument("--wave", type=int, default=20, help="boots at once after a change (0: none)")
+    parser.add_argument("--waves", type=int, default=3, help="how many such waves")
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of each counted call")
     parser.add_argument("--quick", action="store_true", help="2,000 members, 400 channels, fewer calls")
     h.add_server_args(parser, daphnes=1)
@@ -283,6 +320,11 @@ def main() -> None:
                     timings.append(measure(client, f"{name}, cold", "rtm.start", body, args.cold_calls, bump))
                     measure(client, "warm", "rtm.start", body, 1)
                     timings.append(measure(client, f"{name}, cached", "rtm.start", body, args.cached_calls))
+            if args.wave:
+                print(
+                    f"timing {args.waves} waves of {args.wave} boots at once after a change ...", flush=True
+                )
+                timings.append(wave(cluster.daphnes[0].http, world.token, args.wave, args.waves, bump))
             timings.append(
                 measure(
                     zipped,
