@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 from django.core.cache import cache
+from django.db import connections
 from slack_sdk import WebClient
 
 from chatproject.dbrouter import on_shard
@@ -19,6 +20,7 @@ from messaging.models import Channel, CustomEmoji
 from messaging.realtime import boot_cache, boot_sql
 from messaging.realtime.deflate import CompressedPrefix, accepts_gzip, gzip_body
 from messaging.shapes import channel_json
+from teams import ids
 from teams.actions import create_member
 from teams.models import Member
 from teams.shapes import member_json
@@ -168,3 +170,12 @@ def test_the_web_client_boots_from_the_gzip_body(world: World, chromium, web_ser
     users = page.evaluate("async () => (await import('/static/client/store.js')).state.users.size")
     assert users == 4  # alice, bob, carol and the bot, from the gzip'd body
     context.close()
+
+
+def test_slack_ids_in_sql_match_ids_encode() -> None:
+    numbers = [1, 9, 10, 35, 36, 36**12 - 1, 36**12, 119907203640455177, ids.MAX_ID]
+    with connections["shard_0"].cursor() as cursor:
+        cursor.execute(
+            f"SELECT {boot_sql.slack_id_sql('U', 'n')} FROM unnest(%s::bigint[]) AS t(n)", [numbers]
+        )
+        assert [row[0] for row in cursor.fetchall()] == [ids.encode(ids.USER, n) for n in numbers]
