@@ -179,3 +179,15 @@ def test_slack_ids_in_sql_match_ids_encode() -> None:
             f"SELECT {boot_sql.slack_id_sql('U', 'n')} FROM unnest(%s::bigint[]) AS t(n)", [numbers]
         )
         assert [row[0] for row in cursor.fetchall()] == [ids.encode(ids.USER, n) for n in numbers]
+
+
+def test_a_new_version_drops_the_one_before_from_redis(world: World, api) -> None:
+    bob, team_id = world.acme["bob"].token, world.acme.team.id
+    before = int(api("rtm.start", bob)["cache_version"][1:])
+    assert cache.get(f"boot:{team_id}:{before}:people") is not None
+    api("conversations.create", world.acme["alice"].token, name="one-more")
+    after = int(api("rtm.start", bob)["cache_version"][1:])
+    assert after == before + 1
+    assert cache.get(f"boot:{team_id}:{after}:people") is not None
+    assert cache.get(f"boot:{team_id}:{before}:people") is None
+    assert cache.get(f"boot:{team_id}:{before}:rooms") is None

@@ -29,7 +29,10 @@ from teams.shapes import bot_json
 
 T = TypeVar("T")
 
-BOOT_CACHE_SECS = 3600  # a stale version is never read; this only frees memory
+# A stale version is never read. Building a version drops the one before it from Redis;
+# the expiry bounds what is left when versions were skipped (a busy big team's people
+# part is ~1 MB per version).
+BOOT_CACHE_SECS = 600
 BUILD_LOCK_SECS = 30  # a builder that died frees the claim after this
 BUILD_WAIT_SECS = 5.0  # a boot waits this long for another process's build, then builds itself
 BUILD_POLL_SECS = 0.02
@@ -65,7 +68,7 @@ def people(team_id: int, team_slack_id: str, version: int) -> CompressedPrefix:
         rooms(team_id, team_slack_id, version)
         return compressed.result()
 
-    return _shared(f"boot:{team_id}:{version}:people", build)
+    return _shared(_key(team_id, version, "people"), build, _key(team_id, version - 1, "people"))
 
 
 def rooms(team_id: int, team_slack_id: str, version: int) -> Rooms:
@@ -78,10 +81,14 @@ def rooms(team_id: int, team_slack_id: str, version: int) -> Rooms:
         channels = [(cid, text[:-1]) for cid, text in boot_sql.public_channels_json(team_id)]
         return Rooms(json.dumps(bots), json.dumps(emoji), channels)
 
-    return _shared(f"boot:{team_id}:{version}:rooms", build)
+    return _shared(_key(team_id, version, "rooms"), build, _key(team_id, version - 1, "rooms"))
 
 
-def _shared(key: str, build: Callable[[], T]) -> T:
+def _key(team_id: int, version: int, part: str) -> str:
+    return f"boot:{team_id}:{version}:{part}"
+
+
+def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
     found = _local_get(key)
     if found is not None:
         return found  # type: ignore[return-value]
@@ -90,7 +97,7 @@ def _shared(key: str, build: Callable[[], T]) -> T:
     with lock:  # threads of this process wait for one build
         found = _local_get(key)
         if found is None:
-            found = _from_redis_or_build(key, build)
+            found = _from_redis_or_build(key, build, previous)
             with _local_lock:
                 _local[key] = found
                 while len(_local) > LOCAL_ENTRIES:
@@ -108,7 +115,7 @@ def _local_get(key: str) -> object | None:
         return found
 
 
-def _from_redis_or_build(key: str, build: Callable[[], T]) -> T:
+def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None) -> T:
     found = cache.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
@@ -125,6 +132,8 @@ def _from_redis_or_build(key: str, build: Callable[[], T]) -> T:
     try:
         built = build()
         cache.set(key, built, BOOT_CACHE_SECS)
+        if previous:
+            cache.delete(previous)
     finally:
         if claimed:  # a failed build frees the claim too: the next boot builds at once
             cache.delete(claim)
