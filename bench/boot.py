@@ -17,9 +17,11 @@ mentioning the member. Then, over HTTP against daphne:
 
   rtm.connect   --connect-calls calls back to back on one keep-alive connection
   rtm.start     full and lean (only the people the caller's conversations name), each
-                cold (EventSequence.boot_version bumped through the ORM before every
-                call, so the team-wide part is rebuilt) and cached; body size raw and
-                gzip.compress'd (level 9)
+                with Accept-Encoding: gzip and without, each cold (EventSequence.boot_version
+                bumped through the ORM before every call, so the team-wide part is rebuilt)
+                and cached; body size decoded, as sent ("wire") and gzip.compress'd at
+                level 9 for reference. One cold boot of each kind first, untimed: a
+                running server has booted before (thread pools, time zones loaded).
 
 and in this process through django.test.Client, SQL queries per call on each database
 (CaptureQueriesContext on every connection; BEGIN/COMMIT/SET count as queries).
@@ -35,7 +37,10 @@ import json
 import os
 import random
 import sys
+import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +68,8 @@ class Timing:
     label: str
     secs: list[float]
     size: int = 0
-    gzip_size: int = 0
+    wire_size: int = 0  # bytes as sent: the size unless the answer came gzip'd
+    gzip_size: int = 0  # gzip.compress'd at level 9, for reference
     errors: int = 0
     shape: str = ""
 
@@ -130,6 +136,7 @@ def build(args: argparse.Namespace) -> World:
             ChannelMember.objects.filter(channel_id=channel_id, member_id=me).update(last_read=read)
     (token,) = h.issue_tokens(team, [me])
     h.bump_boot_version(team)
+    h.analyze(team)
     return World(team, me, token, len(my_channel_ids), args.members + 2, args.channels)
 
 
@@ -137,14 +144,19 @@ class RawClient:
     """One keep-alive connection that returns raw bodies: sizes are what went over the
     wire, and a 5 MB boot is not decoded inside the timed part."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, accept_gzip: bool = False) -> None:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if accept_gzip:
+            self.headers["Accept-Encoding"] = "gzip"
         self.connection: http.client.HTTPConnection | None = None
+        self.wire_bytes = 0  # of the last answer, as sent (gzip'd when the server chose to)
 
-    def call(self, method: str, body: dict[str, Any]) -> tuple[float, bytes | None]:
-        """(seconds, body) of one call; the body is None when the call failed."""
+    def call(self, method: str, body: dict[str, Any], decode: bool = True) -> tuple[float, bytes | None]:
+        """(seconds, body) of one call; the body is None when the call failed. A gzip'd
+        answer is decoded after the clock stops (what the server costs, not the client),
+        unless not `decode` (then only its first bytes are, to check it is ok)."""
         if self.connection is None:
             self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
         started = time.perf_counter()
@@ -156,7 +168,12 @@ class RawClient:
             self.close()
             return time.perf_counter() - started, None
         elapsed = time.perf_counter() - started
-        head = data[:32].replace(b" ", b"")
+        self.wire_bytes = len(data)
+        head = data[:32]
+        if response.getheader("Content-Encoding") == "gzip":
+            head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data, 32)
+            data = gzip.decompress(data) if decode else data
+        head = head.replace(b" ", b"")
         return elapsed, data if response.status == 200 and head.startswith(b'{"ok":true') else None
 
     def close(self) -> None:
@@ -184,8 +201,38 @@ def measure(
         timing.secs.append(secs)
         if not timing.size:
             timing.size = len(data)
+            timing.wire_size = client.wire_bytes
             timing.gzip_size = len(gzip.compress(data))
             timing.shape = describe(json.loads(data))
+    return timing
+
+
+def wave(base_url: str, token: str, size: int, waves: int, bump: Any) -> Timing:
+    """`size` full boots (gzip) at once right after a change, `waves` times: one process
+    builds the team-wide part, the others wait for it rather than build it again."""
+    timing = Timing(f"rtm.start full gzip, {size} at once", [])
+    clients = [RawClient(base_url, token, accept_gzip=True) for _ in range(size)]
+    for client in clients:
+        client.call("rtm.connect", {})  # connected before the clock starts
+    try:
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            for _ in range(waves):
+                bump()
+                gate = threading.Barrier(size)
+
+                def one(client: RawClient, gate: threading.Barrier = gate) -> tuple[float, bytes | None]:
+                    gate.wait()
+                    return client.call("rtm.start", {}, decode=False)
+
+                for secs, data in pool.map(one, clients):
+                    if data is None:
+                        timing.errors += 1
+                    else:
+                        timing.secs.append(secs)
+                        timing.wire_size = len(data)
+    finally:
+        for client in clients:
+            client.close()
     return timing
 
 
@@ -232,8 +279,10 @@ def main() -> None:
     parser.add_argument("--dms", type=int, default=10, help="DMs of the measured member")
     parser.add_argument("--messages", type=int, default=20, help="messages in each of those")
     parser.add_argument("--connect-calls", type=int, default=200)
-    parser.add_argument("--cold-calls", type=int, default=10, help="rtm.start calls after a bump")
+    parser.add_argument("--cold-calls", type=int, default=20, help="rtm.start calls after a bump")
     parser.add_argument("--cached-calls", type=int, default=50)
+    parser.add_argument("--wave", type=int, default=20, help="boots at once after a change (0: none)")
+    parser.add_argument("--waves", type=int, default=3, help="how many such waves")
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of each counted call")
     parser.add_argument("--quick", action="store_true", help="2,000 members, 400 channels, fewer calls")
     h.add_server_args(parser, daphnes=1)
@@ -253,29 +302,41 @@ def main() -> None:
             f"{world.my_channels} conversations ({args.dms} DMs), {args.messages} messages each",
             flush=True,
         )
-        client = RawClient(cluster.daphnes[0].http, world.token)
+        plain = RawClient(cluster.daphnes[0].http, world.token)
+        zipped = RawClient(cluster.daphnes[0].http, world.token, accept_gzip=True)
         bump = lambda: h.bump_boot_version(world.team)  # noqa: E731
         timings = []
         try:
-            measure(client, "warm", "rtm.connect", {}, 3)
+            measure(plain, "warm", "rtm.connect", {}, 3)
+            # A server that has booted before: thread pools, time zones, statements.
+            measure(zipped, "warm", "rtm.start", {}, 1, bump)
+            measure(plain, "warm", "rtm.start", {"lean": True}, 1, bump)
             print("timing rtm.connect ...", flush=True)
-            timings.append(measure(client, "rtm.connect", "rtm.connect", {}, args.connect_calls))
+            timings.append(measure(plain, "rtm.connect", "rtm.connect", {}, args.connect_calls))
             for label, body in (("full", {}), ("lean", {"lean": True})):
-                print(f"timing rtm.start {label}, cold and cached ...", flush=True)
-                timings.append(
-                    measure(client, f"rtm.start {label}, cold", "rtm.start", body, args.cold_calls, bump)
+                for client, encoding in ((zipped, "gzip"), (plain, "identity")):
+                    print(f"timing rtm.start {label} ({encoding}), cold and cached ...", flush=True)
+                    name = f"rtm.start {label} {encoding}"
+                    timings.append(measure(client, f"{name}, cold", "rtm.start", body, args.cold_calls, bump))
+                    measure(client, "warm", "rtm.start", body, 1)
+                    timings.append(measure(client, f"{name}, cached", "rtm.start", body, args.cached_calls))
+            if args.wave:
+                print(
+                    f"timing {args.waves} waves of {args.wave} boots at once after a change ...", flush=True
                 )
-                measure(client, "warm", "rtm.start", body, 1)
-                timings.append(
-                    measure(client, f"rtm.start {label}, cached", "rtm.start", body, args.cached_calls)
-                )
+                timings.append(wave(cluster.daphnes[0].http, world.token, args.wave, args.waves, bump))
             timings.append(
                 measure(
-                    client, "rtm.start no_latest, cached", "rtm.start", {"no_latest": True}, args.cached_calls
+                    zipped,
+                    "rtm.start no_latest gzip, cached",
+                    "rtm.start",
+                    {"no_latest": True},
+                    args.cached_calls,
                 )
             )
         finally:
-            client.close()
+            plain.close()
+            zipped.close()
         print("counting SQL per call in-process ...", flush=True)
         queries = count_queries(world)
 
@@ -285,16 +346,15 @@ def main() -> None:
             f"(measured member in {world.my_channels} conversations), one daphne, sequential calls"
         )
         print(
-            f"{'call':<30}{'calls':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'bytes':>11}{'gzip':>10}"
-            f"{'ratio':>7}  payload"
+            f"{'call':<36}{'calls':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'bytes':>11}{'wire':>11}"
+            f"{'gzip -9':>10}  payload"
         )
         for t in timings:
             p50, p99, worst = h.quantiles_ms(t.secs)
-            ratio = f"{t.size / t.gzip_size:.1f}x" if t.gzip_size else ""
             errors = f" ({t.errors} errors)" if t.errors else ""
             print(
-                f"{t.label:<30}{len(t.secs):>6}{h.fmt_ms(p50):>9}{h.fmt_ms(p99):>9}{h.fmt_ms(worst):>9}"
-                f"{t.size:>11,}{t.gzip_size:>10,}{ratio:>7}  {t.shape}{errors}"
+                f"{t.label:<36}{len(t.secs):>6}{h.fmt_ms(p50):>9}{h.fmt_ms(p99):>9}{h.fmt_ms(worst):>9}"
+                f"{t.size:>11,}{t.wire_size:>11,}{t.gzip_size:>10,}  {t.shape}{errors}"
             )
         print()
         aliases = list(queries[0][1])
@@ -314,7 +374,7 @@ def main() -> None:
             print("daphne log: " + problem)
         print(
             f"note: client and server share this machine's {os.cpu_count()} cores (and anything else "
-            "running on it): figures are noisy."
+            "running on it): figures are noisy; load average %.2f %.2f %.2f" % os.getloadavg()
         )
 
 

@@ -608,6 +608,16 @@ def bump_boot_version(team: BenchTeam) -> None:
         EventSequence.objects.filter(team_id=team.team_id).update(boot_version=F("boot_version") + 1)
 
 
+def analyze(team: BenchTeam) -> None:
+    """Vacuum and planner statistics for what was just bulk-loaded: without statistics the
+    first queries on a shard may scan every team's rows, and autovacuum would otherwise
+    come round in the middle of the measurement."""
+    from django.db import connections
+
+    with connections[team.shard].cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+
+
 def user_slack_id(member_id: int) -> str:
     from teams import ids
 
@@ -730,6 +740,7 @@ class SocketSpec:
     index: int
     token: str
     http: str  # base URL of the daphne this socket boots from and connects to
+    connect_args: dict[str, Any] = field(default_factory=dict)  # rtm.connect arguments
 
 
 class Receivers:
@@ -837,6 +848,8 @@ class _Receiver:
         self.delivered = 0
         self.dupes = 0
         self.frames = 0
+        self.presence_frames = 0  # presence_change frames
+        self.presence_entries = 0  # (user, state) pairs they carried: one per user listed
         self.retries = 0
         self.closes: Counter[str] = Counter()
         self.server_errors: Counter[str] = Counter()
@@ -887,6 +900,7 @@ class _Receiver:
         self.want = want
         self.hist = Hist()
         self.delivered = self.dupes = self.retries = 0
+        self.presence_frames = self.presence_entries = 0
         self.closes.clear()
         self.server_errors.clear()
         self.error_samples.clear()
@@ -902,6 +916,8 @@ class _Receiver:
             "delivered": self.delivered,
             "frames": self.frames,
             "complete": sum(1 for s in self.sockets if s.got >= self.want),
+            "presence_frames": self.presence_frames,
+            "presence_entries": self.presence_entries,
         }
 
     async def cmd_collect(self) -> dict[str, Any]:
@@ -920,6 +936,16 @@ class _Receiver:
             "error_samples": list(self.error_samples),
             "retries": self.retries,
         }
+
+    async def cmd_send(self, frames: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """Send a frame on some sockets (keyed by SocketSpec.index; others are skipped)."""
+        sent = 0
+        for sock in self.sockets:
+            frame = frames.get(sock.spec.index)
+            if frame is not None and sock.ws is not None:
+                await sock.ws.send(json.dumps(frame))
+                sent += 1
+        return {"sent": sent}
 
     async def cmd_drop(self) -> dict[str, Any]:
         """Close every socket from the client side, keeping each one's cursor."""
@@ -1059,6 +1085,10 @@ class _Receiver:
                 return
             sock.cursor = event_id
         kind = frame.get("type")
+        if kind == "presence_change":
+            self.presence_frames += 1
+            self.presence_entries += len(frame["users"]) if "users" in frame else 1
+            return
         if kind != "message":
             if kind in ("error", "goodbye"):
                 code = str(frame.get("error", {}).get("code", kind))
@@ -1110,7 +1140,7 @@ def _rtm_connect(spec: SocketSpec) -> tuple[int, dict[str, Any], float | None]:
     """rtm.connect on a connection of its own, as a separate client would."""
     client = ApiClient(spec.http, spec.token)
     try:
-        reply = client.call("rtm.connect", {})
+        reply = client.call("rtm.connect", dict(spec.connect_args))
         return reply.status, reply.body, reply.retry_after
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return 0, {"error": type(exc).__name__}, None
@@ -1158,9 +1188,14 @@ def describe_error_samples(replies: list[dict[str, Any]], team: BenchTeam) -> li
     ]
 
 
-def socket_specs(tokens: list[str], daphnes: list[Daphne]) -> list[SocketSpec]:
+def socket_specs(
+    tokens: list[str], daphnes: list[Daphne], connect_args: dict[str, Any] | None = None
+) -> list[SocketSpec]:
     """Sockets spread round-robin over the daphnes."""
-    return [SocketSpec(i, t, daphnes[i % len(daphnes)].http) for i, t in enumerate(tokens)]
+    return [
+        SocketSpec(i, t, daphnes[i % len(daphnes)].http, dict(connect_args or {}))
+        for i, t in enumerate(tokens)
+    ]
 
 
 def wait_for_delivery(

@@ -76,6 +76,21 @@ TEAM_WIDE_TYPES = frozenset(
     }
 )
 
+
+def bump_boot_version(team_id: int) -> None:
+    """The cached team-wide boot is stale: for a change whose event is not one of
+    TEAM_WIDE_TYPES (a public channel's topic, announced by a message). Inside the
+    action's transaction, like the event."""
+    connection = connections[current_shard()]
+    if not connection.in_atomic_block:
+        raise RuntimeError("bump_boot_version must run inside the action's transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE messaging_eventsequence SET boot_version = boot_version + 1 WHERE team_id = %s",
+            [team_id],
+        )
+
+
 # Bumps the team's sequence under its row lock: ids strictly increase per team in commit
 # order. A CTE, so a statement that writes rows can append its event in the same trip.
 NEXT_EVENT_ID_CTE = """

@@ -11,7 +11,7 @@ from teams.directory import TeamEntry
 from teams.models import Bot, Member
 
 
-def _tz_offset(tz: str) -> int:
+def tz_offset(tz: str) -> int:
     try:
         offset = datetime.now(ZoneInfo(tz)).utcoffset()
     except (ZoneInfoNotFoundError, ValueError):
@@ -43,7 +43,7 @@ def member_json(member: Member, team_slack_id: str) -> dict[str, Any]:
         "real_name": member.real_name,
         "tz": member.tz,
         "tz_label": member.tz,
-        "tz_offset": _tz_offset(member.tz),
+        "tz_offset": tz_offset(member.tz),
         "profile": profile,
         "is_admin": member.is_admin,
         "is_owner": member.is_owner,

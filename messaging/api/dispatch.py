@@ -21,6 +21,7 @@ from chatproject.shard_outage import ShardUnavailable
 from messaging.api import methods  # noqa: F401 - registers every method
 from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY, ApiCall, ApiMethod, PreEncoded
+from messaging.realtime.deflate import accepts_gzip
 from ops.metrics import count_api_call
 from teams.auth import Caller, caller_from_session, caller_from_token
 from teams.errors import ApiError
@@ -94,8 +95,9 @@ def _call(method: ApiMethod, request: HttpRequest) -> dict[str, Any] | PreEncode
     caller = _authenticate(request, params)
     check_rate_limit(caller, method)
     args = method.parse(params)
+    gzip_ok = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     with on_shard(caller.shard):
-        return method.handler(ApiCall(caller, args, request.build_absolute_uri("/")))
+        return method.handler(ApiCall(caller, args, request.build_absolute_uri("/"), gzip_ok))
 
 
 @csrf_exempt
@@ -109,7 +111,11 @@ def api_view(request: HttpRequest, method_name: str) -> HttpResponse:
             raise ApiError("unknown_method", status=404)
         result = _call(method, request)
         if isinstance(result, PreEncoded):
-            return HttpResponse(result.body, content_type="application/json")
+            response = HttpResponse(result.body, content_type="application/json")
+            if result.gzipped:
+                response["Content-Encoding"] = "gzip"
+            response["Vary"] = "Accept-Encoding"
+            return response
         return JsonResponse({"ok": True, **result})
     except ApiError as exc:
         error = exc.code

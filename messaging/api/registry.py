@@ -61,6 +61,7 @@ class ApiCall:
     caller: Caller
     args: Any
     base_url: str
+    accepts_gzip: bool = False  # the request's Accept-Encoding allows a gzip'd body
 
     @property
     def ws_base_url(self) -> str:
@@ -73,6 +74,7 @@ class PreEncoded:
     """A whole response body already encoded as JSON (large, partly cached payloads)."""
 
     body: bytes
+    gzipped: bool = False  # the body is gzip'd JSON (only when the request accepted gzip)
 
 
 Handler = Callable[[ApiCall], "dict[str, Any] | PreEncoded"]

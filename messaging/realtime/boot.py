@@ -4,8 +4,8 @@ the world the caller can see, consistent with the event cursor it returns).
 rtm.start reads everything in one REPEATABLE READ snapshot that also reads the team's
 event cursor, so replaying from that cursor on the socket neither misses nor repeats.
 The team-wide part (people, bots, emoji, public channels) is the same for every member:
-it is cached as pre-encoded JSON keyed by the team's boot_version, which every event
-that changes it bumps in its own transaction.
+boot_cache keeps it pre-encoded (the people pre-compressed) per boot_version, which every
+event that changes it bumps in its own transaction; each call adds only the caller's part.
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
 from django.db import connections, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Subquery
 
 from chatproject.dbrouter import current_shard
-from messaging.models import Channel, CustomEmoji, EventSequence, Message
+from messaging.models import Channel, EventSequence, Message
 from messaging.queries import top_level
+from messaging.realtime import boot_cache, boot_sql, deflate
 from messaging.realtime.tickets import issue_ticket
 from messaging.shapes import channel_json, dm_member_ids, message_json
 from teams import ids
 from teams.auth import Caller
-from teams.models import Bot, Member
-from teams.shapes import bot_json, member_json, team_json
+from teams.models import Member
+from teams.shapes import team_json
 
 K = Channel.Kind
-BOOT_CACHE_SECS = 3600  # a stale version is never read; this only frees memory
+NOT_A_MEMBER = ',"is_member":false}'
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,10 @@ def socket_url(base_ws_url: str, ticket: str, cursor: int) -> str:
     return f"{base_ws_url}rtm/?ticket={ticket}&since={cursor}"
 
 
-def read_cursor(team_id: int) -> Snapshot:
-    row = EventSequence.objects.filter(team_id=team_id).values_list("last_event_id", "boot_version").first()
-    return Snapshot(*(row or (0, 0)))
-
-
-def _self_json(member: Member) -> dict[str, Any]:
+def _self_json(member_id: int, name: str) -> dict[str, Any]:
     return {
-        "id": member.slack_id,
-        "name": member.name,
+        "id": ids.encode(ids.USER, member_id),
+        "name": name,
         "prefs": {},
         "created": 0,
         "manual_presence": "active",
@@ -65,47 +60,14 @@ def _self_json(member: Member) -> dict[str, Any]:
 
 
 def rtm_connect(caller: Caller, base_ws_url: str, options: BootOptions) -> dict[str, Any]:
-    snapshot = read_cursor(caller.team_id)
-    me = Member.objects.get(team_id=caller.team_id, id=caller.member_id)
+    my_name, snapshot = _me_and_snapshot(caller)
     ticket = issue_ticket(caller, snapshot.cursor, batch_presence_aware=options.batch_presence_aware)
     return {
         "url": socket_url(base_ws_url, ticket, snapshot.cursor),
-        "self": {"id": me.slack_id, "name": me.name},
+        "self": {"id": caller.user_slack_id, "name": my_name},
         "team": {"id": caller.team.slack_id, "name": caller.team.name, "domain": caller.team.domain},
         "event_cursor": snapshot.cursor,
     }
-
-
-def _team_wide(caller: Caller, version: int) -> dict[str, str]:
-    """JSON fragments shared by every member's boot, cached per boot_version."""
-    key = f"boot:{caller.team_id}:{version}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    team = caller.team.slack_id
-    members = list(Member.objects.filter(team_id=caller.team_id).order_by("id"))
-    public = list(
-        Channel.objects.filter(team_id=caller.team_id, kind=K.PUBLIC)
-        .annotate(num_members=Count("memberships"))
-        .order_by("id")
-    )
-    fragments = {
-        "users": json.dumps([member_json(m, team) for m in members]),
-        "bots": json.dumps(
-            [bot_json(b, team) for b in Bot.objects.filter(team_id=caller.team_id).order_by("id")]
-        ),
-        "emoji": json.dumps(
-            {
-                e.name: e.url or f"alias:{e.alias_for}"
-                for e in CustomEmoji.objects.filter(team_id=caller.team_id).order_by("name")
-            }
-        ),
-        "public_channels": json.dumps(
-            [channel_json(c, None, num_members=c.num_members) for c in public]  # type: ignore[attr-defined]
-        ),
-    }
-    cache.set(key, fragments, BOOT_CACHE_SECS)
-    return fragments
 
 
 def _unread(caller: Caller) -> dict[int, tuple[int, int]]:
@@ -163,61 +125,90 @@ def _member_state(
     return state
 
 
-def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions) -> bytes:
-    """The whole boot payload, as JSON bytes (the cached team-wide part is spliced in)."""
+def _me_and_snapshot(caller: Caller) -> tuple[str, Snapshot]:
+    """The caller's name and the team's cursor, in one query."""
+    sequence = EventSequence.objects.filter(team_id=caller.team_id)
+    name, cursor, version = (
+        Member.objects.filter(team_id=caller.team_id, id=caller.member_id)
+        .values_list(
+            "name",
+            Subquery(sequence.values("last_event_id")),
+            Subquery(sequence.values("boot_version")),
+        )
+        .get()
+    )
+    return name, Snapshot(cursor or 0, version or 0)
+
+
+@dataclass(frozen=True)
+class BootBody:
+    body: bytes
+    gzipped: bool
+
+
+def _channels(rooms: boot_cache.Rooms, states: dict[int, dict[str, Any]]) -> str:
+    """Every public channel, each with the caller's state appended to its cached JSON."""
+    return ",".join(
+        f"{text},{json.dumps(states[cid])[1:]}" if cid in states else text + NOT_A_MEMBER
+        for cid, text in rooms.channels
+    )
+
+
+def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions, gzip: bool = False) -> BootBody:
+    """The whole boot payload as JSON bytes (gzip'd if `gzip`), around the cached team-wide
+    parts: the people first (compressed once per team change), then the caller's part."""
     alias = current_shard()
     outermost = not connections[alias].in_atomic_block  # nested (tests): the outer snapshot rules
+    team = caller.team
     with transaction.atomic(using=alias):
         if outermost:
             with connections[alias].cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        snapshot = read_cursor(caller.team_id)
+        my_name, snapshot = _me_and_snapshot(caller)
         mine = list(
             Channel.objects.filter(memberships__member_id=caller.member_id).annotate(
                 my_last_read=F("memberships__last_read")
             )
         )
         unread = _unread(caller)
-        latest = {} if options.no_latest else _latest(caller.team.slack_id, mine)
-        me = Member.objects.get(team_id=caller.team_id, id=caller.member_id)
-        fragments = _team_wide(caller, snapshot.boot_version)
+        latest = {} if options.no_latest else _latest(team.slack_id, mine)
+        # People first: building them reads the rooms while the people compress.
+        people = None if options.lean else boot_cache.people(team.id, team.slack_id, snapshot.boot_version)
+        rooms = boot_cache.rooms(team.id, team.slack_id, snapshot.boot_version)
+        if options.lean:
+            # Only the people the caller's conversations name: straight from the database.
+            wanted = {caller.member_id} | {m for c in mine if c.is_dm_like for m in dm_member_ids(c)}
+            users = boot_sql.users_json(team.id, team.slack_id, sorted(wanted))
+            head = boot_cache.PEOPLE_HEAD + users + boot_cache.PEOPLE_TAIL
 
-    member_states = {
-        c.slack_id: _member_state(c, c.my_last_read, unread, latest, options)  # type: ignore[attr-defined]
+    states = {
+        c.id: _member_state(c, c.my_last_read, unread, latest, options)  # type: ignore[attr-defined]
         for c in mine
     }
     groups, ims, mpims = [], [], []
     for channel in mine:
         if channel.kind == K.PUBLIC:
             continue
-        shape = {**channel_json(channel, caller.member_id), **member_states[channel.slack_id]}
+        shape = {**channel_json(channel, caller.member_id), **states[channel.id]}
         {K.PRIVATE: groups, K.IM: ims, K.MPIM: mpims}[channel.kind].append(shape)  # type: ignore[index]
-    public = [
-        {**c, **member_states.get(c["id"], {"is_member": False})}
-        for c in json.loads(fragments["public_channels"])
-    ]
-    users_fragment = fragments["users"]
-    if options.lean:
-        wanted = {caller.member_id} | {m for c in mine if c.is_dm_like for m in dm_member_ids(c)}
-        users_fragment = json.dumps(
-            [u for u in json.loads(users_fragment) if ids.decode(u["id"], "U") in wanted]
-        )
     ticket = issue_ticket(caller, snapshot.cursor, batch_presence_aware=options.batch_presence_aware)
-    head = {
-        "ok": True,
+    own = {
         "url": socket_url(base_ws_url, ticket, snapshot.cursor),
         "event_cursor": snapshot.cursor,
-        "self": _self_json(me),
-        "team": team_json(caller.team),
-        "channels": public,
+        "self": _self_json(caller.member_id, my_name),
+        "team": team_json(team),
         "groups": groups,
         "ims": ims,
         "mpims": mpims,
         "cache_version": f"v{snapshot.boot_version}",
     }
-    # Splice the cached fragments in without decoding and re-encoding them.
-    body = json.dumps(head)[:-1]
-    body += (
-        ', "users": ' + users_fragment + ', "bots": ' + fragments["bots"] + ', "emoji": ' + fragments["emoji"]
-    )
-    return (body + "}").encode()
+    suffix = (
+        f'"bots":{rooms.bots},"emoji":{rooms.emoji},{json.dumps(own)[1:-1]},'
+        f'"channels":[{_channels(rooms, states)}]}}'
+    ).encode()
+    if people is None:
+        body = head + suffix
+        return BootBody(deflate.gzip_body(None, body), True) if gzip else BootBody(body, False)
+    if gzip:
+        return BootBody(deflate.gzip_body(people, suffix), True)
+    return BootBody(people.raw() + suffix, False)

@@ -39,4 +39,5 @@ def start(call: ApiCall) -> PreEncoded:
     options = BootOptions(
         no_latest=args.no_latest, lean=args.lean, batch_presence_aware=args.batch_presence_aware
     )
-    return PreEncoded(rtm_start(call.caller, call.ws_base_url, options))
+    boot = rtm_start(call.caller, call.ws_base_url, options, gzip=call.accepts_gzip)
+    return PreEncoded(boot.body, gzipped=boot.gzipped)

@@ -1,0 +1,193 @@
+"""rtm.start's body: gzip'd for clients that accept it (a cached, pre-compressed prefix plus
+the caller's part), plain JSON for those that do not, the same state either way; and the
+team-wide JSON PostgreSQL writes has the shapes the Python serializers give."""
+
+import gzip
+import json
+import pickle
+import threading
+import time
+import urllib.request
+import zlib
+
+import pytest
+from django.core.cache import cache
+from django.db import connections
+from slack_sdk import WebClient
+
+from chatproject.dbrouter import on_shard
+from messaging.models import Channel, CustomEmoji
+from messaging.realtime import boot_cache, boot_sql
+from messaging.realtime.deflate import CompressedPrefix, accepts_gzip, gzip_body
+from messaging.shapes import channel_json
+from teams import ids
+from teams.actions import create_member
+from teams.models import Member
+from teams.shapes import member_json
+from tests.browser import TIMEOUT_MS, session_cookie
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _boot(client, token: str, accept: str | None, **args) -> tuple[dict, object]:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    if accept is not None:
+        headers["HTTP_ACCEPT_ENCODING"] = accept
+    response = client.post(
+        "/api/rtm.start", data=json.dumps(args), content_type="application/json", **headers
+    )
+    assert response.status_code == 200
+    body = response.content
+    if response.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return json.loads(body), response
+
+
+def _without_ticket(boot: dict) -> dict:
+    return {k: v for k, v in boot.items() if k != "url"}
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_gzip_and_plain_bodies_carry_the_same_state(world: World, client, api, lean: bool) -> None:
+    bob = world.acme["bob"].token
+    api("chat.postMessage", world.acme["alice"].token, channel=world.acme.channels["general"], text="hi")
+    api("conversations.open", bob, users=world.acme["carol"].user_id)
+    with on_shard("shard_0"):
+        CustomEmoji.objects.create(team_id=world.acme.team.id, name="party", url="https://e.test/p.png")
+    create_member(world.acme.team, "zoë@acme.test", name="Zoë </script>")  # bumps the version
+    plain, plain_response = _boot(client, bob, None, lean=lean)
+    zipped, zipped_response = _boot(client, bob, "gzip, deflate, br", lean=lean)
+    assert plain_response.get("Content-Encoding") is None
+    assert zipped_response["Content-Encoding"] == "gzip" and "Accept-Encoding" in zipped_response["Vary"]
+    assert len(zipped_response.content) * 2 < len(plain_response.content)
+    assert _without_ticket(zipped) == _without_ticket(plain)
+    assert plain["ok"] and plain["emoji"] == {"party": "https://e.test/p.png"}
+    names = {u["name"] for u in plain["users"]}
+    assert ("Zoë </script>" in {u["real_name"] for u in plain["users"]}) != lean and "bob" in names
+    assert ("carol" in names) and ("alice" in names) != lean
+    general = next(c for c in plain["channels"] if c["name"] == "general")
+    assert general["is_member"] and general["unread_count"] == 1
+    refused, response = _boot(client, bob, "gzip;q=0, identity", lean=lean)
+    assert response.get("Content-Encoding") is None and _without_ticket(refused) == _without_ticket(plain)
+
+
+def test_sql_shapes_match_the_python_serializers(world: World) -> None:
+    team = world.acme.team
+    with on_shard("shard_0"):
+        Member.objects.filter(team_id=team.id, name="carol").update(
+            tz="America/New_York", title='Chief "quotes" \\ officer', phone="☎ 555", email=""
+        )
+        Member.objects.filter(team_id=team.id, name="bob").update(tz="Not/AZone")
+        Channel.objects.filter(team_id=team.id, name="general").update(topic="tabs\tand\nnewlines")
+        members = list(Member.objects.filter(team_id=team.id).order_by("id"))
+        users = json.loads(b"[" + boot_sql.users_json(team.id, team.slack_id) + b"]")
+        public = list(Channel.objects.filter(team_id=team.id, kind=Channel.Kind.PUBLIC).order_by("id"))
+        channels = [json.loads(text) for _, text in boot_sql.public_channels_json(team.id)]
+        counts = {c.id: c.memberships.count() for c in public}
+    assert users == [member_json(m, team.slack_id) for m in members]
+    assert any(u["profile"].get("bot_id") for u in users) and any("email" in u["profile"] for u in users)
+    assert channels == [channel_json(c, None, num_members=counts[c.id]) for c in public]
+
+
+def test_spliced_gzip_is_one_valid_member() -> None:
+    prefix = CompressedPrefix.of(b'{"ok":true,"users":[' + b'{"name":"x"},' * 5000 + b'{"name":"y"}],')
+    suffix = b'"channels":[]}'
+    body = gzip_body(prefix, suffix)
+    assert gzip.decompress(body) == prefix.raw() + suffix
+    assert zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(body) == prefix.raw() + suffix
+    shared = pickle.loads(pickle.dumps(prefix))  # through Redis: compressed bytes only
+    assert shared._raw is None and shared.raw() == prefix.raw() and shared.crc == prefix.crc
+    assert gzip.decompress(gzip_body(shared, suffix)) == prefix.raw() + suffix
+    assert gzip.decompress(gzip_body(None, suffix)) == suffix
+
+
+def test_accept_encoding() -> None:
+    assert accepts_gzip("gzip, deflate, br") and accepts_gzip("br;q=1.0, gzip;q=0.8") and accepts_gzip("*")
+    assert not accepts_gzip("") and not accepts_gzip("identity") and not accepts_gzip("gzip;q=0")
+
+
+def test_one_build_while_others_wait(world: World) -> None:
+    """Threads of this process wait for one build; a build claimed by another process
+    (its claim in Redis) is waited for, not repeated."""
+    builds = []
+
+    def build() -> str:
+        builds.append(1)
+        time.sleep(0.2)
+        return "built"
+
+    key = f"boot:test:{time.time_ns()}:part"
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(boot_cache._shared(key, build))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["built"] * 4 and len(builds) == 1
+
+    other = f"boot:test:{time.time_ns()}:part"
+    assert cache.add(f"{other}:building", 1, 10)  # as if another process were building it
+    threading.Timer(0.3, lambda: cache.set(other, "theirs", 10)).start()
+    assert boot_cache._shared(other, build) == "theirs" and len(builds) == 1
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_http_clients_read_the_boot(world: World, live_server) -> None:
+    """slack_sdk (urllib: no gzip asked, plain JSON) and a client asking for gzip over HTTP."""
+    token = world.acme["bob"].token
+    sdk = WebClient(token=token, base_url=f"{live_server.url}/api/").rtm_start()
+    assert sdk["ok"] and {u["name"] for u in sdk["users"]} >= {"alice", "bob", "carol"}
+    request = urllib.request.Request(
+        f"{live_server.url}/api/rtm.start",
+        data=b"{}",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept-Encoding": "gzip",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        boot = json.loads(gzip.decompress(response.read()))
+    assert _without_ticket(boot) == _without_ticket(sdk.data)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_the_web_client_boots_from_the_gzip_body(world: World, chromium, web_server) -> None:
+    """Chromium asks for gzip, gets the spliced body, and the client boots from it."""
+    context = chromium.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_cookies([{**session_cookie("bob@acme.test", world.acme.team.id), "url": web_server.http}])
+    page = context.new_page()
+    with page.expect_response(lambda r: r.url.endswith("/api/rtm.start")) as booted:
+        page.goto(web_server.http + "/")
+    page.wait_for_selector("#client[data-state=live]")
+    assert booted.value.headers.get("content-encoding") == "gzip"
+    users = page.evaluate("async () => (await import('/static/client/store.js')).state.users.size")
+    assert users == 4  # alice, bob, carol and the bot, from the gzip'd body
+    context.close()
+
+
+def test_slack_ids_in_sql_match_ids_encode() -> None:
+    numbers = [1, 9, 10, 35, 36, 36**12 - 1, 36**12, 119907203640455177, ids.MAX_ID]
+    with connections["shard_0"].cursor() as cursor:
+        cursor.execute(
+            f"SELECT {boot_sql.slack_id_sql('U', 'n')} FROM unnest(%s::bigint[]) AS t(n)", [numbers]
+        )
+        assert [row[0] for row in cursor.fetchall()] == [ids.encode(ids.USER, n) for n in numbers]
+
+
+def test_a_new_version_drops_the_one_before_from_redis(world: World, api) -> None:
+    bob, team_id = world.acme["bob"].token, world.acme.team.id
+    before = int(api("rtm.start", bob)["cache_version"][1:])
+    assert cache.get(f"boot:{team_id}:{before}:people") is not None
+    api("conversations.create", world.acme["alice"].token, name="one-more")
+    after = int(api("rtm.start", bob)["cache_version"][1:])
+    assert after == before + 1
+    assert cache.get(f"boot:{team_id}:{after}:people") is not None
+    assert cache.get(f"boot:{team_id}:{before}:people") is None
+    assert cache.get(f"boot:{team_id}:{before}:rooms") is None
