@@ -321,6 +321,15 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         for listener in self.listeners:
             listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
 
+    def rejecting(self) -> bool:
+        """Whether calls are being rejected now (open or forced open), for a call admitted
+        before that to stop waiting. False when Redis cannot say (breakers fail open)."""
+        try:
+            return breaker_status(self.key).state in (OPEN, FORCED_OPEN)
+        except RedisError as exc:
+            _warn_redis_down(exc)
+            return False
+
     # --- pybreaker's inspection and manual control ----------------------------------------
 
     @property

@@ -3,6 +3,8 @@
 Each test answers one of the ways pybreaker's own Redis storage falls short.
 """
 
+import ipaddress
+import threading
 import time
 import uuid
 
@@ -13,6 +15,7 @@ from django_redis import get_redis_connection
 
 from jobs.breakers import (
     CLOSED,
+    FORCED_OPEN,
     HALF_OPEN,
     OPEN,
     BreakerOpen,
@@ -25,7 +28,9 @@ from jobs.breakers import (
     reset,
 )
 from jobs.bulkhead import BulkheadFull, bulkhead, in_use
+from jobs.fetch import GIVE_UP_CHECK_SECS, UpstreamFailure, fetch
 from tests.procs import breaker_calls, hold_bulkhead, run_in_processes
+from tests.upstream import running_upstream
 
 PROCESSES = 8
 FAST = {
@@ -223,3 +228,22 @@ def test_calls_still_hanging_count_as_failures() -> None:
     assert breaker_calls(_names(), key, policy, ["ok"], 0) == ["rejected"]
     assert breaker_status(key).state in (OPEN, HALF_OPEN)
     hanging.join()
+
+
+def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
+    """Another worker's calls open the circuit while this one waits on a silent host:
+    it gives up then, not at its 10 s timeout, and its worker is free again."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST))
+    local = [ipaddress.ip_network("127.0.0.1/32")]
+    with running_upstream() as upstream:
+        upstream.mode = "hang"
+        opener = threading.Timer(0.6, force, (key, FORCED_OPEN))
+        opener.start()
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling():
+            fetch(f"{upstream.base}/stuck", local, total_timeout=10, give_up=breaker.rejecting)
+        assert time.monotonic() - started < 0.6 + 2 * GIVE_UP_CHECK_SECS + 0.5
+        opener.join()
+    reset(key)
+    assert not breaker.rejecting()
