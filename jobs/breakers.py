@@ -254,11 +254,11 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             return func(*args, **kwargs)
 
     @contextmanager
-    def calling(self) -> Iterator[None]:
+    def calling(self) -> Iterator[AdmittedCall]:
         token, probe = self._admit()
         started = time.monotonic()
         try:
-            yield
+            yield AdmittedCall(self, probe, started)
         except BaseException as exc:
             self._record(self.classify(exc), token, probe)
             raise
@@ -322,8 +322,8 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
 
     def rejecting(self) -> bool:
-        """Whether calls are being rejected now (open or forced open), for a call admitted
-        before that to stop waiting. False when Redis cannot say (breakers fail open)."""
+        """Whether calls are being rejected now (open or forced open). False when Redis
+        cannot say (breakers fail open)."""
         try:
             return breaker_status(self.key).state in (OPEN, FORCED_OPEN)
         except RedisError as exc:
@@ -347,6 +347,23 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     def half_open(self) -> None:
         force(self.key, HALF_OPEN)
+
+
+@dataclass(frozen=True)
+class AdmittedCall:
+    """A call the breaker let through, for the caller to ask whether to keep waiting."""
+
+    breaker: SharedCircuitBreaker
+    probe: bool
+    started: float  # time.monotonic()
+
+    def should_give_up(self) -> bool:
+        """True once waiting longer is pointless: the circuit opened since this call was
+        admitted (it is rejecting everyone else), or this call is a probe already slower
+        than the policy allows (it has failed, and the circuit reopens either way)."""
+        if self.probe and time.monotonic() - self.started > self.breaker.policy.slow_call_secs:
+            return True
+        return self.breaker.rejecting()
 
 
 def _text(value: Any) -> str:

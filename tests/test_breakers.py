@@ -241,9 +241,20 @@ def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
         opener = threading.Timer(0.6, force, (key, FORCED_OPEN))
         opener.start()
         started = time.monotonic()
-        with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling():
-            fetch(f"{upstream.base}/stuck", local, total_timeout=10, give_up=breaker.rejecting)
+        with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling() as call:
+            fetch(f"{upstream.base}/stuck", local, total_timeout=10, give_up=call.should_give_up)
         assert time.monotonic() - started < 0.6 + 2 * GIVE_UP_CHECK_SECS + 0.5
         opener.join()
-    reset(key)
-    assert not breaker.rejecting()
+        reset(key)
+        assert not breaker.rejecting()
+        # A probe of a host that still hangs gives up at the slow-call time: it has failed.
+        slow_probe = {**FAST, "slow_call_secs": 0.5}
+        _trip(key)
+        time.sleep(0.8)  # past the open time: the next call is a probe
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure, match="gave up waiting"):
+            with SharedCircuitBreaker(key, BreakerPolicy(**slow_probe)).calling() as call:
+                assert call.probe
+                fetch(f"{upstream.base}/probe", local, total_timeout=10, give_up=call.should_give_up)
+        assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 0.5
+        assert breaker_status(key).state == OPEN  # the failed probe reopened it
