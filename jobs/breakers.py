@@ -205,6 +205,22 @@ return ''
 """
 )
 
+# Asked by a call still running: trips a closed breaker if the calls running past the
+# slow threshold (this one among them) already make the rule hold, as the next admission
+# would; when every worker is stuck on the host, there is no next admission to do it.
+# Returns {state, transition}.
+_CHECK = (
+    _PRELUDE
+    + """
+local state = redis.call('HGET', s, 'state') or 'closed'
+if state == 'closed' and redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10])) > 0
+   and should_trip() then
+  return {'open', open_it('closed')}
+end
+return {state, ''}
+"""
+)
+
 _BUCKETS_PER_WINDOW = 10
 _last_redis_warning = 0.0
 
@@ -321,14 +337,21 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         for listener in self.listeners:
             listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
 
-    def rejecting(self) -> bool:
-        """Whether calls are being rejected now (open or forced open). False when Redis
-        cannot say (breakers fail open)."""
+    def rejecting(self, *, judge_stuck: bool = False) -> bool:
+        """Whether calls are being rejected now (open or forced open); with `judge_stuck`,
+        first trip the breaker if the calls stuck past the slow threshold warrant it.
+        False when Redis cannot say (breakers fail open)."""
         try:
-            return breaker_status(self.key).state in (OPEN, FORCED_OPEN)
+            if not judge_stuck:
+                return breaker_status(self.key).state in (OPEN, FORCED_OPEN)
+            state, transition = get_redis_connection("default").eval(
+                _CHECK, 5, *_keys(self.key), *self._script_args("")
+            )
         except RedisError as exc:
             _warn_redis_down(exc)
             return False
+        self._report(_text(transition))
+        return _text(state) in (OPEN, FORCED_OPEN)
 
     # --- pybreaker's inspection and manual control ----------------------------------------
 
@@ -359,11 +382,13 @@ class AdmittedCall:
 
     def should_give_up(self) -> bool:
         """True once waiting longer is pointless: the circuit opened since this call was
-        admitted (it is rejecting everyone else), or this call is a probe already slower
-        than the policy allows (it has failed, and the circuit reopens either way)."""
-        if self.probe and time.monotonic() - self.started > self.breaker.policy.slow_call_secs:
+        admitted (it is rejecting everyone else; past the slow threshold this call's own
+        slowness may open it), or this call is a probe already slower than the policy
+        allows (it has failed, and the circuit reopens either way)."""
+        slow = time.monotonic() - self.started > self.breaker.policy.slow_call_secs
+        if slow and self.probe:
             return True
-        return self.breaker.rejecting()
+        return self.breaker.rejecting(judge_stuck=slow)
 
 
 def _text(value: Any) -> str:

@@ -258,3 +258,25 @@ def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
                 fetch(f"{upstream.base}/probe", local, total_timeout=10, give_up=call.should_give_up)
         assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 0.5
         assert breaker_status(key).state == OPEN  # the failed probe reopened it
+        # Every call stuck on the host, none coming to notice: past the slow-call time the
+        # stuck calls themselves open the circuit, and stop waiting.
+        other = _key()
+        stuck_policy = BreakerPolicy(**{**FAST, "min_calls": 2, "slow_call_secs": 0.5})
+        outcomes: list[str] = []
+
+        def stuck_call(n: int) -> None:
+            try:
+                with SharedCircuitBreaker(other, stuck_policy).calling() as call:
+                    fetch(f"{upstream.base}/s{n}", local, total_timeout=10, give_up=call.should_give_up)
+            except UpstreamFailure as exc:
+                outcomes.append(str(exc))
+
+        started = time.monotonic()
+        callers = [threading.Thread(target=stuck_call, args=(n,)) for n in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 1.0
+        assert len(outcomes) == 2 and all("gave up waiting" in o for o in outcomes)
+        assert breaker_status(other).state == OPEN and breaker_status(other).trips == 1
