@@ -248,7 +248,7 @@ def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
         reset(key)
         assert not breaker.rejecting()
         # A probe of a host that still hangs gives up at the slow-call time: it has failed.
-        slow_probe = {**FAST, "slow_call_secs": 0.5}
+        slow_probe = {**FAST, "slow_call_secs": 0.5, "open_secs": 30, "max_open_secs": 60}  # stays open
         _trip(key)
         time.sleep(0.8)  # past the open time: the next call is a probe
         started = time.monotonic()
@@ -261,7 +261,9 @@ def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
         # Every call stuck on the host, none coming to notice: past the slow-call time the
         # stuck calls themselves open the circuit, and stop waiting.
         other = _key()
-        stuck_policy = BreakerPolicy(**{**FAST, "min_calls": 2, "slow_call_secs": 0.5})
+        stuck_policy = BreakerPolicy(
+            **{**FAST, "min_calls": 2, "slow_call_secs": 0.5, "open_secs": 30, "max_open_secs": 60}
+        )
         outcomes: list[str] = []
 
         def stuck_call(n: int) -> None:
