@@ -56,7 +56,10 @@ class BreakerPolicy:
     """Defaults: open when at least half of >= 10 calls in the last 30 s failed (one slow
     host then trips within seconds, a single failure never does); stay open 5 s, doubling
     on each failed probe up to 5 min, +-20% jitter so workers do not probe in lockstep;
-    2 probes in half-open, both must succeed to close. A call slower than 5 s fails."""
+    2 probes in half-open, both must succeed to close. A call slower than 5 s fails, and
+    calls still running count as failures from then on; >= min_calls of them with no
+    call answered in time meanwhile open it whatever the window holds (a host that
+    stopped answering is not shielded by its earlier successes)."""
 
     failure_rate: float = 0.5
     min_calls: int = 10
@@ -122,6 +125,11 @@ local function should_trip()
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now - tonumber(ARGV[9]))
   local stuck = redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10]))
+  -- A host that stopped answering: min_calls calls stuck past the slow threshold and no
+  -- call answered in time since then. Its successes earlier in the window must not
+  -- shield it until they age out (every worker would wait on it meanwhile).
+  local answered = tonumber(redis.call('HGET', s, 'last_success_at') or '0')
+  if stuck >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
   calls, failures = calls + stuck, failures + stuck
   return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
 end
@@ -187,7 +195,7 @@ if ARGV[14] == '1' then
   if outcome == 'success' then
     if redis.call('HINCRBY', s, 'probe_successes', 1) >= tonumber(ARGV[8]) then
       redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
-                 'last_transition_at', now)
+                 'last_transition_at', now, 'last_success_at', now)
       redis.call('DEL', w, inflight)
       return 'half-open->closed'
     end
@@ -199,6 +207,7 @@ if state ~= 'closed' or outcome == 'ignored' then return '' end
 local bucket = math.floor(now / tonumber(ARGV[2]))
 redis.call('HINCRBY', w, bucket .. ':c', 1)
 if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
+if outcome == 'success' then redis.call('HSET', s, 'last_success_at', now) end
 redis.call('EXPIRE', w, ARGV[3])
 if should_trip() then return open_it('closed') end
 return ''

@@ -230,6 +230,21 @@ def test_calls_still_hanging_count_as_failures() -> None:
     hanging.join()
 
 
+def test_a_host_that_stops_answering_is_not_shielded_by_its_earlier_successes() -> None:
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**{**FAST, "min_calls": 2, "slow_call_secs": 0.5}))
+    for _ in range(20):
+        breaker.call(lambda: None)  # a healthy host: 20 successes in the window
+    hanging = [threading.Thread(target=breaker.call, args=(time.sleep, 1.5)) for _ in range(2)]
+    for call in hanging:
+        call.start()
+    time.sleep(0.8)  # both past the slow threshold, nothing answered since: 2 of 22 failing
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)
+    for call in hanging:
+        call.join()
+
+
 def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
     """Another worker's calls open the circuit while this one waits on a silent host:
     it gives up then, not at its 10 s timeout, and its worker is free again."""
