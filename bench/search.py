@@ -16,6 +16,8 @@ it started), migrates, then:
   search  --searchers processes, each a member of a different set of private channels,
           run --queries searches per case through messaging.search.run.search_messages
           (what search.messages calls) at the same time: p50/p99 per term class and sort.
+          --warmup first searches every term once, untimed (a running server's buffers
+          hold what is searched; right after loading, they hold nothing yet).
 
 The team is deleted afterwards unless --keep; `--team DOMAIN` reuses a kept team and
 skips load and index.
@@ -182,8 +184,11 @@ def index_all(world: dict[str, Any], workers: int) -> None:
     print(f"  VACUUM ANALYZE {time.monotonic() - started:.1f} s")
 
 
-def search_worker(token: str, cases: list[tuple[str, str, list[str]]], queries: int, seed: int) -> dict:
-    """Run `queries` searches per case; returns {case: [seconds, ...]} (child process)."""
+def search_worker(
+    token: str, cases: list[tuple[str, str, list[str]]], queries: int, seed: int, warm: tuple[int, int] | None
+) -> dict:
+    """Run `queries` searches per case; returns {case: [seconds, ...]} (child process).
+    With `warm` = (n, of), first search its share of every case's terms once, untimed."""
     import django
 
     django.setup()
@@ -196,6 +201,10 @@ def search_worker(token: str, cases: list[tuple[str, str, list[str]]], queries: 
     caller = caller_from_token(token)
     timings: dict[str, list[float]] = {}
     with on_shard(caller.shard):
+        if warm is not None:
+            for _, sort, terms in cases:
+                for text in terms[warm[0] :: warm[1]]:
+                    search_messages(caller, parse_query(text), sort=sort, count=20, page=1)
         for name, sort, terms in cases:
             for _ in range(queries):
                 query = parse_query(rng.choice(terms))
@@ -205,7 +214,7 @@ def search_worker(token: str, cases: list[tuple[str, str, list[str]]], queries: 
     return timings
 
 
-def run_searches(world: dict[str, Any], queries: int, rare: list[str]) -> None:
+def run_searches(world: dict[str, Any], queries: int, rare: list[str], warmup: bool = False) -> None:
     medium = list(MEDIUM)
     common = [COMMON]
     cases: list[tuple[str, str, list[str]]] = []
@@ -225,11 +234,14 @@ def run_searches(world: dict[str, Any], queries: int, rare: list[str]) -> None:
     context = multiprocessing.get_context("spawn")
     tokens = world["tokens"]
     # Every searcher walks the cases in the same order, so each case runs 4-way concurrent.
-    args = [(token, cases, queries, n) for n, token in enumerate(tokens)]
+    shares = [(n, len(tokens)) if warmup else None for n in range(len(tokens))]
+    args = [(token, cases, queries, n, shares[n]) for n, token in enumerate(tokens)]
     with context.Pool(len(tokens)) as pool:
         results = pool.starmap(search_worker, args)
     load = " / ".join(f"{n:.1f}" for n in os.getloadavg())
-    print(f"  {len(tokens)} concurrent searchers, {queries} searches each per case (ms); load {load}:")
+    warmed = ", after one untimed pass over every term" if warmup else ""
+    print(f"  {len(tokens)} concurrent searchers, {queries} searches each per case{warmed} (ms)")
+    print(f"  load average when done {load}:")
     print(f"  {'case':<24}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
     for name, _, _ in cases:
         samples = sorted(s for result in results for s in result[name])
@@ -285,6 +297,12 @@ def main() -> None:
     parser.add_argument("--index-workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the team for another --team run")
     parser.add_argument("--team", help="reuse a team kept by an earlier --keep run")
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="search every term once, untimed, first: p99 of a running server, whose buffers "
+        "hold what is searched, rather than of the first searches after loading",
+    )
     args = parser.parse_args()
     setup_embedded_django(Path(os.environ.get("CHAT_DATA_DIR", ROOT / "var")).resolve())
 
@@ -307,7 +325,7 @@ def main() -> None:
             raise
     try:
         print("search:")
-        run_searches(world, args.queries, rare)
+        run_searches(world, args.queries, rare, args.warmup)
     finally:
         if args.keep or args.team:
             print(f"  kept team {world['domain']} (rerun with --team {world['domain']})")

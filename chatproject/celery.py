@@ -12,6 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue("default"), Queue("unfurl"), Queue("search"), Queue("io")]
 app.conf.task_routes = {
     "jobs.unfurl": {"queue": "unfurl"},
+    "jobs.drain_unfurls": {"queue": "unfurl"},
     "jobs.index_messages": {"queue": "search"},
     "jobs.import_*": {"queue": "io"},
     "jobs.export_*": {"queue": "io"},

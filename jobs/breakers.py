@@ -56,7 +56,10 @@ class BreakerPolicy:
     """Defaults: open when at least half of >= 10 calls in the last 30 s failed (one slow
     host then trips within seconds, a single failure never does); stay open 5 s, doubling
     on each failed probe up to 5 min, +-20% jitter so workers do not probe in lockstep;
-    2 probes in half-open, both must succeed to close. A call slower than 5 s fails."""
+    2 probes in half-open, both must succeed to close. A call slower than 5 s fails, and
+    calls still running count as failures from then on; >= min_calls of them with no
+    call answered in time meanwhile open it whatever the window holds (a host that
+    stopped answering is not shielded by its earlier successes)."""
 
     failure_rate: float = 0.5
     min_calls: int = 10
@@ -122,6 +125,11 @@ local function should_trip()
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now - tonumber(ARGV[9]))
   local stuck = redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10]))
+  -- A host that stopped answering: min_calls calls stuck past the slow threshold and no
+  -- call answered in time since then. Its successes earlier in the window must not
+  -- shield it until they age out (every worker would wait on it meanwhile).
+  local answered = tonumber(redis.call('HGET', s, 'last_success_at') or '0')
+  if stuck >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
   calls, failures = calls + stuck, failures + stuck
   return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
 end
@@ -187,7 +195,7 @@ if ARGV[14] == '1' then
   if outcome == 'success' then
     if redis.call('HINCRBY', s, 'probe_successes', 1) >= tonumber(ARGV[8]) then
       redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
-                 'last_transition_at', now)
+                 'last_transition_at', now, 'last_success_at', now)
       redis.call('DEL', w, inflight)
       return 'half-open->closed'
     end
@@ -199,9 +207,26 @@ if state ~= 'closed' or outcome == 'ignored' then return '' end
 local bucket = math.floor(now / tonumber(ARGV[2]))
 redis.call('HINCRBY', w, bucket .. ':c', 1)
 if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
+if outcome == 'success' then redis.call('HSET', s, 'last_success_at', now) end
 redis.call('EXPIRE', w, ARGV[3])
 if should_trip() then return open_it('closed') end
 return ''
+"""
+)
+
+# Asked by a call still running: trips a closed breaker if the calls running past the
+# slow threshold (this one among them) already make the rule hold, as the next admission
+# would; when every worker is stuck on the host, there is no next admission to do it.
+# Returns {state, transition}.
+_CHECK = (
+    _PRELUDE
+    + """
+local state = redis.call('HGET', s, 'state') or 'closed'
+if state == 'closed' and redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10])) > 0
+   and should_trip() then
+  return {'open', open_it('closed')}
+end
+return {state, ''}
 """
 )
 
@@ -254,11 +279,11 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             return func(*args, **kwargs)
 
     @contextmanager
-    def calling(self) -> Iterator[None]:
+    def calling(self) -> Iterator[AdmittedCall]:
         token, probe = self._admit()
         started = time.monotonic()
         try:
-            yield
+            yield AdmittedCall(self, probe, started)
         except BaseException as exc:
             self._record(self.classify(exc), token, probe)
             raise
@@ -321,6 +346,22 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         for listener in self.listeners:
             listener.state_change(self, _StateName(old), _StateName(new))  # type: ignore[arg-type]
 
+    def rejecting(self, *, judge_stuck: bool = False) -> bool:
+        """Whether calls are being rejected now (open or forced open); with `judge_stuck`,
+        first trip the breaker if the calls stuck past the slow threshold warrant it.
+        False when Redis cannot say (breakers fail open)."""
+        try:
+            if not judge_stuck:
+                return breaker_status(self.key).state in (OPEN, FORCED_OPEN)
+            state, transition = get_redis_connection("default").eval(
+                _CHECK, 5, *_keys(self.key), *self._script_args("")
+            )
+        except RedisError as exc:
+            _warn_redis_down(exc)
+            return False
+        self._report(_text(transition))
+        return _text(state) in (OPEN, FORCED_OPEN)
+
     # --- pybreaker's inspection and manual control ----------------------------------------
 
     @property
@@ -338,6 +379,25 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     def half_open(self) -> None:
         force(self.key, HALF_OPEN)
+
+
+@dataclass(frozen=True)
+class AdmittedCall:
+    """A call the breaker let through, for the caller to ask whether to keep waiting."""
+
+    breaker: SharedCircuitBreaker
+    probe: bool
+    started: float  # time.monotonic()
+
+    def should_give_up(self) -> bool:
+        """True once waiting longer is pointless: the circuit opened since this call was
+        admitted (it is rejecting everyone else; past the slow threshold this call's own
+        slowness may open it), or this call is a probe already slower than the policy
+        allows (it has failed, and the circuit reopens either way)."""
+        slow = time.monotonic() - self.started > self.breaker.policy.slow_call_secs
+        if slow and self.probe:
+            return True
+        return self.breaker.rejecting(judge_stuck=slow)
 
 
 def _text(value: Any) -> str:

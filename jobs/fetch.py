@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import select
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
@@ -29,6 +30,9 @@ MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_SECS = 3.0
 TOTAL_TIMEOUT_SECS = 10.0
 MAX_BYTES = 2 * 1024 * 1024
+# While waiting for an answer, how often to ask whether to stop waiting (the host's
+# circuit opened meanwhile): a worker held by a hanging host is freed this soon after.
+GIVE_UP_CHECK_SECS = 0.5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 USER_AGENT = "TeamChatPreview/1.0 (+link previews)"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -134,13 +138,29 @@ def _read_capped(
     return b"".join(chunks)
 
 
+def _await_answer(sock: socket.socket, deadline: float, give_up: Callable[[], bool], host: str) -> None:
+    """Return once the answer starts (or the deadline passes: reading then times out);
+    raise UpstreamFailure as soon as `give_up()` says waiting is pointless."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return
+        readable, _, _ = select.select([sock], [], [], min(GIVE_UP_CHECK_SECS, remaining))
+        if readable:
+            return
+        if give_up():
+            raise UpstreamFailure(f"{host}: gave up waiting for an answer")
+
+
 def fetch(
     url: str,
     allowed_networks: Iterable[IpNetwork] = (),
     accept: tuple[str, ...] = HTML_TYPES,
     max_bytes: int = MAX_BYTES,
     total_timeout: float = TOTAL_TIMEOUT_SECS,
+    give_up: Callable[[], bool] | None = None,
 ) -> FetchedPage:
+    """GET `url` within `total_timeout`; `give_up`, asked while the host is silent, ends
+    the wait early (its circuit opened: the call is a failure already counted)."""
     networks = list(allowed_networks)
     deadline = time.monotonic() + total_timeout
     for _ in range(MAX_REDIRECTS + 1):
@@ -163,6 +183,8 @@ def fetch(
             )
             sock = connection.sock  # getresponse() may drop its reference; the reads need it
             assert sock is not None
+            if give_up is not None:
+                _await_answer(sock, deadline, give_up, parts.hostname)
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             response = connection.getresponse()
             status = response.status

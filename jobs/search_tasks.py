@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django_redis import get_redis_connection
 
 from jobs.breakers import BreakerOpen, Outcome, SharedCircuitBreaker, count_deferral
+from jobs.pending import PendingWork
 from messaging.search.index import index_messages
 from teams.directory import team_entry
 from teams.errors import ApiError
@@ -66,7 +66,7 @@ def index_messages_task(
     Idempotent: it reads the rows as they are now."""
     first_queued_at = first_queued_at or time.time()
     if not message_ids:
-        message_ids = _take_pending(team_id)
+        message_ids = [int(i) for i in PENDING.take(str(team_id))]
         if not message_ids:
             return 0
         self.request.args = [team_id, message_ids]  # a retry must carry what was taken
@@ -91,24 +91,6 @@ def index_messages_task(
         return _reschedule(self, _backoff(attempt), first_queued_at, attempt, str(exc).strip())
 
 
-def _pending_key(team_id: int) -> str:
-    return f"search:pending:{team_id}"
-
-
-def _drain_flag(team_id: int) -> str:
-    return f"search:drain-scheduled:{team_id}"
-
-
-def _take_pending(team_id: int) -> list[int]:
-    """Claim up to a batch of the team's pending ids; schedule another drain if more wait."""
-    connection = get_redis_connection("default")
-    connection.delete(_drain_flag(team_id))  # posts from now on schedule the next drain
-    taken = [int(i) for i in connection.spop(_pending_key(team_id), DRAIN_BATCH) or []]
-    if len(taken) == DRAIN_BATCH and connection.set(_drain_flag(team_id), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
-        index_messages_task.apply_async((team_id, []), retry=False)
-    return taken
-
-
 def _reschedule(task: Task, delay: float, first_queued_at: float, attempt: int, why: str) -> int:
     team_id, message_ids = task.request.args[:2]
     if time.time() + delay - first_queued_at > MAX_AGE_SECS:
@@ -124,46 +106,25 @@ def _reschedule(task: Task, delay: float, first_queued_at: float, attempt: int, 
     raise task.retry(args=[team_id, message_ids], kwargs=kwargs, countdown=delay)
 
 
-# Reaching a broker that is down takes Celery up to its connect timeout (4 s by default),
-# and the post whose commit queues the job waits that long: after one failure this process
-# stops trying for a while, so an outage costs one slow post per process per interval.
-BROKER_DOWN_RETRY_SECS = 30.0
-_broker_down_until = 0.0
-
-
 # Writes within this window share one indexing job (a job per post cost more CPU than
 # the post itself); a message is searchable about this long after it was posted.
 DRAIN_DELAY_SECS = 0.5
 DRAIN_BATCH = 500
-DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
+
+
+def _schedule_drain(group: str, countdown: float) -> None:
+    # No publish retries: a post may be waiting on this call.
+    index_messages_task.apply_async((int(group), []), countdown=countdown, retry=False)
+
+
+PENDING = PendingWork(
+    "search", _schedule_drain, delay_secs=DRAIN_DELAY_SECS, batch=DRAIN_BATCH, max_age_secs=MAX_AGE_SECS
+)
 
 
 def enqueue_index(team_id: int, message_ids: Sequence[int]) -> None:
     """Mark these messages for indexing; the first mark in a window schedules a drain job.
-    Never raises: called after a write commits, a Redis outage must not fail the write
-    (the messages stay unsearchable until `manage.py reindex` runs for the team)."""
-    global _broker_down_until
-    if time.monotonic() < _broker_down_until:
-        logger.info(
-            "search indexing of %d messages of team %d skipped: broker down", len(message_ids), team_id
-        )
-        return
-    try:
-        connection = get_redis_connection("default")
-        pipe = connection.pipeline(transaction=False)
-        pipe.sadd(_pending_key(team_id), *message_ids)
-        pipe.expire(_pending_key(team_id), int(MAX_AGE_SECS))
-        pipe.set(_drain_flag(team_id), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS)
-        first_in_window = pipe.execute()[2]
-        if first_in_window:
-            try:
-                # No publish retries: a post is waiting on this call.
-                index_messages_task.apply_async((team_id, []), countdown=DRAIN_DELAY_SECS, retry=False)
-            except Exception:
-                connection.delete(_drain_flag(team_id))  # let the next write schedule it
-                raise
-    except Exception as exc:
-        _broker_down_until = time.monotonic() + BROKER_DOWN_RETRY_SECS
-        logger.warning(
-            "search indexing of %d messages of team %d not queued: %s", len(message_ids), team_id, exc
-        )
+    Never raises: a Redis outage must not fail the write (the messages stay unsearchable
+    until `manage.py reindex` runs for the team)."""
+    what = f"search indexing of {len(message_ids)} messages of team {team_id}"
+    PENDING.add(str(team_id), message_ids, what)

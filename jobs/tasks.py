@@ -3,9 +3,11 @@ adds what only a queue can do: rescheduling when an upstream's breaker says no."
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task, shared_task
@@ -15,6 +17,7 @@ from django.db import OperationalError
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.bulkhead import BulkheadFull
 from jobs.fetch import RateLimited, UpstreamFailure
+from jobs.pending import PendingWork
 from jobs.unfurl import unfurl
 from messaging.events import prune_event_log
 from teams.directory import team_entry
@@ -92,3 +95,61 @@ def _reschedule(task: Task, delay: float, first_tried_at: float, attempt: int, w
         return "gave up"
     kwargs = {**task.request.kwargs, "first_tried_at": first_tried_at, "attempt": attempt + 1}
     raise task.retry(args=task.request.args, kwargs=kwargs, countdown=delay)
+
+
+# Posts within this window share one drain job, which queues one unfurl per link: a post
+# with links then costs one Redis round trip, as a plain post's search indexing does,
+# instead of a broker publish per link. A preview appears about this much later.
+UNFURL_DRAIN_DELAY_SECS = 0.2
+UNFURL_DRAIN_BATCH = 500
+UNFURL_DRAIN_RETRIES = 5  # a broker down longer than these backoffs loses the previews
+_LINKS = "links"  # one group for every team: the drain only fans out, whoever posted
+
+
+def _schedule_unfurl_drain(group: str, countdown: float) -> None:
+    # No publish retries: a post may be waiting on this call.
+    drain_unfurls.apply_async((), countdown=countdown, retry=False)
+
+
+PENDING_UNFURLS = PendingWork(
+    "unfurl",
+    _schedule_unfurl_drain,
+    delay_secs=UNFURL_DRAIN_DELAY_SECS,
+    batch=UNFURL_DRAIN_BATCH,
+    max_age_secs=settings.UNFURL_MAX_AGE_SECS,
+)
+
+
+def enqueue_unfurls(shard: str, team_id: int, channel_id: int, ts: int, urls: Sequence[str]) -> None:
+    """Ask for a preview of each link of a just-committed message (one unfurl job per link,
+    queued by the next drain). Never raises: a Redis outage costs the previews, not the post."""
+    entries = [json.dumps([shard, team_id, channel_id, ts, url]) for url in urls]
+    PENDING_UNFURLS.add(_LINKS, entries, f"previews of {len(urls)} links of message {channel_id}/{ts}")
+
+
+@shared_task(
+    bind=True,
+    name="jobs.drain_unfurls",  # routed to the "unfurl" queue (chatproject.celery)
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def drain_unfurls(self: Task, entries: list[list[Any]] | None = None, attempt: int = 0) -> int:
+    """Queue one `unfurl_link` job per pending link, through one broker connection; returns
+    how many. A link whose job cannot be queued is retried with this job."""
+    if entries is None:
+        entries = [json.loads(raw) for raw in PENDING_UNFURLS.take(_LINKS)]
+    queued = 0
+    try:
+        with self.app.producer_or_acquire() as producer:
+            for entry in entries:
+                unfurl_link.apply_async(tuple(entry), producer=producer)
+                queued += 1
+    except Exception as exc:
+        rest = entries[queued:]
+        if attempt >= UNFURL_DRAIN_RETRIES:
+            logger.warning("%d previews not queued, giving up: %s", len(rest), exc)
+            return queued
+        raise self.retry(args=[rest], kwargs={"attempt": attempt + 1}, countdown=backoff(attempt)) from exc
+    return queued

@@ -59,12 +59,21 @@ def _cache_key(url: str) -> str:
 def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
     # The breaker goes first: it must see every attempt (and reject a hanging host's)
     # even while the bulkhead is full of that host's stuck calls.
+    # A call hanging when the circuit opens (or a probe past the slow-call time) stops
+    # waiting: the worker it holds is worth more to healthy hosts than the rest of a 10 s
+    # timeout.
     kwargs = {"accept": accept} if accept else {}
     with (
-        host_breaker(host).calling(),
+        host_breaker(host).calling() as call,
         bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS),
     ):
-        page = fetch(url, _allowed_networks(), total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS, **kwargs)
+        page = fetch(
+            url,
+            _allowed_networks(),
+            total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS,
+            give_up=call.should_give_up,
+            **kwargs,
+        )
     return page.body, page.url, page.charset
 
 

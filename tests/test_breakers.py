@@ -3,6 +3,8 @@
 Each test answers one of the ways pybreaker's own Redis storage falls short.
 """
 
+import ipaddress
+import threading
 import time
 import uuid
 
@@ -13,6 +15,7 @@ from django_redis import get_redis_connection
 
 from jobs.breakers import (
     CLOSED,
+    FORCED_OPEN,
     HALF_OPEN,
     OPEN,
     BreakerOpen,
@@ -25,7 +28,9 @@ from jobs.breakers import (
     reset,
 )
 from jobs.bulkhead import BulkheadFull, bulkhead, in_use
+from jobs.fetch import GIVE_UP_CHECK_SECS, UpstreamFailure, fetch
 from tests.procs import breaker_calls, hold_bulkhead, run_in_processes
+from tests.upstream import running_upstream
 
 PROCESSES = 8
 FAST = {
@@ -223,3 +228,72 @@ def test_calls_still_hanging_count_as_failures() -> None:
     assert breaker_calls(_names(), key, policy, ["ok"], 0) == ["rejected"]
     assert breaker_status(key).state in (OPEN, HALF_OPEN)
     hanging.join()
+
+
+def test_a_host_that_stops_answering_is_not_shielded_by_its_earlier_successes() -> None:
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**{**FAST, "min_calls": 2, "slow_call_secs": 0.5}))
+    for _ in range(20):
+        breaker.call(lambda: None)  # a healthy host: 20 successes in the window
+    hanging = [threading.Thread(target=breaker.call, args=(time.sleep, 1.5)) for _ in range(2)]
+    for call in hanging:
+        call.start()
+    time.sleep(0.8)  # both past the slow threshold, nothing answered since: 2 of 22 failing
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)
+    for call in hanging:
+        call.join()
+
+
+def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
+    """Another worker's calls open the circuit while this one waits on a silent host:
+    it gives up then, not at its 10 s timeout, and its worker is free again."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST))
+    local = [ipaddress.ip_network("127.0.0.1/32")]
+    with running_upstream() as upstream:
+        upstream.mode = "hang"
+        opener = threading.Timer(0.6, force, (key, FORCED_OPEN))
+        opener.start()
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling() as call:
+            fetch(f"{upstream.base}/stuck", local, total_timeout=10, give_up=call.should_give_up)
+        assert time.monotonic() - started < 0.6 + 2 * GIVE_UP_CHECK_SECS + 0.5
+        opener.join()
+        reset(key)
+        assert not breaker.rejecting()
+        # A probe of a host that still hangs gives up at the slow-call time: it has failed.
+        slow_probe = {**FAST, "slow_call_secs": 0.5, "open_secs": 30, "max_open_secs": 60}  # stays open
+        _trip(key)
+        time.sleep(0.8)  # past the open time: the next call is a probe
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure, match="gave up waiting"):
+            with SharedCircuitBreaker(key, BreakerPolicy(**slow_probe)).calling() as call:
+                assert call.probe
+                fetch(f"{upstream.base}/probe", local, total_timeout=10, give_up=call.should_give_up)
+        assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 0.5
+        assert breaker_status(key).state == OPEN  # the failed probe reopened it
+        # Every call stuck on the host, none coming to notice: past the slow-call time the
+        # stuck calls themselves open the circuit, and stop waiting.
+        other = _key()
+        stuck_policy = BreakerPolicy(
+            **{**FAST, "min_calls": 2, "slow_call_secs": 0.5, "open_secs": 30, "max_open_secs": 60}
+        )
+        outcomes: list[str] = []
+
+        def stuck_call(n: int) -> None:
+            try:
+                with SharedCircuitBreaker(other, stuck_policy).calling() as call:
+                    fetch(f"{upstream.base}/s{n}", local, total_timeout=10, give_up=call.should_give_up)
+            except UpstreamFailure as exc:
+                outcomes.append(str(exc))
+
+        started = time.monotonic()
+        callers = [threading.Thread(target=stuck_call, args=(n,)) for n in range(2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 1.0
+        assert len(outcomes) == 2 and all("gave up waiting" in o for o in outcomes)
+        assert breaker_status(other).state == OPEN and breaker_status(other).trips == 1

@@ -284,7 +284,7 @@ def test_a_broker_outage_does_not_fail_or_stall_posts(
         raise ConnectionRefusedError("redis is down")
 
     monkeypatch.setattr(search_tasks.index_messages_task, "apply_async", broker_down)
-    monkeypatch.setattr(search_tasks, "_broker_down_until", 0.0)
+    monkeypatch.setattr(search_tasks.PENDING, "broker_down_until", 0.0)
     alice, general = world.acme["alice"].token, world.acme.channels["general"]
     with django_capture_on_commit_callbacks(using=world.acme.team.shard, execute=True):
         _post(api, alice, general, "posted while the broker is down")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.db import transaction
 
 from chatproject.dbrouter import current_shard, on_shard
@@ -13,25 +11,19 @@ from messaging.mrkdwn import extract_links
 from messaging.shapes import message_changed_payload, message_json
 from teams import ids
 
-logger = logging.getLogger(__name__)
-
 
 def request_previews(team_id: int, message: Message, *, already: list[str] | None = None) -> None:
-    """After the transaction commits, queue one preview job per new link (posting never waits)."""
+    """After the transaction commits, ask for one preview job per new link (posting never
+    waits: the post marks its links in one Redis round trip, a drain job queues the jobs)."""
     links = [url for url in extract_links(message.text) if url not in (already or [])]
     if not links:
         return
     shard, channel_id, ts = current_shard(), message.channel_id, message.ts
 
     def enqueue() -> None:
-        from jobs.tasks import unfurl_link
+        from jobs.tasks import enqueue_unfurls
 
-        for url in links:
-            try:
-                # No publish retries: the post's response waits on this call.
-                unfurl_link.apply_async((shard, team_id, channel_id, ts, url), retry=False)
-            except Exception as exc:
-                logger.warning("preview of %s not queued: %s", url, exc)
+        enqueue_unfurls(shard, team_id, channel_id, ts, links)
 
     transaction.on_commit(enqueue, using=shard)
 

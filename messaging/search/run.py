@@ -189,8 +189,14 @@ def _compile(team_id: int, scope: Scope, query: SearchQuery, by_score: bool) -> 
         params["until"] = scope.until_ts
         scope_sql.append("m.ts < %(until)s")
     if scope.authors is not None:
-        params["authors"] = scope.authors
-        scope_sql.append("m.user_id = ANY(%(authors)s)")
+        # One author as an equality: the (user_id, ts) index then gives their messages in
+        # time order, for a newest-first read (= ANY gives them in no order).
+        if len(scope.authors) == 1:
+            params["author"] = scope.authors[0]
+            scope_sql.append("m.user_id = %(author)s")
+        else:
+            params["authors"] = scope.authors
+            scope_sql.append("m.user_id = ANY(%(authors)s)")
     tsquery = tsquery_sql(query, params)
     indexed = f"m.search_vector @@ ({tsquery})" if tsquery is not None else "true"
     # A tombstone loses its vector only when its indexing job runs: is_deleted decides.
