@@ -193,3 +193,50 @@ def test_a_failure_after_writing_puts_the_team_back(tmp_path: Path, settings: An
         Message.objects.filter(team_id=created.team.id).delete()
     again = run_import(start_import(_archive(tmp_path), domain="lateco").id)
     assert again.status == "done" and again.counts["messages"] == fx.EXPECTED["messages"]
+
+
+class WorkerKilled(BaseException):
+    """A kill: no handler of the import runs (as when its worker dies)."""
+
+
+def _break_then_die_while_undoing(job: TransferJob) -> None:
+    if job.phase == "messages" and job.done >= 5:
+        raise RuntimeError("the worker's disk broke")
+    if job.phase == "undoing" and job.done == 1:  # the shard's rows are undone, the team not reopened
+        raise WorkerKilled
+
+
+def test_an_undo_cut_short_is_finished_by_the_retry_not_resumed(tmp_path: Path, settings: Any) -> None:
+    """A worker that dies while undoing a failed import (after the shard's rows went back)
+    leaves a job the retry undoes to the end: the team never opens half-imported."""
+    settings.IMPORT_BATCH_MESSAGES = 5
+    created = _empty_team("undoco")
+    before = _state(created)
+    job = start_import(_archive(tmp_path), domain="undoco")
+    with pytest.raises(WorkerKilled):
+        run_import(job.id, _break_then_die_while_undoing)
+    job.refresh_from_db()
+    assert job.status == "running" and "disk broke" in job.checkpoint["undoing"]
+    assert job.checkpoint["members"] and job.checkpoint["conversations"]  # a resume would skip them
+    assert Team.objects.get(id=created.team.id).status == "importing"
+    with pytest.raises(ImportFailed, match="disk broke"):
+        run_import(job.id)  # the retry
+    job.refresh_from_db()
+    assert job.status == "failed" and job.errors == [job.checkpoint["undoing"]]
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    caller_from_token(created.owner_token)
+
+
+def test_an_undo_of_a_new_team_cut_short_is_finished_by_the_retry(tmp_path: Path, settings: Any) -> None:
+    settings.IMPORT_BATCH_MESSAGES = 5
+    job = start_import(_archive(tmp_path), shard="shard_1")
+    with pytest.raises(WorkerKilled):
+        run_import(job.id, _break_then_die_while_undoing)
+    assert Team.objects.get(id=job.team_id).status == "importing"
+    with on_shard("shard_1"):
+        assert not Member.objects.filter(team_id=job.team_id).exists()
+    with pytest.raises(ImportFailed, match="disk broke"):
+        run_import(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed" and not Team.objects.filter(id=job.team_id).exists()

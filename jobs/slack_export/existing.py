@@ -21,6 +21,7 @@ old values, and the team is active and empty again, never deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
@@ -38,6 +39,10 @@ CHANNEL_FIELDS = (
     "kind", "name", "dm_key", "topic", "topic_creator_id", "topic_last_set", "purpose", "purpose_creator_id",
     "purpose_last_set", "is_archived", "is_general", "creator_id", "created", "last_ts", "latest_ts",
 )  # fmt: skip
+
+
+def _nothing() -> None:
+    pass
 
 
 def _not_empty(team: Team, why: str) -> ApiError:
@@ -128,9 +133,12 @@ def update_owner(team_id: int, shard: str, member_id: int, profile: dict[str, An
         Member.objects.filter(team_id=team_id, id=member_id).update(**profile)
 
 
-def restore_empty_team(team_id: int, shard: str, existing: dict[str, Any]) -> None:
+def restore_empty_team(
+    team_id: int, shard: str, existing: dict[str, Any], *, rows_restored: Callable[[], None] = _nothing
+) -> None:
     """Undo a failed import into an existing team: delete what it added, put back what it
-    changed, thaw and reopen the team. A team already opened is left alone."""
+    changed, thaw and reopen the team. A team already opened is left alone. Idempotent: the
+    team stays `importing` until the last step, so a run cut short anywhere can run again."""
     if not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
         return
     keep = {
@@ -158,6 +166,7 @@ def restore_empty_team(team_id: int, shard: str, existing: dict[str, Any]) -> No
             Channel.objects.filter(id=channel["id"]).update(**{f: channel[f] for f in CHANNEL_FIELDS})
         for membership_id, last_read in existing["memberships"]:
             ChannelMember.objects.filter(id=membership_id).update(last_read=last_read)
+    rows_restored()
     set_events_frozen(shard, team_id, False)
     with transaction.atomic(using=CONTROL_DB):
         Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).update(status=existing["status"])

@@ -7,7 +7,7 @@ event log: one `team_imported` event marks the completed import.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
@@ -315,9 +315,10 @@ def complete_import(team: TeamEntry, counts: dict[str, int], *, name: str | None
     forget_team(team.id)
 
 
-def discard_import(team_id: int, shard: str) -> None:
-    """Remove everything a failed import wrote, so no partial team is left behind."""
-    _discard(team_id, shard, only_importing=True)
+def discard_import(team_id: int, shard: str, *, rows_deleted: Callable[[], None] = lambda: None) -> None:
+    """Remove everything a failed import wrote, so no partial team is left behind.
+    Idempotent: the directory row, the last to go, keeps it `importing` until then."""
+    _discard(team_id, shard, only_importing=True, rows_deleted=rows_deleted)
 
 
 def discard_team(team_id: int, shard: str) -> None:
@@ -325,7 +326,9 @@ def discard_team(team_id: int, shard: str) -> None:
     _discard(team_id, shard, only_importing=False)
 
 
-def _discard(team_id: int, shard: str, *, only_importing: bool) -> None:
+def _discard(
+    team_id: int, shard: str, *, only_importing: bool, rows_deleted: Callable[[], None] = lambda: None
+) -> None:
     if only_importing and not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
         return  # opened (or gone): a late failure must never delete a live team
     # Plain DELETEs, child tables first: the ORM's cascade collector would load every row.
@@ -333,6 +336,7 @@ def _discard(team_id: int, shard: str, *, only_importing: bool) -> None:
     with transaction.atomic(using=shard), connections[shard].cursor() as cursor:
         for model in models:
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE team_id = %s", [team_id])
+    rows_deleted()
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.filter(team_id=team_id).delete()
         ApiToken.objects.filter(team_id=team_id).delete()
