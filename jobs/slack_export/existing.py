@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB, on_shard
+from messaging.events import TEAM_IMPORTED
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from teams.directory import forget_team
 from teams.errors import ApiError
@@ -156,7 +157,7 @@ def restore_empty_team(
                     f"DELETE FROM {model._meta.db_table} WHERE team_id = %s AND NOT (id = ANY(%s))",
                     [team_id, keep[model]],
                 )
-        Event.objects.filter(team_id=team_id, type="team_imported").delete()
+        Event.objects.filter(team_id=team_id, type=TEAM_IMPORTED).delete()
         owner = existing["owner"]
         if owner is not None:
             Member.objects.filter(id=owner["id"]).update(**{f: owner[f] for f in OWNER_FIELDS})

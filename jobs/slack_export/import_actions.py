@@ -19,7 +19,7 @@ from chatproject.dbrouter import CONTROL_DB, on_shard
 from jobs.slack_export.bulk import copy_keyed, insert_rows, jsonb
 from jobs.slack_export.manifest import IM, MPIM, ExportConversation, ExportUser
 from jobs.slack_export.messages import IdMap, MessageRow
-from messaging.events import append_event
+from messaging.events import TEAM_IMPORTED, append_event
 from messaging.models import Channel, ChannelMember, CustomEmoji, Event, EventSequence, Message, Pin, Reaction
 from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
@@ -303,8 +303,8 @@ def complete_import(team: TeamEntry, counts: dict[str, int], *, name: str | None
         )
         with transaction.atomic(using=team.shard):
             set_events_frozen(team.shard, team.id, False)
-            if not Event.objects.filter(team_id=team.id, type="team_imported").exists():
-                append_event(team.id, "team_imported", {"counts": counts})
+            if not Event.objects.filter(team_id=team.id, type=TEAM_IMPORTED).exists():
+                append_event(team.id, TEAM_IMPORTED, {"counts": counts})
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.bulk_create(
             [TeamMembership(account_id=a, team_id=team.id, member_id=m) for a, m in accounts],
