@@ -240,3 +240,19 @@ def test_an_undo_of_a_new_team_cut_short_is_finished_by_the_retry(tmp_path: Path
         run_import(job.id)
     job.refresh_from_db()
     assert job.status == "failed" and not Team.objects.filter(id=job.team_id).exists()
+
+
+def test_an_archive_general_matched_by_name_keeps_the_team_general(tmp_path: Path) -> None:
+    """An archive flagging no conversation general, but naming one "general", fills the
+    team's #general: the team keeps a general channel (and its owner in it)."""
+    created = _empty_team("flagco", "zed@elsewhere.test")
+    conversations = fx.conversations()
+    for channel in conversations["channels.json"]:
+        channel["is_general"] = False
+    job = run_import(start_import(_archive(tmp_path, **conversations), domain="flagco").id)
+    assert job.status == "done", job.errors
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=created.team.id, is_general=True)
+        assert (general.name, general.kind) == ("general", "public")
+        assert Message.objects.filter(channel=general).count() == 21
+        assert ChannelMember.objects.filter(channel=general, member_id=created.owner_id).exists()

@@ -112,6 +112,11 @@ def _contents(team: Team) -> dict[str, Any]:
         }
 
 
+def general_channel(existing: dict[str, Any]) -> int | None:
+    """The team's general channel: it stays general whatever archive conversation it becomes."""
+    return next((c["id"] for c in existing["channels"] if c["is_general"]), None)
+
+
 def matched_channels(
     existing: dict[str, Any], conversations: list[tuple[str, str, bool, str | None]]
 ) -> dict[str, int]:
@@ -119,7 +124,7 @@ def matched_channels(
     (slack id, name or "", is_general, dm_key with this team's member ids or None)."""
     by_name = {c["name"]: c["id"] for c in existing["channels"] if c["name"]}
     by_dm_key = {c["dm_key"]: c["id"] for c in existing["channels"] if c["dm_key"]}
-    general = next((c["id"] for c in existing["channels"] if c["is_general"]), None)
+    general = general_channel(existing)
     matched: dict[str, int] = {}
     for slack_id, name, is_general, dm_key in conversations:
         found = general if is_general and general else by_dm_key.get(dm_key) if dm_key else by_name.get(name)

@@ -124,11 +124,14 @@ def write_conversations(
     id_map: IdMap,
     *,
     existing: Collection[int] = (),
+    general: int | None = None,
     also_in_general: Collection[int] = (),
 ) -> None:
     """Channels and memberships. A channel in `existing` (an empty team's own, see
-    jobs.slack_export.existing) is updated to the archive's instead of inserted; members
-    in `also_in_general` join the general channel (an importing owner the archive lacks)."""
+    jobs.slack_export.existing) is updated to the archive's instead of inserted; `general`,
+    the team's general channel, stays its public general channel whichever conversation
+    it becomes (an archive may flag none, yet name one "general"); members in
+    `also_in_general` join the general channel (an importing owner the archive lacks)."""
     columns = [
         "id", "team_id", "kind", "name", "dm_key", "topic", "topic_creator_id", "topic_last_set", "purpose",
         "purpose_creator_id", "purpose_last_set", "is_archived", "is_general", "creator_id", "created",
@@ -138,13 +141,16 @@ def write_conversations(
     for conv in conversations:
         channel_id = id_map.channels[conv.slack_id]
         members = [id_map.users[m] for m in conv.members]
-        if conv.is_general:
+        is_general = conv.is_general or channel_id == general
+        if is_general:
             members.extend(m for m in also_in_general if m not in members)
         key = dm_key(members) if conv.kind in (IM, MPIM) else None
+        kind = Channel.Kind.PUBLIC if is_general else _KIND[conv.kind]
         topic, purpose = _meta(conv.topic, id_map), _meta(conv.purpose, id_map)
         row = (
-            channel_id, team.id, _KIND[conv.kind], None if key else conv.name, key, *topic, *purpose,
-            conv.is_archived, conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None,
+            channel_id, team.id, kind, None if key else conv.name, key, *topic, *purpose,
+            conv.is_archived and not is_general, is_general, id_map.users.get(conv.creator), conv.created,
+            0, None,
         )  # fmt: skip
         if channel_id in existing:
             updates.append(dict(zip(columns[2:-2], row[2:-2], strict=True)) | {"id": channel_id})

@@ -325,6 +325,7 @@ def _write_conversations(run: _Run) -> None:
         run.manifest.conversations,
         run.ids,
         existing=set(plan.get("existing_channels", [])),
+        general=plan.get("general_channel"),
         also_in_general=owner,
     )
 
