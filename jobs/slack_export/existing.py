@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB, on_shard
+from jobs.models import TransferJob
 from messaging.events import TEAM_IMPORTED
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from teams.directory import forget_team
@@ -62,33 +63,43 @@ def _owner_account(team: Team) -> int | None:
         )
 
 
-def claim_empty_team(team: Team, *, shard: str | None, requested_by_account_id: int | None) -> dict[str, Any]:
-    """Make an existing empty team invisible for an import into it, and return what it
-    holds (the job keeps it, to put the team back if the import fails).
+def claim_empty_team(
+    team: Team,
+    *,
+    shard: str | None,
+    requested_by_account_id: int | None,
+    record_job: Callable[[dict[str, Any]], TransferJob],
+) -> TransferJob:
+    """Make an existing empty team invisible for an import into it, and record the import's
+    job with what the team holds (the job keeps it, to put the team back if it fails).
 
-    `requested_by_account_id` (the Web API's caller) must be the team's owner; a team
-    someone else owns is refused as a taken domain, which tells them nothing about it."""
+    The status flip and the job commit together: a team is never closed without a job
+    that can reopen it. `requested_by_account_id` (the Web API's caller) must be the
+    team's owner; a team someone else owns is refused as a taken domain, which tells them
+    nothing about it."""
     if requested_by_account_id is not None and _owner_account(team) != requested_by_account_id:
         raise ApiError("domain_taken", f"a team with domain {team.domain!r} exists")
     if shard and shard != team.shard:
         raise ApiError("invalid_shard", f"team {team.domain!r} is on {team.shard}, not {shard}")
-    if not Team.objects.filter(id=team.id, status=Team.Status.ACTIVE).update(status=Team.Status.IMPORTING):
-        raise ApiError("team_not_active", f"team {team.domain!r} is {team.status}, not active")
-    forget_team(team.id)
     frozen = False
     try:
-        # Waits for every write of the team in flight; after it, none can commit, so what
-        # is checked below stays true until the import is done.
-        set_events_frozen(team.shard, team.id, True)
-        frozen = True
-        say_goodbye(team.id)
-        return _contents(team)
+        with transaction.atomic(using=CONTROL_DB):
+            closed = Team.objects.filter(id=team.id, status=Team.Status.ACTIVE, shard=team.shard)
+            if not closed.update(status=Team.Status.IMPORTING):
+                raise ApiError("team_not_active", f"team {team.domain!r} is {team.status}, not active")
+            # Waits for every write of the team in flight; after it, none can commit, so
+            # what is checked below stays true until the import is done.
+            set_events_frozen(team.shard, team.id, True)
+            frozen = True
+            job = record_job(_contents(team))
     except BaseException:
         if frozen:
             set_events_frozen(team.shard, team.id, False)
-        Team.objects.filter(id=team.id, status=Team.Status.IMPORTING).update(status=Team.Status.ACTIVE)
         forget_team(team.id)
         raise
+    forget_team(team.id)  # a request may have cached it open meanwhile
+    say_goodbye(team.id)  # its sockets reconnect, and are refused until the import ends
+    return job
 
 
 def _contents(team: Team) -> dict[str, Any]:

@@ -307,6 +307,21 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
     return job
 
 
+def abandon_import(job_id: int, why: str, progress: Progress | None = None) -> TransferJob:
+    """End an unfinished import for good: record why, undo it (an existing team put back
+    as it was, a new one removed) and fail the job. The caller makes sure no worker runs
+    the job meanwhile (jobs.transfer_tasks.abandon_transfer holds its lock)."""
+    job = TransferJob.objects.get(id=job_id)
+    if job.status in (S.DONE, S.FAILED):
+        return job
+    if "undoing" not in job.checkpoint:
+        save_checkpoint(job, undoing=why)
+    with contextlib.suppress(ImportFailed):
+        run_import(job.id, progress)  # a job being undone is undone to the end, never resumed
+    job.refresh_from_db()
+    return job
+
+
 def _write_members(run: _Run) -> None:
     plans = _member_plans(run)
     actions.write_members(run.team, plans, run.ids)
