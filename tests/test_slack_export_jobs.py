@@ -21,6 +21,7 @@ from jobs.slack_export.exporter import run_export, start_export
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
+from messaging.actions.channels import join_channel
 from messaging.actions.posting import post_message
 from messaging.actions.reactions import add_reaction
 from messaging.models import Channel, Message
@@ -60,16 +61,21 @@ def test_killed_export_resumes_to_the_same_zip(tmp_path: Path) -> None:
     killed_at = job.checkpoint["messages_done"]
     assert job.status == "running" and 0 < killed_at < 10_000
     assert not output.exists() and (output.parent / f"{output.name}.parts").is_dir()
+    plan = json.loads((output.parent / f"{output.name}.parts" / "plan.json").read_text())
+    # The last conversation is not written yet: what lands in it now is read by the
+    # resumed run, which must still leave it out.
+    assert job.checkpoint["conversation"] < len(plan["conversations"]) - 1
 
     # Written after the export began: a new member, their message, their reaction.
     late, token = create_member(team, "late@new.test", name="Late")
     caller = caller_from_token(token)
     with on_shard(team.shard):
-        general = Channel.objects.get(team_id=team.id, name="general")
-        first = Message.objects.filter(channel=general).order_by("ts").first()
+        last = Channel.objects.get(team_id=team.id, id=plan["conversations"][-1]["id"])
+        first = Message.objects.filter(channel=last).order_by("ts").first()
         assert first is not None
-        post_message(caller, general.slack_id, text="after the export began")
-        add_reaction(caller, general.slack_id, ids.format_ts(first.ts), "tada")
+        join_channel(caller, last.slack_id)
+        post_message(caller, last.slack_id, text="after the export began")
+        add_reaction(caller, last.slack_id, ids.format_ts(first.ts), "tada")
 
     time.sleep(3.5)  # the dead worker's lock lapses
     with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
