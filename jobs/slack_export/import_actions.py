@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
 from django.db import connections, transaction
@@ -20,11 +21,12 @@ from jobs.slack_export.bulk import copy_keyed, insert_rows, jsonb
 from jobs.slack_export.manifest import IM, MPIM, ExportConversation, ExportUser
 from jobs.slack_export.messages import IdMap, MessageRow
 from messaging.events import TEAM_IMPORTED, append_event
-from messaging.models import Channel, ChannelMember, CustomEmoji, Event, EventSequence, Message, Pin, Reaction
+from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 from teams.moves import set_events_frozen
+from teams.shard_copy import delete_team_rows
 
 _KIND = {
     "public": Channel.Kind.PUBLIC,
@@ -158,10 +160,7 @@ def write_conversations(
             rows.append(row)
         memberships.extend((team.id, channel_id, member, 0) for member in members)
     with on_shard(team.shard), transaction.atomic(using=team.shard):
-        if updates:  # names out of the way first: two channels may swap names
-            Channel.objects.filter(team_id=team.id, id__in=[u["id"] for u in updates]).update(name=None)
-        for update in updates:
-            Channel.objects.filter(team_id=team.id, id=update.pop("id")).update(**update)
+        rewrite_channels(team.id, updates)
         with connections[team.shard].cursor() as cursor:
             insert_rows(cursor, Channel._meta.db_table, columns, rows)
             now = timezone.now()
@@ -171,6 +170,16 @@ def write_conversations(
                 ["team_id", "channel_id", "member_id", "last_read", "joined"],
                 [(*m, now) for m in memberships],
             )
+
+
+def rewrite_channels(team_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Give existing channels new values (each row: "id" and the fields), in the caller's
+    transaction. Names go out of the way first: two channels may swap names."""
+    channels = Channel.objects.filter(team_id=team_id)
+    if rows:
+        channels.filter(id__in=[row["id"] for row in rows]).update(name=None)
+    for row in rows:
+        channels.filter(id=row["id"]).update(**{k: v for k, v in row.items() if k != "id"})
 
 
 _MESSAGE_COLUMNS = [
@@ -337,11 +346,7 @@ def _discard(
 ) -> None:
     if only_importing and not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
         return  # opened (or gone): a late failure must never delete a live team
-    # Plain DELETEs, child tables first: the ORM's cascade collector would load every row.
-    models = (Pin, Reaction, Message, ChannelMember, Channel, Bot, Member, CustomEmoji, Event, EventSequence)
-    with transaction.atomic(using=shard), connections[shard].cursor() as cursor:
-        for model in models:
-            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE team_id = %s", [team_id])
+    delete_team_rows(shard, team_id, keep=lambda table: False)
     rows_deleted()
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.filter(team_id=team_id).delete()

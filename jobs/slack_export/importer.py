@@ -21,7 +21,8 @@ from jobs.breakers import BreakerOpen
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
 from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
-from jobs.slack_export.existing import OWNER_FIELDS, restore_empty_team, update_owner
+from jobs.slack_export.existing import OWNER_FIELDS
+from jobs.slack_export.existing_actions import restore_empty_team, update_owner
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from django.db import transaction
 
 from chatproject.dbrouter import CONTROL_DB
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
-from jobs.slack_export.existing import claim_empty_team
+from jobs.slack_export.existing import TeamSnapshot
+from jobs.slack_export.existing_actions import claim_empty_team
 from jobs.slack_export.plan import mint_ids
 from teams.directory import place_new_team
 from teams.errors import ApiError
@@ -79,7 +79,7 @@ def _start_into_existing(
     requested_by_account_id: int | None,
     requested_by_team_id: int | None,
 ) -> TransferJob:
-    def record_job(existing: dict[str, Any]) -> TransferJob:
+    def record_job(existing: TeamSnapshot) -> TransferJob:
         owner = existing["owner"]
         return TransferJob.objects.create(
             kind=TransferJob.Kind.IMPORT,

@@ -14,10 +14,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.models import TransferJob
-from jobs.slack_export.progress import S
+from jobs.slack_export.progress import EXPIRED, S
 
 logger = logging.getLogger(__name__)
-EXPIRED = "expired"  # the phase of a done export whose zip was deleted
 
 
 def _ours(path: Path) -> bool:
