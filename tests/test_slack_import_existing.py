@@ -19,7 +19,7 @@ from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.reserve import start_import
 from messaging.actions.posting import post_message
 from messaging.models import Channel, ChannelMember, Event, EventSequence, Message
-from teams.actions import CreatedTeam, create_team
+from teams.actions import CreatedTeam, create_team, set_team_status
 from teams.auth import caller_from_token
 from teams.errors import ApiError
 from teams.models import Bot, Member, Team, TeamMembership
@@ -256,3 +256,20 @@ def test_an_archive_general_matched_by_name_keeps_the_team_general(tmp_path: Pat
         assert (general.name, general.kind) == ("general", "public")
         assert Message.objects.filter(channel=general).count() == 21
         assert ChannelMember.objects.filter(channel=general, member_id=created.owner_id).exists()
+
+
+def test_status_changes_check_the_status_they_change(tmp_path: Path) -> None:
+    """Admin's disable/enable leaves a team an import took (it read the team a moment
+    before); and an import finds its team changed by someone else does not reopen it."""
+    created = _empty_team("raceco")
+    job = start_import(_archive(tmp_path), domain="raceco")
+    assert not set_team_status(created.team.id, "disabled", only_from=("active", "disabled"))
+    assert Team.objects.get(id=created.team.id).status == "importing"
+
+    def disable_before_opening(job: TransferJob) -> None:
+        if job.phase == "threads":
+            set_team_status(created.team.id, "disabled")  # unconditionally, as admin used to
+
+    with pytest.raises(ImportFailed, match="the team is disabled, not importing"):
+        run_import(job.id, disable_before_opening)
+    assert Team.objects.get(id=created.team.id).status == "disabled"

@@ -24,6 +24,7 @@ from messaging.events import TEAM_IMPORTED, append_event
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
+from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 from teams.moves import set_events_frozen
 from teams.shard_copy import delete_team_rows
@@ -326,8 +327,12 @@ def complete_import(team: TeamEntry, counts: dict[str, int], *, name: str | None
             ignore_conflicts=True,
             batch_size=1000,
         )
-        Team.objects.filter(id=team.id).update(status=Team.Status.ACTIVE, **({"name": name} if name else {}))
+        importing = Team.objects.filter(id=team.id, status=Team.Status.IMPORTING)
+        opened = importing.update(status=Team.Status.ACTIVE, **({"name": name} if name else {}))
     forget_team(team.id)
+    if not opened:  # someone else changed it meanwhile (disabled, say): theirs to reopen
+        now = Team.objects.filter(id=team.id).values_list("status", flat=True).first() or "gone"
+        raise ApiError("team_not_importing", f"the team is {now}, not importing: left as it is")
 
 
 def discard_import(team_id: int, shard: str, *, rows_deleted: Callable[[], None] = lambda: None) -> None:
