@@ -24,7 +24,8 @@ from jobs.transfer_tasks import enqueue, resume_transfers
 from messaging.models import ChannelMember, Message
 from teams.actions import create_team
 from teams.models import Member, Team
-from tests.servers import ROOT, running_worker, test_environment
+from tests import servers
+from tests.servers import ROOT, running_worker
 from tests.slack_snapshot import snapshot
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -122,7 +123,7 @@ def test_ctrl_c_on_the_command_puts_the_existing_team_back(archive: Path) -> Non
     catches) undoes the import: the team is active and empty again, not closed for good."""
     created = create_team("intco", "Int", "owner@int.test", shard="shard_1")
     command = [sys.executable, "manage.py", "import_slack", str(archive), "--team", "intco"]
-    env = {**test_environment(), **WORKER_ENV}
+    env = {**servers.test_environment(), **WORKER_ENV}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         job = _wait_for(lambda j: j.phase == "messages" and j.done > 0, _job_for(created.team.id))
