@@ -273,3 +273,21 @@ def test_status_changes_check_the_status_they_change(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed, match="the team is disabled, not importing"):
         run_import(job.id, disable_before_opening)
     assert Team.objects.get(id=created.team.id).status == "disabled"
+
+
+def test_a_claim_cut_short_is_undone_by_its_job(tmp_path: Path) -> None:
+    """A claim commits the team's status and its job together, then reads the team into
+    the job: cut short in between (the job's "existing" still None, as here), the job's
+    run reopens the team, untouched, instead of leaving it closed or importing blind."""
+    created = _empty_team("cutco")
+    before = _state(created)
+    job = start_import(_archive(tmp_path), domain="cutco")
+    job.options = {**job.options, "existing": None}  # what a claim cut short leaves
+    job.save(update_fields=["options"])
+    with pytest.raises(ImportFailed, match="before it had read the team"):
+        run_import(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    caller_from_token(created.owner_token)

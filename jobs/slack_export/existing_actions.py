@@ -40,37 +40,42 @@ def claim_empty_team(
     *,
     shard: str | None,
     requested_by_account_id: int | None,
-    record_job: Callable[[TeamSnapshot], TransferJob],
+    record_job: Callable[[], TransferJob],
 ) -> TransferJob:
     """Make an existing empty team invisible for an import into it, and record the import's
     job with what the team holds (the job keeps it, to put the team back if it fails).
 
-    The status flip and the job commit together: a team is never closed without a job
-    that can reopen it. `requested_by_account_id` (the Web API's caller) must be the
-    team's owner; a team someone else owns is refused as a taken domain, which tells them
-    nothing about it."""
+    The status flip and the job (`record_job`, its options' "existing" None for now) commit
+    together, so a team is never closed without a job that can reopen it; then the team's
+    writes are fenced and its contents read into the job. A job whose "existing" is still
+    None was cut short there, before the import wrote anything: undoing it reopens the team.
+    `requested_by_account_id` (the Web API's caller) must be the team's owner; a team
+    someone else owns is refused as a taken domain, which tells them nothing about it."""
     if requested_by_account_id is not None and owner_account(team) != requested_by_account_id:
         raise ApiError("domain_taken", f"a team with domain {team.domain!r} exists")
     if shard and shard != team.shard:
         raise ApiError("invalid_shard", f"team {team.domain!r} is on {team.shard}, not {shard}")
-    frozen = False
+    with transaction.atomic(using=CONTROL_DB):
+        closed = Team.objects.filter(id=team.id, status=Team.Status.ACTIVE, shard=team.shard)
+        if not closed.update(status=Team.Status.IMPORTING):
+            raise ApiError("team_not_active", f"team {team.domain!r} is {team.status}, not active")
+        job = record_job()
+    forget_team(team.id)
     try:
-        with transaction.atomic(using=CONTROL_DB):
-            closed = Team.objects.filter(id=team.id, status=Team.Status.ACTIVE, shard=team.shard)
-            if not closed.update(status=Team.Status.IMPORTING):
-                raise ApiError("team_not_active", f"team {team.domain!r} is {team.status}, not active")
-            # Waits for every write of the team in flight; after it, none can commit, so
-            # what is checked below stays true until the import is done.
-            set_events_frozen(team.shard, team.id, True)
-            frozen = True
-            job = record_job(team_snapshot(team))
+        # Waits for every write of the team in flight; after it, none can commit, so what
+        # is read below stays true until the import is done.
+        set_events_frozen(team.shard, team.id, True)
+        say_goodbye(team.id)  # its sockets reconnect, and are refused until the import ends
+        existing = team_snapshot(team)
     except BaseException:
-        if frozen:
-            set_events_frozen(team.shard, team.id, False)
-        forget_team(team.id)
+        # Refused (not empty) or interrupted: reopen the team; the job never was.
+        restore_empty_team(team.id, team.shard, None)
+        job.delete()
         raise
-    forget_team(team.id)  # a request may have cached it open meanwhile
-    say_goodbye(team.id)  # its sockets reconnect, and are refused until the import ends
+    owner = existing["owner"]
+    owner_account_id = owner["account_id"] if owner else None
+    job.options = {**job.options, "existing": existing, "owner_account_id": owner_account_id}
+    job.save(update_fields=["options"])
     return job
 
 
@@ -81,12 +86,18 @@ def update_owner(team_id: int, shard: str, member_id: int, profile: dict[str, An
 
 
 def restore_empty_team(
-    team_id: int, shard: str, existing: TeamSnapshot, *, rows_restored: Callable[[], None] = _nothing
+    team_id: int, shard: str, existing: TeamSnapshot | None, *, rows_restored: Callable[[], None] = _nothing
 ) -> None:
     """Undo a failed import into an existing team: delete what it added, put back what it
     changed, thaw and reopen the team. A team already opened is left alone. Idempotent: the
-    team stays `importing` until the last step, so a run cut short anywhere can run again."""
+    team stays `importing` until the last step, so a run cut short anywhere can run again.
+    `existing` None: the claim was cut short before the team was read, and the import
+    never wrote: only thaw and reopen it."""
     if not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
+        return
+    if existing is None:
+        set_events_frozen(shard, team_id, False)
+        _reopen(team_id, Team.Status.ACTIVE)
         return
     kept = {
         Member: existing["members"],
@@ -107,6 +118,10 @@ def restore_empty_team(
             ChannelMember.objects.filter(team_id=team_id, id=membership_id).update(last_read=last_read)
     rows_restored()
     set_events_frozen(shard, team_id, False)
+    _reopen(team_id, existing["status"])
+
+
+def _reopen(team_id: int, status: str) -> None:
     with transaction.atomic(using=CONTROL_DB):
-        Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).update(status=existing["status"])
+        Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).update(status=status)
     forget_team(team_id)

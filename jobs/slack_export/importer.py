@@ -272,7 +272,11 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
         # checkpoint says members and conversations are done, and they may be gone).
         _fail(job, team, job.checkpoint["undoing"], progress)
         raise ImportFailed(job.errors[-1])
-    if job.options.get("existing"):
+    if "existing" in job.options:
+        if job.options["existing"] is None:  # its claim was cut short: nothing to import into
+            error = "the import stopped before it had read the team; start it again"
+            _fail(job, team, error, progress)
+            raise ImportFailed(error)
         forget_team(team.id)  # again: a request that read the team just before it closed may have cached it
     try:
         with SlackArchive.open(job.archive) as archive:
@@ -364,7 +368,7 @@ def _fail(job: TransferJob, team: TeamEntry, error: str, progress: Progress | No
             progress(job)
 
     report(0)
-    if job.options.get("existing"):  # the team was there before: put it back as it was
+    if "existing" in job.options:  # the team was there before: put it back as it was
         restore_empty_team(team.id, team.shard, job.options["existing"], rows_restored=lambda: report(1))
     else:
         actions.discard_import(team.id, team.shard, rows_deleted=lambda: report(1))
