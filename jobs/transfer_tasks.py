@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -22,7 +23,7 @@ from jobs.models import TransferJob
 from jobs.search_tasks import _backoff as backoff
 from jobs.slack_export import retention
 from jobs.slack_export.exporter import run_export
-from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.importer import ImportFailed, abandon_import, run_import
 from jobs.slack_export.progress import S, set_status
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,24 @@ logger = logging.getLogger(__name__)
 
 def _lock_key(job_id: int) -> str:
     return f"transfer:running:{job_id}"
+
+
+def abandon_transfer(job_id: int, why: str) -> TransferJob | None:
+    """Abandon an unfinished import (admin): undo it and fail it, under the job's lock so
+    no worker runs it meanwhile. None when a worker is running it right now."""
+    redis = get_redis_connection("default")
+    token = f"abandon:{uuid.uuid4()}"
+    if not redis.set(_lock_key(job_id), token, nx=True, ex=settings.TRANSFER_LOCK_SECS):
+        return None
+
+    def keep_lock(_job: TransferJob) -> None:
+        redis.set(_lock_key(job_id), token, ex=settings.TRANSFER_LOCK_SECS)
+
+    try:
+        return abandon_import(job_id, why, keep_lock)
+    finally:
+        if redis.get(_lock_key(job_id)) in (token, token.encode()):
+            redis.delete(_lock_key(job_id))
 
 
 def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Callable], object]) -> str:

@@ -34,6 +34,12 @@ CHANNEL_KEY = "_channel"
 PARENT_KEY = "_parent"
 
 
+# Appended once, when an import fills a team: a client's state from before it is not
+# updated by replaying events (history is not replayed into the log), so the log's readers
+# tell a cursor from before it to boot again (messaging.realtime.delivery.read_events).
+TEAM_IMPORTED = "team_imported"
+
+
 def team_group(team_id: int) -> str:
     return f"team.{team_id}"
 
@@ -72,7 +78,7 @@ TEAM_WIDE_TYPES = frozenset(
         "channel_unarchive",
         "channel_deleted",
         # An import into an existing (empty) team: everyone's boot changes at once.
-        "team_imported",
+        TEAM_IMPORTED,
     }
 )
 

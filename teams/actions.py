@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connections, transaction
@@ -221,6 +222,10 @@ def reset_member_tokens(team: TeamEntry, member_id: int) -> str:
                 return issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
 
 
-def set_team_status(team_id: int, status: str) -> None:
-    Team.objects.filter(id=team_id).update(status=status)
+def set_team_status(team_id: int, status: str, *, only_from: Collection[str] | None = None) -> bool:
+    """Set the team's status; with `only_from`, only if it is one of those now (checked in
+    the UPDATE itself: an import or move that just took the team keeps it). True if set."""
+    teams = Team.objects.filter(id=team_id)
+    changed = (teams.filter(status__in=only_from) if only_from is not None else teams).update(status=status)
     forget_team(team_id)
+    return bool(changed)

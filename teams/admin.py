@@ -150,10 +150,10 @@ class TeamAdmin(ActionAdmin):
         refused: list[tuple[str, str]] = []
         for team in list(queryset):
             # Importing and moving are owned by the import and move jobs; don't race them.
-            if team.status not in (Team.Status.ACTIVE, Team.Status.DISABLED):
-                refused.append((team.domain, f"team is {team.status}"))
+            if not set_team_status(team.id, status, only_from=(Team.Status.ACTIVE, Team.Status.DISABLED)):
+                now = Team.objects.filter(id=team.id).values_list("status", flat=True).first() or "gone"
+                refused.append((team.domain, f"team is {now}"))
                 continue
-            set_team_status(team.id, status)
             done.append(team.domain)
         self.report(request, verb, done, refused)
 

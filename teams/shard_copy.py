@@ -10,7 +10,7 @@ model's order) is what copies and checks compare.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -302,20 +302,31 @@ def compare_shards(source: str, target: str, team_id: int) -> tuple[dict[str, Ta
     return theirs, sorted(label for label, total in theirs.items() if ours.get(label) != total)
 
 
-def delete_team_rows(alias: str, team_id: int, keep: Callable[[TeamTable], bool]) -> int:
-    """Delete the team's rows on one shard, children first, a batch per transaction."""
+def delete_team_rows(
+    alias: str,
+    team_id: int,
+    keep: Callable[[TeamTable], bool],
+    *,
+    keep_rows: Mapping[type[models.Model], Collection[int]] | None = None,
+) -> int:
+    """Delete the team's rows on one shard, children first, a batch per transaction
+    (savepoints inside a caller's transaction). Tables `keep` says yes to are left alone,
+    and so are the rows of `keep_rows` (model -> primary keys)."""
     deleted = 0
+    keep_rows = keep_rows or {}
     with connections[alias].cursor() as cursor:
         for table in reversed(team_tables()):
             if keep(table):
                 continue
             key, name = _quote(table.key), _quote(table.table)
+            kept = list(keep_rows.get(table.model, ()))
+            spared = f" AND NOT ({key} = ANY(%s))" if kept else ""
             while True:
                 with transaction.atomic(using=alias):
                     cursor.execute(
                         f"DELETE FROM {name} WHERE {key} IN"
-                        f" (SELECT {key} FROM {name} WHERE team_id = %s LIMIT %s)",
-                        [team_id, DELETE_CHUNK],
+                        f" (SELECT {key} FROM {name} WHERE team_id = %s{spared} LIMIT %s)",
+                        [team_id, *([kept] if kept else []), DELETE_CHUNK],
                     )
                     count = cursor.rowcount
                 deleted += count

@@ -84,3 +84,26 @@ def test_only_superusers_import(client: Client, world: World) -> None:
     helper.save()
     client.force_login(helper)
     assert client.get(IMPORT_PAGE).status_code in (302, 403)
+
+
+def test_an_unfinished_import_is_abandoned_not_deleted(staff: Client, world: World, tmp_path: Path) -> None:
+    """Deleting an unfinished import's job would leave its team closed for good: admin
+    refuses it, and "abandon" undoes the import and reopens the team instead."""
+    archive = fx.write_zip(tmp_path / "old.zip", fx.export_files())
+    with archive.open("rb") as upload:
+        staff.post(IMPORT_PAGE, {"archive": upload, "domain": "globex"})  # dave's empty team
+    job = TransferJob.objects.get(kind="import", domain="globex")
+    assert Team.objects.get(id=job.team_id).status == "importing"
+    assert staff.get(f"/admin/jobs/transferjob/{job.id}/delete/").status_code == 403
+    page = staff.post(
+        "/admin/jobs/transferjob/",
+        {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},
+        follow=True,
+    )
+    assert page.status_code in (200, 403) and TransferJob.objects.filter(id=job.id).exists()
+    staff.post("/admin/jobs/transferjob/", {"action": "abandon_imports", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.status == "failed" and job.errors[-1] == "abandoned by root@staff.test"
+    assert Team.objects.get(id=job.team_id).status == "active"
+    assert caller_from_token(world.globex["dave"].token).team_id == job.team_id  # open again
+    assert staff.get(f"/admin/jobs/transferjob/{job.id}/delete/").status_code == 200  # now it may go

@@ -298,3 +298,30 @@ def test_socket_accepts_are_bounded(world: World) -> None:
         busy = [f for f in frames if f and f.get("type") == "error"]
         assert busy and busy[0]["error"]["code"] == "ratelimited" and busy[0]["error"]["retry_after"] >= 1
         assert {"closed": 4029} in frames and {"type": "hello"} in frames
+
+
+def test_a_cursor_from_before_an_import_gets_resync_required(server, tmp_path) -> None:
+    """An import into an existing team is one `team_imported` event, not its history: a
+    client that booted before it must boot again to see the new members and channels."""
+    from jobs.slack_export.importer import run_import
+    from jobs.slack_export.reserve import start_import
+    from teams.actions import create_team
+    from tests import slack_fixtures as fx
+
+    created = create_team("rtmimportco", "Rtm Import", "alice@old.test", password="pw", shard="shard_1")
+    before = web(server, created.owner_token).rtm_connect()
+    archive = fx.write_zip(tmp_path / "old.zip", fx.export_files())
+    assert run_import(start_import(archive, domain="rtmimportco").id).status == "done"
+    after = web(server, created.owner_token).rtm_connect()
+    assert after["event_cursor"] > before["event_cursor"]
+    old_cursor = f"since={before['event_cursor']}"
+    stale = RtmSocket(after["url"].replace(f"since={after['event_cursor']}", old_cursor))
+    stale.until(lambda f: f.get("type") == "hello")
+    error = stale.until(lambda f: f.get("type") == "error")
+    assert error["error"]["code"] == "resync_required"
+    stale.recv(timeout=2)
+    assert stale.closed_code == 4002
+    fresh = RtmSocket.open(server, created.owner_token)  # a boot after the import goes live
+    fresh.until(lambda f: f.get("type") == "hello")
+    assert [f for f in fresh.drain(0.5) if f.get("type") == "error"] == []
+    fresh.close()

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import TransferJob
-from jobs.slack_export.exporter import run_export, start_export
+from jobs.slack_export.exporter import run_export, staging_dir, start_export
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.progress import job_json
 from jobs.slack_export.reserve import start_import
@@ -74,3 +74,22 @@ def test_finished_exports_expire(tmp_path: Path, settings: Any) -> None:
     assert job_json(fresh)["download_url"]
     assert prune_exports() == 0
     assert list((tmp_path / "transfers").iterdir()) == [Path(fresh.archive)]  # no staging left
+
+
+def test_a_failed_export_keeps_its_phase_when_its_leftovers_go(tmp_path: Path, settings: Any) -> None:
+    """Retention deletes what a failed export left behind, but the job still says where it
+    failed (its phase is not turned into "expired"), and is visited once."""
+    team = team_entry(_import(fx.write_zip(tmp_path / "in.zip", fx.export_files()), "shard_0"))
+    settings.TRANSFER_DIR = tmp_path / "transfers"
+    job = start_export(team)
+    staging = staging_dir(job)
+    staging.mkdir(parents=True)
+    (staging / "segment-000000.zip").write_bytes(b"half")
+    long_ago = timezone.now() - timedelta(seconds=settings.EXPORT_RETENTION_SECS + 60)
+    TransferJob.objects.filter(id=job.id).update(
+        status="failed", phase="messages", errors=["export failed: disk full"], updated=long_ago
+    )
+    assert prune_exports() == 1
+    job.refresh_from_db()
+    assert (job.status, job.phase) == ("failed", "messages") and not staging.exists()
+    assert prune_exports() == 0

@@ -17,10 +17,11 @@ from django.db import connections
 from bench.slack_export_gen import generate
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export.exporter import run_export, start_export
+from jobs.slack_export.exporter import run_export, staging_dir, start_export
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
+from messaging.actions.channels import join_channel
 from messaging.actions.posting import post_message
 from messaging.actions.reactions import add_reaction
 from messaging.models import Channel, Message
@@ -59,17 +60,22 @@ def test_killed_export_resumes_to_the_same_zip(tmp_path: Path) -> None:
     job.refresh_from_db()
     killed_at = job.checkpoint["messages_done"]
     assert job.status == "running" and 0 < killed_at < 10_000
-    assert not output.exists() and (output.parent / f"{output.name}.parts").is_dir()
+    assert not output.exists() and staging_dir(job).is_dir()
+    plan = json.loads((staging_dir(job) / "plan.json").read_text())
+    # The last conversation is not written yet: what lands in it now is read by the
+    # resumed run, which must still leave it out.
+    assert job.checkpoint["conversation"] < len(plan["conversations"]) - 1
 
     # Written after the export began: a new member, their message, their reaction.
     late, token = create_member(team, "late@new.test", name="Late")
     caller = caller_from_token(token)
     with on_shard(team.shard):
-        general = Channel.objects.get(team_id=team.id, name="general")
-        first = Message.objects.filter(channel=general).order_by("ts").first()
+        last = Channel.objects.get(team_id=team.id, id=plan["conversations"][-1]["id"])
+        first = Message.objects.filter(channel=last).order_by("ts").first()
         assert first is not None
-        post_message(caller, general.slack_id, text="after the export began")
-        add_reaction(caller, general.slack_id, ids.format_ts(first.ts), "tada")
+        join_channel(caller, last.slack_id)
+        post_message(caller, last.slack_id, text="after the export began")
+        add_reaction(caller, last.slack_id, ids.format_ts(first.ts), "tada")
 
     time.sleep(3.5)  # the dead worker's lock lapses
     with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
@@ -84,7 +90,7 @@ def test_killed_export_resumes_to_the_same_zip(tmp_path: Path) -> None:
     for name, content in uninterrupted.items():
         assert resumed[name] == content, name
     assert late.slack_id not in json.dumps(resumed["users.json"])
-    assert not (output.parent / f"{output.name}.parts").exists()  # staging cleaned up
+    assert not staging_dir(job).exists()  # staging cleaned up
 
 
 def _move_to_shard_1(team_id: int) -> None:
@@ -119,3 +125,34 @@ def test_an_export_goes_on_after_its_team_moved(tmp_path: Path, settings: Any) -
     with on_shard("shard_0"):
         assert not Message.objects.filter(team_id=team.id).exists()  # the old copy is gone
     assert _contents(tmp_path / "moved.zip") == _contents(tmp_path / "before.zip")
+
+
+def test_two_exports_to_one_path_do_not_share_their_parts(tmp_path: Path, settings: Any) -> None:
+    """A second export to the same path, run while the first one is mid-way, stages its
+    own parts: both end with the whole zip."""
+    archive = fx.write_zip(tmp_path / "in.zip", fx.export_files())
+    team = team_entry(int(run_import(start_import(archive, shard="shard_0").id).team_id or 0))
+    run_export(start_export(team, output=tmp_path / "reference.zip").id)
+    settings.EXPORT_SEGMENT_MESSAGES = 5
+    output = tmp_path / "same.zip"
+    first, second = start_export(team, output=output), start_export(team, output=output)
+    ran: list[str] = []
+
+    def run_second_midway(job: TransferJob) -> None:
+        if job.phase == "messages" and job.done and not ran:
+            # Its own thread: this one is inside the first export's read-only snapshot.
+            runner = threading.Thread(target=lambda: ran.append(_export_in_thread(second.id)))
+            runner.start()
+            runner.join()
+
+    assert run_export(first.id, run_second_midway).status == "done"
+    assert ran == ["done"]
+    assert _contents(output) == _contents(tmp_path / "reference.zip")
+    assert not staging_dir(first).exists() and not staging_dir(second).exists()
+
+
+def _export_in_thread(job_id: int) -> str:
+    try:
+        return run_export(job_id).status
+    finally:
+        connections.close_all()  # this thread's own

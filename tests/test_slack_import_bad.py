@@ -202,3 +202,37 @@ def test_lying_size_header_is_caught(tmp_path: Path) -> None:
     size = len(body).to_bytes(4, "little")
     path.write_bytes(data.replace(size, (10).to_bytes(4, "little")))
     assert "users.json:" in _refused(path)[0]
+
+
+def _lying_end_record(path: Path, entries: int) -> None:
+    """Rewrites the end record to claim `entries` entries; the central directory stays honest."""
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8 : end + 12] = entries.to_bytes(2, "little") * 2  # on this disk, in total
+    path.write_bytes(bytes(data))
+
+
+def test_file_count_is_checked_against_the_central_directory_not_only_the_end_record(
+    tmp_path: Path, settings: Any
+) -> None:
+    """An end record claiming one entry does not let a central directory of many through:
+    folder entries (never admitted as files) would otherwise all be parsed into ZipInfos."""
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    with zipfile.ZipFile(path, "a") as archive:
+        for index in range(40):
+            archive.writestr(f"folder{index}/", b"")
+    _lying_end_record(path, 1)
+    with zipfile.ZipFile(path) as archive:  # zipfile itself reads every record
+        assert len(archive.infolist()) == 54
+    settings.IMPORT_MAX_FILES = 20
+    assert _refused(path)[0] == "archive has more than 20 files (over 40 central directory records)"
+
+
+def test_central_directory_size_is_bounded_before_it_is_read(tmp_path: Path, settings: Any) -> None:
+    """Few records with huge names (or a lying size) cannot make zipfile load a big directory."""
+    path = fx.write_zip(tmp_path / "export.zip", fx.export_files())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("x" * 60000 + "/", b"")
+    settings.IMPORT_MAX_FILES = 20
+    message = _refused(path)[0]
+    assert message.startswith("archive has more than 20 files (a ") and "byte central directory" in message

@@ -19,7 +19,7 @@ from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.reserve import start_import
 from messaging.actions.posting import post_message
 from messaging.models import Channel, ChannelMember, Event, EventSequence, Message
-from teams.actions import CreatedTeam, create_team
+from teams.actions import CreatedTeam, create_team, set_team_status
 from teams.auth import caller_from_token
 from teams.errors import ApiError
 from teams.models import Bot, Member, Team, TeamMembership
@@ -193,3 +193,101 @@ def test_a_failure_after_writing_puts_the_team_back(tmp_path: Path, settings: An
         Message.objects.filter(team_id=created.team.id).delete()
     again = run_import(start_import(_archive(tmp_path), domain="lateco").id)
     assert again.status == "done" and again.counts["messages"] == fx.EXPECTED["messages"]
+
+
+class WorkerKilled(BaseException):
+    """A kill: no handler of the import runs (as when its worker dies)."""
+
+
+def _break_then_die_while_undoing(job: TransferJob) -> None:
+    if job.phase == "messages" and job.done >= 5:
+        raise RuntimeError("the worker's disk broke")
+    if job.phase == "undoing" and job.done == 1:  # the shard's rows are undone, the team not reopened
+        raise WorkerKilled
+
+
+def test_an_undo_cut_short_is_finished_by_the_retry_not_resumed(tmp_path: Path, settings: Any) -> None:
+    """A worker that dies while undoing a failed import (after the shard's rows went back)
+    leaves a job the retry undoes to the end: the team never opens half-imported."""
+    settings.IMPORT_BATCH_MESSAGES = 5
+    created = _empty_team("undoco")
+    before = _state(created)
+    job = start_import(_archive(tmp_path), domain="undoco")
+    with pytest.raises(WorkerKilled):
+        run_import(job.id, _break_then_die_while_undoing)
+    job.refresh_from_db()
+    assert job.status == "running" and "disk broke" in job.checkpoint["undoing"]
+    assert job.checkpoint["members"] and job.checkpoint["conversations"]  # a resume would skip them
+    assert Team.objects.get(id=created.team.id).status == "importing"
+    with pytest.raises(ImportFailed, match="disk broke"):
+        run_import(job.id)  # the retry
+    job.refresh_from_db()
+    assert job.status == "failed" and job.errors == [job.checkpoint["undoing"]]
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    caller_from_token(created.owner_token)
+
+
+def test_an_undo_of_a_new_team_cut_short_is_finished_by_the_retry(tmp_path: Path, settings: Any) -> None:
+    settings.IMPORT_BATCH_MESSAGES = 5
+    job = start_import(_archive(tmp_path), shard="shard_1")
+    with pytest.raises(WorkerKilled):
+        run_import(job.id, _break_then_die_while_undoing)
+    assert Team.objects.get(id=job.team_id).status == "importing"
+    with on_shard("shard_1"):
+        assert not Member.objects.filter(team_id=job.team_id).exists()
+    with pytest.raises(ImportFailed, match="disk broke"):
+        run_import(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed" and not Team.objects.filter(id=job.team_id).exists()
+
+
+def test_an_archive_general_matched_by_name_keeps_the_team_general(tmp_path: Path) -> None:
+    """An archive flagging no conversation general, but naming one "general", fills the
+    team's #general: the team keeps a general channel (and its owner in it)."""
+    created = _empty_team("flagco", "zed@elsewhere.test")
+    conversations = fx.conversations()
+    for channel in conversations["channels.json"]:
+        channel["is_general"] = False
+    job = run_import(start_import(_archive(tmp_path, **conversations), domain="flagco").id)
+    assert job.status == "done", job.errors
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=created.team.id, is_general=True)
+        assert (general.name, general.kind) == ("general", "public")
+        assert Message.objects.filter(channel=general).count() == 21
+        assert ChannelMember.objects.filter(channel=general, member_id=created.owner_id).exists()
+
+
+def test_status_changes_check_the_status_they_change(tmp_path: Path) -> None:
+    """Admin's disable/enable leaves a team an import took (it read the team a moment
+    before); and an import finds its team changed by someone else does not reopen it."""
+    created = _empty_team("raceco")
+    job = start_import(_archive(tmp_path), domain="raceco")
+    assert not set_team_status(created.team.id, "disabled", only_from=("active", "disabled"))
+    assert Team.objects.get(id=created.team.id).status == "importing"
+
+    def disable_before_opening(job: TransferJob) -> None:
+        if job.phase == "threads":
+            set_team_status(created.team.id, "disabled")  # unconditionally, as admin used to
+
+    with pytest.raises(ImportFailed, match="the team is disabled, not importing"):
+        run_import(job.id, disable_before_opening)
+    assert Team.objects.get(id=created.team.id).status == "disabled"
+
+
+def test_a_claim_cut_short_is_undone_by_its_job(tmp_path: Path) -> None:
+    """A claim commits the team's status and its job together, then reads the team into
+    the job: cut short in between (the job's "existing" still None, as here), the job's
+    run reopens the team, untouched, instead of leaving it closed or importing blind."""
+    created = _empty_team("cutco")
+    before = _state(created)
+    job = start_import(_archive(tmp_path), domain="cutco")
+    job.options = {**job.options, "existing": None}  # what a claim cut short leaves
+    job.save(update_fields=["options"])
+    with pytest.raises(ImportFailed, match="before it had read the team"):
+        run_import(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert Team.objects.get(id=created.team.id).status == "active"
+    assert _state(created) == before
+    caller_from_token(created.owner_token)

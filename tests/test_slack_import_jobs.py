@@ -5,6 +5,8 @@ instead of failing it."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +21,11 @@ from jobs.models import TransferJob
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
 from jobs.transfer_tasks import enqueue, resume_transfers
-from messaging.models import ChannelMember
+from messaging.models import ChannelMember, Message
 from teams.actions import create_team
 from teams.models import Member, Team
-from tests.servers import running_worker
+from tests import servers
+from tests.servers import ROOT, running_worker
 from tests.slack_snapshot import snapshot
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -113,3 +116,37 @@ def test_open_breaker_pauses_the_job(tmp_path: Path, archive: Path) -> None:
         breakers.reset("shard:shard_1")
     assert job.status == "done" and not job.errors
     assert job.counts["messages"] == 10_000
+
+
+def test_ctrl_c_on_the_command_puts_the_existing_team_back(archive: Path) -> None:
+    """An operator's Ctrl-C mid-import (a KeyboardInterrupt, which no `except Exception`
+    catches) undoes the import: the team is active and empty again, not closed for good."""
+    created = create_team("intco", "Int", "owner@int.test", shard="shard_1")
+    command = [sys.executable, "manage.py", "import_slack", str(archive), "--team", "intco"]
+    env = {**servers.test_environment(), **WORKER_ENV}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        job = _wait_for(lambda j: j.phase == "messages" and j.done > 0, _job_for(created.team.id))
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0 and b"import interrupted and undone" in err
+    job.refresh_from_db()
+    assert job.status == "failed" and job.errors == ["interrupted (Ctrl-C)"]
+    assert Team.objects.get(id=created.team.id).status == "active"
+    with on_shard("shard_1"):
+        assert not Message.objects.filter(team_id=created.team.id).exists()
+        assert list(
+            Member.objects.filter(team_id=created.team.id, is_bot=False).values_list("id", flat=True)
+        ) == [created.owner_id]
+
+
+def _job_for(team_id: int, timeout: float = 60) -> TransferJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = TransferJob.objects.filter(team_id=team_id, kind="import").first()
+        if job is not None:
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the command started no job")

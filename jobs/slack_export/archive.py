@@ -178,44 +178,65 @@ class SlackArchive:
         return value
 
 
-_END = struct.Struct("<4s4H2LH")  # end of central directory record
-_END64_LOCATOR = struct.Struct("<4sLQL")
-_END64 = struct.Struct("<4sQ2H2L4Q")
-_END_SEARCH = _END.size + 0xFFFF  # the record, then a comment of up to 64 KiB
+# A central directory record: 46 fixed bytes (zipfile.structCentralDir), then the name,
+# extra field and comment whose lengths sit at offsets 28, 30 and 32.
+_CD_RECORD = struct.Struct("<4s4B4HL2L5H2L")
+_CD_SIGNATURE = b"PK\x01\x02"
+# A Slack export's names are short (`folder/YYYY-MM-DD.json`, channel names of at most 80
+# characters); 1 KiB per record for name, extra field and comment is far past any of them.
+_MAX_CD_RECORD_BYTES = _CD_RECORD.size + 1024
 
 
-def declared_entries(path: Path) -> int | None:
-    """How many entries the zip's end record says its central directory holds (None when
-    there is no readable end record: zipfile then says what is wrong). Read before the
-    central directory is parsed, which takes memory and time for every entry."""
+def check_central_directory(path: Path, max_files: int) -> None:
+    """Refuses a zip whose central directory holds more than twice `max_files` records (every
+    file may come with its folder's entry), before zipfile reads it: zipfile loads all of
+    the directory's bytes and builds a ZipInfo per record.
+
+    The end record's entry count alone can lie, so the records are also counted by walking
+    their fixed headers, stopping one past the limit, and the directory's size is bounded:
+    memory and time follow the limit, not the upload. Where the directory is found follows
+    zipfile's own reading of the end records, so both look at the same bytes. A zip with no
+    readable end record passes here; zipfile then says what is wrong."""
+    max_entries = 2 * max_files
+    too_many = f"archive has more than {max_files} files"
     with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        start = max(size - _END_SEARCH, 0)
+        try:
+            # zipfile's reading of the end record (and its zip64 record); private but
+            # unchanged since zip64 support, and the only way to agree with it exactly.
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        except OSError:
+            return
+        if not end:
+            return
+        entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+        if entries > max_entries:
+            raise ArchiveError("", f"{too_many} ({entries} entries)")
+        size = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+        if size > max_entries * _MAX_CD_RECORD_BYTES:
+            raise ArchiveError("", f"{too_many} (a {size} byte central directory)")
+        start = end[zipfile._ECD_LOCATION] - size  # type: ignore[attr-defined]
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
+            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+        if start < 0:
+            return
         handle.seek(start)
-        tail = handle.read()
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or len(tail) - at < _END.size:
-            return None
-        entries = _END.unpack_from(tail, at)[4]
-        if entries != 0xFFFF or at < _END64_LOCATOR.size:
-            return entries
-        locator = _END64_LOCATOR.unpack_from(tail, at - _END64_LOCATOR.size)
-        if locator[0] != b"PK\x06\x07":
-            return entries
-        handle.seek(locator[2])
-        record = handle.read(_END64.size)
-        if len(record) < _END64.size or record[:4] != b"PK\x06\x06":
-            return None
-        return _END64.unpack(record)[6]
+        walked = records = 0
+        while walked < size:  # the same walk as zipfile's, over the headers only
+            header = handle.read(_CD_RECORD.size)
+            if len(header) < _CD_RECORD.size or header[:4] != _CD_SIGNATURE:
+                return  # damaged: zipfile refuses it at this record
+            records += 1
+            if records > max_entries:
+                raise ArchiveError("", f"{too_many} (over {max_entries} central directory records)")
+            variable = sum(struct.unpack_from("<3H", header, 28))
+            handle.seek(variable, os.SEEK_CUR)
+            walked += _CD_RECORD.size + variable
 
 
 class ZipArchive(SlackArchive):
     def __init__(self, path: Path, limits: ArchiveLimits) -> None:
         super().__init__(limits)
-        # Every file may come with its folder's entry; past twice the limit is refused unread.
-        entries = declared_entries(path)
-        if entries is not None and entries > 2 * limits.max_files:
-            raise ArchiveError("", f"archive has more than {limits.max_files} files ({entries} entries)")
+        check_central_directory(path, limits.max_files)
         try:
             self._zip = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:

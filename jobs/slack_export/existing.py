@@ -1,5 +1,7 @@
 """Importing into an existing team that is still empty, as `teams.actions.create_team`
-left it: its owner, its bot, #general and #random, and nothing said yet.
+left it: its owner, its bot, #general and #random, and nothing said yet. This module
+reads (what the team holds, which of its channels an archive's conversations become);
+the writes are in jobs.slack_export.existing_actions.
 
 "Empty" means: no messages, and no person besides its one owner (bots, channels without
 messages and custom emoji are setup, not content, and stay). The archive merges in:
@@ -12,25 +14,16 @@ messages and custom emoji are setup, not content, and stay). The archive merges 
   with the name of an existing channel (or the member set of an existing DM) becomes that
   channel: its row takes the archive's kind, name, topic, purpose and dates, and everyone
   already in it stays; existing channels the archive does not name stay as they were.
-
-While it imports, the team is `importing` (invisible: tokens and sockets are refused) and
-its event log is frozen, so nothing can be written into it but the import. A failed import
-puts it back: everything the import added is deleted and the rows it changed get their
-old values, and the team is active and empty again, never deleted.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
-from django.db import connections, transaction
-
-from chatproject.dbrouter import CONTROL_DB, on_shard
-from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
-from teams.directory import forget_team
+from chatproject.dbrouter import on_shard
+from messaging.models import Channel, ChannelMember, Message
 from teams.errors import ApiError
 from teams.models import Bot, Member, Team
-from teams.moves import say_goodbye, set_events_frozen
 
 # What an import may change on the rows an empty team already has: kept to put them back.
 OWNER_FIELDS = ("name", "real_name", "display_name", "title", "phone", "tz", "color", "updated")
@@ -40,14 +33,26 @@ CHANNEL_FIELDS = (
 )  # fmt: skip
 
 
-def _not_empty(team: Team, why: str) -> ApiError:
+class TeamSnapshot(TypedDict):
+    """What an empty team held when an import claimed it, kept in the job's options (as
+    JSON) to put the team back if the import fails."""
+
+    status: str
+    owner: dict[str, Any] | None  # id, account_id, email, is_owner, deleted and OWNER_FIELDS
+    members: list[int]
+    bots: list[int]
+    channels: list[dict[str, Any]]  # id and CHANNEL_FIELDS
+    memberships: list[tuple[int, int]]  # (id, last_read): two-item lists once stored as JSON
+
+
+def not_empty(team: Team, why: str) -> ApiError:
     return ApiError(
         "team_not_empty",
         f"team {team.domain!r} is not empty ({why}); import into a new team or an empty one",
     )
 
 
-def _owner_account(team: Team) -> int | None:
+def owner_account(team: Team) -> int | None:
     with on_shard(team.shard):
         return (
             Member.objects.filter(team_id=team.id, is_owner=True, is_bot=False, deleted=False)
@@ -56,46 +61,18 @@ def _owner_account(team: Team) -> int | None:
         )
 
 
-def claim_empty_team(team: Team, *, shard: str | None, requested_by_account_id: int | None) -> dict[str, Any]:
-    """Make an existing empty team invisible for an import into it, and return what it
-    holds (the job keeps it, to put the team back if the import fails).
-
-    `requested_by_account_id` (the Web API's caller) must be the team's owner; a team
-    someone else owns is refused as a taken domain, which tells them nothing about it."""
-    if requested_by_account_id is not None and _owner_account(team) != requested_by_account_id:
-        raise ApiError("domain_taken", f"a team with domain {team.domain!r} exists")
-    if shard and shard != team.shard:
-        raise ApiError("invalid_shard", f"team {team.domain!r} is on {team.shard}, not {shard}")
-    if not Team.objects.filter(id=team.id, status=Team.Status.ACTIVE).update(status=Team.Status.IMPORTING):
-        raise ApiError("team_not_active", f"team {team.domain!r} is {team.status}, not active")
-    forget_team(team.id)
-    frozen = False
-    try:
-        # Waits for every write of the team in flight; after it, none can commit, so what
-        # is checked below stays true until the import is done.
-        set_events_frozen(team.shard, team.id, True)
-        frozen = True
-        say_goodbye(team.id)
-        return _contents(team)
-    except BaseException:
-        if frozen:
-            set_events_frozen(team.shard, team.id, False)
-        Team.objects.filter(id=team.id, status=Team.Status.IMPORTING).update(status=Team.Status.ACTIVE)
-        forget_team(team.id)
-        raise
-
-
-def _contents(team: Team) -> dict[str, Any]:
+def team_snapshot(team: Team) -> TeamSnapshot:
+    """What the team holds; refused (team_not_empty) unless it is empty."""
     with on_shard(team.shard):
         if Message.objects.filter(team_id=team.id).exists():
-            raise _not_empty(team, "it has messages")
+            raise not_empty(team, "it has messages")
         people = list(
             Member.objects.filter(team_id=team.id, is_bot=False).values(
                 "id", "account_id", "email", "is_owner", "deleted", *OWNER_FIELDS
             )
         )
         if len(people) > 1 or any(not p["is_owner"] or p["deleted"] for p in people):
-            raise _not_empty(team, "it has members besides its owner and bots")
+            raise not_empty(team, "it has members besides its owner and bots")
         return {
             "status": Team.Status.ACTIVE,
             "owner": people[0] if people else None,
@@ -106,59 +83,22 @@ def _contents(team: Team) -> dict[str, Any]:
         }
 
 
+def general_channel(existing: TeamSnapshot) -> int | None:
+    """The team's general channel: it stays general whatever archive conversation it becomes."""
+    return next((c["id"] for c in existing["channels"] if c["is_general"]), None)
+
+
 def matched_channels(
-    existing: dict[str, Any], conversations: list[tuple[str, str, bool, str | None]]
+    existing: TeamSnapshot, conversations: list[tuple[str, str, bool, str | None]]
 ) -> dict[str, int]:
     """Archive conversation id -> the existing channel it becomes. `conversations` are
     (slack id, name or "", is_general, dm_key with this team's member ids or None)."""
     by_name = {c["name"]: c["id"] for c in existing["channels"] if c["name"]}
     by_dm_key = {c["dm_key"]: c["id"] for c in existing["channels"] if c["dm_key"]}
-    general = next((c["id"] for c in existing["channels"] if c["is_general"]), None)
+    general = general_channel(existing)
     matched: dict[str, int] = {}
     for slack_id, name, is_general, dm_key in conversations:
         found = general if is_general and general else by_dm_key.get(dm_key) if dm_key else by_name.get(name)
         if found is not None and found not in matched.values():
             matched[slack_id] = found
     return matched
-
-
-def update_owner(team_id: int, shard: str, member_id: int, profile: dict[str, Any]) -> None:
-    """The owner takes their archive self's profile (they stay owner and admin)."""
-    with on_shard(shard), transaction.atomic(using=shard):
-        Member.objects.filter(team_id=team_id, id=member_id).update(**profile)
-
-
-def restore_empty_team(team_id: int, shard: str, existing: dict[str, Any]) -> None:
-    """Undo a failed import into an existing team: delete what it added, put back what it
-    changed, thaw and reopen the team. A team already opened is left alone."""
-    if not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
-        return
-    keep = {
-        Member: existing["members"],
-        Bot: existing["bots"],
-        Channel: [c["id"] for c in existing["channels"]],
-        ChannelMember: [m[0] for m in existing["memberships"]],
-    }
-    with on_shard(shard), transaction.atomic(using=shard):
-        with connections[shard].cursor() as cursor:
-            for model in (Pin, Reaction, Message):  # the team had none
-                cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE team_id = %s", [team_id])
-            for model in (ChannelMember, Channel, Bot, Member):
-                cursor.execute(
-                    f"DELETE FROM {model._meta.db_table} WHERE team_id = %s AND NOT (id = ANY(%s))",
-                    [team_id, keep[model]],
-                )
-        Event.objects.filter(team_id=team_id, type="team_imported").delete()
-        owner = existing["owner"]
-        if owner is not None:
-            Member.objects.filter(id=owner["id"]).update(**{f: owner[f] for f in OWNER_FIELDS})
-        # Names first out of the way: a channel may have taken another one's old name.
-        Channel.objects.filter(team_id=team_id).update(name=None)
-        for channel in existing["channels"]:
-            Channel.objects.filter(id=channel["id"]).update(**{f: channel[f] for f in CHANNEL_FIELDS})
-        for membership_id, last_read in existing["memberships"]:
-            ChannelMember.objects.filter(id=membership_id).update(last_read=last_read)
-    set_events_frozen(shard, team_id, False)
-    with transaction.atomic(using=CONTROL_DB):
-        Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).update(status=existing["status"])
-    forget_team(team_id)

@@ -317,8 +317,17 @@ def _assemble(run: _Run, partial: Path) -> None:
             run.report("zipping", run.job.done, run.job.total)
 
 
-def _staging(output: Path) -> Path:
-    return output.with_name(output.name + ".parts")
+def staging_dir(job: TransferJob) -> Path:
+    """Where the job stages its parts, beside its zip; the job's own, so two exports to
+    the same path (two `export_team` runs, say) never share or delete each other's."""
+    output = Path(job.archive)
+    return output.with_name(f"{output.name}.parts-{job.id}")
+
+
+def partial_file(job: TransferJob) -> Path:
+    """The zip being joined, renamed to the job's path only once whole."""
+    output = Path(job.archive)
+    return output.with_name(f"{output.name}.{job.id}.part")
 
 
 def run_export(job_id: int, progress: Progress | None = None) -> TransferJob:
@@ -327,8 +336,7 @@ def run_export(job_id: int, progress: Progress | None = None) -> TransferJob:
     if job.status in (S.DONE, S.FAILED):
         return job
     output = Path(job.archive)
-    staging = _staging(output)
-    partial = output.with_name(output.name + ".part")
+    staging, partial = staging_dir(job), partial_file(job)
     run = _Run(job, int(job.team_id or 0), ids.encode(ids.TEAM, int(job.team_id or 0)), staging, progress)
     set_status(job, S.RUNNING)
     if job.checkpoint.get("planned") and not (staging / "plan.json").exists():

@@ -7,8 +7,9 @@ event log: one `team_imported` event marks the completed import.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, make_password
 from django.db import connections, transaction
@@ -19,12 +20,14 @@ from chatproject.dbrouter import CONTROL_DB, on_shard
 from jobs.slack_export.bulk import copy_keyed, insert_rows, jsonb
 from jobs.slack_export.manifest import IM, MPIM, ExportConversation, ExportUser
 from jobs.slack_export.messages import IdMap, MessageRow
-from messaging.events import append_event
-from messaging.models import Channel, ChannelMember, CustomEmoji, Event, EventSequence, Message, Pin, Reaction
+from messaging.events import TEAM_IMPORTED, append_event
+from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from messaging.search.index import VECTOR_SQL
 from teams.directory import TeamEntry, forget_team
+from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
 from teams.moves import set_events_frozen
+from teams.shard_copy import delete_team_rows
 
 _KIND = {
     "public": Channel.Kind.PUBLIC,
@@ -124,11 +127,14 @@ def write_conversations(
     id_map: IdMap,
     *,
     existing: Collection[int] = (),
+    general: int | None = None,
     also_in_general: Collection[int] = (),
 ) -> None:
     """Channels and memberships. A channel in `existing` (an empty team's own, see
-    jobs.slack_export.existing) is updated to the archive's instead of inserted; members
-    in `also_in_general` join the general channel (an importing owner the archive lacks)."""
+    jobs.slack_export.existing) is updated to the archive's instead of inserted; `general`,
+    the team's general channel, stays its public general channel whichever conversation
+    it becomes (an archive may flag none, yet name one "general"); members in
+    `also_in_general` join the general channel (an importing owner the archive lacks)."""
     columns = [
         "id", "team_id", "kind", "name", "dm_key", "topic", "topic_creator_id", "topic_last_set", "purpose",
         "purpose_creator_id", "purpose_last_set", "is_archived", "is_general", "creator_id", "created",
@@ -138,13 +144,16 @@ def write_conversations(
     for conv in conversations:
         channel_id = id_map.channels[conv.slack_id]
         members = [id_map.users[m] for m in conv.members]
-        if conv.is_general:
+        is_general = conv.is_general or channel_id == general
+        if is_general:
             members.extend(m for m in also_in_general if m not in members)
         key = dm_key(members) if conv.kind in (IM, MPIM) else None
+        kind = Channel.Kind.PUBLIC if is_general else _KIND[conv.kind]
         topic, purpose = _meta(conv.topic, id_map), _meta(conv.purpose, id_map)
         row = (
-            channel_id, team.id, _KIND[conv.kind], None if key else conv.name, key, *topic, *purpose,
-            conv.is_archived, conv.is_general, id_map.users.get(conv.creator), conv.created, 0, None,
+            channel_id, team.id, kind, None if key else conv.name, key, *topic, *purpose,
+            conv.is_archived and not is_general, is_general, id_map.users.get(conv.creator), conv.created,
+            0, None,
         )  # fmt: skip
         if channel_id in existing:
             updates.append(dict(zip(columns[2:-2], row[2:-2], strict=True)) | {"id": channel_id})
@@ -152,10 +161,7 @@ def write_conversations(
             rows.append(row)
         memberships.extend((team.id, channel_id, member, 0) for member in members)
     with on_shard(team.shard), transaction.atomic(using=team.shard):
-        if updates:  # names out of the way first: two channels may swap names
-            Channel.objects.filter(team_id=team.id, id__in=[u["id"] for u in updates]).update(name=None)
-        for update in updates:
-            Channel.objects.filter(team_id=team.id, id=update.pop("id")).update(**update)
+        rewrite_channels(team.id, updates)
         with connections[team.shard].cursor() as cursor:
             insert_rows(cursor, Channel._meta.db_table, columns, rows)
             now = timezone.now()
@@ -165,6 +171,16 @@ def write_conversations(
                 ["team_id", "channel_id", "member_id", "last_read", "joined"],
                 [(*m, now) for m in memberships],
             )
+
+
+def rewrite_channels(team_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Give existing channels new values (each row: "id" and the fields), in the caller's
+    transaction. Names go out of the way first: two channels may swap names."""
+    channels = Channel.objects.filter(team_id=team_id)
+    if rows:
+        channels.filter(id__in=[row["id"] for row in rows]).update(name=None)
+    for row in rows:
+        channels.filter(id=row["id"]).update(**{k: v for k, v in row.items() if k != "id"})
 
 
 _MESSAGE_COLUMNS = [
@@ -303,21 +319,26 @@ def complete_import(team: TeamEntry, counts: dict[str, int], *, name: str | None
         )
         with transaction.atomic(using=team.shard):
             set_events_frozen(team.shard, team.id, False)
-            if not Event.objects.filter(team_id=team.id, type="team_imported").exists():
-                append_event(team.id, "team_imported", {"counts": counts})
+            if not Event.objects.filter(team_id=team.id, type=TEAM_IMPORTED).exists():
+                append_event(team.id, TEAM_IMPORTED, {"counts": counts})
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.bulk_create(
             [TeamMembership(account_id=a, team_id=team.id, member_id=m) for a, m in accounts],
             ignore_conflicts=True,
             batch_size=1000,
         )
-        Team.objects.filter(id=team.id).update(status=Team.Status.ACTIVE, **({"name": name} if name else {}))
+        importing = Team.objects.filter(id=team.id, status=Team.Status.IMPORTING)
+        opened = importing.update(status=Team.Status.ACTIVE, **({"name": name} if name else {}))
     forget_team(team.id)
+    if not opened:  # someone else changed it meanwhile (disabled, say): theirs to reopen
+        now = Team.objects.filter(id=team.id).values_list("status", flat=True).first() or "gone"
+        raise ApiError("team_not_importing", f"the team is {now}, not importing: left as it is")
 
 
-def discard_import(team_id: int, shard: str) -> None:
-    """Remove everything a failed import wrote, so no partial team is left behind."""
-    _discard(team_id, shard, only_importing=True)
+def discard_import(team_id: int, shard: str, *, rows_deleted: Callable[[], None] = lambda: None) -> None:
+    """Remove everything a failed import wrote, so no partial team is left behind.
+    Idempotent: the directory row, the last to go, keeps it `importing` until then."""
+    _discard(team_id, shard, only_importing=True, rows_deleted=rows_deleted)
 
 
 def discard_team(team_id: int, shard: str) -> None:
@@ -325,14 +346,13 @@ def discard_team(team_id: int, shard: str) -> None:
     _discard(team_id, shard, only_importing=False)
 
 
-def _discard(team_id: int, shard: str, *, only_importing: bool) -> None:
+def _discard(
+    team_id: int, shard: str, *, only_importing: bool, rows_deleted: Callable[[], None] = lambda: None
+) -> None:
     if only_importing and not Team.objects.filter(id=team_id, status=Team.Status.IMPORTING).exists():
         return  # opened (or gone): a late failure must never delete a live team
-    # Plain DELETEs, child tables first: the ORM's cascade collector would load every row.
-    models = (Pin, Reaction, Message, ChannelMember, Channel, Bot, Member, CustomEmoji, Event, EventSequence)
-    with transaction.atomic(using=shard), connections[shard].cursor() as cursor:
-        for model in models:
-            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE team_id = %s", [team_id])
+    delete_team_rows(shard, team_id, keep=lambda table: False)
+    rows_deleted()
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.filter(team_id=team_id).delete()
         ApiToken.objects.filter(team_id=team_id).delete()

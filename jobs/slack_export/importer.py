@@ -21,7 +21,8 @@ from jobs.breakers import BreakerOpen
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
 from jobs.slack_export.archive import ArchiveError, DayFile, SlackArchive
-from jobs.slack_export.existing import OWNER_FIELDS, restore_empty_team, update_owner
+from jobs.slack_export.existing import OWNER_FIELDS
+from jobs.slack_export.existing_actions import restore_empty_team, update_owner
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message
@@ -259,12 +260,24 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
         return job
     team_row = Team.objects.filter(id=job.team_id).first()
     if team_row is None:
-        set_status(job, S.FAILED, error="the team being imported into is gone")
+        # Gone: deleted, or a failed new team's undo got as far as its directory row.
+        error = job.checkpoint.get("undoing") or "the team being imported into is gone"
+        set_status(job, S.FAILED, error=error)
+        _forget_upload(job)
         raise ImportFailed(job.errors[-1])
     team = TeamEntry(team_row.id, team_row.domain, team_row.name, team_row.shard, team_row.status)
-    if job.options.get("existing"):
-        forget_team(team.id)  # again: a request that read the team just before it closed may have cached it
     set_status(job, S.RUNNING)
+    if "undoing" in job.checkpoint:
+        # A failed run died while undoing: finish the undo, never resume the import (its
+        # checkpoint says members and conversations are done, and they may be gone).
+        _fail(job, team, job.checkpoint["undoing"], progress)
+        raise ImportFailed(job.errors[-1])
+    if "existing" in job.options:
+        if job.options["existing"] is None:  # its claim was cut short: nothing to import into
+            error = "the import stopped before it had read the team; start it again"
+            _fail(job, team, error, progress)
+            raise ImportFailed(error)
+        forget_team(team.id)  # again: a request that read the team just before it closed may have cached it
     try:
         with SlackArchive.open(job.archive) as archive:
             manifest = read_manifest(archive)
@@ -280,22 +293,37 @@ def run_import(job_id: int, progress: Progress | None = None) -> TransferJob:
             _phase(run, "messages_written", lambda: _write_messages(run))
             _phase(run, "finished", lambda: _finish(run))
     except ArchiveError as exc:
-        _fail(job, team, str(exc))
+        _fail(job, team, str(exc), progress)
         raise ImportFailed(str(exc)) from None
     except ApiError as exc:
-        _fail(job, team, exc.detail or exc.code)
+        _fail(job, team, exc.detail or exc.code, progress)
         raise ImportFailed(exc.detail or exc.code) from None
     except RETRYABLE:
         raise  # the job waits at its checkpoint for a retry
     except Exception as exc:
         logger.exception("import job %s failed", job.id)
-        _fail(job, team, f"internal error: {exc}")
+        _fail(job, team, f"internal error: {exc}", progress)
         raise
     job.done = job.total = job.counts.get("messages", 0)
     set_status(job, S.DONE)
     _forget_upload(job)
     if progress:
         progress(job)
+    return job
+
+
+def abandon_import(job_id: int, why: str, progress: Progress | None = None) -> TransferJob:
+    """End an unfinished import for good: record why, undo it (an existing team put back
+    as it was, a new one removed) and fail the job. The caller makes sure no worker runs
+    the job meanwhile (jobs.transfer_tasks.abandon_transfer holds its lock)."""
+    job = TransferJob.objects.get(id=job_id)
+    if job.status in (S.DONE, S.FAILED):
+        return job
+    if "undoing" not in job.checkpoint:
+        save_checkpoint(job, undoing=why)
+    with contextlib.suppress(ImportFailed):
+        run_import(job.id, progress)  # a job being undone is undone to the end, never resumed
+    job.refresh_from_db()
     return job
 
 
@@ -317,6 +345,7 @@ def _write_conversations(run: _Run) -> None:
         run.manifest.conversations,
         run.ids,
         existing=set(plan.get("existing_channels", [])),
+        general=plan.get("general_channel"),
         also_in_general=owner,
     )
 
@@ -326,12 +355,24 @@ def _with_breaker(run: _Run, write: Callable[[], None]) -> None:
         write()
 
 
-def _fail(job: TransferJob, team: TeamEntry, error: str) -> None:
-    if job.options.get("existing"):  # the team was there before: put it back as it was
-        restore_empty_team(team.id, team.shard, job.options["existing"])
+def _fail(job: TransferJob, team: TeamEntry, error: str, progress: Progress | None) -> None:
+    """Record the failure, then undo the import, then mark the job failed. The record comes
+    first: a worker that dies while undoing leaves a job that a retry (run_import) undoes
+    to the end instead of resuming; every undo step can run twice."""
+    if "undoing" not in job.checkpoint:
+        save_checkpoint(job, undoing=error)
+
+    def report(done: int) -> None:  # also keeps the job's lock fresh through a long undo
+        save_progress(job, "undoing", done, 2, force=True)
+        if progress:
+            progress(job)
+
+    report(0)
+    if "existing" in job.options:  # the team was there before: put it back as it was
+        restore_empty_team(team.id, team.shard, job.options["existing"], rows_restored=lambda: report(1))
     else:
-        actions.discard_import(team.id, team.shard)
-    set_status(job, S.FAILED, error=error)
+        actions.discard_import(team.id, team.shard, rows_deleted=lambda: report(1))
+    set_status(job, S.FAILED, error=job.checkpoint["undoing"])
     _forget_upload(job)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connections
 
-from jobs.slack_export.existing import matched_channels
+from jobs.slack_export.existing import TeamSnapshot, general_channel, matched_channels
 from jobs.slack_export.import_actions import dm_key
 from jobs.slack_export.manifest import IM, MPIM, PUBLIC, ExportUser, Manifest
 from jobs.slack_export.messages import IdMap
@@ -26,7 +26,7 @@ def mint_ids(shard: str, count: int) -> list[int]:
 
 
 def make_plan(
-    shard: str, manifest: Manifest, owner_account_id: int | None, existing: dict[str, Any] | None = None
+    shard: str, manifest: Manifest, owner_account_id: int | None, existing: TeamSnapshot | None = None
 ) -> dict[str, Any]:
     """`existing`: what an existing empty team holds (jobs.slack_export.existing); its
     owner and the channels the archive names keep their ids."""
@@ -69,6 +69,7 @@ def make_plan(
         matched = matched_channels(existing, keys)
         plan["channels"].update(matched)
         plan["existing_channels"] = sorted(matched.values())
+        plan["general_channel"] = general_channel(existing)
     return plan
 
 

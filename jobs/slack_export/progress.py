@@ -13,6 +13,7 @@ from jobs.models import TransferJob
 from teams import ids
 
 S = TransferJob.Status
+EXPIRED = "expired"  # the phase of a done export whose zip was deleted (jobs.slack_export.retention)
 SAVE_EVERY_SECS = 0.5  # progress is for people watching; no need to write it per item
 _last_saved: dict[int, float] = {}
 
@@ -44,8 +45,8 @@ def set_status(job: TransferJob, status: str, *, error: str | None = None) -> No
 
 
 def download_url(job: TransferJob) -> str | None:
-    if job.kind != TransferJob.Kind.EXPORT or job.status != S.DONE or job.phase == "expired":
-        return None  # expired: jobs.slack_export.retention deleted the zip
+    if job.kind != TransferJob.Kind.EXPORT or job.status != S.DONE or job.phase == EXPIRED:
+        return None  # jobs.slack_export.retention deleted the zip
     return reverse("transfer_download", args=[job.id])
 
 

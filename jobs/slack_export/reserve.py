@@ -12,7 +12,7 @@ from django.db import transaction
 from chatproject.dbrouter import CONTROL_DB
 from jobs.models import TransferJob
 from jobs.slack_export import import_actions as actions
-from jobs.slack_export.existing import claim_empty_team, restore_empty_team
+from jobs.slack_export.existing_actions import claim_empty_team
 from jobs.slack_export.plan import mint_ids
 from teams.directory import place_new_team
 from teams.errors import ApiError
@@ -78,9 +78,7 @@ def _start_into_existing(
     requested_by_account_id: int | None,
     requested_by_team_id: int | None,
 ) -> TransferJob:
-    existing = claim_empty_team(team, shard=shard, requested_by_account_id=requested_by_account_id)
-    owner = existing["owner"]
-    try:
+    def record_job() -> TransferJob:
         return TransferJob.objects.create(
             kind=TransferJob.Kind.IMPORT,
             team_id=team.id,
@@ -88,12 +86,10 @@ def _start_into_existing(
             archive=str(archive),
             requested_by_team_id=requested_by_team_id,
             requested_by_account_id=requested_by_account_id,
-            options={
-                "owner_account_id": owner["account_id"] if owner else None,
-                "existing": existing,
-                "name": (name or "").strip()[:200] or None,
-            },
+            # The team's owner and contents: the claim fills them in once it has read them.
+            options={"existing": None, "name": (name or "").strip()[:200] or None},
         )
-    except BaseException:
-        restore_empty_team(team.id, team.shard, existing)
-        raise
+
+    return claim_empty_team(
+        team, shard=shard, requested_by_account_id=requested_by_account_id, record_job=record_job
+    )

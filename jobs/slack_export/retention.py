@@ -14,10 +14,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.models import TransferJob
-from jobs.slack_export.progress import S
+from jobs.slack_export.exporter import partial_file, staging_dir
+from jobs.slack_export.progress import EXPIRED, S
 
 logger = logging.getLogger(__name__)
-EXPIRED = "expired"  # the phase of a done export whose zip was deleted
+PRUNED = "pruned"  # checkpoint key of a failed export whose leftovers were deleted
 
 
 def _ours(path: Path) -> bool:
@@ -28,19 +29,29 @@ def prune_exports(retention_secs: float | None = None) -> int:
     """Delete the zips of exports that ended longer ago than the retention; returns how many."""
     retention_secs = settings.EXPORT_RETENTION_SECS if retention_secs is None else retention_secs
     cutoff = timezone.now() - timedelta(seconds=retention_secs)
-    ended = TransferJob.objects.filter(
-        kind=TransferJob.Kind.EXPORT, status__in=[S.DONE, S.FAILED], updated__lt=cutoff
-    ).exclude(phase=EXPIRED)
+    ended = (
+        TransferJob.objects.filter(
+            kind=TransferJob.Kind.EXPORT, status__in=[S.DONE, S.FAILED], updated__lt=cutoff
+        )
+        .exclude(phase=EXPIRED)
+        .exclude(checkpoint__has_key=PRUNED)
+    )
     pruned = 0
     for job in ended.iterator():
         output = Path(job.archive)
         if job.archive and _ours(output):
             output.unlink(missing_ok=True)
-            output.with_name(output.name + ".part").unlink(missing_ok=True)
-            shutil.rmtree(output.with_name(output.name + ".parts"), ignore_errors=True)
+            partial_file(job).unlink(missing_ok=True)
+            shutil.rmtree(staging_dir(job), ignore_errors=True)
             pruned += 1
-        job.phase = EXPIRED
-        job.save(update_fields=["phase"])  # `updated` stays: when the export ended
+        # `updated` stays: when the export ended. A failed job keeps its phase (where it
+        # failed); a done one's says its zip is gone (no download link).
+        if job.status == S.DONE:
+            job.phase = EXPIRED
+            job.save(update_fields=["phase"])
+        else:
+            job.checkpoint = {**job.checkpoint, PRUNED: True}
+            job.save(update_fields=["checkpoint"])
     if pruned:
         logger.info("deleted %s expired exports", pruned)
     return pruned

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatproject.dbrouter import on_shard
-from messaging.events import CHANNEL_KEY, PARENT_KEY
+from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
 from messaging.models import ChannelMember, Event, EventSequence
 from teams import ids
 
@@ -33,7 +33,9 @@ def layer_message(event: Event) -> dict[str, Any]:
 def read_events(shard: str, team_id: int, after: int, upto: int | None = None) -> list[dict[str, Any]]:
     """Events after `after` (and at most `upto`), oldest first, at most one batch.
 
-    Raises ResyncRequired when the event right after `after` has been pruned.
+    Raises ResyncRequired when the event right after `after` has been pruned, or when an
+    import filled the team after `after`: its members, channels and history reach a
+    client only through a new boot.
     """
     with on_shard(shard):
         queryset = Event.objects.filter(team_id=team_id, event_id__gt=after).order_by("event_id")
@@ -42,6 +44,8 @@ def read_events(shard: str, team_id: int, after: int, upto: int | None = None) -
         rows = list(queryset[:REPLAY_BATCH])
         if rows and rows[0].event_id != after + 1:
             raise ResyncRequired(f"events after {after} were pruned")
+        if any(row.type == TEAM_IMPORTED for row in rows):
+            raise ResyncRequired(f"the team was imported into after event {after}")
         if not rows and after > 0:
             last = (
                 EventSequence.objects.filter(team_id=team_id).values_list("last_event_id", flat=True).first()

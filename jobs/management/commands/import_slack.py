@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.breakers import BreakerOpen
-from jobs.slack_export.importer import ImportFailed, run_import
+from jobs.slack_export.importer import ImportFailed, abandon_import, run_import
 from jobs.slack_export.progress import S, set_status
 from jobs.slack_export.reserve import start_import
 from jobs.slack_export.terminal import ProgressBar
@@ -52,6 +52,12 @@ class Command(BaseCommand):
             except ImportFailed as exc:
                 bar.finish()
                 raise CommandError(f"import failed: {exc}") from None
+            except KeyboardInterrupt:
+                # Ctrl-C: undo rather than leave the team closed with nobody to finish it.
+                bar.finish()
+                self.stderr.write("\ninterrupted: undoing the import")
+                abandon_import(job.id, "interrupted (Ctrl-C)")
+                raise CommandError("import interrupted and undone") from None
             except BreakerOpen as exc:
                 set_status(job, S.PAUSED)
                 wait = max(exc.retry_at - time.time(), 1.0)
