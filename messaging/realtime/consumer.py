@@ -1,15 +1,13 @@
 """The websocket gateway (Slack's RTM protocol) as a Channels consumer under daphne.
 
-A socket is admitted by a one-time ticket, says hello, joins its team's group, then
-replays the event log after its cursor and goes live. Every event, replayed or live,
-passes one ordering gate: delivered only when it is the next event id, so nothing is
-doubled; a gap waits briefly for a late publish, then is filled from the log, so
-nothing is lost even if Redis drops a message.
+A socket is admitted by a one-time ticket, says hello, then joins its team's hub in this
+process (hub.py), which replays what the socket missed after its cursor and hands it
+every later event in order: nothing lost, nothing doubled. The hub writes each event's
+frame, encoded once, straight to every socket that may see it (wire.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -26,19 +24,18 @@ from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY
 from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
-from messaging.realtime.admission import admit_socket, jittered_retry_after
-from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
-from messaging.realtime.tickets import Ticket, redeem_ticket
-from ops.metrics import EVENTS_DELIVERED, OPEN_SOCKETS
+from messaging.realtime.admission import admit_connection, jittered_retry_after
+from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
+from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.wire import Frame, Wire
+from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
-from teams.directory import team_entry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
-GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
@@ -56,8 +53,8 @@ def _db(function: Any) -> Any:
 
 
 # Layer messages handled without touching the database: Channels' dispatch would first
-# hop to a thread to close stale connections, per event per socket (most of fan-out's CPU).
-_NO_DB_HANDLERS = frozenset({"team.event", "team.typing", "presence.change"})
+# hop to a thread to close stale connections, per message per socket.
+_NO_DB_HANDLERS = frozenset({"presence.change"})
 
 
 class RtmConsumer(AsyncWebsocketConsumer):
@@ -72,14 +69,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def connect(self) -> None:
-        self.live = False
-        self.pending: dict[int, dict[str, Any]] = {}
-        self.gap_timer: asyncio.Task[None] | None = None
-        self.delivery_lock = asyncio.Lock()
+        self.hub: TeamHub | None = None
         self.typing_sent: dict[int, float] = {}
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        wait = await _db(admit_socket)()
-        if wait > 0:
+        admission = await _db(admit_connection)(query.get("ticket", [""])[0])
+        if admission.wait > 0:
             await self.accept()
             await self.send_json(
                 {
@@ -87,17 +81,16 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     "error": {
                         "code": "ratelimited",
                         "msg": "too many new sockets",
-                        "retry_after": jittered_retry_after(wait),
+                        "retry_after": jittered_retry_after(admission.wait),
                     },
                 }
             )
             await self.close(code=CLOSE_BUSY)
             return
-        ticket: Ticket | None = await _db(redeem_ticket)(query.get("ticket", [""])[0])
-        if ticket is None:
+        ticket, team = admission.ticket, admission.team
+        if ticket is None or team is None:
             await self.close(code=CLOSE_BAD_TICKET)
             return
-        team = await _db(team_entry)(ticket.team_id)
         if not team.is_open:
             # Moving (or closed) since the ticket was issued: come back through rtm.connect,
             # which answers with a retry until the team's new shard is in the directory.
@@ -106,6 +99,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = _since(query, ticket.cursor)
+        self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
         shutdown.register(self)
         redis_watch.ensure_watching()
@@ -122,97 +116,46 @@ class RtmConsumer(AsyncWebsocketConsumer):
         await self.presence.start()  # by hello, the member counts as online
         await self.send_json({"type": "hello"})
         try:
-            self.viewer = Viewer(
-                ticket.member_id, await _db(member_channel_ids)(team.shard, team.id, ticket.member_id)
-            )
-            # Join before reading the log: whatever commits from now on also arrives live,
-            # and the ordering gate drops what the replay already delivered.
-            await self.channel_layer.group_add(team_group(team.id), self.channel_name)
-            await self._replay()
+            self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+            self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
+            await self.hub.join(self)
         except ResyncRequired:
-            await self._resync()
+            await self.resync()
             return
         except OperationalError:
             # The team's shard is down: the client reconnects later from its cursor.
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
-        self.live = True
+
+    async def _channel_ids(self, hub: TeamHub, member_id: int) -> set[int]:
+        """The member's conversations: the hub's cached copy, else one query (then cached)."""
+        cached = hub.cached_view(member_id)
+        if cached is not None:
+            return cached
+        as_of = hub.head
+        channel_ids = await _db(member_channel_ids)(hub.shard, hub.team_id, member_id)
+        return hub.remember_view(member_id, channel_ids, as_of)
 
     async def disconnect(self, code: int) -> None:
         shutdown.unregister(self)
         if getattr(self, "counted", False):
             OPEN_SOCKETS.dec()
             self.counted = False
-        if self.gap_timer is not None:
-            self.gap_timer.cancel()
+        if getattr(self, "hub", None) is not None:
+            self.hub.leave(self)
         if hasattr(self, "presence"):
             await self.presence.stop()
-        if hasattr(self, "caller"):
-            await self.channel_layer.group_discard(team_group(self.caller.team_id), self.channel_name)
 
-    # --- events from the team's log ------------------------------------------------------
+    # --- events from the team's hub ----------------------------------------------------
 
-    async def _replay(self) -> None:
-        while True:
-            batch = await _db(read_events)(self.caller.shard, self.caller.team_id, self.cursor)
-            async with self.delivery_lock:
-                for message in batch:
-                    await self._accept_event(message)
-            if len(batch) < 1000:
-                return
+    def write(self, frames: list[Frame]) -> None:
+        self.wire.write(frames)
 
-    async def catch_up(self) -> None:
-        """Read the log after the cursor (after a Redis outage: see redis_watch)."""
-        if not self.live:
-            return
-        try:
-            await self._replay()
-        except ResyncRequired:
-            await self._resync()
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
-    async def team_event(self, message: dict[str, Any]) -> None:
-        """A live event from the channel layer (group `team.<id>`)."""
-        async with self.delivery_lock:
-            await self._accept_event(message)
-            if self.pending and self.gap_timer is None:
-                self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
-
-    async def _accept_event(self, message: dict[str, Any]) -> None:
-        if message["event_id"] > self.cursor:
-            self.pending[message["event_id"]] = message
-        while self.cursor + 1 in self.pending:
-            ready = self.pending.pop(self.cursor + 1)
-            self.cursor += 1
-            if self.viewer.may_see(ready):
-                EVENTS_DELIVERED.inc()
-                for text in self.viewer.frames(ready):
-                    await self.send(text_data=text)
-
-    async def _fill_gap_later(self) -> None:
-        await asyncio.sleep(GAP_WAIT_SECS)
-        async with self.delivery_lock:
-            self.gap_timer = None
-            if not self.pending:
-                return
-            upto = min(self.pending) - 1
-            while self.cursor < upto:
-                try:
-                    missing = await _db(read_events)(
-                        self.caller.shard, self.caller.team_id, self.cursor, upto
-                    )
-                except ResyncRequired:
-                    await self._resync()
-                    return
-                if not missing:
-                    break
-                for message in missing:
-                    await self._accept_event(message)
-            if self.pending and self.cursor + 1 not in self.pending:
-                # The log has nothing between cursor and the next live event: it was pruned.
-                await self._resync()
-
-    async def _resync(self) -> None:
+    async def resync(self) -> None:
         await self.send_json(
             {
                 "type": "error",
@@ -315,13 +258,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
             },
         )
 
-    async def team_typing(self, message: dict[str, Any]) -> None:
-        """Typing is not logged: shown only live, to members of that conversation."""
-        if message["channel_id"] in self.viewer.channel_ids and message["user"] != self.caller.user_slack_id:
-            await self.send_json(
-                {"type": "user_typing", "channel": message["channel"], "user": message["user"]}
-            )
-
     async def presence_change(self, message: dict[str, Any]) -> None:
         """A subscribed member's presence changed (group `presence.<team>.<member>`)."""
         await self.presence.changed(message["user"], message["presence"])
@@ -332,11 +268,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
         """Sent when this server shuts down: the client should reconnect elsewhere."""
         await self.send_json({"type": "goodbye", "source": "gateway_server"})
         await self.close()
-
-    async def team_moving(self, message: dict[str, Any]) -> None:
-        """The team is moving to another shard (teams.moves): reconnecting finds the new one,
-        and `since=<cursor>` resumes there, since the event log moves with the team."""
-        await self.say_goodbye()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))

@@ -1,0 +1,80 @@
+"""Frames written straight to daphne's websocket protocol, encoded once for every socket.
+
+Server-to-client websocket frames are not masked, so one event's frame is the same bytes
+on every socket: autobahn's PreparedMessage frames it once, and each socket's write is a
+plain transport write. Under daphne, the ASGI `send` a consumer gets is
+`functools.partial(server.handle_reply, protocol)`, which is how the protocol is found;
+anywhere else (another ASGI server, Channels' test communicator) frames go through the
+ordinary `send`, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run in the background, holding a reference until done (asyncio keeps only weak ones)."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+class Frame:
+    """One text frame: its JSON, and its wire bytes once a socket needs them."""
+
+    __slots__ = ("_prepared", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._prepared: PreparedMessage | None = None
+
+    @property
+    def prepared(self) -> PreparedMessage:
+        if self._prepared is None:
+            self._prepared = PreparedMessage(self.text.encode(), False, False, True)
+        return self._prepared
+
+    @property
+    def wire(self) -> bytes:
+        return self.prepared.payloadHybi  # type: ignore[no-any-return]
+
+
+class Wire:
+    """Writes frames to one socket, synchronously when daphne's protocol is at hand."""
+
+    __slots__ = ("_fallback", "_protocol", "_server")
+
+    def __init__(self, send: Any, fallback: Any) -> None:
+        self._protocol: Any = None
+        self._server: Any = None
+        self._fallback = fallback  # async (text) -> None: the consumer's ordinary send
+        if isinstance(send, functools.partial) and send.args:
+            protocol = send.args[0]
+            if hasattr(protocol, "sendPreparedMessage") and hasattr(protocol, "STATE_OPEN"):
+                self._protocol = protocol
+
+    @property
+    def direct(self) -> bool:
+        return self._protocol is not None
+
+    def write(self, frames: list[Frame]) -> None:
+        protocol = self._protocol
+        if protocol is None:
+            for frame in frames:  # tasks start in order, and each sends before it yields
+                spawn(self._fallback(frame.text))
+            return
+        if protocol.state != protocol.STATE_OPEN:
+            return  # closing: its disconnect is on the way
+        if protocol._perMessageCompress is None:
+            protocol.sendData(frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames))
+        else:
+            for frame in frames:
+                protocol.sendPreparedMessage(frame.prepared)
