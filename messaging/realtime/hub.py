@@ -45,6 +45,7 @@ GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands with
 RING_SIZE = 2048  # recent events per team kept for replay; older cursors read the log
 HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
+RECEIVE_BATCH = 200  # layer messages handled (and written per socket) at once at most
 
 
 def _db(function: Any) -> Any:
@@ -100,31 +101,31 @@ class TeamHub:
 
     async def _receive(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel_name)
+            # Whatever piled up while the loop was busy is ordered and written as one batch:
+            # one write per socket however far behind, so falling behind does not snowball.
+            messages = await self.layer.receive_many(self.channel_name, RECEIVE_BATCH)
             try:
-                kind = message.get("type")
-                if kind == "team.event":
-                    self.offer(message)
-                elif kind == "team.typing":
-                    self._typing(message)
-                elif kind == "team.moving":
-                    await self._moving()
+                for message in messages:
+                    kind = message.get("type")
+                    if kind == "team.event":
+                        if message["event_id"] > self.head:
+                            self.pending[message["event_id"]] = message
+                    elif kind == "team.typing":
+                        self._typing(message)
+                    elif kind == "team.moving":
+                        await self._moving()
+                        return
+                self._advance()
+                if self.pending and self.gap_timer is None:
+                    self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
             except Exception:  # one bad message must not stop the team's stream
-                logger.exception("hub of team %s failed on a %s", self.team_id, message.get("type"))
+                logger.exception("hub of team %s failed on %d messages", self.team_id, len(messages))
 
     # --- the ordered stream ------------------------------------------------------------
 
-    def offer(self, message: dict[str, Any]) -> None:
-        """A live (or re-read) event: ordered, then handed to every live socket."""
-        event_id = message["event_id"]
-        if event_id <= self.head:
-            return
-        self.pending[event_id] = message
-        self._advance()
-        if self.pending and self.gap_timer is None:
-            self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
-
     def _advance(self) -> None:
+        """Move the head over every pending event that is next, and hand them out."""
+        ready = []
         while self.head + 1 in self.pending:
             message = self.pending.pop(self.head + 1)
             self.head += 1
@@ -133,23 +134,30 @@ class TeamHub:
                 view = self.views.get(member_id)
                 if view is not None:
                     view.may_see(message)
-            self._deliver(message)
+            ready.append(message)
+        if ready:
+            self._deliver(ready)
 
-    def _deliver(self, message: dict[str, Any]) -> None:
-        event_id = message["event_id"]
-        shared: list[Frame] | None = None
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
         delivered = 0
         for sock in self.live:
-            if event_id <= sock.cursor:  # a socket that joined ahead of the hub
-                continue
-            sock.cursor = event_id
+            frames: list[Frame] = []
             viewer = sock.viewer
-            if viewer.may_see(message):
-                if shared is None:
-                    shared = shared_frames(message)
-                own = viewer.own_frames(message)
-                sock.write(shared + [Frame(text) for text in own] if own else shared)
-                delivered += 1
+            cursor = sock.cursor
+            for message in messages:
+                event_id = message["event_id"]
+                if event_id <= cursor:  # a socket that joined ahead of the hub
+                    continue
+                cursor = event_id
+                if viewer.may_see(message):
+                    frames += shared_frames(message)
+                    own = viewer.own_frames(message)
+                    if own:
+                        frames += [Frame(text) for text in own]
+                    delivered += 1
+            sock.cursor = cursor
+            if frames:
+                sock.write(frames)
         if delivered:
             EVENTS_DELIVERED.inc(delivered)
 

@@ -50,16 +50,20 @@ class Frame:
 class Wire:
     """Writes frames to one socket, synchronously when daphne's protocol is at hand."""
 
-    __slots__ = ("_fallback", "_protocol", "_server")
+    __slots__ = ("_fallback", "_protocol", "_tcp")
 
     def __init__(self, send: Any, fallback: Any) -> None:
         self._protocol: Any = None
-        self._server: Any = None
+        self._tcp: Any = None
         self._fallback = fallback  # async (text) -> None: the consumer's ordinary send
         if isinstance(send, functools.partial) and send.args:
             protocol = send.args[0]
             if hasattr(protocol, "sendPreparedMessage") and hasattr(protocol, "STATE_OPEN"):
                 self._protocol = protocol
+                from twisted.internet import tcp  # daphne's: no reactor is installed by this
+
+                if type(protocol.transport) is tcp.Server:  # plain TCP (TLS wraps it)
+                    self._tcp = protocol.transport
 
     @property
     def direct(self) -> bool:
@@ -74,7 +78,27 @@ class Wire:
         if protocol.state != protocol.STATE_OPEN:
             return  # closing: its disconnect is on the way
         if protocol._perMessageCompress is None:
-            protocol.sendData(frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames))
+            data = frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames)
+            if self._tcp is None or protocol.send_queue:
+                protocol.sendData(data)
+            else:
+                _send_now(self._tcp, data)
         else:
             for frame in frames:
                 protocol.sendPreparedMessage(frame.prepared)
+
+
+def _send_now(transport: Any, data: bytes) -> None:
+    """Send on the socket at once when Twisted holds nothing unsent for it (what its own
+    writeSomeData does), instead of buffering: that saves, per write, registering the
+    socket with the event loop, a poll round and unregistering it. A partial send or an
+    error leaves the rest to transport.write, which also notices a lost connection."""
+    if transport._tempDataBuffer or transport.dataBuffer or not transport.connected:
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except OSError:  # would block, or the connection is going: Twisted finds out which
+        sent = 0
+    if sent < len(data):
+        transport.write(data[sent:])
