@@ -221,6 +221,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to post")
     parser.add_argument("--receivers", type=int, default=max(2, min(4, os.cpu_count() or 2)))
     parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="JSON-parse and time every frame on every Nth socket; the others only count",
+    )
+    parser.add_argument(
         "--find-max",
         action="store_true",
         help="step the rate up through --rates (shorter runs); if the first fails, halve it down to 1/s",
@@ -256,7 +262,7 @@ def main() -> None:
             h.bump_boot_version(team)
         channel = h.slack_channel_id(channel_id)
         specs = h.socket_specs(tokens, socket_daphnes(args, cluster))
-        with h.Receivers(specs, args.receivers) as receivers:
+        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
             if connect_all(args, receivers):
                 raise SystemExit("not every socket connected; see the daphne logs under the data dir")
 

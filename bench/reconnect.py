@@ -91,6 +91,12 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=2000, help="sockets, one member each")
     parser.add_argument("--messages", type=int, default=100, help="posts while the sockets are away")
     parser.add_argument("--receivers", type=int, default=max(2, min(4, os.cpu_count() or 2)))
+    parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="JSON-parse and time every frame on every Nth socket; the others only count",
+    )
     parser.add_argument("--limit", type=float, default=60.0, help="give up on the storm after this")
     parser.add_argument("--target-secs", type=float, default=3.0, help="the target for all caught up")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="initial boots in flight")
@@ -115,7 +121,7 @@ def main() -> None:
         channel = h.slack_channel_id(channel_id)
         post_url = cluster.daphnes[0].http
         specs = h.socket_specs(tokens, cluster.daphnes)
-        with h.Receivers(specs, args.receivers) as receivers:
+        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
             started = time.monotonic()
             replies = receivers.call("connect", concurrency=args.connect_concurrency)
             errors = h.merge_counters(replies, "errors")
