@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import OperationalError
 
 from chatproject.dbrouter import on_shard
@@ -25,8 +28,10 @@ from messaging.api.registry import REGISTRY
 from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
+from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
 from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
@@ -52,9 +57,7 @@ def _db(function: Any) -> Any:
     return sync_to_async(function, thread_sensitive=False)
 
 
-# Layer messages handled without touching the database: Channels' dispatch would first
-# hop to a thread to close stale connections, per message per socket.
-_NO_DB_HANDLERS = frozenset({"presence.change"})
+_connecting = 0  # sockets of this process between handshake and live
 
 
 class RtmConsumer(AsyncWebsocketConsumer):
@@ -63,29 +66,42 @@ class RtmConsumer(AsyncWebsocketConsumer):
     cursor: int
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] in _NO_DB_HANDLERS:
-            await getattr(self, message["type"].replace(".", "_"))(message)
-        else:
-            await super().dispatch(message)
+        # Channels' dispatch first closes stale database connections of its one
+        # thread-sensitive thread, a hop through that single thread per message (a
+        # reconnect storm queues on it). This consumer's database work runs on pool threads.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
+        global _connecting
         self.hub: TeamHub | None = None
         self.typing_sent: dict[int, float] = {}
+        if _connecting >= settings.SOCKETS_CONNECTING_MAX:
+            await self._refuse(1.0, "too many sockets connecting to this server")
+            return
+        _connecting += 1
+        try:
+            await self._connect()
+        finally:
+            _connecting -= 1
+
+    async def _refuse(self, wait: float, why: str) -> None:
+        await self.accept()
+        await self.send_json(
+            {
+                "type": "error",
+                "error": {"code": "ratelimited", "msg": why, "retry_after": jittered_retry_after(wait)},
+            }
+        )
+        await self.close(code=CLOSE_BUSY)
+
+    async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
         admission = await _db(admit_connection)(query.get("ticket", [""])[0])
         if admission.wait > 0:
-            await self.accept()
-            await self.send_json(
-                {
-                    "type": "error",
-                    "error": {
-                        "code": "ratelimited",
-                        "msg": "too many new sockets",
-                        "retry_after": jittered_retry_after(admission.wait),
-                    },
-                }
-            )
-            await self.close(code=CLOSE_BUSY)
+            await self._refuse(admission.wait, "too many new sockets")
             return
         ticket, team = admission.ticket, admission.team
         if ticket is None or team is None:
@@ -119,6 +135,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             self.hub = await hub_for(self.channel_layer, team.id, team.shard)
             self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
             await self.hub.join(self)
+            await self.send_reconnect_url(ticket)
         except ResyncRequired:
             await self.resync()
             return
@@ -127,6 +144,22 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
+
+    async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
+        """Slack's reconnect_url: where this client may come back without rtm.connect (with
+        `since` set to the last event_id it saw). Renewed by the hub before it expires."""
+        self.ticket = ticket or self.ticket
+        self.reconnect_url_sent = time.monotonic()
+        grant = replace(self.ticket, cursor=self.cursor)
+        url = socket_url(self._ws_base_url(), issue_reconnect_ticket(grant), self.cursor)
+        await self.send_json({"type": "reconnect_url", "url": url})
+
+    def _ws_base_url(self) -> str:
+        headers = dict(self.scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1") or "{}:{}".format(*self.scope["server"])
+        forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
+        scheme = self.scope.get("scheme") or ("wss" if forwarded in ("https", "wss") else "ws")
+        return f"{scheme}://{host}/"
 
     async def _channel_ids(self, hub: TeamHub, member_id: int) -> set[int]:
         """The member's conversations: the hub's cached copy, else one query (then cached)."""

@@ -36,6 +36,7 @@ from messaging.realtime.delivery import (
     read_head,
     shared_frames,
 )
+from messaging.realtime.tickets import RECONNECT_TTL_SECS
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
 
@@ -45,6 +46,7 @@ GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands with
 RING_SIZE = 2048  # recent events per team kept for replay; older cursors read the log
 HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
+SWEEP_SECS = 30.0
 RECEIVE_BATCH = 200  # layer messages handled (and written per socket) at once at most
 
 
@@ -57,12 +59,15 @@ class Socket(Protocol):
 
     cursor: int
     viewer: Viewer
+    reconnect_url_sent: float
 
     def write(self, frames: list[Frame]) -> None: ...
 
     async def resync(self) -> None: ...
 
     async def say_goodbye(self) -> None: ...
+
+    async def send_reconnect_url(self) -> None: ...
 
 
 class TeamHub:
@@ -339,11 +344,15 @@ def hubs() -> list[TeamHub]:
 
 
 async def _sweep() -> None:
-    """Stop hubs that have had no socket for HUB_IDLE_SECS."""
+    """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
     while True:
-        await asyncio.sleep(HUB_IDLE_SECS / 10)
+        await asyncio.sleep(SWEEP_SECS)
         now = time.monotonic()
         for hub in hubs():
+            for sock in list(hub.live):
+                if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
+                    sock.reconnect_url_sent = now
+                    spawn(sock.send_reconnect_url())
             if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
                 _forget(hub)
                 await hub.stop()
