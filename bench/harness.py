@@ -933,6 +933,11 @@ class _Receiver:
             "retries": self.retries,
         }
 
+    async def cmd_forget_reconnect_urls(self) -> dict[str, Any]:
+        for sock in self.sockets:
+            sock.reconnect_url = ""
+        return {}
+
     async def cmd_drop(self) -> dict[str, Any]:
         """Close every socket from the client side, keeping each one's cursor."""
         await self._close_all()

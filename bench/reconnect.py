@@ -16,8 +16,10 @@ everything it started when done.
 A team of --sockets members is written in bulk (ORM), all in one channel. Every member
 connects (rtm.connect, then the socket), all see one warm-up post, then every socket is
 closed by the client. --messages posts land while they are away. Then, at one instant,
-every client calls rtm.connect for a fresh one-time ticket, replaces the URL's `since`
-with the last event_id it saw, opens the socket and waits for the messages it missed.
+every client reconnects as Slack's RTM clients do: to the `reconnect_url` the server sent
+on its socket (with --no-reconnect-url, or when none came, through rtm.connect for a fresh
+one-time ticket), with `since` set to the last event_id it saw, and waits for the messages
+it missed.
 A client whose attempt fails (handshake refused or timed out, socket closed before it
 caught up) retries from its cursor after a jittered exponential backoff (0.5 s doubling
 to 8 s), until --limit; every failed attempt counts as an error.
@@ -101,6 +103,11 @@ def main() -> None:
     parser.add_argument("--target-secs", type=float, default=3.0, help="the target for all caught up")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="initial boots in flight")
     parser.add_argument("--quick", action="store_true", help="300 sockets")
+    parser.add_argument(
+        "--no-reconnect-url",
+        action="store_true",
+        help="reconnect through rtm.connect even where the server sent a reconnect_url",
+    )
     h.add_server_args(parser, daphnes=2)
     args = parser.parse_args()
     if args.quick:
@@ -141,6 +148,8 @@ def main() -> None:
             h.wait_for_quiet(receivers, 1.0, 60.0)
             print(f"warm-up post seen by {got}/{args.sockets} sockets", flush=True)
 
+            if args.no_reconnect_url:
+                receivers.call("forget_reconnect_urls")
             receivers.call("drop")
             time.sleep(1.5)  # let the servers run every disconnect
             away = h.serial_posts(post_url, team.owner_token, channel, "away", args.messages)
@@ -200,6 +209,7 @@ def report(
     errors = h.merge_counters(replies, "errors")
     closes = h.merge_counters(replies, "closes")
     retries = sum(r["retries"] for r in replies)
+    via_url = sum(r.get("reconnect_urls", 0) for r in replies)
     dupes = sum(r["dupes"] for r in replies)
     delivered = sum(r["delivered"] for r in replies)
     all_done = len(done) == n
@@ -220,6 +230,7 @@ def report(
         ("errors (failed attempts, each retried)", str(sum(errors.values()))),
         ("attempts per socket p50 / max", f"{percentile_int(attempts, 0.5)} / {max(attempts, default=0)}"),
         ("429 / ratelimited retries", str(retries)),
+        ("reconnects via reconnect_url", str(via_url)),
         ("duplicate frames", str(dupes)),
         ("sockets closed by the server", str(sum(closes.values()))),
     ]
