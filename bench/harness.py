@@ -315,6 +315,8 @@ class Cluster:
 
     def _start_daphne(self, port: int = 0, restart: bool = False) -> Daphne:
         """Start one daphne (listed in self.daphnes at once, so __exit__ stops it whatever happens)."""
+        from django.conf import settings
+
         port = port or free_port()
         deadline = time.monotonic() + DAPHNE_START_SECS
         while port_answers(port) and time.monotonic() < deadline:  # the old one is still going
@@ -332,6 +334,8 @@ class Cluster:
                     "127.0.0.1",
                     "-p",
                     str(port),
+                    "--websocket_connect_timeout",
+                    str(settings.WEBSOCKET_HANDSHAKE_SECS),
                     "chatproject.asgi:application",
                 ],
                 cwd=ROOT,
@@ -1015,10 +1019,13 @@ class _Receiver:
         cursor), open the socket and wait for hello."""
         loop = asyncio.get_running_loop()
         sock.attempts += 1
+        url = ""
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError("deadline passed while booting")
-            if since is not None and sock.reconnect_url:
+            if url:
+                pass  # refused before its ticket was redeemed: the same URL again
+            elif since is not None and sock.reconnect_url:
                 url, sock.reconnect_url = with_since(sock.reconnect_url, since), ""  # one use
                 self.reconnect_urls_used += 1
             else:

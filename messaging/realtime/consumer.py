@@ -77,6 +77,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         global _connecting
         self.hub: TeamHub | None = None
+        self.wire: Wire | None = None
         self.typing_sent: dict[int, float] = {}
         if _connecting >= settings.SOCKETS_CONNECTING_MAX:
             await self._refuse(1.0, "too many sockets connecting to this server")
@@ -130,12 +131,14 @@ class RtmConsumer(AsyncWebsocketConsumer):
             ticket.batch_presence_aware,
         )
         await self.presence.start()  # by hello, the member counts as online
-        await self.send_json({"type": "hello"})
         try:
-            self.hub = await hub_for(self.channel_layer, team.id, team.shard)
-            self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
-            await self.hub.join(self)
-            await self.send_reconnect_url(ticket)
+            # hello, the replay and the reconnect_url leave as one write.
+            with self.wire.corked():
+                await self.send_json({"type": "hello"})
+                self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+                self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
+                await self.hub.join(self)
+                await self.send_reconnect_url(ticket)
         except ResyncRequired:
             await self.resync()
             return
@@ -303,7 +306,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
         await self.close()
 
     async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
+        text = json.dumps(content)
+        if self.wire is not None and self.wire.open:
+            self.wire.write([Frame(text)])  # the same path as the hub's writes: one order
+        else:
+            await self.send(text_data=text)
 
 
 def _since(query: dict[str, list[str]], default: int) -> int:

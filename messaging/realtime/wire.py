@@ -11,11 +11,17 @@ ordinary `send`, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
+from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage
+
+# autobahn formats every new connection's options for a debug log line whether or not debug
+# is logged (pprint: about half a millisecond per socket, a second in a reconnect storm).
+autobahn_protocol.pformat = lambda value, *args, **kwargs: "<not formatted>"  # type: ignore[attr-defined]
 
 _tasks: set[asyncio.Task[Any]] = set()
 
@@ -50,11 +56,12 @@ class Frame:
 class Wire:
     """Writes frames to one socket, synchronously when daphne's protocol is at hand."""
 
-    __slots__ = ("_fallback", "_protocol", "_tcp")
+    __slots__ = ("_corked", "_fallback", "_protocol", "_tcp")
 
     def __init__(self, send: Any, fallback: Any) -> None:
         self._protocol: Any = None
         self._tcp: Any = None
+        self._corked: list[bytes] | None = None
         self._fallback = fallback  # async (text) -> None: the consumer's ordinary send
         if isinstance(send, functools.partial) and send.args:
             protocol = send.args[0]
@@ -66,8 +73,10 @@ class Wire:
                     self._tcp = protocol.transport
 
     @property
-    def direct(self) -> bool:
-        return self._protocol is not None
+    def open(self) -> bool:
+        """Frames written now go straight to the socket (else use the ordinary send)."""
+        protocol = self._protocol
+        return protocol is not None and protocol.state == protocol.STATE_OPEN
 
     def write(self, frames: list[Frame]) -> None:
         protocol = self._protocol
@@ -77,15 +86,47 @@ class Wire:
             return
         if protocol.state != protocol.STATE_OPEN:
             return  # closing: its disconnect is on the way
-        if protocol._perMessageCompress is None:
-            data = frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames)
-            if self._tcp is None or protocol.send_queue:
-                protocol.sendData(data)
-            else:
-                _send_now(self._tcp, data)
-        else:
+        if protocol._perMessageCompress is not None:
             for frame in frames:
                 protocol.sendPreparedMessage(frame.prepared)
+            return
+        data = frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames)
+        if self._corked is not None:
+            self._corked.append(data)
+        elif self._tcp is None or protocol.send_queue:
+            protocol.sendData(data)
+        else:
+            _send_now(self._tcp, data)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold what is written meanwhile and send it as one write at the end (a new socket's
+        hello, replay and reconnect_url). Everything written to the socket must go through
+        this Wire meanwhile, or order is lost."""
+        if self._protocol is None or self._corked is not None:
+            yield
+            return
+        self._corked = []
+        try:
+            yield
+        finally:
+            held, self._corked = self._corked, None
+            if held:
+                self.write([_Raw(b"".join(held))])
+
+
+class _Raw(Frame):
+    """Bytes already framed (what a cork held)."""
+
+    __slots__ = ("_bytes",)
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__("")
+        self._bytes = data
+
+    @property
+    def wire(self) -> bytes:
+        return self._bytes
 
 
 def _send_now(transport: Any, data: bytes) -> None:
