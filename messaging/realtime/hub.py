@@ -108,7 +108,12 @@ class TeamHub:
         while True:
             # Whatever piled up while the loop was busy is ordered and written as one batch:
             # one write per socket however far behind, so falling behind does not snowball.
-            messages = await self.layer.receive_many(self.channel_name, RECEIVE_BATCH)
+            try:
+                messages = await self.layer.receive_many(self.channel_name, RECEIVE_BATCH)
+            except Exception:  # the layer reconnects on its own; a gap is filled from the log
+                logger.exception("hub of team %s could not receive", self.team_id)
+                await asyncio.sleep(0.5)
+                continue
             try:
                 for message in messages:
                     kind = message.get("type")

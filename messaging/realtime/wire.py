@@ -23,6 +23,8 @@ from autobahn.websocket.protocol import PreparedMessage
 # is logged (pprint: about half a millisecond per socket, a second in a reconnect storm).
 autobahn_protocol.pformat = lambda value, *args, **kwargs: "<not formatted>"  # type: ignore[attr-defined]
 
+MAX_UNSENT_BYTES = 8 * 1024 * 1024  # per socket, held by Twisted for a client not reading
+
 _tasks: set[asyncio.Task[Any]] = set()
 
 
@@ -95,6 +97,10 @@ class Wire:
             self._corked.append(data)
         elif self._tcp is None or protocol.send_queue:
             protocol.sendData(data)
+        elif self._tcp._tempDataLen + len(self._tcp.dataBuffer) > MAX_UNSENT_BYTES:
+            # A client that stopped reading: drop it rather than buffer the team's stream for
+            # it without end. It reconnects from its cursor and is replayed what it missed.
+            self._tcp.abortConnection()
         else:
             _send_now(self._tcp, data)
 
