@@ -47,7 +47,9 @@ RING_SIZE = 2048  # recent events per team kept for replay; older cursors read t
 HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
 SWEEP_SECS = 30.0
-RECEIVE_BATCH = 200  # layer messages handled (and written per socket) at once at most
+RECEIVE_BATCH = 200
+FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
+MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
 
 
 def _db(function: Any) -> Any:
@@ -77,6 +79,10 @@ class TeamHub:
         self.head = 0  # every event up to here has passed the gate (set by start)
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
         self.pending: dict[int, dict[str, Any]] = {}
+        self.ready: list[dict[str, Any]] = []  # ordered, not yet handed out (see _flush)
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.last_flush = 0.0
+        self.flush_interval = 0.0
         self.live: dict[Socket, None] = {}  # insertion-ordered set
         self.views: dict[int, Viewer] = {}  # member id -> their conversations as of `head`
         self.gap_timer: asyncio.Task[None] | None = None
@@ -98,6 +104,8 @@ class TeamHub:
 
     async def stop(self) -> None:
         self.closed = True
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
         for task in (self.receiver, self.gap_timer):
             if task is not None:
                 task.cancel()
@@ -146,7 +154,29 @@ class TeamHub:
                     view.may_see(message)
             ready.append(message)
         if ready:
+            self.ready += ready
+            if self.flush_handle is None:
+                loop = asyncio.get_running_loop()
+                wait = self.last_flush + self.flush_interval - loop.time()
+                if wait <= 0:
+                    self._flush()
+                else:
+                    self.flush_handle = loop.call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        """Hand out what is ready. Writes to every socket are paced by their own cost: the
+        next round waits FLUSH_PACING times as long as this one took, so a busy hub writes
+        several events per socket at once (fewer, larger writes for server and clients)
+        instead of falling behind; an idle one writes at once. A socket joining meanwhile
+        is replayed these events from the ring, and its cursor skips them here."""
+        self.flush_handle = None
+        ready, self.ready = self.ready, []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if ready:
             self._deliver(ready)
+        self.last_flush = loop.time()
+        self.flush_interval = min(MAX_FLUSH_INTERVAL_SECS, FLUSH_PACING * (self.last_flush - started))
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         delivered = 0
