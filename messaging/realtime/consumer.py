@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -31,6 +30,7 @@ from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
 from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
@@ -50,11 +50,6 @@ SERVICE_UNAVAILABLE_FRAME = {
     "type": "error",
     "error": {"code": "service_unavailable", "msg": "the team's data is unavailable; retry shortly"},
 }
-
-
-def _db(function: Any) -> Any:
-    # Not thread-sensitive: many sockets may read the log at once, each on a pool thread.
-    return sync_to_async(function, thread_sensitive=False)
 
 
 _connecting = 0  # sockets of this process between handshake and live
@@ -100,7 +95,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        admission = await _db(admit_connection)(query.get("ticket", [""])[0])
+        admission = await blocking(admit_connection)(query.get("ticket", [""])[0])
         if admission.wait > 0:
             await self._refuse(admission.wait, "too many new sockets")
             return
@@ -170,7 +165,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         if cached is not None:
             return cached
         as_of = hub.head
-        channel_ids = await _db(member_channel_ids)(hub.shard, hub.team_id, member_id)
+        channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id)
         return hub.remember_view(member_id, channel_ids, as_of)
 
     async def disconnect(self, code: int) -> None:
@@ -224,7 +219,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
                 }
             )
         elif kind == "message":
-            await self.send_json(await _db(self._post)(frame))
+            await self.send_json(await blocking(self._post)(frame))
         elif kind == "typing":
             await self._typing(frame)
         elif kind == "presence_sub":

@@ -24,8 +24,6 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from asgiref.sync import sync_to_async
-
 from messaging.events import team_group
 from messaging.realtime.delivery import (
     REPLAY_BATCH,
@@ -36,6 +34,7 @@ from messaging.realtime.delivery import (
     read_head,
     shared_frames,
 )
+from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import RECONNECT_TTL_SECS
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
@@ -50,10 +49,6 @@ SWEEP_SECS = 30.0
 RECEIVE_BATCH = 200
 FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
-
-
-def _db(function: Any) -> Any:
-    return sync_to_async(function, thread_sensitive=False)
 
 
 class Socket(Protocol):
@@ -99,7 +94,7 @@ class TeamHub:
         self.layer = layer
         self.channel_name = await layer.new_channel("hub.")
         await layer.group_add(team_group(self.team_id), self.channel_name)
-        self.head = await _db(read_head)(self.shard, self.team_id)
+        self.head = await blocking(read_head)(self.shard, self.team_id)
         self.receiver = asyncio.get_running_loop().create_task(self._receive())
 
     async def stop(self) -> None:
@@ -208,7 +203,7 @@ class TeamHub:
             # Whatever precedes a published event has committed: the log has it.
             upto = min(self.pending) - 1
             try:
-                missing = await _db(read_events)(self.shard, self.team_id, self.head, upto)
+                missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
             except ResyncRequired:
                 missing = []
             if not missing:  # pruned before this process saw it
@@ -220,9 +215,9 @@ class TeamHub:
         """Read the log after the head (after a Redis outage: see redis_watch)."""
         while not self.closed:
             try:
-                batch = await _db(read_events)(self.shard, self.team_id, self.head)
+                batch = await blocking(read_events)(self.shard, self.team_id, self.head)
             except ResyncRequired:
-                self._skip_to(await _db(read_head)(self.shard, self.team_id))
+                self._skip_to(await blocking(read_head)(self.shard, self.team_id))
                 return
             self._take(batch)
             if len(batch) < REPLAY_BATCH:
@@ -281,7 +276,7 @@ class TeamHub:
             if sock.cursor > self.head:
                 # Ahead of this process (its boot read a head not yet published here), or
                 # not from this log at all: the log says which.
-                await _db(read_events)(self.shard, self.team_id, sock.cursor, sock.cursor)
+                await blocking(read_events)(self.shard, self.team_id, sock.cursor, sock.cursor)
                 break
             if sock.cursor == self.head:
                 break
@@ -289,7 +284,7 @@ class TeamHub:
             if oldest <= sock.cursor + 1:
                 self._replay(sock, self.ring_after(sock.cursor))
                 break
-            batch = await _db(read_events)(self.shard, self.team_id, sock.cursor, self.head)
+            batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
             if not batch:
                 raise ResyncRequired(f"nothing after {sock.cursor} below {self.head}")
             self._replay(sock, batch)
