@@ -84,7 +84,8 @@ class TeamHub:
         self.started: asyncio.Future[None] | None = None
         self.receiver: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
-        self.closed = False
+        self.closed = False  # no more events handed out
+        self.stopped = False
         self.channel_name = ""
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -98,14 +99,19 @@ class TeamHub:
         self.receiver = asyncio.get_running_loop().create_task(self._receive())
 
     async def stop(self) -> None:
-        self.closed = True
+        """Unsubscribe. Not from the receiving task: cancelling its receive is what makes
+        the layer drop the hub's channel."""
+        if self.stopped:
+            return
+        self.stopped = self.closed = True
         if self.flush_handle is not None:
             self.flush_handle.cancel()
-        for task in (self.receiver, self.gap_timer):
-            if task is not None:
-                task.cancel()
+        if self.gap_timer is not None:
+            self.gap_timer.cancel()
         with contextlib.suppress(Exception):
             await self.layer.group_discard(team_group(self.team_id), self.channel_name)
+        if self.receiver is not None:
+            self.receiver.cancel()
 
     async def _receive(self) -> None:
         while True:
@@ -117,6 +123,8 @@ class TeamHub:
                 logger.exception("hub of team %s could not receive", self.team_id)
                 await asyncio.sleep(0.5)
                 continue
+            if self.closed:
+                continue  # stop() is about to cancel this task
             try:
                 for message in messages:
                     kind = message.get("type")
@@ -126,8 +134,10 @@ class TeamHub:
                     elif kind == "team.typing":
                         self._typing(message)
                     elif kind == "team.moving":
-                        await self._moving()
-                        return
+                        self._moving()
+                        break
+                if self.closed:  # moving
+                    continue
                 self._advance()
                 if self.pending and self.gap_timer is None:
                     self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
@@ -320,13 +330,15 @@ class TeamHub:
             if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
                 sock.write([frame])
 
-    async def _moving(self) -> None:
+    def _moving(self) -> None:
         """The team is moving shards: every socket reconnects (and finds the new shard)."""
         sockets = list(self.live)
+        self.live.clear()
+        self.closed = True
         _forget(self)
         for sock in sockets:
             spawn(sock.say_goodbye())
-        await self.stop()
+        spawn(self.stop())
 
 
 # --- this process's hubs ------------------------------------------------------------------
