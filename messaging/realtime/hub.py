@@ -42,7 +42,7 @@ from ops.metrics import EVENTS_DELIVERED
 logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
-RING_SIZE = 2048  # recent events per team kept for replay; older cursors read the log
+RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
 HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
 SWEEP_SECS = 30.0
