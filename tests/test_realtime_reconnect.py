@@ -89,3 +89,25 @@ def test_sockets_beyond_the_connecting_limit_are_refused_with_retry_after(world:
         assert frame["error"]["retry_after"] >= 1
         socket.recv(timeout=1)
         assert socket.closed_code == 4029
+
+
+def test_a_cursor_pruned_from_the_log_gets_resync_required_though_the_hub_had_it(
+    world: World, server
+) -> None:
+    from messaging.events import prune_event_log
+
+    alice = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub now holds its events
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    alice.chat_postMessage(channel=general, text="seen")
+    bob.until(lambda f: f.get("text") == "seen")
+    cursor = last_event_id(bob)
+    bob.close()
+    for n in range(3):
+        alice.chat_postMessage(channel=general, text=f"missed {n}")
+    assert prune_event_log(world.acme.team.shard, 0) > 0
+    back = RtmSocket(with_since(reconnect, cursor))
+    back.until(lambda f: f.get("type") == "hello")
+    assert back.until(lambda f: f.get("type") == "error")["error"]["code"] == "resync_required"
+    assert messages(back.seen) == []

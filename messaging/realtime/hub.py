@@ -133,6 +133,8 @@ class TeamHub:
                             self.pending[message["event_id"]] = message
                     elif kind == "team.typing":
                         self._typing(message)
+                    elif kind == "team.pruned":
+                        self._pruned(message["upto"])
                     elif kind == "team.moving":
                         self._moving()
                         break
@@ -321,6 +323,12 @@ class TeamHub:
         self.live.pop(sock, None)
         if not self.live:
             self.idle_since = time.monotonic()
+
+    def _pruned(self, upto: int) -> None:
+        """The log no longer has events up to `upto`: neither does the ring, so a cursor
+        before them gets resync_required here too."""
+        while self.ring and self.ring[0]["event_id"] <= upto:
+            self.ring.popleft()
 
     def _typing(self, message: dict[str, Any]) -> None:
         """Typing is not logged: shown only live, to members of that conversation."""
