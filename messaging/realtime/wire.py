@@ -16,12 +16,22 @@ import functools
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
+from autobahn.twisted import websocket as autobahn_twisted
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage
 
-# autobahn formats every new connection's options for a debug log line whether or not debug
-# is logged (pprint: about half a millisecond per socket, a second in a reconnect storm).
-autobahn_protocol.pformat = lambda value, *args, **kwargs: "<not formatted>"  # type: ignore[attr-defined]
+
+def _not_formatted(*args: Any, **kwargs: Any) -> str:
+    return "<not formatted>"
+
+
+# autobahn formats arguments of its debug log lines whether or not debug is logged: every new
+# connection's options (pprint: about half a millisecond per socket, a second in a reconnect
+# storm) and, per connection and per send, colored type and value names.
+for _module in (autobahn_protocol, autobahn_twisted):
+    for _name in ("pformat", "hltype", "hlval"):
+        if hasattr(_module, _name):
+            setattr(_module, _name, _not_formatted)
 
 MAX_UNSENT_BYTES = 8 * 1024 * 1024  # per socket, held by Twisted for a client not reading
 
