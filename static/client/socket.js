@@ -1,6 +1,5 @@
 // The realtime socket: reconnects with exponential backoff and jitter, catching up from
 // the last event id it saw (`since`); a `resync_required` answer asks for a new boot.
-// It comes back through the server's `reconnect_url` when it has one (no rtm.connect).
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
@@ -14,7 +13,6 @@ export class Connection {
     Object.assign(this, { connectUrl, onFrame, onState, onResync });
     this.ws = null;
     this.cursor = 0;
-    this.reconnectUrl = null; // works once; the server sends a fresh one on every socket
     this.attempts = 0;
     this.timer = null;
     this.pinger = null;
@@ -26,7 +24,6 @@ export class Connection {
 
   start(url, cursor) {
     this.cursor = cursor;
-    this.reconnectUrl = null;
     this.open(url);
   }
 
@@ -51,12 +48,9 @@ export class Connection {
         this.onState('live');
       } else if (frame.type === 'pong') {
         this.awaitingPong = false;
-      } else if (frame.type === 'reconnect_url') {
-        this.reconnectUrl = frame.url;
       } else if (frame.type === 'error' && frame.error?.code === 'resync_required') {
         resync = true;
       } else if (frame.type === 'goodbye') {
-        this.reconnectUrl = null; // the server is going away: boot again wherever we land
         this.drop();
         return;
       }
@@ -136,10 +130,8 @@ export class Connection {
   async reconnect() {
     this.timer = null;
     if (this.live) return;
-    const url = this.reconnectUrl;
-    this.reconnectUrl = null;
     try {
-      this.open(url || (await this.connectUrl()));
+      this.open(await this.connectUrl());
     } catch (error) {
       this.scheduleReconnect();
     }
