@@ -11,14 +11,19 @@ socket admission at 100,000/s (--product-admission keeps the product's defaults)
 stops everything it started when done.
 
 It creates a team with --sockets members in bulk (ORM), all in one channel with the
-owner, one token each. Receivers are asyncio `websockets` clients in --receivers
-processes; each socket boots with rtm.connect and connects to the daphnes in turn. The
-owner posts chat.postMessage at --rate posts/s for --seconds (open loop: post n is due
-at start + n/rate, from several keep-alive connections), each text carrying the
-monotonic time it was sent; every receiver records when each message arrived.
+owner, one token each. Receivers are bench/light_ws.py clients (an asyncio Protocol per
+socket, frames parsed from the receive buffer) in --receivers processes; each socket boots
+with rtm.connect and connects to the daphnes in turn. The owner posts chat.postMessage at
+--rate posts/s for --seconds (open loop: post n is due at start + n/rate, from several
+keep-alive connections), each text carrying the monotonic time it was sent.
+
+How the client measures, cheaply enough not to be the bottleneck: every socket counts the
+run's messages and checks event ids (a duplicate or an id going back counts as a dupe) by
+finding the id and the run's tag in the raw frame; every --sample-every'th socket (default
+10th) also JSON-parses each frame and records post-to-receive latency.
 
 Reported per rate: delivered/expected (every socket must get every post, once),
-post-to-receive latency p50/p99/max over all deliveries, the chat.postMessage call
+post-to-receive latency p50/p99/max over the sampled sockets' deliveries, the chat.postMessage call
 time, how long after the last post the last delivery came, and CPU per process group.
 With --find-max, shorter runs (--step-seconds) step the rate up through --rates until
 one fails to keep up (a message not delivered within --drain-secs of the last post, posts
@@ -221,6 +226,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to post")
     parser.add_argument("--receivers", type=int, default=max(2, min(4, os.cpu_count() or 2)))
     parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="JSON-parse and time every frame on every Nth socket; the others only count",
+    )
+    parser.add_argument(
         "--find-max",
         action="store_true",
         help="step the rate up through --rates (shorter runs); if the first fails, halve it down to 1/s",
@@ -256,7 +267,7 @@ def main() -> None:
             h.bump_boot_version(team)
         channel = h.slack_channel_id(channel_id)
         specs = h.socket_specs(tokens, socket_daphnes(args, cluster))
-        with h.Receivers(specs, args.receivers) as receivers:
+        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
             if connect_all(args, receivers):
                 raise SystemExit("not every socket connected; see the daphne logs under the data dir")
 

@@ -7,9 +7,11 @@
 - Teams built in bulk with the ORM: teams.actions.create_team for the team, then
   bulk_create of members, channels and memberships on the team's shard; tokens through
   teams.tokens.issue_token. Bulk rows append no events, so boot_version is bumped after.
-- RTM receivers: asyncio `websockets` clients, many sockets per process, in a few
-  processes (multiprocessing, spawn) driven over pipes, so one client process's GIL is
-  not what limits the measurement.
+- RTM receivers: bench/light_ws.py clients (an asyncio Protocol each: frames parsed from
+  the receive buffer, no per-frame task), many sockets per process, in a few processes
+  (multiprocessing, spawn) driven over pipes. With `sample_every` N, only every Nth
+  socket JSON-parses and times each frame; the others find the event id and the run's
+  tag in the raw bytes and count, so the client's CPU is not what limits a fan-out.
 
 HTTP calls reuse bench/post_path.py's ApiClient, CPU sampling its ServerProbe, and
 PostgreSQL counters its db_counters.
@@ -41,6 +43,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.light_ws import LightWebsocket  # noqa: E402
 from bench.post_path import ApiClient, ServerProbe, db_counters, percentile, post_message_text  # noqa: E402
 
 # Re-exported from post_path for the benches that import only this module.
@@ -311,6 +315,8 @@ class Cluster:
 
     def _start_daphne(self, port: int = 0, restart: bool = False) -> Daphne:
         """Start one daphne (listed in self.daphnes at once, so __exit__ stops it whatever happens)."""
+        from django.conf import settings
+
         port = port or free_port()
         deadline = time.monotonic() + DAPHNE_START_SECS
         while port_answers(port) and time.monotonic() < deadline:  # the old one is still going
@@ -328,6 +334,8 @@ class Cluster:
                     "127.0.0.1",
                     "-p",
                     str(port),
+                    "--websocket_connect_timeout",
+                    str(settings.WEBSOCKET_HANDSHAKE_SECS),
                     "chatproject.asgi:application",
                 ],
                 cwd=ROOT,
@@ -750,7 +758,7 @@ class Receivers:
     act together (e.g. a reconnect storm starts at one shared monotonic instant).
     """
 
-    def __init__(self, specs: list[SocketSpec], processes: int) -> None:
+    def __init__(self, specs: list[SocketSpec], processes: int, sample_every: int = 1) -> None:
         context = multiprocessing.get_context("spawn")
         processes = max(1, min(processes, len(specs)))
         self.pipes: list[Connection] = []
@@ -758,7 +766,10 @@ class Receivers:
         for i in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
-                target=receiver_main, args=(child, specs[i::processes]), name=f"rtm-receiver-{i}", daemon=True
+                target=receiver_main,
+                args=(child, specs[i::processes], sample_every),
+                name=f"rtm-receiver-{i}",
+                daemon=True,
             )
             process.start()
             child.close()
@@ -812,11 +823,11 @@ def merge_counters(replies: list[dict[str, Any]], key: str) -> Counter[str]:
     return total
 
 
-def receiver_main(pipe: Connection, specs: list[SocketSpec]) -> None:
+def receiver_main(pipe: Connection, specs: list[SocketSpec], sample_every: int = 1) -> None:
     """Entry point of a receiver process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the pipe
     try:
-        asyncio.run(_Receiver(pipe, specs).serve())
+        asyncio.run(_Receiver(pipe, specs, sample_every).serve())
     except Exception:  # the parent reports it
         import traceback
 
@@ -825,10 +836,12 @@ def receiver_main(pipe: Connection, specs: list[SocketSpec]) -> None:
 
 
 class _Socket:
-    def __init__(self, spec: SocketSpec) -> None:
+    def __init__(self, spec: SocketSpec, sampled: bool) -> None:
         self.spec = spec
-        self.ws: Any = None
-        self.reader: asyncio.Task[None] | None = None
+        self.sampled = sampled  # every frame parsed and timed; the others only counted
+        self.ws: LightWebsocket | None = None
+        self.reader: asyncio.Future[None] | None = None  # done when the socket closes
+        self.reconnect_url = ""  # the server's latest reconnect_url frame
         self.cursor = 0  # the highest event_id seen
         self.got = 0  # messages of the current tag
         self.done_at: float | None = None
@@ -838,11 +851,12 @@ class _Socket:
 
 
 class _Receiver:
-    def __init__(self, pipe: Connection, specs: list[SocketSpec]) -> None:
+    def __init__(self, pipe: Connection, specs: list[SocketSpec], sample_every: int = 1) -> None:
         self.pipe = pipe
-        self.sockets = [_Socket(s) for s in specs]
+        self.sockets = [_Socket(s, s.index % sample_every == 0) for s in specs]
         self.http_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rtm-http")
         self.tag = "\x00"
+        self.tag_marker = b"\x00"
         self.want = 0
         self.hist = Hist()
         self.delivered = 0
@@ -851,6 +865,7 @@ class _Receiver:
         self.presence_frames = 0  # presence_change frames
         self.presence_entries = 0  # (user, state) pairs they carried: one per user listed
         self.retries = 0
+        self.reconnect_urls_used = 0
         self.closes: Counter[str] = Counter()
         self.server_errors: Counter[str] = Counter()
         self.error_samples: list[dict[str, Any]] = []  # error frames: code, the socket's cursor, when
@@ -897,9 +912,10 @@ class _Receiver:
     async def cmd_phase(self, tag: str, want: int) -> dict[str, Any]:
         """Count from now on the messages whose text starts with `tag`; `want` per socket."""
         self.tag = tag + " "
+        self.tag_marker = b'"text": "' + self.tag.encode()
         self.want = want
         self.hist = Hist()
-        self.delivered = self.dupes = self.retries = 0
+        self.delivered = self.dupes = self.retries = self.reconnect_urls_used = 0
         self.presence_frames = self.presence_entries = 0
         self.closes.clear()
         self.server_errors.clear()
@@ -947,6 +963,11 @@ class _Receiver:
                 sent += 1
         return {"sent": sent}
 
+    async def cmd_forget_reconnect_urls(self) -> dict[str, Any]:
+        for sock in self.sockets:
+            sock.reconnect_url = ""
+        return {}
+
     async def cmd_drop(self) -> dict[str, Any]:
         """Close every socket from the client side, keeping each one's cursor."""
         await self._close_all()
@@ -993,6 +1014,7 @@ class _Receiver:
             "attempts": [s.attempts for s in self.sockets],
             "errors": dict(errors),
             "retries": self.retries,
+            "reconnect_urls": self.reconnect_urls_used,
             "dupes": self.dupes,
             "delivered": self.delivered,
             "closes": dict(self.closes),
@@ -1019,36 +1041,33 @@ class _Receiver:
         return False
 
     async def _open(self, sock: _Socket, since: int | None, deadline: float) -> None:
-        from websockets.asyncio.client import connect
-
+        """Boot with rtm.connect (or reuse the server's reconnect_url when reconnecting from a
+        cursor), open the socket and wait for hello."""
         loop = asyncio.get_running_loop()
         sock.attempts += 1
+        url = ""
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError("deadline passed while booting")
-            status, body, retry_after = await loop.run_in_executor(self.http_pool, _rtm_connect, sock.spec)
-            if status == 429:
-                self.retries += 1
-                await asyncio.sleep(retry_after or 1.0)
-                continue
-            if status != 200 or not body.get("ok"):
-                raise BenchError(f"rtm.connect {status} {body.get('error')}")
-            url = body["url"] if since is None else with_since(body["url"], since)
-            ws = await connect(
-                url,
-                open_timeout=max(1.0, min(SOCKET_OPEN_SECS, deadline - time.monotonic())),
-                max_size=None,
-                compression=None,
-                ping_interval=None,  # daphne pings; the library answers
-                close_timeout=2,
-                max_queue=None,
-                proxy=None,  # 127.0.0.1 only, whatever the environment says
-            )
-            first = json.loads(
-                await asyncio.wait_for(
-                    ws.recv(), max(1.0, min(SOCKET_OPEN_SECS, deadline - time.monotonic()))
+            if url:
+                pass  # refused before its ticket was redeemed: the same URL again
+            elif since is not None and sock.reconnect_url:
+                url, sock.reconnect_url = with_since(sock.reconnect_url, since), ""  # one use
+                self.reconnect_urls_used += 1
+            else:
+                status, body, retry_after = await loop.run_in_executor(
+                    self.http_pool, _rtm_connect, sock.spec
                 )
-            )
+                if status == 429:
+                    self.retries += 1
+                    await asyncio.sleep(retry_after or 1.0)
+                    continue
+                if status != 200 or not body.get("ok"):
+                    raise BenchError(f"rtm.connect {status} {body.get('error')}")
+                url = body["url"] if since is None else with_since(body["url"], since)
+            budget = max(1.0, min(SOCKET_OPEN_SECS, deadline - time.monotonic()))
+            ws = await LightWebsocket.connect(url, budget)
+            first = json.loads(await ws.recv(budget))
             if first.get("type") == "error" and first.get("error", {}).get("code") == "ratelimited":
                 self.retries += 1
                 await ws.close()
@@ -1059,20 +1078,37 @@ class _Receiver:
                 raise BenchError(f"first frame {first.get('type')}: {first.get('error')}")
             sock.ws = ws
             sock.intentional_close = False
-            sock.reader = asyncio.get_running_loop().create_task(self._read(sock))
+            sock.reader = ws.closed
+            ws.closed.add_done_callback(lambda _, sock=sock, ws=ws: self._closed(sock, ws))
+            ws.deliver_to(partial(self._frame if sock.sampled else self._count, sock))
             return
 
-    async def _read(self, sock: _Socket) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        ws = sock.ws
-        try:
-            async for raw in ws:
-                self._frame(sock, raw)
-        except ConnectionClosed:
-            pass
+    def _closed(self, sock: _Socket, ws: LightWebsocket) -> None:
         if not sock.intentional_close:
             self.closes[str(ws.close_code)] += 1
+
+    def _count(self, sock: _Socket, raw: bytes) -> None:
+        """An unsampled socket: count the tagged messages and check event ids, no JSON parse."""
+        if not raw.startswith(b'{"type": "message"'):
+            self._frame(sock, raw)  # rare kinds (errors, reconnect_url, ...) are parsed
+            return
+        self.frames += 1
+        at = raw.rfind(b'"event_id": ')
+        if at >= 0:
+            end = at + 12
+            while 48 <= raw[end] <= 57:
+                end += 1
+            event_id = int(raw[at + 12 : end])
+            if event_id <= sock.cursor:
+                self.dupes += 1
+                return
+            sock.cursor = event_id
+        if self.tag_marker in raw:
+            self.delivered += 1
+            sock.got += 1
+            if sock.got == self.want:
+                sock.done_at = time.monotonic()
+                sock.complete.set()
 
     def _frame(self, sock: _Socket, raw: str | bytes) -> None:
         now = time.monotonic()
@@ -1090,7 +1126,9 @@ class _Receiver:
             self.presence_entries += len(frame["users"]) if "users" in frame else 1
             return
         if kind != "message":
-            if kind in ("error", "goodbye"):
+            if kind == "reconnect_url":
+                sock.reconnect_url = str(frame.get("url") or "")
+            elif kind in ("error", "goodbye"):
                 code = str(frame.get("error", {}).get("code", kind))
                 self.server_errors[code] += 1
                 if len(self.error_samples) < 20:
@@ -1099,7 +1137,8 @@ class _Receiver:
         text = frame.get("text") or ""
         if not text.startswith(self.tag):
             return
-        self.hist.add((now - float(text.rsplit(" ", 1)[1])) * 1000)
+        if sock.sampled:
+            self.hist.add((now - float(text.rsplit(" ", 1)[1])) * 1000)
         self.delivered += 1
         sock.got += 1
         if sock.got == self.want:
@@ -1112,10 +1151,7 @@ class _Receiver:
                 return
             sock.intentional_close = True
             with contextlib.suppress(Exception):
-                await sock.ws.close()
-            if sock.reader is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sock.reader, 5)
+                await sock.ws.close(timeout=5)
             sock.ws = None
             sock.reader = None
 

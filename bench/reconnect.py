@@ -16,8 +16,10 @@ everything it started when done.
 A team of --sockets members is written in bulk (ORM), all in one channel. Every member
 connects (rtm.connect, then the socket), all see one warm-up post, then every socket is
 closed by the client. --messages posts land while they are away. Then, at one instant,
-every client calls rtm.connect for a fresh one-time ticket, replaces the URL's `since`
-with the last event_id it saw, opens the socket and waits for the messages it missed.
+every client reconnects as Slack's RTM clients do: to the `reconnect_url` the server sent
+on its socket (with --no-reconnect-url, or when none came, through rtm.connect for a fresh
+one-time ticket), with `since` set to the last event_id it saw, and waits for the messages
+it missed.
 A client whose attempt fails (handshake refused or timed out, socket closed before it
 caught up) retries from its cursor after a jittered exponential backoff (0.5 s doubling
 to 8 s), until --limit; every failed attempt counts as an error.
@@ -91,10 +93,21 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=2000, help="sockets, one member each")
     parser.add_argument("--messages", type=int, default=100, help="posts while the sockets are away")
     parser.add_argument("--receivers", type=int, default=max(2, min(4, os.cpu_count() or 2)))
+    parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="JSON-parse and time every frame on every Nth socket; the others only count",
+    )
     parser.add_argument("--limit", type=float, default=60.0, help="give up on the storm after this")
     parser.add_argument("--target-secs", type=float, default=3.0, help="the target for all caught up")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="initial boots in flight")
     parser.add_argument("--quick", action="store_true", help="300 sockets")
+    parser.add_argument(
+        "--no-reconnect-url",
+        action="store_true",
+        help="reconnect through rtm.connect even where the server sent a reconnect_url",
+    )
     h.add_server_args(parser, daphnes=2)
     args = parser.parse_args()
     if args.quick:
@@ -115,7 +128,7 @@ def main() -> None:
         channel = h.slack_channel_id(channel_id)
         post_url = cluster.daphnes[0].http
         specs = h.socket_specs(tokens, cluster.daphnes)
-        with h.Receivers(specs, args.receivers) as receivers:
+        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
             started = time.monotonic()
             replies = receivers.call("connect", concurrency=args.connect_concurrency)
             errors = h.merge_counters(replies, "errors")
@@ -135,6 +148,8 @@ def main() -> None:
             h.wait_for_quiet(receivers, 1.0, 60.0)
             print(f"warm-up post seen by {got}/{args.sockets} sockets", flush=True)
 
+            if args.no_reconnect_url:
+                receivers.call("forget_reconnect_urls")
             receivers.call("drop")
             time.sleep(1.5)  # let the servers run every disconnect
             away = h.serial_posts(post_url, team.owner_token, channel, "away", args.messages)
@@ -194,6 +209,7 @@ def report(
     errors = h.merge_counters(replies, "errors")
     closes = h.merge_counters(replies, "closes")
     retries = sum(r["retries"] for r in replies)
+    via_url = sum(r.get("reconnect_urls", 0) for r in replies)
     dupes = sum(r["dupes"] for r in replies)
     delivered = sum(r["delivered"] for r in replies)
     all_done = len(done) == n
@@ -214,6 +230,7 @@ def report(
         ("errors (failed attempts, each retried)", str(sum(errors.values()))),
         ("attempts per socket p50 / max", f"{percentile_int(attempts, 0.5)} / {max(attempts, default=0)}"),
         ("429 / ratelimited retries", str(retries)),
+        ("reconnects via reconnect_url", str(via_url)),
         ("duplicate frames", str(dupes)),
         ("sockets closed by the server", str(sum(closes.values()))),
     ]

@@ -72,7 +72,10 @@ def serve(settings: ModuleType) -> int:
     python = sys.executable
     listener = _listening_socket(settings.PORT)
     fd = listener.fileno()
-    daphne = [python, "-m", "daphne", "--fd", str(fd), "--access-log", str(settings.DATA_DIR / "access.log")]
+    access_log = str(settings.DATA_DIR / "access.log")
+    handshake = str(settings.WEBSOCKET_HANDSHAKE_SECS)
+    daphne = [python, "-m", "daphne", "--fd", str(fd), "--access-log", access_log]
+    daphne += ["--websocket_connect_timeout", handshake]
     celery = [python, "-m", "celery", "-A", "chatproject"]
     commands = {
         **{f"daphne-{n}": [*daphne, "chatproject.asgi:application"] for n in range(settings.WEB_PROCESSES)},

@@ -29,3 +29,13 @@ class SharedDecodePubSubLayer(RedisPubSubChannelLayer):
             if len(self._decoded) > DECODED_CACHE_SIZE:
                 self._decoded.popitem(last=False)
         return decoded
+
+    async def receive_many(self, channel: str, limit: int) -> list[Any]:
+        """The next message, and up to `limit` - 1 more already waiting, without waiting.
+
+        A subscriber that falls behind then handles what piled up as one batch."""
+        messages = [await self.receive(channel)]
+        queue = self._get_layer().channels.get(channel)
+        while queue is not None and not queue.empty() and len(messages) < limit:
+            messages.append(self.deserialize(queue.get_nowait()))
+        return messages

@@ -7,6 +7,7 @@ statement, so ids are strictly increasing per team in commit order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -212,10 +213,21 @@ def prune_event_log(alias: str, retention_secs: int, batch_size: int = 10_000) -
 
     cutoff = timezone.now() - timedelta(seconds=retention_secs)
     total = 0
+    pruned_upto: dict[int, int] = {}  # team -> its last event deleted
     while True:
         batch = list(
-            Event.objects.using(alias).filter(created__lt=cutoff).values_list("id", flat=True)[:batch_size]
+            Event.objects.using(alias)
+            .filter(created__lt=cutoff)
+            .values_list("id", "team_id", "event_id")[:batch_size]
         )
         if not batch:
-            return total
-        total += Event.objects.using(alias).filter(id__in=batch).delete()[0]
+            break
+        for _, team_id, event_id in batch:
+            pruned_upto[team_id] = max(event_id, pruned_upto.get(team_id, 0))
+        total += Event.objects.using(alias).filter(id__in=[row[0] for row in batch]).delete()[0]
+    # The gateway's hubs keep recent events in memory (messaging.realtime.hub): they drop
+    # these too, so a cursor before what the log retains gets resync_required everywhere.
+    for team_id, upto in pruned_upto.items():
+        with contextlib.suppress(redis.RedisError):  # a hub that misses it serves its copies
+            publish_to_group(team_group(team_id), {"type": "team.pruned", "upto": upto})
+    return total

@@ -50,9 +50,9 @@ class LoopBatchedCounter:
         self.pending = 0
         self.scheduled = False
 
-    def inc(self) -> None:
+    def inc(self, amount: int = 1) -> None:
         """Call from the event loop's thread only."""
-        self.pending += 1
+        self.pending += amount
         if not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_SECS, self.flush)

@@ -12,12 +12,15 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
+from messaging.realtime.tickets import Ticket, redeem_ticket
 from teams.auth import Caller
+from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -65,3 +68,22 @@ def admit_socket() -> float:
     """0 when a new socket may be accepted now, else the seconds to tell it to wait."""
     rate = settings.SOCKET_ACCEPT_RATE
     return _wait_for("adm:socket:all", rate, burst=max(1, int(rate)))
+
+
+@dataclass(frozen=True)
+class Admission:
+    wait: float  # > 0: refused, come back after this many seconds
+    ticket: Ticket | None = None  # None: unknown, expired or used
+    team: TeamEntry | None = None
+
+
+def admit_connection(ticket_text: str) -> Admission:
+    """A new socket's admission, ticket and team: one trip to a worker thread per socket
+    (the pool is small, and a reconnect storm queues on it)."""
+    wait = admit_socket()
+    if wait > 0:
+        return Admission(wait)
+    ticket = redeem_ticket(ticket_text)
+    if ticket is None:
+        return Admission(0.0)
+    return Admission(0.0, ticket, team_entry(ticket.team_id))

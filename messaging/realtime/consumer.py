@@ -1,23 +1,23 @@
 """The websocket gateway (Slack's RTM protocol) as a Channels consumer under daphne.
 
-A socket is admitted by a one-time ticket, says hello, joins its team's group, then
-replays the event log after its cursor and goes live. Every event, replayed or live,
-passes one ordering gate: delivered only when it is the next event id, so nothing is
-doubled; a gap waits briefly for a late publish, then is filled from the log, so
-nothing is lost even if Redis drops a message.
+A socket is admitted by a one-time ticket, says hello, then joins its team's hub in this
+process (hub.py), which replays what the socket missed after its cursor and hands it
+every later event in order: nothing lost, nothing doubled. The hub writes each event's
+frame, encoded once, straight to every socket that may see it (wire.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import OperationalError
 
 from chatproject.dbrouter import on_shard
@@ -26,19 +26,21 @@ from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY
 from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
-from messaging.realtime.admission import admit_socket, jittered_retry_after
-from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids, read_events
-from messaging.realtime.tickets import Ticket, redeem_ticket
-from ops.metrics import EVENTS_DELIVERED, OPEN_SOCKETS
+from messaging.realtime.admission import admit_connection, jittered_retry_after
+from messaging.realtime.boot import socket_url
+from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
+from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.pool import blocking
+from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
+from messaging.realtime.wire import Frame, Wire
+from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
-from teams.directory import team_entry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
-GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
@@ -50,14 +52,7 @@ SERVICE_UNAVAILABLE_FRAME = {
 }
 
 
-def _db(function: Any) -> Any:
-    # Not thread-sensitive: many sockets may read the log at once, each on a pool thread.
-    return sync_to_async(function, thread_sensitive=False)
-
-
-# Layer messages handled without touching the database: Channels' dispatch would first
-# hop to a thread to close stale connections, per event per socket (most of fan-out's CPU).
-_NO_DB_HANDLERS = frozenset({"team.event", "team.typing", "presence.change"})
+_connecting = 0  # sockets of this process between handshake and live
 
 
 class RtmConsumer(AsyncWebsocketConsumer):
@@ -66,38 +61,48 @@ class RtmConsumer(AsyncWebsocketConsumer):
     cursor: int
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] in _NO_DB_HANDLERS:
-            await getattr(self, message["type"].replace(".", "_"))(message)
-        else:
-            await super().dispatch(message)
+        # Channels' dispatch first closes stale database connections of its one
+        # thread-sensitive thread, a hop through that single thread per message (a
+        # reconnect storm queues on it). This consumer's database work runs on pool threads.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
-        self.live = False
-        self.pending: dict[int, dict[str, Any]] = {}
-        self.gap_timer: asyncio.Task[None] | None = None
-        self.delivery_lock = asyncio.Lock()
+        global _connecting
+        self.hub: TeamHub | None = None
+        self.wire: Wire | None = None
         self.typing_sent: dict[int, float] = {}
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        wait = await _db(admit_socket)()
-        if wait > 0:
-            await self.accept()
-            await self.send_json(
-                {
-                    "type": "error",
-                    "error": {
-                        "code": "ratelimited",
-                        "msg": "too many new sockets",
-                        "retry_after": jittered_retry_after(wait),
-                    },
-                }
-            )
-            await self.close(code=CLOSE_BUSY)
+        if _connecting >= settings.SOCKETS_CONNECTING_MAX:
+            await self._refuse(1.0, "too many sockets connecting to this server")
             return
-        ticket: Ticket | None = await _db(redeem_ticket)(query.get("ticket", [""])[0])
-        if ticket is None:
+        _connecting += 1
+        try:
+            await self._connect()
+        finally:
+            _connecting -= 1
+
+    async def _refuse(self, wait: float, why: str) -> None:
+        await self.accept()
+        await self.send_json(
+            {
+                "type": "error",
+                "error": {"code": "ratelimited", "msg": why, "retry_after": jittered_retry_after(wait)},
+            }
+        )
+        await self.close(code=CLOSE_BUSY)
+
+    async def _connect(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        admission = await blocking(admit_connection)(query.get("ticket", [""])[0])
+        if admission.wait > 0:
+            await self._refuse(admission.wait, "too many new sockets")
+            return
+        ticket, team = admission.ticket, admission.team
+        if ticket is None or team is None:
             await self.close(code=CLOSE_BAD_TICKET)
             return
-        team = await _db(team_entry)(ticket.team_id)
         if not team.is_open:
             # Moving (or closed) since the ticket was issued: come back through rtm.connect,
             # which answers with a retry until the team's new shard is in the directory.
@@ -106,6 +111,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = _since(query, ticket.cursor)
+        self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
         shutdown.register(self)
         redis_watch.ensure_watching()
@@ -120,99 +126,67 @@ class RtmConsumer(AsyncWebsocketConsumer):
             ticket.batch_presence_aware,
         )
         await self.presence.start()  # by hello, the member counts as online
-        await self.send_json({"type": "hello"})
         try:
-            self.viewer = Viewer(
-                ticket.member_id, await _db(member_channel_ids)(team.shard, team.id, ticket.member_id)
-            )
-            # Join before reading the log: whatever commits from now on also arrives live,
-            # and the ordering gate drops what the replay already delivered.
-            await self.channel_layer.group_add(team_group(team.id), self.channel_name)
-            await self._replay()
+            # hello, the replay and the reconnect_url leave as one write.
+            with self.wire.corked():
+                await self.send_json({"type": "hello"})
+                self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+                self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
+                await self.hub.join(self)
+                await self.send_reconnect_url(ticket)
         except ResyncRequired:
-            await self._resync()
+            await self.resync()
             return
         except OperationalError:
             # The team's shard is down: the client reconnects later from its cursor.
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
-        self.live = True
+
+    async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
+        """Slack's reconnect_url: where this client may come back without rtm.connect (with
+        `since` set to the last event_id it saw). Renewed by the hub before it expires."""
+        self.ticket = ticket or self.ticket
+        self.reconnect_url_sent = time.monotonic()
+        grant = replace(self.ticket, cursor=self.cursor)
+        url = socket_url(self._ws_base_url(), issue_reconnect_ticket(grant), self.cursor)
+        await self.send_json({"type": "reconnect_url", "url": url})
+
+    def _ws_base_url(self) -> str:
+        headers = dict(self.scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1") or "{}:{}".format(*self.scope["server"])
+        forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
+        scheme = self.scope.get("scheme") or ("wss" if forwarded in ("https", "wss") else "ws")
+        return f"{scheme}://{host}/"
+
+    async def _channel_ids(self, hub: TeamHub, member_id: int) -> set[int]:
+        """The member's conversations: the hub's cached copy, else one query (then cached)."""
+        cached = hub.cached_view(member_id)
+        if cached is not None:
+            return cached
+        as_of = hub.head
+        channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id)
+        return hub.remember_view(member_id, channel_ids, as_of)
 
     async def disconnect(self, code: int) -> None:
         shutdown.unregister(self)
         if getattr(self, "counted", False):
             OPEN_SOCKETS.dec()
             self.counted = False
-        if self.gap_timer is not None:
-            self.gap_timer.cancel()
+        if getattr(self, "hub", None) is not None:
+            self.hub.leave(self)
         if hasattr(self, "presence"):
             await self.presence.stop()
-        if hasattr(self, "caller"):
-            await self.channel_layer.group_discard(team_group(self.caller.team_id), self.channel_name)
 
-    # --- events from the team's log ------------------------------------------------------
+    # --- events from the team's hub ----------------------------------------------------
 
-    async def _replay(self) -> None:
-        while True:
-            batch = await _db(read_events)(self.caller.shard, self.caller.team_id, self.cursor)
-            async with self.delivery_lock:
-                for message in batch:
-                    await self._accept_event(message)
-            if len(batch) < 1000:
-                return
+    def write(self, frames: list[Frame]) -> None:
+        self.wire.write(frames)
 
-    async def catch_up(self) -> None:
-        """Read the log after the cursor (after a Redis outage: see redis_watch)."""
-        if not self.live:
-            return
-        try:
-            await self._replay()
-        except ResyncRequired:
-            await self._resync()
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
-    async def team_event(self, message: dict[str, Any]) -> None:
-        """A live event from the channel layer (group `team.<id>`)."""
-        async with self.delivery_lock:
-            await self._accept_event(message)
-            if self.pending and self.gap_timer is None:
-                self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
-
-    async def _accept_event(self, message: dict[str, Any]) -> None:
-        if message["event_id"] > self.cursor:
-            self.pending[message["event_id"]] = message
-        while self.cursor + 1 in self.pending:
-            ready = self.pending.pop(self.cursor + 1)
-            self.cursor += 1
-            if self.viewer.may_see(ready):
-                EVENTS_DELIVERED.inc()
-                for text in self.viewer.frames(ready):
-                    await self.send(text_data=text)
-
-    async def _fill_gap_later(self) -> None:
-        await asyncio.sleep(GAP_WAIT_SECS)
-        async with self.delivery_lock:
-            self.gap_timer = None
-            if not self.pending:
-                return
-            upto = min(self.pending) - 1
-            while self.cursor < upto:
-                try:
-                    missing = await _db(read_events)(
-                        self.caller.shard, self.caller.team_id, self.cursor, upto
-                    )
-                except ResyncRequired:
-                    await self._resync()
-                    return
-                if not missing:
-                    break
-                for message in missing:
-                    await self._accept_event(message)
-            if self.pending and self.cursor + 1 not in self.pending:
-                # The log has nothing between cursor and the next live event: it was pruned.
-                await self._resync()
-
-    async def _resync(self) -> None:
+    async def resync(self) -> None:
         await self.send_json(
             {
                 "type": "error",
@@ -245,7 +219,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
                 }
             )
         elif kind == "message":
-            await self.send_json(await _db(self._post)(frame))
+            await self.send_json(await blocking(self._post)(frame))
         elif kind == "typing":
             await self._typing(frame)
         elif kind == "presence_sub":
@@ -315,13 +289,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
             },
         )
 
-    async def team_typing(self, message: dict[str, Any]) -> None:
-        """Typing is not logged: shown only live, to members of that conversation."""
-        if message["channel_id"] in self.viewer.channel_ids and message["user"] != self.caller.user_slack_id:
-            await self.send_json(
-                {"type": "user_typing", "channel": message["channel"], "user": message["user"]}
-            )
-
     async def presence_change(self, message: dict[str, Any]) -> None:
         """A subscribed member's presence changed (group `presence.<team>.<member>`)."""
         await self.presence.changed(message["user"], message["presence"])
@@ -333,13 +300,12 @@ class RtmConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "goodbye", "source": "gateway_server"})
         await self.close()
 
-    async def team_moving(self, message: dict[str, Any]) -> None:
-        """The team is moving to another shard (teams.moves): reconnecting finds the new one,
-        and `since=<cursor>` resumes there, since the event log moves with the team."""
-        await self.say_goodbye()
-
     async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
+        text = json.dumps(content)
+        if self.wire is not None and self.wire.open:
+            self.wire.write([Frame(text)])  # the same path as the hub's writes: one order
+        else:
+            await self.send(text_data=text)
 
 
 def _since(query: dict[str, list[str]], default: int) -> int:

@@ -9,10 +9,11 @@ from typing import Any
 from chatproject.dbrouter import on_shard
 from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
 from messaging.models import ChannelMember, Event, EventSequence
+from messaging.realtime.wire import Frame
 from teams import ids
 
 REPLAY_BATCH = 1000
-WIRE_KEY = "_wire"  # the encoded frame, cached on the (per-process, shared) layer message
+FRAMES_KEY = "_frames"  # the encoded frames, cached on the (per-process, shared) layer message
 
 
 class ResyncRequired(Exception):
@@ -60,10 +61,22 @@ def read_events(shard: str, team_id: int, after: int, upto: int | None = None) -
     return [layer_message(row) for row in rows]
 
 
+def read_head(shard: str, team_id: int) -> int:
+    """The team's last event id (0 for an empty log)."""
+    with on_shard(shard):
+        last = EventSequence.objects.filter(team_id=team_id).values_list("last_event_id", flat=True).first()
+    return int(last or 0)
+
+
 def member_channel_ids(shard: str, team_id: int, member_id: int) -> set[int]:
     with on_shard(shard):
         memberships = ChannelMember.objects.filter(team_id=team_id, member_id=member_id)
         return set(memberships.values_list("channel_id", flat=True))
+
+
+_JOIN_LEAVE = frozenset({"member_joined_channel", "member_left_channel"})
+_JOINED_BY_AUDIENCE = frozenset({"group_joined", "im_created", "mpim_open"})
+_JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:
@@ -83,61 +96,92 @@ class Viewer:
     member_id: int
     channel_ids: set[int] = field(default_factory=set)
 
-    @property
-    def slack_id(self) -> str:
-        return ids.encode(ids.USER, self.member_id)
+    slack_id: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.slack_id = ids.encode(ids.USER, self.member_id)
 
     def may_see(self, message: dict[str, Any]) -> bool:
         """Decide, and track joins and leaves. Call once per event, in event-id order."""
         payload = message["event"]
-        audience = message.get("audience") or ()
-        channel_id = message.get("channel_id")
-        mine = self.member_id in audience
         kind = payload.get("type")
-        about_me = payload.get("user") == self.slack_id
-        if kind == "member_joined_channel" and about_me and channel_id:
-            self.channel_ids.add(channel_id)
-        elif mine and kind in ("group_joined", "im_created", "mpim_open"):
-            if (joined := _channel_id(payload)) is not None:
-                self.channel_ids.add(joined)
-        elif kind == "channel_created" and payload.get("channel", {}).get("creator") == self.slack_id:
-            if (created := _channel_id(payload)) is not None:
-                self.channel_ids.add(created)
+        audience = message.get("audience")
+        channel_id = message.get("channel_id")
+        mine = bool(audience) and self.member_id in audience
+        if kind in _JOINS:
+            self._track_join(kind, payload, channel_id, mine)
         visible = mine or (channel_id in self.channel_ids if channel_id else not audience)
-        if kind == "member_left_channel" and about_me and channel_id:
+        if kind == "member_left_channel" and channel_id and payload.get("user") == self.slack_id:
             self.channel_ids.discard(channel_id)
         return visible
 
-    def frames(self, message: dict[str, Any]) -> list[str]:
-        """The frames (JSON text) a visible event becomes on the wire: the event itself
-        (with its id, without the gateway's private keys), then Slack's companion events.
+    def _track_join(self, kind: str, payload: dict[str, Any], channel_id: int | None, mine: bool) -> None:
+        if kind == "member_joined_channel":
+            if channel_id and payload.get("user") == self.slack_id:
+                self.channel_ids.add(channel_id)
+        elif kind == "channel_created":
+            if payload.get("channel", {}).get("creator") == self.slack_id:
+                if (created := _channel_id(payload)) is not None:
+                    self.channel_ids.add(created)
+        elif mine and (joined := _channel_id(payload)) is not None:  # group_joined, im_created, mpim_open
+            self.channel_ids.add(joined)
 
-        The event's own frame is the same for every socket: it is encoded once per
-        process and kept on the layer message, which all local sockets share.
-        """
+    def own_frames(self, message: dict[str, Any]) -> list[str]:
+        """Slack's companion event for this viewer's own join or leave (channel_joined,
+        group_left, ...); it follows the event's shared frames."""
         payload = message["event"]
-        if WIRE_KEY not in message:
-            event = {k: v for k, v in payload.items() if not k.startswith("_")}
-            event["event_id"] = message["event_id"]
-            message[WIRE_KEY] = json.dumps(event)
-        frames = [message[WIRE_KEY]]
         kind = payload.get("type")
-        if kind in ("member_joined_channel", "member_left_channel") and payload.get("user") == self.slack_id:
-            private = payload.get("channel_type") == "G"
-            verb = "joined" if kind == "member_joined_channel" else "left"
-            companion: dict[str, Any] = {"type": f"{'group' if private else 'channel'}_{verb}"}
-            companion["channel"] = payload.get(CHANNEL_KEY) if verb == "joined" else payload.get("channel")
-            frames.append(json.dumps(companion))
-        if kind == "message" and PARENT_KEY in payload:
-            parent = payload[PARENT_KEY]
-            replied = {
-                "type": "message",
-                "subtype": "message_replied",
-                "hidden": True,
-                "channel": payload.get("channel"),
-                "message": parent,
-                "ts": payload.get("ts"),
-                "event_ts": payload.get("event_ts"),
-            }
-            frames.append(json.dumps(replied))
-        return frames
+        if kind not in _JOIN_LEAVE or payload.get("user") != self.slack_id:
+            return []
+        private = payload.get("channel_type") == "G"
+        verb = "joined" if kind == "member_joined_channel" else "left"
+        companion: dict[str, Any] = {"type": f"{'group' if private else 'channel'}_{verb}"}
+        companion["channel"] = payload.get(CHANNEL_KEY) if verb == "joined" else payload.get("channel")
+        return [json.dumps(companion)]
+
+
+def membership_subjects(message: dict[str, Any]) -> list[int]:
+    """Members whose conversations this event may change (see Viewer.may_see)."""
+    payload = message["event"]
+    kind = payload.get("type")
+    if kind in _JOIN_LEAVE:
+        user = payload.get("user")
+    elif kind == "channel_created":
+        channel = payload.get("channel")
+        user = channel.get("creator") if isinstance(channel, dict) else None
+    elif kind in _JOINED_BY_AUDIENCE:
+        return list(message.get("audience") or ())
+    else:
+        return []
+    try:
+        return [ids.decode(user, ids.USER_PREFIXES)]
+    except ids.BadId:
+        return []
+
+
+def shared_frames(message: dict[str, Any]) -> list[Frame]:
+    """The frames a visible event becomes for every viewer: the event itself (with its id,
+    without the gateway's private keys), then message_replied for a thread reply.
+
+    Encoded once per process and kept on the layer message, which all local sockets share.
+    """
+    frames = message.get(FRAMES_KEY)
+    if frames is not None:
+        return frames  # type: ignore[no-any-return]
+    payload = message["event"]
+    event = {k: v for k, v in payload.items() if not k.startswith("_")}
+    event["event_id"] = message["event_id"]
+    frames = [Frame(json.dumps(event))]
+    if payload.get("type") == "message" and PARENT_KEY in payload:
+        replied = {
+            "type": "message",
+            "subtype": "message_replied",
+            "hidden": True,
+            "channel": payload.get("channel"),
+            "message": payload[PARENT_KEY],
+            "ts": payload.get("ts"),
+            "event_ts": payload.get("event_ts"),
+        }
+        frames.append(Frame(json.dumps(replied)))
+    message[FRAMES_KEY] = frames
+    return frames

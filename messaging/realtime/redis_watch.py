@@ -5,8 +5,8 @@ subscriptions drop. When Redis answers again, the layer resubscribes within abou
 second; events published before that reach no socket of this process, and nothing would
 reveal the gap until the next event. So each daphne process watches Redis (one PING a
 second), and once it is back and the layer has had time to resubscribe, every local
-socket reads its team's log after its cursor. The ordering gate drops what also
-arrives live.
+team's hub reads the log after its head. The ordering gate drops what also arrives
+live.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import redis.asyncio
 from django.conf import settings
 
-from messaging.realtime import shutdown
+from messaging.realtime import hub
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ async def _watch() -> None:
         if was_down:
             was_down = False
             await asyncio.sleep(RESUBSCRIBE_GRACE_SECS)
-            sockets = shutdown.live()
-            logger.warning("Redis is back: %d sockets catch up from the event log", len(sockets))
-            for socket in sockets:
-                with contextlib.suppress(Exception):  # one socket's failure is its own
-                    await socket.catch_up()
+            hubs = hub.hubs()
+            logger.warning("Redis is back: %d team hubs catch up from the event log", len(hubs))
+            for team_hub in hubs:
+                with contextlib.suppress(Exception):  # one team's failure is its own
+                    await team_hub.catch_up()

@@ -19,8 +19,6 @@ GOODBYE_TIMEOUT_SECS = 2.0
 class Farewell(Protocol):
     async def say_goodbye(self) -> None: ...
 
-    async def catch_up(self) -> None: ...
-
 
 _live: set[Farewell] = set()
 

@@ -1,0 +1,419 @@
+"""One subscription per team per process: the hub orders the team's events once and writes
+each event's pre-encoded frame to every local socket that may see it.
+
+A team's events arrive once per daphne process (not once per socket), pass one ordering
+gate (the next event id; a gap waits briefly for a late publish, then is filled from the
+log, once for the whole process), and are kept in a ring of recent events. A socket
+catches up from its cursor (from the ring when it is recent, else from the log), and in
+the same step, with no await in between, becomes live: from then on the hub hands it
+every event in order, so nothing is lost or doubled. The hub also caches each member's
+conversations, kept current by the events it orders, so a reconnect needs no query.
+
+A hub with no socket stays subscribed for HUB_IDLE_SECS: after a mass disconnect its ring
+still holds what the returning sockets missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from messaging.events import TEAM_IMPORTED, team_group
+from messaging.realtime.delivery import (
+    REPLAY_BATCH,
+    ResyncRequired,
+    Viewer,
+    membership_subjects,
+    read_events,
+    read_head,
+    shared_frames,
+)
+from messaging.realtime.pool import blocking
+from messaging.realtime.tickets import RECONNECT_TTL_SECS
+from messaging.realtime.wire import Frame, spawn
+from ops.metrics import EVENTS_DELIVERED
+
+logger = logging.getLogger(__name__)
+
+GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
+RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
+HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
+MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
+SWEEP_SECS = 30.0
+RECEIVE_BATCH = 200
+FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
+MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
+
+
+class Socket(Protocol):
+    """What the hub needs of a gateway socket (RtmConsumer)."""
+
+    cursor: int
+    viewer: Viewer
+    reconnect_url_sent: float
+
+    def write(self, frames: list[Frame]) -> None: ...
+
+    async def resync(self) -> None: ...
+
+    async def say_goodbye(self) -> None: ...
+
+    async def send_reconnect_url(self) -> None: ...
+
+
+class TeamHub:
+    def __init__(self, team_id: int, shard: str) -> None:
+        self.team_id = team_id
+        self.shard = shard
+        self.head = 0  # every event up to here has passed the gate (set by start)
+        self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.ready: list[dict[str, Any]] = []  # ordered, not yet handed out (see _flush)
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.last_flush = 0.0
+        self.flush_interval = 0.0
+        self.live: dict[Socket, None] = {}  # insertion-ordered set
+        self.views: dict[int, Viewer] = {}  # member id -> their conversations as of `head`
+        self.gap_timer: asyncio.Task[None] | None = None
+        self.started: asyncio.Future[None] | None = None
+        self.receiver: asyncio.Task[None] | None = None
+        self.idle_since: float | None = None
+        self.closed = False  # no more events handed out
+        self.stopped = False
+        self.channel_name = ""
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, layer: Any) -> None:
+        """Subscribe, then read the log's head: whatever commits later also arrives live."""
+        self.layer = layer
+        self.channel_name = await layer.new_channel("hub.")
+        await layer.group_add(team_group(self.team_id), self.channel_name)
+        self.head = await blocking(read_head)(self.shard, self.team_id)
+        self.receiver = asyncio.get_running_loop().create_task(self._receive())
+
+    async def stop(self) -> None:
+        """Unsubscribe. Not from the receiving task: cancelling its receive is what makes
+        the layer drop the hub's channel."""
+        if self.stopped:
+            return
+        self.stopped = self.closed = True
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+        if self.gap_timer is not None:
+            self.gap_timer.cancel()
+        with contextlib.suppress(Exception):
+            await self.layer.group_discard(team_group(self.team_id), self.channel_name)
+        if self.receiver is not None:
+            self.receiver.cancel()
+
+    async def _receive(self) -> None:
+        while True:
+            # Whatever piled up while the loop was busy is ordered and written as one batch:
+            # one write per socket however far behind, so falling behind does not snowball.
+            try:
+                messages = await self.layer.receive_many(self.channel_name, RECEIVE_BATCH)
+            except Exception:  # the layer reconnects on its own; a gap is filled from the log
+                logger.exception("hub of team %s could not receive", self.team_id)
+                await asyncio.sleep(0.5)
+                continue
+            if self.closed:
+                continue  # stop() is about to cancel this task
+            try:
+                for message in messages:
+                    kind = message.get("type")
+                    if kind == "team.event":
+                        if message["event_id"] > self.head:
+                            self.pending[message["event_id"]] = message
+                    elif kind == "team.typing":
+                        self._typing(message)
+                    elif kind == "team.pruned":
+                        self._pruned(message["upto"])
+                    elif kind == "team.moving":
+                        self._moving()
+                        break
+                if self.closed:  # moving
+                    continue
+                self._advance()
+                if self.pending and self.gap_timer is None:
+                    self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
+            except Exception:  # one bad message must not stop the team's stream
+                logger.exception("hub of team %s failed on %d messages", self.team_id, len(messages))
+
+    # --- the ordered stream ------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Move the head over every pending event that is next, and hand them out."""
+        ready = []
+        while self.head + 1 in self.pending:
+            message = self.pending.pop(self.head + 1)
+            self.head += 1
+            if message["event"].get("type") == TEAM_IMPORTED:
+                # What came before an import is not the team's state any more: sockets from
+                # before it boot again, and an older cursor finds no ring to replay from
+                # (the log then tells it to resync too).
+                self._resync_everyone()
+                ready.clear()
+                continue
+            self.ring.append(message)
+            for member_id in membership_subjects(message):
+                view = self.views.get(member_id)
+                if view is not None:
+                    view.may_see(message)
+            ready.append(message)
+        if ready:
+            self.ready += ready
+            if self.flush_handle is None:
+                loop = asyncio.get_running_loop()
+                wait = self.last_flush + self.flush_interval - loop.time()
+                if wait <= 0:
+                    self._flush()
+                else:
+                    self.flush_handle = loop.call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        """Hand out what is ready. Writes to every socket are paced by their own cost: the
+        next round waits FLUSH_PACING times as long as this one took, so a busy hub writes
+        several events per socket at once (fewer, larger writes for server and clients)
+        instead of falling behind; an idle one writes at once. A socket joining meanwhile
+        is replayed these events from the ring, and its cursor skips them here."""
+        self.flush_handle = None
+        ready, self.ready = self.ready, []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if ready:
+            self._deliver(ready)
+        self.last_flush = loop.time()
+        self.flush_interval = min(MAX_FLUSH_INTERVAL_SECS, FLUSH_PACING * (self.last_flush - started))
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        delivered = 0
+        for sock in self.live:
+            frames: list[Frame] = []
+            viewer = sock.viewer
+            cursor = sock.cursor
+            for message in messages:
+                event_id = message["event_id"]
+                if event_id <= cursor:  # a socket that joined ahead of the hub
+                    continue
+                cursor = event_id
+                if viewer.may_see(message):
+                    frames += shared_frames(message)
+                    own = viewer.own_frames(message)
+                    if own:
+                        frames += [Frame(text) for text in own]
+                    delivered += 1
+            sock.cursor = cursor
+            if frames:
+                sock.write(frames)
+        if delivered:
+            EVENTS_DELIVERED.inc(delivered)
+
+    async def _fill_gap_later(self) -> None:
+        await asyncio.sleep(GAP_WAIT_SECS)
+        self.gap_timer = None
+        while self.pending and self.head + 1 not in self.pending and not self.closed:
+            # Whatever precedes a published event has committed: the log has it.
+            upto = min(self.pending) - 1
+            try:
+                missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
+            except ResyncRequired:
+                missing = []
+            if not missing:  # pruned before this process saw it
+                self._skip_to(upto)
+                return
+            self._take(missing)
+
+    async def catch_up(self) -> None:
+        """Read the log after the head (after a Redis outage: see redis_watch)."""
+        while not self.closed:
+            try:
+                batch = await blocking(read_events)(self.shard, self.team_id, self.head)
+            except ResyncRequired:
+                self._skip_to(await blocking(read_head)(self.shard, self.team_id))
+                return
+            self._take(batch)
+            if len(batch) < REPLAY_BATCH:
+                return
+
+    def _take(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            if message["event_id"] > self.head:
+                self.pending.setdefault(message["event_id"], message)
+        self._advance()
+
+    def _skip_to(self, event_id: int) -> None:
+        """Events up to `event_id` are gone from the log: live sockets must boot again."""
+        self._resync_everyone()
+        self.head = max(self.head, event_id)
+        self._advance()
+
+    def _resync_everyone(self) -> None:
+        """Live sockets boot again, and the ring holds nothing from before now."""
+        sockets = list(self.live)
+        self.live.clear()
+        self.ring.clear()
+        self.views.clear()
+        for sock in sockets:
+            spawn(sock.resync())
+
+    # --- sockets -------------------------------------------------------------------------
+
+    def cached_view(self, member_id: int) -> set[int] | None:
+        view = self.views.get(member_id)
+        return set(view.channel_ids) if view is not None else None
+
+    def remember_view(self, member_id: int, channel_ids: set[int], as_of: int) -> set[int]:
+        """Cache a member's conversations read from the database while the head was `as_of`.
+
+        Joins and leaves the hub ordered since then may or may not be in what was read:
+        they are applied again (adding or removing twice changes nothing)."""
+        view = Viewer(member_id, set(channel_ids))
+        for message in self.ring_after(as_of):
+            if member_id in membership_subjects(message):
+                view.may_see(message)
+        if len(self.views) >= MEMBER_CACHE_SIZE:
+            self.views.pop(next(iter(self.views)))
+        self.views[member_id] = view
+        return set(view.channel_ids)
+
+    def ring_after(self, event_id: int) -> list[dict[str, Any]]:
+        """The ring's events after `event_id` (the ring is contiguous, ending at the head)."""
+        if not self.ring:
+            return []
+        skip = max(0, event_id - self.ring[0]["event_id"] + 1)
+        return list(itertools.islice(self.ring, skip, None))
+
+    async def join(self, sock: Socket) -> None:
+        """Replay the socket's events after its cursor, then make it live (exactly once).
+
+        Raises ResyncRequired when the cursor is older than the log (or not from it)."""
+        self.idle_since = None
+        while True:
+            if sock.cursor > self.head:
+                # Ahead of this process (its boot read a head not yet published here), or
+                # not from this log at all: the log says which.
+                await blocking(read_events)(self.shard, self.team_id, sock.cursor, sock.cursor)
+                break
+            if sock.cursor == self.head:
+                break
+            oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
+            if oldest <= sock.cursor + 1:
+                self._replay(sock, self.ring_after(sock.cursor))
+                break
+            batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
+            if not batch:
+                raise ResyncRequired(f"nothing after {sock.cursor} below {self.head}")
+            self._replay(sock, batch)
+        self.live[sock] = None  # no await since the last check: nothing slips between
+
+    def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> None:
+        """Catch-up frames go out as one write."""
+        frames: list[Frame] = []
+        viewer = sock.viewer
+        delivered = 0
+        for message in messages:
+            if message["event_id"] <= sock.cursor:
+                continue
+            sock.cursor = message["event_id"]
+            if viewer.may_see(message):
+                delivered += 1
+                frames += shared_frames(message)
+                frames += [Frame(text) for text in viewer.own_frames(message)]
+        if frames:
+            EVENTS_DELIVERED.inc(delivered)
+            sock.write(frames)
+
+    def leave(self, sock: Socket) -> None:
+        self.live.pop(sock, None)
+        if not self.live:
+            self.idle_since = time.monotonic()
+
+    def _pruned(self, upto: int) -> None:
+        """The log no longer has events up to `upto`: neither does the ring, so a cursor
+        before them gets resync_required here too."""
+        while self.ring and self.ring[0]["event_id"] <= upto:
+            self.ring.popleft()
+
+    def _typing(self, message: dict[str, Any]) -> None:
+        """Typing is not logged: shown only live, to members of that conversation."""
+        channel_id, user = message["channel_id"], message["user"]
+        frame = Frame(json.dumps({"type": "user_typing", "channel": message["channel"], "user": user}))
+        for sock in self.live:
+            if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
+                sock.write([frame])
+
+    def _moving(self) -> None:
+        """The team is moving shards: every socket reconnects (and finds the new shard)."""
+        sockets = list(self.live)
+        self.live.clear()
+        self.closed = True
+        _forget(self)
+        for sock in sockets:
+            spawn(sock.say_goodbye())
+        spawn(self.stop())
+
+
+# --- this process's hubs ------------------------------------------------------------------
+
+_hubs: dict[int, TeamHub] = {}
+_sweeper: asyncio.Task[None] | None = None
+
+
+def _forget(hub: TeamHub) -> None:
+    if _hubs.get(hub.team_id) is hub:
+        del _hubs[hub.team_id]
+
+
+async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
+    """The team's hub in this process, started on first use (concurrent callers share it)."""
+    global _sweeper
+    hub = _hubs.get(team_id)
+    if hub is not None and hub.shard != shard:  # the team moved: start over on its new shard
+        _forget(hub)
+        await hub.stop()
+        hub = None
+    if hub is None:
+        hub = TeamHub(team_id, shard)
+        _hubs[team_id] = hub
+        hub.started = asyncio.get_running_loop().create_future()
+        try:
+            await hub.start(layer)
+        except BaseException as exc:
+            _forget(hub)
+            hub.started.set_exception(exc)
+            hub.started.exception()  # retrieved: later waiters see a fresh hub instead
+            await hub.stop()
+            raise
+        hub.started.set_result(None)
+        if _sweeper is None or _sweeper.done():
+            _sweeper = asyncio.get_running_loop().create_task(_sweep())
+    else:
+        assert hub.started is not None
+        await asyncio.shield(hub.started)
+    return hub
+
+
+def hubs() -> list[TeamHub]:
+    return list(_hubs.values())
+
+
+async def _sweep() -> None:
+    """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
+    while True:
+        await asyncio.sleep(SWEEP_SECS)
+        now = time.monotonic()
+        for hub in hubs():
+            for sock in list(hub.live):
+                if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
+                    sock.reconnect_url_sent = now
+                    spawn(sock.send_reconnect_url())
+            if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
+                _forget(hub)
+                await hub.stop()

@@ -1,0 +1,113 @@
+"""Coming back after a drop: reconnect_url, replay from the hub's ring, refusals under load."""
+
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import World
+from tests.rtm_client import RtmSocket, messages, web
+from tests.servers import running_daphne
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    with running_daphne() as own:
+        yield own
+
+
+def with_since(url: str, since: int) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return urlunsplit(parts._replace(query=urlencode({**query, "since": str(since)})))
+
+
+def last_event_id(socket: RtmSocket) -> int:
+    return max(f["event_id"] for f in socket.seen if "event_id" in f)
+
+
+def test_reconnect_url_resumes_from_the_cursor_without_rtm_connect_once(world: World, server) -> None:
+    alice = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    assert bob.recv()["type"] == "hello"
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    assert reconnect.startswith(server.ws + "/rtm/?ticket=")
+    alice.chat_postMessage(channel=general, text="seen")
+    bob.until(lambda f: f.get("text") == "seen")
+    cursor = last_event_id(bob)
+    bob.close()
+
+    for n in range(3):
+        alice.chat_postMessage(channel=general, text=f"missed {n}")
+    back = RtmSocket(with_since(reconnect, cursor))
+    assert back.recv()["type"] == "hello"
+    back.until(lambda f: f.get("text") == "missed 2")
+    alice.chat_postMessage(channel=general, text="live again")
+    back.until(lambda f: f.get("text") == "live again")
+    assert messages(back.seen) == ["missed 0", "missed 1", "missed 2", "live again"]
+    ids = [f["event_id"] for f in back.seen if "event_id" in f]
+    assert ids == sorted(set(ids)) and ids[0] == cursor + 1
+    back.close()
+
+    with pytest.raises(Exception):  # noqa: B017 - used once already: the handshake is refused
+        RtmSocket(with_since(reconnect, cursor)).recv()
+
+
+def test_a_tampered_reconnect_url_is_refused(world: World, server) -> None:
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    url = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    bob.close()
+    ticket = parse_qs(urlsplit(url).query)["ticket"][0]
+    forged = ticket[:-3] + ("AAA" if not ticket.endswith("AAA") else "BBB")
+    with pytest.raises(Exception):  # noqa: B017
+        RtmSocket(f"{server.ws}/rtm/?ticket={forged}").recv()
+
+
+def test_a_cursor_older_than_the_ring_replays_from_the_log(world: World, server) -> None:
+    """A socket whose cursor predates the hub (a fresh process) reads the log, exactly once."""
+    alice = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    boot = web(server, world.acme["bob"].token).rtm_connect()
+    for n in range(5):
+        alice.chat_postMessage(channel=general, text=f"old {n}")
+    with running_daphne() as fresh:  # its hub starts after these events: they are not in its ring
+        socket = RtmSocket(with_since(boot["url"].replace(server.ws, fresh.ws), boot["event_cursor"]))
+        socket.until(lambda f: f.get("text") == "old 4")
+        alice.chat_postMessage(channel=general, text="new")
+        socket.until(lambda f: f.get("text") == "new")
+        assert messages(socket.seen) == [f"old {n}" for n in range(5)] + ["new"]
+        socket.close()
+
+
+def test_sockets_beyond_the_connecting_limit_are_refused_with_retry_after(world: World) -> None:
+    with running_daphne({"CHAT_SOCKETS_CONNECTING_MAX": "0"}) as own:
+        socket = RtmSocket.open(own, world.acme["bob"].token)
+        frame = socket.recv()
+        assert frame["type"] == "error" and frame["error"]["code"] == "ratelimited"
+        assert frame["error"]["retry_after"] >= 1
+        socket.recv(timeout=1)
+        assert socket.closed_code == 4029
+
+
+def test_a_cursor_pruned_from_the_log_gets_resync_required_though_the_hub_had_it(
+    world: World, server
+) -> None:
+    from messaging.events import prune_event_log
+
+    alice = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub now holds its events
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    alice.chat_postMessage(channel=general, text="seen")
+    bob.until(lambda f: f.get("text") == "seen")
+    cursor = last_event_id(bob)
+    bob.close()
+    for n in range(3):
+        alice.chat_postMessage(channel=general, text=f"missed {n}")
+    assert prune_event_log(world.acme.team.shard, 0) > 0
+    back = RtmSocket(with_since(reconnect, cursor))
+    back.until(lambda f: f.get("type") == "hello")
+    assert back.until(lambda f: f.get("type") == "error")["error"]["code"] == "resync_required"
+    assert messages(back.seen) == []
