@@ -66,6 +66,8 @@ class Socket(Protocol):
 
     async def send_reconnect_url(self) -> None: ...
 
+    async def presence_change(self, message: dict[str, Any]) -> None: ...
+
 
 class TeamHub:
     def __init__(self, team_id: int, shard: str) -> None:
@@ -133,6 +135,8 @@ class TeamHub:
                             self.pending[message["event_id"]] = message
                     elif kind == "team.typing":
                         self._typing(message)
+                    elif kind == "presence.change":
+                        self._presence_to_everyone(message)
                     elif kind == "team.pruned":
                         self._pruned(message["upto"])
                     elif kind == "team.moving":
@@ -348,6 +352,13 @@ class TeamHub:
         for sock in self.live:
             if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
                 sock.write([frame])
+
+    def _presence_to_everyone(self, message: dict[str, Any]) -> None:
+        """A presence change sent to the whole team instead of to its subscribers. The
+        product never sends one (subscriptions scale with interest, this with team size
+        squared); bench/presence.py does, as the baseline it measures subscriptions against."""
+        for sock in self.live:
+            spawn(sock.presence_change(message))
 
     def _moving(self) -> None:
         """The team is moving shards: every socket reconnects (and finds the new shard)."""
