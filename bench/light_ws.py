@@ -173,6 +173,10 @@ class LightWebsocket(asyncio.Protocol):
             raise ConnectionError(f"closed ({self.close_code}) before a message came")
         raise TimeoutError("no message in time")
 
+    async def send(self, text: str) -> None:
+        """One text frame from the client (masked, as a client's must be)."""
+        self._send(OP_TEXT, text.encode())
+
     def deliver_to(self, on_message: Callable[[bytes], None]) -> None:
         """From now on messages go to `on_message` (queued ones first)."""
         self.on_message = on_message
