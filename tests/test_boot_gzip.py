@@ -134,6 +134,34 @@ def test_one_build_while_others_wait(world: World) -> None:
     assert boot_cache._shared(other, build) == "theirs" and len(builds) == 1
 
 
+def test_a_failed_build_is_taken_over_at_once(world: World) -> None:
+    """Another process's build fails and frees its claim: a waiter here builds right away
+    instead of sleeping out BUILD_WAIT_SECS. (_from_redis_or_build is the cross-process
+    part: threads calling it share nothing but Redis, as processes do.)"""
+    key = f"boot:test:{time.time_ns()}:part"
+    claimed, fail = threading.Event(), threading.Event()
+
+    def failing_build() -> str:
+        claimed.set()
+        fail.wait(10)
+        raise RuntimeError("shard went away")
+
+    def holder() -> None:
+        with pytest.raises(RuntimeError):
+            boot_cache._from_redis_or_build(key, failing_build, None)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert claimed.wait(10) and cache.get(f"{key}:building") is not None
+    threading.Timer(0.2, fail.set).start()
+    started = time.monotonic()
+    assert boot_cache._from_redis_or_build(key, lambda: "mine", None) == "mine"
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.2 <= waited < boot_cache.BUILD_WAIT_SECS / 2
+    assert cache.get(key) == "mine" and cache.get(f"{key}:building") is None
+
+
 @pytest.mark.django_db(databases="__all__", transaction=True)
 def test_http_clients_read_the_boot(world: World, live_server) -> None:
     """slack_sdk (urllib: no gzip asked, plain JSON) and a client asking for gzip over HTTP."""

@@ -129,6 +129,17 @@ def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None)
             found = cache.get(key)
             if found is not None:
                 return found  # type: ignore[no-any-return]
+            if cache.get(claim) is None:
+                # The builder failed and freed its claim: one waiter takes over at once,
+                # the others go on waiting for its result.
+                claimed = cache.add(claim, 1, BUILD_LOCK_SECS)
+                if claimed is not False:
+                    break
+        if claimed:
+            found = cache.get(key)  # it may have been stored between our two reads
+            if found is not None:
+                cache.delete(claim)
+                return found  # type: ignore[no-any-return]
     try:
         built = build()
         cache.set(key, built, BOOT_CACHE_SECS)
