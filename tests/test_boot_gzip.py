@@ -130,7 +130,7 @@ def test_one_build_while_others_wait(world: World) -> None:
 
     other = f"boot:test:{time.time_ns()}:part"
     assert cache.add(f"{other}:building", 1, 10)  # as if another process were building it
-    threading.Timer(0.3, lambda: cache.set(other, "theirs", 10)).start()
+    threading.Timer(0.3, lambda: cache.set(other, (time.time(), "theirs"), 10)).start()
     assert boot_cache._shared(other, build) == "theirs" and len(builds) == 1
 
 
@@ -155,11 +155,11 @@ def test_a_failed_build_is_taken_over_at_once(world: World) -> None:
     assert claimed.wait(10) and cache.get(f"{key}:building") is not None
     threading.Timer(0.2, fail.set).start()
     started = time.monotonic()
-    assert boot_cache._from_redis_or_build(key, lambda: "mine", None) == "mine"
+    assert boot_cache._from_redis_or_build(key, lambda: "mine", None)[1] == "mine"
     waited = time.monotonic() - started
     thread.join()
     assert 0.2 <= waited < boot_cache.BUILD_WAIT_SECS / 2
-    assert cache.get(key) == "mine" and cache.get(f"{key}:building") is None
+    assert cache.get(key)[1] == "mine" and cache.get(f"{key}:building") is None
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)
@@ -207,6 +207,24 @@ def test_slack_ids_in_sql_match_ids_encode() -> None:
             f"SELECT {boot_sql.slack_id_sql('U', 'n')} FROM unnest(%s::bigint[]) AS t(n)", [numbers]
         )
         assert [row[0] for row in cursor.fetchall()] == [ids.encode(ids.USER, n) for n in numbers]
+
+
+def test_a_part_is_built_again_once_older_than_the_cache_time(world: World, api, monkeypatch) -> None:
+    """A quiet team keeps its boot_version for days, but tz_offset moves with daylight
+    saving: no part, here or in Redis, is served once older than BOOT_CACHE_SECS. (A
+    member's zone changed without an event stands for the offset changing.)"""
+    monkeypatch.setattr(boot_cache, "BOOT_CACHE_SECS", 1)
+    bob = world.acme["bob"].token
+
+    def carol() -> dict:
+        return next(u for u in api("rtm.start", bob)["users"] if u["name"] == "carol")
+
+    assert carol()["tz"] != "Asia/Kolkata"
+    with on_shard("shard_0"):
+        Member.objects.filter(team_id=world.acme.team.id, name="carol").update(tz="Asia/Kolkata")
+    assert carol()["tz"] != "Asia/Kolkata"  # the same version, cached
+    time.sleep(1.2)
+    assert carol()["tz"] == "Asia/Kolkata" and carol()["tz_offset"] == 19800
 
 
 def test_a_new_version_drops_the_one_before_from_redis(world: World, api) -> None:

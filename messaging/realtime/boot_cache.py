@@ -31,7 +31,8 @@ T = TypeVar("T")
 
 # A stale version is never read. Building a version drops the one before it from Redis;
 # the expiry bounds what is left when versions were skipped (a busy big team's people
-# part is ~1 MB per version).
+# part is ~1 MB per version). It is also the oldest a part gets anywhere: tz_offset
+# follows daylight saving, which bumps no version.
 BOOT_CACHE_SECS = 600
 BUILD_LOCK_SECS = 30  # a builder that died frees the claim after this
 BUILD_WAIT_SECS = 5.0  # a boot waits this long for another process's build, then builds itself
@@ -53,7 +54,8 @@ class Rooms:
 
 
 _compressor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="boot-compress")
-_local: OrderedDict[str, object] = OrderedDict()
+# key -> (when it was built, by time.time() since processes share it, the part)
+_local: OrderedDict[str, tuple[float, object]] = OrderedDict()
 _local_lock = threading.Lock()
 _build_locks: dict[str, threading.Lock] = {}
 
@@ -97,9 +99,9 @@ def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
     with lock:  # threads of this process wait for one build
         found = _local_get(key)
         if found is None:
-            found = _from_redis_or_build(key, build, previous)
+            built_at, found = _from_redis_or_build(key, build, previous)
             with _local_lock:
-                _local[key] = found
+                _local[key] = (built_at, found)
                 while len(_local) > LOCAL_ENTRIES:
                     _local.popitem(last=False)
     with _local_lock:
@@ -108,14 +110,23 @@ def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
 
 
 def _local_get(key: str) -> object | None:
+    """The part kept here, unless it is older than BOOT_CACHE_SECS: a version can live long
+    in a quiet team, but what it holds also depends on the time (the people's tz_offset
+    moves with daylight saving), so it is built again now and then, as Redis expires it."""
     with _local_lock:
-        found = _local.get(key)
-        if found is not None:
-            _local.move_to_end(key)
+        entry = _local.get(key)
+        if entry is None:
+            return None
+        built_at, found = entry
+        if time.time() - built_at > BOOT_CACHE_SECS:
+            del _local[key]
+            return None
+        _local.move_to_end(key)
         return found
 
 
-def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None) -> T:
+def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None) -> tuple[float, T]:
+    """(when it was built, the part), from Redis or built here; Redis keeps the pair."""
     found = cache.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
@@ -141,7 +152,7 @@ def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None)
                 cache.delete(claim)
                 return found  # type: ignore[no-any-return]
     try:
-        built = build()
+        built = (time.time(), build())
         cache.set(key, built, BOOT_CACHE_SECS)
         if previous:
             cache.delete(previous)
