@@ -4,6 +4,7 @@ team-wide JSON PostgreSQL writes has the shapes the Python serializers give."""
 
 import gzip
 import json
+import os
 import pickle
 import threading
 import time
@@ -159,6 +160,26 @@ def test_a_failed_build_is_taken_over_at_once(world: World) -> None:
     thread.join()
     assert 0.2 <= waited < boot_cache.BUILD_WAIT_SECS / 2
     assert cache.get(key)[1] == "mine" and cache.get(f"{key}:building") is None
+
+
+def test_the_local_cache_is_bounded_by_bytes_not_entries(world: World, monkeypatch) -> None:
+    """Many small teams' parts all stay; a few big ones push the oldest out."""
+    stamp = time.time_ns()
+    small = [f"boot:test:{stamp}:{n}:part" for n in range(40)]
+    for key in small:
+        boot_cache._shared(key, lambda: "x" * 100)
+    assert all(boot_cache._local.get(key) == "x" * 100 for key in small)
+
+    big = [f"boot:test:{stamp}:big{n}:part" for n in range(5)]
+    parts = [CompressedPrefix.of(os.urandom(100_000)) for _ in big]  # does not compress
+    monkeypatch.setattr(boot_cache, "LOCAL_BYTES", boot_cache.part_bytes(parts[0]) * 5 // 2)
+    for key, part in zip(big, parts, strict=True):
+        boot_cache._shared(key, lambda part=part: part)
+    local = boot_cache._local
+    assert [key for key in big if key in local.entries] == big[-2:]
+    assert not any(key in local.entries for key in small)
+    assert local.bytes == sum(e.size for e in local.entries.values()) <= boot_cache.LOCAL_BYTES
+    assert local.bytes >= 2 * (200_000)  # both the compressed and the decoded bytes count
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

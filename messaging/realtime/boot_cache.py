@@ -11,6 +11,7 @@ change costs one build, not one per boot.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -37,7 +38,10 @@ BOOT_CACHE_SECS = 600
 BUILD_LOCK_SECS = 30  # a builder that died frees the claim after this
 BUILD_WAIT_SECS = 5.0  # a boot waits this long for another process's build, then builds itself
 BUILD_POLL_SECS = 0.02
-LOCAL_ENTRIES = 8  # parts kept in this process (a big team's people part is ~8 MB decoded)
+# Parts kept in this process, by size: a big team's people part is ~1 MB compressed and
+# ~8 MB decoded, a small team's parts a few KB, so a count of entries bounds neither.
+LOCAL_BYTES = 64 * 1024 * 1024
+ENTRY_OVERHEAD = 120  # bytes of the Python objects around each string kept (tuple, int, str)
 
 # Everything in a full boot before the per-caller part: the rest follows a comma.
 PEOPLE_HEAD = b'{"ok":true,"users":['
@@ -53,10 +57,66 @@ class Rooms:
     channels: list[tuple[int, str]]
 
 
+def part_bytes(part: object) -> int:
+    """About what a part holds in memory: a people part counts decoded as well as
+    compressed, since a client without gzip makes this process decode it."""
+    if isinstance(part, CompressedPrefix):
+        return len(part.deflated) + part.size + ENTRY_OVERHEAD
+    if isinstance(part, Rooms):
+        channels = sum(len(text) + ENTRY_OVERHEAD for _, text in part.channels)
+        return len(part.bots) + len(part.emoji) + channels + ENTRY_OVERHEAD
+    return sys.getsizeof(part) + ENTRY_OVERHEAD
+
+
+@dataclass(frozen=True)
+class _Entry:
+    built_at: float  # time.time(), not monotonic: a part built in another process keeps its time
+    size: int
+    part: object
+
+
+class _LocalParts:
+    """The parts kept in this process, least recently used first, at most LOCAL_BYTES."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> object | None:
+        """The part kept here, unless it is older than BOOT_CACHE_SECS: a version can live
+        long in a quiet team, but what it holds also depends on the time (the people's
+        tz_offset moves with daylight saving), so it is built again now and then, as
+        Redis expires it."""
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            if time.time() - entry.built_at > BOOT_CACHE_SECS:
+                self._drop(key)
+                return None
+            self.entries.move_to_end(key)
+            return entry.part
+
+    def put(self, key: str, built_at: float, part: object) -> None:
+        with self.lock:
+            if key in self.entries:
+                self._drop(key)
+            entry = _Entry(built_at, part_bytes(part), part)
+            self.entries[key] = entry
+            self.bytes += entry.size
+            # The newest stays even when larger than the bound: a team that big still
+            # builds once per version, not once per boot.
+            while self.bytes > LOCAL_BYTES and len(self.entries) > 1:
+                self._drop(next(iter(self.entries)))
+
+    def _drop(self, key: str) -> None:
+        self.bytes -= self.entries.pop(key).size
+
+
 _compressor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="boot-compress")
-# key -> (when it was built, by time.time() since processes share it, the part)
-_local: OrderedDict[str, tuple[float, object]] = OrderedDict()
-_local_lock = threading.Lock()
+_local = _LocalParts()
+_local_lock = threading.Lock()  # guards _build_locks
 _build_locks: dict[str, threading.Lock] = {}
 
 
@@ -91,38 +151,19 @@ def _key(team_id: int, version: int, part: str) -> str:
 
 
 def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
-    found = _local_get(key)
+    found = _local.get(key)
     if found is not None:
         return found  # type: ignore[return-value]
     with _local_lock:
         lock = _build_locks.setdefault(key, threading.Lock())
     with lock:  # threads of this process wait for one build
-        found = _local_get(key)
+        found = _local.get(key)
         if found is None:
             built_at, found = _from_redis_or_build(key, build, previous)
-            with _local_lock:
-                _local[key] = (built_at, found)
-                while len(_local) > LOCAL_ENTRIES:
-                    _local.popitem(last=False)
+            _local.put(key, built_at, found)
     with _local_lock:
         _build_locks.pop(key, None)
     return found  # type: ignore[return-value]
-
-
-def _local_get(key: str) -> object | None:
-    """The part kept here, unless it is older than BOOT_CACHE_SECS: a version can live long
-    in a quiet team, but what it holds also depends on the time (the people's tz_offset
-    moves with daylight saving), so it is built again now and then, as Redis expires it."""
-    with _local_lock:
-        entry = _local.get(key)
-        if entry is None:
-            return None
-        built_at, found = entry
-        if time.time() - built_at > BOOT_CACHE_SECS:
-            del _local[key]
-            return None
-        _local.move_to_end(key)
-        return found
 
 
 def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None) -> tuple[float, T]:
