@@ -250,10 +250,24 @@ def test_a_part_is_built_again_once_older_than_the_cache_time(world: World, api,
 def test_a_new_version_drops_the_one_before_from_redis(world: World, api) -> None:
     bob, team_id = world.acme["bob"].token, world.acme.team.id
     before = int(api("rtm.start", bob)["cache_version"][1:])
-    assert cache.get(f"boot:{team_id}:{before}:people") is not None
+    assert cache.get(boot_cache._key(team_id, before, "people")) is not None
     api("conversations.create", world.acme["alice"].token, name="one-more")
     after = int(api("rtm.start", bob)["cache_version"][1:])
     assert after == before + 1
-    assert cache.get(f"boot:{team_id}:{after}:people") is not None
-    assert cache.get(f"boot:{team_id}:{before}:people") is None
-    assert cache.get(f"boot:{team_id}:{before}:rooms") is None
+    assert cache.get(boot_cache._key(team_id, after, "people")) is not None
+    assert cache.get(boot_cache._key(team_id, before, "people")) is None
+    assert cache.get(boot_cache._key(team_id, before, "rooms")) is None
+
+
+def test_parts_of_another_release_are_not_read(world: World, api) -> None:
+    """During a deploy both releases share Redis: the one before stored parts under
+    `boot:<team>:<version>:<part>`, in its own format."""
+    bob, team_id = world.acme["bob"].token, world.acme.team.id
+    version = int(api("rtm.start", bob)["cache_version"][1:]) + 1
+    api("conversations.create", world.acme["alice"].token, name="after-deploy")
+    for part in ("people", "rooms"):
+        cache.set(f"boot:{team_id}:{version}:{part}", CompressedPrefix.of(b"old"), 60)
+    boot = api("rtm.start", bob)
+    assert boot["ok"] and boot["cache_version"] == f"v{version}"
+    assert {u["name"] for u in boot["users"]} >= {"alice", "bob", "carol"}
+    assert "after-deploy" in {c["name"] for c in boot["channels"]}

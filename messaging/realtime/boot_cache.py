@@ -43,6 +43,10 @@ BUILD_POLL_SECS = 0.02
 LOCAL_BYTES = 64 * 1024 * 1024
 ENTRY_OVERHEAD = 120  # bytes of the Python objects around each string kept (tuple, int, str)
 
+# In every key: processes of two releases share Redis during a deploy, and one must not
+# read the other's parts. Change it whenever what a part holds (or how) changes.
+SCHEMA = "s2"  # s2: (build time, part) pairs; public channels without num_members
+
 # Everything in a full boot before the per-caller part: the rest follows a comma.
 PEOPLE_HEAD = b'{"ok":true,"users":['
 PEOPLE_TAIL = b"],"
@@ -147,7 +151,7 @@ def rooms(team_id: int, team_slack_id: str, version: int) -> Rooms:
 
 
 def _key(team_id: int, version: int, part: str) -> str:
-    return f"boot:{team_id}:{version}:{part}"
+    return f"boot:{SCHEMA}:{team_id}:{version}:{part}"
 
 
 def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
