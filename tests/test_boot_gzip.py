@@ -182,6 +182,35 @@ def test_the_local_cache_is_bounded_by_bytes_not_entries(world: World, monkeypat
     assert local.bytes >= 2 * (200_000)  # both the compressed and the decoded bytes count
 
 
+def test_a_thread_removes_only_its_own_build_lock(world: World) -> None:
+    """B queued on A's lock; A finished and removed it; C came and put its own there.
+    When B is done, C's lock must stay (else a fourth boot builds beside C). Here the
+    test plays A and C around B's build; a failed build removes its lock too."""
+    key = f"boot:test:{time.time_ns()}:part"
+    building, finish = threading.Event(), threading.Event()
+
+    def build() -> str:
+        building.set()
+        finish.wait(10)
+        return "built"
+
+    thread = threading.Thread(target=boot_cache._shared, args=(key, build))
+    thread.start()
+    assert building.wait(10)
+    with boot_cache._local_lock:
+        theirs = threading.Lock()
+        boot_cache._build_locks[key] = theirs
+    finish.set()
+    thread.join()
+    assert boot_cache._build_locks.get(key) is theirs
+    del boot_cache._build_locks[key]
+
+    failing = f"boot:test:{time.time_ns()}:part"
+    with pytest.raises(ZeroDivisionError):
+        boot_cache._shared(failing, lambda: 1 // 0)
+    assert failing not in boot_cache._build_locks and cache.get(f"{failing}:building") is None
+
+
 @pytest.mark.django_db(databases="__all__", transaction=True)
 def test_http_clients_read_the_boot(world: World, live_server) -> None:
     """slack_sdk (urllib: no gzip asked, plain JSON) and a client asking for gzip over HTTP."""

@@ -160,13 +160,18 @@ def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
         return found  # type: ignore[return-value]
     with _local_lock:
         lock = _build_locks.setdefault(key, threading.Lock())
-    with lock:  # threads of this process wait for one build
-        found = _local.get(key)
-        if found is None:
-            built_at, found = _from_redis_or_build(key, build, previous)
-            _local.put(key, built_at, found)
-    with _local_lock:
-        _build_locks.pop(key, None)
+    try:
+        with lock:  # threads of this process wait for one build
+            found = _local.get(key)
+            if found is None:
+                built_at, found = _from_redis_or_build(key, build, previous)
+                _local.put(key, built_at, found)
+    finally:
+        with _local_lock:
+            # Only our own: once the first holder has removed it, a later boot may have
+            # put a new lock there, which the threads still queued on ours must leave.
+            if _build_locks.get(key) is lock:
+                del _build_locks[key]
     return found  # type: ignore[return-value]
 
 
