@@ -102,9 +102,33 @@ def test_spliced_gzip_is_one_valid_member() -> None:
     assert gzip.decompress(gzip_body(None, suffix)) == suffix
 
 
-def test_accept_encoding() -> None:
-    assert accepts_gzip("gzip, deflate, br") and accepts_gzip("br;q=1.0, gzip;q=0.8") and accepts_gzip("*")
-    assert not accepts_gzip("") and not accepts_gzip("identity") and not accepts_gzip("gzip;q=0")
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8", True),
+        ("*", True),
+        ("x-gzip", True),
+        ("GZip ; Q=0.5", True),
+        ("", False),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("deflate, br", False),
+        # every entry is read, and gzip named outright rules over *, wherever it stands
+        ("*;q=0, gzip", True),
+        ("identity, *;q=0, gzip;q=0.5", True),
+        ("*, gzip;q=0", False),
+        ("gzip;q=0, *", False),
+        ("br, *;q=0", False),
+        # q is read from whichever parameter carries it
+        ("gzip;level=1;q=0", False),
+        ("gzip;level=1;q=0.3", True),
+        ("gzip;q=oops", True),
+    ],
+)
+def test_accept_encoding(header: str, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
 
 
 def test_one_build_while_others_wait(world: World) -> None:
