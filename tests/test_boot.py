@@ -87,10 +87,18 @@ def test_a_public_topic_change_reaches_the_cached_boot(world: World, api) -> Non
     """A topic is announced by a message, not a team-wide event: it must still invalidate."""
     bob, general = world.acme["bob"].token, world.acme.channels["general"]
     before = _start(api, bob)
-    assert api("conversations.setTopic", bob, channel=general, topic="launch day")["ok"]
+    with ExitStack() as stack:
+        captures = [stack.enter_context(CaptureQueriesContext(connections[a])) for a in connections]
+        assert api("conversations.setTopic", bob, channel=general, topic="launch day")["ok"]
+    statements = [q["sql"] for c in captures for q in c.captured_queries]
     after = _start(api, bob)
-    assert after["cache_version"] != before["cache_version"]
+    assert int(after["cache_version"][1:]) == int(before["cache_version"][1:]) + 1
     assert next(c for c in after["channels"] if c["id"] == general)["topic"]["value"] == "launch day"
+    # The bump rides on the event's own statement (its row lock, its frozen-team guard).
+    assert sum("messaging_eventsequence" in sql for sql in statements) == 1
+    secret = world.acme.channels["secret"]
+    assert api("conversations.setPurpose", bob, channel=secret, purpose="hush")["ok"]
+    assert _start(api, bob)["cache_version"] == after["cache_version"]  # in no one else's boot
 
 
 def test_num_members_follows_joins_and_leaves(world: World, api) -> None:
