@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 import zlib
+from collections.abc import Callable
 
 import pytest
 from django.core.cache import cache
@@ -309,6 +310,26 @@ def test_a_thread_removes_only_its_own_build_lock(world: World) -> None:
     with pytest.raises(ZeroDivisionError):
         boot_cache._shared(failing, lambda: 1 // 0)
     assert failing not in boot_cache._build_locks and cache.get(f"{failing}:building") is None
+
+
+def test_a_straggler_builds_a_dropped_version_without_storing_it(world: World, monkeypatch) -> None:
+    """A boot that read version 5 just before the bump to 6, in a process that holds
+    neither: 5 was dropped from Redis when 6 was built and must not come back."""
+    team_id, builds = time.time_ns(), []
+
+    def build(version: int) -> Callable[[], str]:
+        return lambda: builds.append(version) or f"v{version}"
+
+    assert boot_cache._versioned(team_id, 5, "rooms", build(5)) == "v5"
+    assert boot_cache._versioned(team_id, 6, "rooms", build(6)) == "v6"
+    assert cache.get(boot_cache._key(team_id, 5, "rooms")) is None
+    monkeypatch.setattr(boot_cache, "_local", boot_cache._LocalParts())  # another process
+    assert boot_cache._versioned(team_id, 5, "rooms", build(5)) == "v5"
+    assert cache.get(boot_cache._key(team_id, 5, "rooms")) is None
+    assert not boot_cache._local.entries
+    assert cache.get(boot_cache._key(team_id, 6, "rooms"))[1] == "v6"  # the newest stays
+    assert boot_cache._versioned(team_id, 6, "rooms", build(6)) == "v6"
+    assert builds == [5, 6, 5]
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from django.core.cache import cache
 
@@ -134,7 +134,7 @@ def people(team_id: int, team_slack_id: str, version: int) -> CompressedPrefix:
         rooms(team_id, team_slack_id, version)
         return compressed.result()
 
-    return _shared(_key(team_id, version, "people"), build, _key(team_id, version - 1, "people"))
+    return _versioned(team_id, version, "people", build)
 
 
 def rooms(team_id: int, team_slack_id: str, version: int) -> Rooms:
@@ -147,14 +147,42 @@ def rooms(team_id: int, team_slack_id: str, version: int) -> Rooms:
         channels = [(cid, text[:-1]) for cid, text in boot_sql.public_channels_json(team_id)]
         return Rooms(json.dumps(bots), json.dumps(emoji), channels)
 
-    return _shared(_key(team_id, version, "rooms"), build, _key(team_id, version - 1, "rooms"))
+    return _versioned(team_id, version, "rooms", build)
 
 
 def _key(team_id: int, version: int, part: str) -> str:
     return f"boot:{SCHEMA}:{team_id}:{version}:{part}"
 
 
-def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
+def _newest_key(team_id: int, part: str) -> str:
+    """The newest version of a part stored in Redis (versions below it were dropped)."""
+    return f"boot:{SCHEMA}:{team_id}:newest:{part}"
+
+
+class _Found(NamedTuple):
+    built_at: float
+    part: object
+    keep: bool = True  # False: built for one straggling boot, kept nowhere
+
+
+def _versioned(team_id: int, version: int, part: str, build: Callable[[], T]) -> T:
+    """A part of the team's boot at `version`; storing it drops the version before."""
+    return _shared(
+        _key(team_id, version, part),
+        build,
+        _key(team_id, version - 1, part),
+        newest=(_newest_key(team_id, part), version),
+    )
+
+
+def _shared(
+    key: str,
+    build: Callable[[], T],
+    previous: str | None = None,
+    newest: tuple[str, int] | None = None,
+) -> T:
+    """This process's copy, else Redis's, else built once (module doc). Storing it in
+    Redis drops `previous`; `newest` is (the key of the newest version stored, this one)."""
     found = _local.get(key)
     if found is not None:
         return found  # type: ignore[return-value]
@@ -164,8 +192,9 @@ def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
         with lock:  # threads of this process wait for one build
             found = _local.get(key)
             if found is None:
-                built_at, found = _from_redis_or_build(key, build, previous)
-                _local.put(key, built_at, found)
+                built_at, found, keep = _from_redis_or_build(key, build, previous, newest)
+                if keep:
+                    _local.put(key, built_at, found)
     finally:
         with _local_lock:
             # Only our own: once the first holder has removed it, a later boot may have
@@ -175,11 +204,17 @@ def _shared(key: str, build: Callable[[], T], previous: str | None = None) -> T:
     return found  # type: ignore[return-value]
 
 
-def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None) -> tuple[float, T]:
+def _from_redis_or_build(
+    key: str, build: Callable[[], T], previous: str | None, newest: tuple[str, int] | None = None
+) -> _Found:
     """(when it was built, the part), from Redis or built here; Redis keeps the pair."""
     found = cache.get(key)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return _Found(*found)
+    if newest is not None and (cache.get(newest[0]) or 0) > newest[1]:
+        # A boot whose snapshot predates a newer build: its version was dropped on purpose.
+        # Built for this boot alone; stored back, it would sit in Redis for nothing.
+        return _Found(time.time(), build(), keep=False)
     claim = f"{key}:building"
     # None when Redis is unreachable (the cache ignores its errors): build without waiting.
     claimed = cache.add(claim, 1, BUILD_LOCK_SECS)
@@ -189,7 +224,7 @@ def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None)
             time.sleep(BUILD_POLL_SECS)
             found = cache.get(key)
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return _Found(*found)
             if cache.get(claim) is None:
                 # The builder failed and freed its claim: one waiter takes over at once,
                 # the others go on waiting for its result.
@@ -200,13 +235,15 @@ def _from_redis_or_build(key: str, build: Callable[[], T], previous: str | None)
             found = cache.get(key)  # it may have been stored between our two reads
             if found is not None:
                 cache.delete(claim)
-                return found  # type: ignore[no-any-return]
+                return _Found(*found)
     try:
         built = (time.time(), build())
         cache.set(key, built, BOOT_CACHE_SECS)
+        if newest is not None and (cache.get(newest[0]) or 0) < newest[1]:
+            cache.set(newest[0], newest[1], BOOT_CACHE_SECS)
         if previous:
             cache.delete(previous)
     finally:
         if claimed:  # a failed build frees the claim too: the next boot builds at once
             cache.delete(claim)
-    return built
+    return _Found(*built)
