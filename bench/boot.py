@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,7 @@ def measure(
     method: str,
     body: dict[str, Any],
     calls: int,
-    before: Any = None,
+    before: Callable[[], None] | None = None,
 ) -> Timing:
     timing = Timing(label, [])
     for _ in range(calls):
@@ -207,7 +208,7 @@ def measure(
     return timing
 
 
-def wave(base_url: str, token: str, size: int, waves: int, bump: Any) -> Timing:
+def wave(base_url: str, token: str, size: int, waves: int, bump: Callable[[], None]) -> Timing:
     """`size` full boots (gzip) at once right after a change, `waves` times: one process
     builds the team-wide part, the others wait for it rather than build it again."""
     timing = Timing(f"rtm.start full gzip, {size} at once", [])
@@ -304,7 +305,10 @@ def main() -> None:
         )
         plain = RawClient(cluster.daphnes[0].http, world.token)
         zipped = RawClient(cluster.daphnes[0].http, world.token, accept_gzip=True)
-        bump = lambda: h.bump_boot_version(world.team)  # noqa: E731
+
+        def bump() -> None:
+            h.bump_boot_version(world.team)
+
         timings = []
         try:
             measure(plain, "warm", "rtm.connect", {}, 3)

@@ -84,20 +84,6 @@ TEAM_WIDE_TYPES = frozenset(
 )
 
 
-def bump_boot_version(team_id: int) -> None:
-    """The cached team-wide boot is stale: for a change whose event is not one of
-    TEAM_WIDE_TYPES (a public channel's topic, announced by a message). Inside the
-    action's transaction, like the event."""
-    connection = connections[current_shard()]
-    if not connection.in_atomic_block:
-        raise RuntimeError("bump_boot_version must run inside the action's transaction")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE messaging_eventsequence SET boot_version = boot_version + 1 WHERE team_id = %s",
-            [team_id],
-        )
-
-
 # Bumps the team's sequence under its row lock: ids strictly increase per team in commit
 # order. A CTE, so a statement that writes rows can append its event in the same trip.
 NEXT_EVENT_ID_CTE = """
@@ -123,12 +109,19 @@ _APPEND_SQL = (
 
 
 def event_parameters(
-    team_id: int, event_type: str, channel_id: int | None, audience: list[int] | None
+    team_id: int,
+    event_type: str,
+    channel_id: int | None,
+    audience: list[int] | None,
+    *,
+    bumps_boot: bool = False,
 ) -> dict[str, Any]:
-    """The parameters NEXT_EVENT_ID_CTE and EVENT_INSERT name (all but the payload)."""
+    """The parameters NEXT_EVENT_ID_CTE and EVENT_INSERT name (all but the payload).
+    `bumps_boot`: the change is in the cached team-wide boot though its event is not one
+    of TEAM_WIDE_TYPES (a public channel's topic, announced by a message)."""
     return {
         "team_id": team_id,
-        "bumps_boot": int(event_type in TEAM_WIDE_TYPES),
+        "bumps_boot": int(bumps_boot or event_type in TEAM_WIDE_TYPES),
         "type": event_type,
         "channel_id": channel_id,
         "audience": audience,
@@ -142,14 +135,16 @@ def append_event(
     *,
     channel_id: int | None = None,
     audience: list[int] | None = None,
+    bumps_boot: bool = False,
 ) -> AppendedEvent:
-    """Append one event to the team's log; it is published once the transaction commits."""
+    """Append one event to the team's log; it is published once the transaction commits.
+    The same statement bumps the team's boot_version for TEAM_WIDE_TYPES or `bumps_boot`."""
     alias = current_shard()
     connection = connections[alias]
     if not connection.in_atomic_block:
         raise RuntimeError("append_event must run inside the action's transaction")
     payload = {"type": event_type, **payload}
-    parameters = event_parameters(team_id, event_type, channel_id, audience)
+    parameters = event_parameters(team_id, event_type, channel_id, audience, bumps_boot=bumps_boot)
     with connection.cursor() as cursor:
         cursor.execute(_APPEND_SQL, {**parameters, "payload": json.dumps(payload)})
         row = cursor.fetchone()

@@ -5,8 +5,11 @@ from contextlib import ExitStack
 
 import pytest
 from django.db import connections
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 
+from chatproject.dbrouter import on_shard
+from messaging.models import Channel
 from teams.actions import create_member
 from tests.conftest import World
 
@@ -84,10 +87,41 @@ def test_a_public_topic_change_reaches_the_cached_boot(world: World, api) -> Non
     """A topic is announced by a message, not a team-wide event: it must still invalidate."""
     bob, general = world.acme["bob"].token, world.acme.channels["general"]
     before = _start(api, bob)
-    assert api("conversations.setTopic", bob, channel=general, topic="launch day")["ok"]
+    with ExitStack() as stack:
+        captures = [stack.enter_context(CaptureQueriesContext(connections[a])) for a in connections]
+        assert api("conversations.setTopic", bob, channel=general, topic="launch day")["ok"]
+    statements = [q["sql"] for c in captures for q in c.captured_queries]
     after = _start(api, bob)
-    assert after["cache_version"] != before["cache_version"]
+    assert int(after["cache_version"][1:]) == int(before["cache_version"][1:]) + 1
     assert next(c for c in after["channels"] if c["id"] == general)["topic"]["value"] == "launch day"
+    # The bump rides on the event's own statement (its row lock, its frozen-team guard).
+    assert sum("messaging_eventsequence" in sql for sql in statements) == 1
+    secret = world.acme.channels["secret"]
+    assert api("conversations.setPurpose", bob, channel=secret, purpose="hush")["ok"]
+    assert _start(api, bob)["cache_version"] == after["cache_version"]  # in no one else's boot
+
+
+def test_num_members_follows_joins_and_leaves(world: World, api) -> None:
+    """Joins and leaves bump no boot_version: the cached channels must not carry the count."""
+    bob, carol, random = world.acme["bob"].token, world.acme["carol"].token, world.acme.channels["random"]
+
+    def seen(token: str) -> tuple[dict, dict[str, int]]:
+        boot = _start(api, token)
+        return boot, {c["id"]: c["num_members"] for c in boot["channels"]}
+
+    def actual() -> dict[str, int]:
+        with on_shard("shard_0"):
+            public = Channel.objects.filter(team_id=world.acme.team.id, kind=Channel.Kind.PUBLIC)
+            return {c.slack_id: c.n for c in public.annotate(n=Count("memberships"))}
+
+    before, counts = seen(bob)
+    assert counts == actual()
+    assert api("conversations.join", bob, channel=random)["ok"]
+    after, joined = seen(carol)
+    assert after["cache_version"] == before["cache_version"]  # the people part was not rebuilt
+    assert joined[random] == counts[random] + 1 and joined == actual()
+    assert api("conversations.leave", bob, channel=random)["ok"]
+    assert seen(bob)[1] == counts
 
 
 def _boot_queries(api, token: str) -> int:

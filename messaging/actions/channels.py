@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from chatproject.dbrouter import current_shard
 from messaging.actions.posting import insert_message
-from messaging.events import CHANNEL_KEY, append_event, bump_boot_version
+from messaging.events import CHANNEL_KEY, append_event
 from messaging.models import Channel, ChannelMember
 from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
@@ -255,9 +255,14 @@ def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: st
         setattr(channel, f"{which}_creator_id", caller.member_id)
         setattr(channel, f"{which}_last_set", now)
         verb = "set the channel topic" if which == "topic" else "set the channel purpose"
-        insert_message(caller, channel, text=f"{verb}: {value}", subtype=f"channel_{which}")
-        if channel.kind == K.PUBLIC:  # public channels' topics are in every member's boot
-            bump_boot_version(caller.team_id)
+        # Public channels' topics are in every member's cached boot.
+        insert_message(
+            caller,
+            channel,
+            text=f"{verb}: {value}",
+            subtype=f"channel_{which}",
+            bumps_boot=channel.kind == K.PUBLIC,
+        )
     return channel
 
 

@@ -110,8 +110,10 @@ def insert_message(
     blocks: list[Any] | None = None,
     client_msg_id: str | None = None,
     username: str = "",
+    bumps_boot: bool = False,
 ) -> Message:
-    """Insert a message and its event. Must run inside the action's transaction."""
+    """Insert a message and its event. Must run inside the action's transaction.
+    `bumps_boot`: see messaging.events.append_event."""
     parent = None
     if thread_ts is not None:
         parent = message_at(channel, thread_ts, for_update=True, error="thread_not_found")
@@ -145,7 +147,7 @@ def insert_message(
     if parent is not None:
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
         payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
-    append_event(caller.team_id, "message", payload, channel_id=channel.id)
+    append_event(caller.team_id, "message", payload, channel_id=channel.id, bumps_boot=bumps_boot)
     _after_insert(caller.team_id, message)
     return message
 

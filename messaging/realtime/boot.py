@@ -11,11 +11,12 @@ event that changes it bumps in its own transaction; each call adds only the call
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import Count, F, Q, Subquery
+from django.db.models.expressions import RawSQL
 
 from chatproject.dbrouter import current_shard
 from messaging.models import Channel, EventSequence, Message
@@ -29,7 +30,7 @@ from teams.models import Member
 from teams.shapes import team_json
 
 K = Channel.Kind
-NOT_A_MEMBER = ',"is_member":false}'
+NOT_A_MEMBER = '"is_member":false}'
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class BootOptions:
 class Snapshot:
     cursor: int
     boot_version: int
+    # public channel id -> num_members, read with the cursor (rtm.start only)
+    member_counts: dict[int, int] = field(default_factory=dict)
 
 
 def socket_url(base_ws_url: str, ticket: str, cursor: int) -> str:
@@ -125,19 +128,23 @@ def _member_state(
     return state
 
 
-def _me_and_snapshot(caller: Caller) -> tuple[str, Snapshot]:
-    """The caller's name and the team's cursor, in one query."""
+def _me_and_snapshot(caller: Caller, member_counts: bool = False) -> tuple[str, Snapshot]:
+    """The caller's name and the team's cursor (and public channels' member counts), in
+    one query."""
     sequence = EventSequence.objects.filter(team_id=caller.team_id)
-    name, cursor, version = (
-        Member.objects.filter(team_id=caller.team_id, id=caller.member_id)
-        .values_list(
-            "name",
-            Subquery(sequence.values("last_event_id")),
-            Subquery(sequence.values("boot_version")),
-        )
-        .get()
+    columns: list[Any] = [
+        "name",
+        Subquery(sequence.values("last_event_id")),
+        Subquery(sequence.values("boot_version")),
+    ]
+    if member_counts:
+        params = boot_sql.public_member_counts_params(caller.team_id)
+        columns.append(RawSQL(boot_sql.PUBLIC_MEMBER_COUNTS, params))
+    name, cursor, version, *pairs = (
+        Member.objects.filter(team_id=caller.team_id, id=caller.member_id).values_list(*columns).get()
     )
-    return name, Snapshot(cursor or 0, version or 0)
+    counts = {cid: n for cid, n in pairs[0]} if pairs else {}
+    return name, Snapshot(cursor or 0, version or 0, counts)
 
 
 @dataclass(frozen=True)
@@ -146,10 +153,12 @@ class BootBody:
     gzipped: bool
 
 
-def _channels(rooms: boot_cache.Rooms, states: dict[int, dict[str, Any]]) -> str:
-    """Every public channel, each with the caller's state appended to its cached JSON."""
+def _channels(rooms: boot_cache.Rooms, states: dict[int, dict[str, Any]], counts: dict[int, int]) -> str:
+    """Every public channel, its member count and the caller's state appended to its
+    cached JSON."""
     return ",".join(
-        f"{text},{json.dumps(states[cid])[1:]}" if cid in states else text + NOT_A_MEMBER
+        f'{text},"num_members":{counts.get(cid, 0)},'
+        + (json.dumps(states[cid])[1:] if cid in states else NOT_A_MEMBER)
         for cid, text in rooms.channels
     )
 
@@ -164,7 +173,7 @@ def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions, gzip: bool
         if outermost:
             with connections[alias].cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        my_name, snapshot = _me_and_snapshot(caller)
+        my_name, snapshot = _me_and_snapshot(caller, member_counts=True)
         mine = list(
             Channel.objects.filter(memberships__member_id=caller.member_id).annotate(
                 my_last_read=F("memberships__last_read")
@@ -204,7 +213,7 @@ def rtm_start(caller: Caller, base_ws_url: str, options: BootOptions, gzip: bool
     }
     suffix = (
         f'"bots":{rooms.bots},"emoji":{rooms.emoji},{json.dumps(own)[1:-1]},'
-        f'"channels":[{_channels(rooms, states)}]}}'
+        f'"channels":[{_channels(rooms, states, snapshot.member_counts)}]}}'
     ).encode()
     if people is None:
         body = head + suffix

@@ -136,20 +136,32 @@ _CHANNEL_JSON = _object(
         ("creator", _optional_user("c.creator_id")),
         ("topic", _text_meta("topic")),
         ("purpose", _text_meta("purpose")),
-        ("num_members", "coalesce(n.count, 0)::text"),
     ]
 )
 
 _PUBLIC_CHANNELS = f"""
 SELECT c.id, {_CHANNEL_JSON}
 FROM {Channel._meta.db_table} c
-LEFT JOIN (
-    SELECT channel_id, count(*) AS count FROM {ChannelMember._meta.db_table}
-    WHERE team_id = %(team_id)s GROUP BY channel_id
-) n ON n.channel_id = c.id
 WHERE c.team_id = %(team_id)s AND c.kind = %(kind)s
 ORDER BY c.id
 """
+
+# num_members of every public channel, as one value: [[channel id, count], ...]. Joins and
+# leaves bump no boot_version (they would rebuild the people part at every join), so the
+# counts are read at each boot, in its snapshot, as a column of a query it makes anyway.
+# A count per channel off the (channel, member) index: a third faster than grouping the
+# team's memberships (~5 ms for 30,000 memberships in 1,800 public channels).
+PUBLIC_MEMBER_COUNTS = f"""(
+SELECT coalesce(array_agg(ARRAY[c.id, (
+    SELECT count(*) FROM {ChannelMember._meta.db_table} cm WHERE cm.channel_id = c.id
+)]), '{{}}'::bigint[])
+FROM {Channel._meta.db_table} c
+WHERE c.team_id = %s AND c.kind = %s
+)"""
+
+
+def public_member_counts_params(team_id: int) -> list[Any]:
+    return [team_id, Channel.Kind.PUBLIC.value]
 
 
 class _Utf8Bytes(Loader):
@@ -173,7 +185,8 @@ def users_json(team_id: int, team_slack_id: str, member_ids: list[int] | None = 
 
 
 def public_channels_json(team_id: int) -> list[tuple[int, str]]:
-    """(channel id, its JSON object) of every public channel, without per-viewer fields."""
+    """(channel id, its JSON object) of every public channel, without per-viewer fields
+    nor num_members (PUBLIC_MEMBER_COUNTS)."""
     with connections[current_shard()].cursor() as cursor:
         cursor.execute(_PUBLIC_CHANNELS, {"team_id": team_id, "kind": Channel.Kind.PUBLIC.value})
         return [(int(channel_id), text) for channel_id, text in cursor.fetchall()]

@@ -54,13 +54,23 @@ def gzip_body(prefix: CompressedPrefix | None, suffix: bytes) -> bytes:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding header allows gzip (and does not refuse it with q=0)."""
+    """Whether an Accept-Encoding header allows gzip (RFC 9110 12.5.3): every entry is
+    read, gzip (or its alias x-gzip) named outright rules over `*`, and q=0 refuses,
+    whichever parameter it follows."""
+    qualities: dict[str, float] = {}
     for item in accept_encoding.lower().split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip() in ("gzip", "x-gzip", "*"):
-            quality = params.strip().removeprefix("q=")
-            try:
-                return not params or float(quality) > 0
-            except ValueError:
-                return True
+        name, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    pass  # a malformed weight is ignored, as if absent
+        if name and name not in qualities:  # the first mention counts
+            qualities[name] = quality
+    for name in ("gzip", "x-gzip", "*"):
+        if name in qualities:
+            return qualities[name] > 0
     return False
