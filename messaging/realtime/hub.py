@@ -299,12 +299,17 @@ class TeamHub:
 
         Raises ResyncRequired when the cursor is older than the log (or not from it)."""
         self.idle_since = None
+        checked = False
         while True:
             if sock.cursor > self.head:
+                if checked:  # nothing after the cursor was handed out: live from here
+                    break
                 # Ahead of this process (its boot read a head not yet published here), or
-                # not from this log at all: the log says which.
+                # not from this log at all: the log says which. The hub may pass the cursor
+                # during this read (handing those events to live sockets only): look again.
                 await blocking(read_events)(self.shard, self.team_id, sock.cursor, sock.cursor)
-                break
+                checked = True
+                continue
             if sock.cursor == self.head:
                 break
             oldest = self.ring[0]["event_id"] if self.ring else self.head + 1

@@ -1,0 +1,71 @@
+"""Races and grants at the team hub: a socket ahead of the hub, revoked reconnects."""
+
+import time
+
+import pytest
+from django.db import connections, transaction
+
+from messaging import events
+from messaging.models import Event
+from messaging.realtime.delivery import read_head
+from tests.conftest import World
+from tests.rtm_client import RtmSocket, messages, web
+from tests.servers import running_daphne
+from tests.test_realtime_reconnect import with_since
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    with running_daphne() as own:
+        yield own
+
+
+def wait_for_lock_waiter(table: str, timeout: float = 10.0) -> None:
+    """Until some session waits for a lock on `table` (the server's read, blocked)."""
+    deadline = time.monotonic() + timeout
+    with connections["default"].cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                [f"%{table}%"],
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"nobody waited on {table}")
+
+
+def test_a_socket_ahead_of_the_hub_gets_what_the_hub_passes_while_it_checks(
+    world: World, server, api, monkeypatch
+) -> None:
+    """The socket's boot read a head this process's hub has not heard yet; while the socket
+    checks its cursor against the log, the hub catches up past it. What it passed reaches
+    the socket exactly once."""
+    team, general = world.acme.team, world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub is running
+    assert bob.recv()["type"] == "hello"
+    held: list[events.AppendedEvent] = []
+    with monkeypatch.context() as patch:  # committed, not yet published: the hub is behind
+        patch.setattr(events, "publish", held.append)
+        api("chat.postMessage", world.acme["alice"].token, channel=general, text="held")
+        cursor = read_head(team.shard, team.id)
+        api("chat.postMessage", world.acme["alice"].token, channel=general, text="after")
+    url = with_since(web(server, world.acme["bob"].token).rtm_connect()["url"], cursor)
+    table = Event._meta.db_table
+    with transaction.atomic(using=team.shard):
+        connections[team.shard].cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        back = RtmSocket(url)
+        wait_for_lock_waiter(table)  # the new socket is checking its cursor
+        for event in held:
+            events.publish(event)
+        bob.until(lambda f: f.get("text") == "after")  # the hub has passed the cursor
+    back.until(lambda f: f.get("text") == "after")
+    web(server, world.acme["alice"].token).chat_postMessage(channel=general, text="last")
+    back.until(lambda f: f.get("text") == "last")
+    assert messages(back.seen) == ["after", "last"]
+    ids = [f["event_id"] for f in back.seen if "event_id" in f]
+    assert ids == sorted(set(ids)) and ids[0] == cursor + 1
+    back.close()
+    bob.close()
