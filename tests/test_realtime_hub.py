@@ -4,11 +4,13 @@ import time
 
 import pytest
 from django.db import connections, transaction
+from websockets.exceptions import InvalidStatus
 
 from messaging import events
 from messaging.models import Event
 from messaging.realtime.delivery import read_head
-from tests.conftest import World
+from teams.actions import reset_member_tokens, set_member_active
+from tests.conftest import World, member_pk
 from tests.rtm_client import RtmSocket, messages, web
 from tests.servers import running_daphne
 from tests.test_realtime_reconnect import with_since
@@ -69,3 +71,31 @@ def test_a_socket_ahead_of_the_hub_gets_what_the_hub_passes_while_it_checks(
     assert ids == sorted(set(ids)) and ids[0] == cursor + 1
     back.close()
     bob.close()
+
+
+def refused(url: str) -> int:
+    """The HTTP status a websocket handshake to `url` is refused with."""
+    with pytest.raises(InvalidStatus) as refusal:
+        RtmSocket(url)
+    return refusal.value.response.status_code
+
+
+def test_a_revoked_token_closes_its_sockets_and_its_reconnect_url_is_refused(world: World, server) -> None:
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    bob.drain(0.2)
+    reset_member_tokens(world.acme.team, member_pk(world.acme["bob"].user_id))
+    assert bob.until(lambda f: f.get("type") == "tokens_revoked")
+    bob.recv(timeout=5)
+    assert bob.closed_code == 4003
+    assert refused(reconnect) == 403
+
+
+def test_a_deactivated_member_is_closed_and_cannot_come_back_by_reconnect_url(world: World, server) -> None:
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    reconnect = carol.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    set_member_active(world.acme.team, member_pk(world.acme["carol"].user_id), False)
+    carol.until(lambda f: f.get("type") == "user_change" and f["user"].get("deleted"))
+    carol.recv(timeout=5)
+    assert carol.closed_code == 4003
+    assert refused(reconnect) == 403

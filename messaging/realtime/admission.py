@@ -18,10 +18,12 @@ from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
-from messaging.realtime.tickets import Ticket, redeem_ticket
+from chatproject.dbrouter import on_shard
+from messaging.realtime.tickets import RECONNECT_PREFIX, Ticket, redeem_ticket
 from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
+from teams.models import ApiToken, Member
 
 logger = logging.getLogger(__name__)
 
@@ -86,4 +88,17 @@ def admit_connection(ticket_text: str) -> Admission:
     ticket = redeem_ticket(ticket_text)
     if ticket is None:
         return Admission(0.0)
-    return Admission(0.0, ticket, team_entry(ticket.team_id))
+    team = team_entry(ticket.team_id)
+    if ticket_text.startswith(RECONNECT_PREFIX) and not grant_holds(ticket, team):
+        return Admission(0.0)
+    return Admission(0.0, ticket, team)
+
+
+def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:
+    """A reconnect ticket is renewed for as long as its socket lives, long after the token
+    or session it came from was checked: check again that the token is not revoked (a
+    deactivated member's tokens are) or, for a session, that the member is active."""
+    if ticket.token_id is not None:
+        return ApiToken.objects.filter(id=ticket.token_id, revoked_at__isnull=True).exists()
+    with on_shard(team.shard):
+        return Member.objects.filter(team_id=team.id, id=ticket.member_id, deleted=False).exists()

@@ -29,7 +29,7 @@ from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
-from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.hub import AccessEnded, TeamHub, hub_for
 from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
+CLOSE_ACCESS_ENDED = 4003  # the token was revoked or the member deactivated: boot with a new token
 CLOSE_BUSY = 4029
 CLOSE_TRY_AGAIN = 4503  # the service is unavailable: reconnect later (1013 is not allowed to servers here)
 SERVICE_UNAVAILABLE_FRAME = {
@@ -137,6 +138,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
         except ResyncRequired:
             await self.resync()
             return
+        except AccessEnded:
+            await self.shut_out()
+            return
         except OperationalError:
             # The team's shard is down: the client reconnects later from its cursor.
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
@@ -194,6 +198,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
             }
         )
         await self.close(code=CLOSE_RESYNC)
+
+    async def shut_out(self) -> None:
+        """The member's tokens were revoked or the member deactivated (the frame saying so
+        has gone out): no more events, and no reconnect_url."""
+        await self.close(code=CLOSE_ACCESS_ENDED)
 
     # --- frames from the client ----------------------------------------------------------
 

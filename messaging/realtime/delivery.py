@@ -126,6 +126,18 @@ class Viewer:
         elif mine and (joined := _channel_id(payload)) is not None:  # group_joined, im_created, mpim_open
             self.channel_ids.add(joined)
 
+    def loses_access(self, message: dict[str, Any]) -> bool:
+        """The event revokes this member's tokens or deactivates them: their sockets close
+        (after hearing it), since a socket's grant is checked only when it is admitted."""
+        payload = message["event"]
+        kind = payload.get("type")
+        if kind == "tokens_revoked":
+            return self.member_id in (message.get("audience") or ())
+        if kind == "user_change":
+            user = payload.get("user")
+            return isinstance(user, dict) and bool(user.get("deleted")) and user.get("id") == self.slack_id
+        return False
+
     def own_frames(self, message: dict[str, Any]) -> list[str]:
         """Slack's companion event for this viewer's own join or leave (channel_joined,
         group_left, ...); it follows the event's shared frames."""

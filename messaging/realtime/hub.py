@@ -51,6 +51,10 @@ FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing even
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
 
 
+class AccessEnded(Exception):
+    """The socket's member lost access (tokens revoked, deactivated) at an event it replayed."""
+
+
 class Socket(Protocol):
     """What the hub needs of a gateway socket (RtmConsumer)."""
 
@@ -64,9 +68,36 @@ class Socket(Protocol):
 
     async def say_goodbye(self) -> None: ...
 
+    async def shut_out(self) -> None: ...
+
     async def send_reconnect_url(self) -> None: ...
 
     async def presence_change(self, message: dict[str, Any]) -> None: ...
+
+
+def frames_for(sock: Socket, messages: list[dict[str, Any]]) -> tuple[list[Frame], int, bool]:
+    """The frames of `messages` (in event order) that the socket may see, how many events
+    they are, and whether one of them ends the socket's grant. The socket's cursor moves
+    past them; events at or before it (it joined ahead of the hub) are skipped."""
+    frames: list[Frame] = []
+    viewer = sock.viewer
+    cursor = sock.cursor
+    delivered = 0
+    ended = False
+    for message in messages:
+        event_id = message["event_id"]
+        if event_id <= cursor:
+            continue
+        cursor = event_id
+        if viewer.may_see(message):
+            frames += shared_frames(message)
+            own = viewer.own_frames(message)
+            if own:
+                frames += [Frame(text) for text in own]
+            delivered += 1
+            ended = ended or viewer.loses_access(message)
+    sock.cursor = cursor
+    return frames, delivered, ended
 
 
 class TeamHub:
@@ -198,24 +229,17 @@ class TeamHub:
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         delivered = 0
+        shut_out = []
         for sock in self.live:
-            frames: list[Frame] = []
-            viewer = sock.viewer
-            cursor = sock.cursor
-            for message in messages:
-                event_id = message["event_id"]
-                if event_id <= cursor:  # a socket that joined ahead of the hub
-                    continue
-                cursor = event_id
-                if viewer.may_see(message):
-                    frames += shared_frames(message)
-                    own = viewer.own_frames(message)
-                    if own:
-                        frames += [Frame(text) for text in own]
-                    delivered += 1
-            sock.cursor = cursor
+            frames, count, ended = frames_for(sock, messages)
+            delivered += count
             if frames:
                 sock.write(frames)
+            if ended:
+                shut_out.append(sock)
+        for sock in shut_out:
+            self.live.pop(sock, None)
+            spawn(sock.shut_out())
         if delivered:
             EVENTS_DELIVERED.inc(delivered)
 
@@ -297,7 +321,8 @@ class TeamHub:
     async def join(self, sock: Socket) -> None:
         """Replay the socket's events after its cursor, then make it live (exactly once).
 
-        Raises ResyncRequired when the cursor is older than the log (or not from it)."""
+        Raises ResyncRequired when the cursor is older than the log (or not from it), and
+        AccessEnded when the replay revoked the socket's token or deactivated its member."""
         self.idle_since = None
         checked = False
         while True:
@@ -314,30 +339,23 @@ class TeamHub:
                 break
             oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
             if oldest <= sock.cursor + 1:
-                self._replay(sock, self.ring_after(sock.cursor))
+                if self._replay(sock, self.ring_after(sock.cursor)):
+                    raise AccessEnded
                 break
             batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
             if not batch:
                 raise ResyncRequired(f"nothing after {sock.cursor} below {self.head}")
-            self._replay(sock, batch)
+            if self._replay(sock, batch):
+                raise AccessEnded
         self.live[sock] = None  # no await since the last check: nothing slips between
 
-    def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> None:
-        """Catch-up frames go out as one write."""
-        frames: list[Frame] = []
-        viewer = sock.viewer
-        delivered = 0
-        for message in messages:
-            if message["event_id"] <= sock.cursor:
-                continue
-            sock.cursor = message["event_id"]
-            if viewer.may_see(message):
-                delivered += 1
-                frames += shared_frames(message)
-                frames += [Frame(text) for text in viewer.own_frames(message)]
+    def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> bool:
+        """Catch-up frames go out as one write. True when one of them ended the socket's grant."""
+        frames, delivered, ended = frames_for(sock, messages)
         if frames:
             EVENTS_DELIVERED.inc(delivered)
             sock.write(frames)
+        return ended
 
     def leave(self, sock: Socket) -> None:
         self.live.pop(sock, None)
