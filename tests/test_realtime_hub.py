@@ -99,3 +99,16 @@ def test_a_deactivated_member_is_closed_and_cannot_come_back_by_reconnect_url(wo
     carol.recv(timeout=5)
     assert carol.closed_code == 4003
     assert refused(reconnect) == 403
+
+
+def test_a_renewed_reconnect_url_replaces_the_earlier_one(world: World) -> None:
+    with running_daphne({"CHAT_RTM_RECONNECT_TTL_SECS": "4"}) as own:  # renewed every 2-3 s
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        first = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+        second = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+        bob.close()
+        assert refused(first) == 403  # renewed: the earlier URL no longer admits
+        back = RtmSocket(second)
+        assert back.recv()["type"] == "hello"
+        back.close()
+        assert refused(second) == 403  # used once

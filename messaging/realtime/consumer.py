@@ -31,7 +31,7 @@ from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
 from messaging.realtime.hub import AccessEnded, TeamHub, hub_for
 from messaging.realtime.pool import blocking
-from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
+from messaging.realtime.tickets import Ticket, issue_reconnect_ticket, new_socket_key
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
@@ -153,7 +153,10 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.ticket = ticket or self.ticket
         self.reconnect_url_sent = time.monotonic()
         grant = replace(self.ticket, cursor=self.cursor)
-        url = socket_url(self._ws_base_url(), issue_reconnect_ticket(grant), self.cursor)
+        if not hasattr(self, "socket_key"):
+            self.socket_key = new_socket_key()
+        ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
+        url = socket_url(self._ws_base_url(), ticket_text, self.cursor)
         await self.send_json({"type": "reconnect_url", "url": url})
 
     def _ws_base_url(self) -> str:

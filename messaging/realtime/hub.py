@@ -441,7 +441,7 @@ def hubs() -> list[TeamHub]:
 async def _sweep() -> None:
     """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
     while True:
-        await asyncio.sleep(SWEEP_SECS)
+        await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4))
         now = time.monotonic()
         for hub in hubs():
             for sock in list(hub.live):
