@@ -34,6 +34,7 @@ def test_reconnect_url_resumes_from_the_cursor_without_rtm_connect_once(world: W
     assert bob.recv()["type"] == "hello"
     reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
     assert reconnect.startswith(server.ws + "/rtm/?ticket=")
+    assert "since" not in parse_qs(urlsplit(reconnect).query)  # the client adds the id it saw last
     alice.chat_postMessage(channel=general, text="seen")
     bob.until(lambda f: f.get("text") == "seen")
     cursor = last_event_id(bob)

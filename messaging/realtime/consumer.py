@@ -148,15 +148,20 @@ class RtmConsumer(AsyncWebsocketConsumer):
             return
 
     async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
-        """Slack's reconnect_url: where this client may come back without rtm.connect (with
-        `since` set to the last event_id it saw). Renewed by the hub before it expires."""
+        """Slack's reconnect_url: where this client may come back without rtm.connect.
+        Renewed by the hub before it expires.
+
+        The URL carries no `since`: only the client knows the last event_id it received
+        (frames in flight when it dropped never arrived), so it appends `since=<that id>`,
+        as Slack clients track it. Without one the socket resumes from the cursor at the
+        URL's issue: events after it come again (never fewer)."""
         self.ticket = ticket or self.ticket
         self.reconnect_url_sent = time.monotonic()
         grant = replace(self.ticket, cursor=self.cursor)
         if not hasattr(self, "socket_key"):
             self.socket_key = new_socket_key()
         ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
-        url = socket_url(self._ws_base_url(), ticket_text, self.cursor)
+        url = socket_url(self._ws_base_url(), ticket_text)
         await self.send_json({"type": "reconnect_url", "url": url})
 
     def _ws_base_url(self) -> str:
