@@ -28,7 +28,7 @@ from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
-from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
+from messaging.realtime.delivery import ResyncRequired, Viewer
 from messaging.realtime.hub import AccessEnded, TeamHub, hub_for
 from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket, new_socket_key
@@ -132,7 +132,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
                 self.hub = await hub_for(self.channel_layer, team.id, team.shard)
-                self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
+                self.viewer = Viewer(ticket.member_id, await self.hub.channel_ids(ticket.member_id))
                 await self.hub.join(self)
                 await self.send_reconnect_url(ticket)
         except ResyncRequired:
@@ -170,15 +170,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
         forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
         scheme = self.scope.get("scheme") or ("wss" if forwarded in ("https", "wss") else "ws")
         return f"{scheme}://{host}/"
-
-    async def _channel_ids(self, hub: TeamHub, member_id: int) -> set[int]:
-        """The member's conversations: the hub's cached copy, else one query (then cached)."""
-        cached = hub.cached_view(member_id)
-        if cached is not None:
-            return cached
-        as_of = hub.head
-        channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id)
-        return hub.remember_view(member_id, channel_ids, as_of)
 
     async def disconnect(self, code: int) -> None:
         shutdown.unregister(self)

@@ -29,6 +29,7 @@ from messaging.realtime.delivery import (
     REPLAY_BATCH,
     ResyncRequired,
     Viewer,
+    member_channel_ids,
     membership_subjects,
     read_events,
     read_head,
@@ -45,6 +46,7 @@ GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands with
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
 HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
+VIEW_READ_TRIES = 3
 SWEEP_SECS = 30.0
 RECEIVE_BATCH = 200
 FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
@@ -120,6 +122,7 @@ class TeamHub:
         self.closed = False  # no more events handed out
         self.stopped = False
         self.channel_name = ""
+        self.clears = 0  # times the ring was emptied (a cached view must not span one)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -287,28 +290,39 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.ring.clear()
+        self.clears += 1
         self.views.clear()
         for sock in sockets:
             spawn(sock.resync())
 
     # --- sockets -------------------------------------------------------------------------
 
-    def cached_view(self, member_id: int) -> set[int] | None:
+    async def channel_ids(self, member_id: int) -> set[int]:
+        """The member's conversations: the cached copy, else read from the database (then
+        cached).
+
+        Joins and leaves the hub orders during the read may or may not be in what was read:
+        they are applied again from the ring (adding or removing twice changes nothing). If
+        the ring no longer holds them all (more than RING_SIZE events passed, or it was
+        cleared), the read is done again: a leave it missed would stay in the cache."""
         view = self.views.get(member_id)
-        return set(view.channel_ids) if view is not None else None
-
-    def remember_view(self, member_id: int, channel_ids: set[int], as_of: int) -> set[int]:
-        """Cache a member's conversations read from the database while the head was `as_of`.
-
-        Joins and leaves the hub ordered since then may or may not be in what was read:
-        they are applied again (adding or removing twice changes nothing)."""
-        view = Viewer(member_id, set(channel_ids))
-        for message in self.ring_after(as_of):
-            if member_id in membership_subjects(message):
-                view.may_see(message)
-        if len(self.views) >= MEMBER_CACHE_SIZE:
-            self.views.pop(next(iter(self.views)))
-        self.views[member_id] = view
+        if view is not None:
+            return set(view.channel_ids)
+        for _ in range(VIEW_READ_TRIES):
+            as_of, clears = self.head, self.clears
+            channel_ids = await blocking(member_channel_ids)(self.shard, self.team_id, member_id)
+            view = Viewer(member_id, channel_ids)
+            for message in self.ring_after(as_of):
+                if member_id in membership_subjects(message):
+                    view.may_see(message)
+            covered = self.head == as_of or bool(self.ring and self.ring[0]["event_id"] <= as_of + 1)
+            if covered and self.clears == clears:
+                if len(self.views) >= MEMBER_CACHE_SIZE:
+                    self.views.pop(next(iter(self.views)))
+                self.views[member_id] = view
+                break
+        # Still not covered (a flood of events, every try): used for this socket only, whose
+        # replay from its cursor applies the membership changes after it again.
         return set(view.channel_ids)
 
     def ring_after(self, event_id: int) -> list[dict[str, Any]]:
