@@ -423,9 +423,11 @@ async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
     """The team's hub in this process, started on first use (concurrent callers share it)."""
     global _sweeper
     hub = _hubs.get(team_id)
-    if hub is not None and hub.shard != shard:  # the team moved: start over on its new shard
-        _forget(hub)
-        await hub.stop()
+    if hub is not None and hub.shard != shard:
+        # The team moved (its team.moving did not reach this hub): its sockets say goodbye
+        # and come back to the new shard. No await from here to the new hub's registration,
+        # so concurrent callers share one.
+        hub._moving()
         hub = None
     if hub is None:
         hub = TeamHub(team_id, shard)
