@@ -70,6 +70,8 @@ SOCKET_ACCEPT_RATE = float(os.environ.get("CHAT_SOCKET_ACCEPT_RATE", "1000"))
 # A socket's reconnect_url admits for this long; the live socket gets a new one at half of
 # it (tests shorten it to see renewals).
 RTM_RECONNECT_TTL_SECS = int(os.environ.get("CHAT_RTM_RECONNECT_TTL_SECS", "180"))
+# An empty team hub (and its ring of recent events) is kept this long for returning sockets.
+HUB_IDLE_SECS = float(os.environ.get("CHAT_HUB_IDLE_SECS", "300"))
 # Sockets between handshake and live per daphne process; more are refused at once (4029 with
 # a Retry-After) rather than queue past daphne's handshake timeout and all fail.
 SOCKETS_CONNECTING_MAX = int(os.environ.get("CHAT_SOCKETS_CONNECTING_MAX", "1000"))

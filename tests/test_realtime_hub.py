@@ -7,7 +7,7 @@ from django.db import connections, transaction
 from websockets.exceptions import InvalidStatus
 
 from messaging import events
-from messaging.models import Event
+from messaging.models import ChannelMember, Event
 from messaging.realtime.delivery import read_head
 from teams.actions import reset_member_tokens, set_member_active
 from tests.conftest import World, member_pk
@@ -112,3 +112,26 @@ def test_a_renewed_reconnect_url_replaces_the_earlier_one(world: World) -> None:
         assert back.recv()["type"] == "hello"
         back.close()
         assert refused(second) == 403  # used once
+
+
+def test_a_socket_joining_a_hub_stopped_meanwhile_joins_a_new_one(world: World) -> None:
+    """The sweeper stops an idle hub while a socket reads its member's conversations."""
+    with running_daphne({"CHAT_HUB_IDLE_SECS": "0.5"}) as own:
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        bob.until(lambda f: f.get("type") == "hello")
+        bob.close()  # the hub is idle from now
+        url = web(own, world.acme["carol"].token).rtm_connect()["url"]
+        table = ChannelMember._meta.db_table
+        with transaction.atomic(using=world.acme.team.shard):
+            connections[world.acme.team.shard].cursor().execute(
+                f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            )
+            carol = RtmSocket(url)
+            wait_for_lock_waiter(table)
+            time.sleep(1.5)  # swept
+        carol.until(lambda f: f.get("type") == "hello")
+        web(own, world.acme["alice"].token).chat_postMessage(
+            channel=world.acme.channels["general"], text="hi"
+        )
+        carol.until(lambda f: f.get("text") == "hi")
+        carol.close()

@@ -29,7 +29,7 @@ from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import ResyncRequired, Viewer
-from messaging.realtime.hub import AccessEnded, TeamHub, hub_for
+from messaging.realtime.hub import AccessEnded, HubClosed, TeamHub, hub_for
 from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket, new_socket_key
 from messaging.realtime.wire import Frame, Wire
@@ -37,6 +37,7 @@ from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
+from teams.directory import TeamEntry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ SERVICE_UNAVAILABLE_FRAME = {
 }
 
 
+JOIN_TRIES = 3  # hubs stopped under a joining socket before it says goodbye instead
 _connecting = 0  # sockets of this process between handshake and live
 
 
@@ -131,9 +133,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
             # hello, the replay and the reconnect_url leave as one write.
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
-                self.hub = await hub_for(self.channel_layer, team.id, team.shard)
-                self.viewer = Viewer(ticket.member_id, await self.hub.channel_ids(ticket.member_id))
-                await self.hub.join(self)
+                if not await self._join(team):
+                    await self.say_goodbye()
+                    return
                 await self.send_reconnect_url(ticket)
         except ResyncRequired:
             await self.resync()
@@ -146,6 +148,20 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
+
+    async def _join(self, team: TeamEntry) -> bool:
+        """Join the team's hub; False when the team is moving (the client reconnects)."""
+        for _ in range(JOIN_TRIES):
+            self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+            if not hasattr(self, "viewer"):
+                self.viewer = Viewer(self.caller.member_id, await self.hub.channel_ids(self.caller.member_id))
+            try:
+                await self.hub.join(self)
+                return True
+            except HubClosed as closed:  # the sweeper stopped it meanwhile: a new one starts
+                if closed.moving:
+                    return False
+        return False
 
     async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
         """Slack's reconnect_url: where this client may come back without rtm.connect.

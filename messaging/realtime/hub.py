@@ -24,6 +24,8 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
     REPLAY_BATCH,
@@ -44,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
-HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
+HUB_IDLE_SECS = settings.HUB_IDLE_SECS  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
 VIEW_READ_TRIES = 3
 SWEEP_SECS = 30.0
@@ -55,6 +57,15 @@ MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket
 
 class AccessEnded(Exception):
     """The socket's member lost access (tokens revoked, deactivated) at an event it replayed."""
+
+
+class HubClosed(Exception):
+    """The hub stopped before the socket joined: join the team's current hub instead (or,
+    when the team is moving, reconnect)."""
+
+    def __init__(self, *, moving: bool) -> None:
+        super().__init__("moving" if moving else "stopped")
+        self.moving = moving
 
 
 class Socket(Protocol):
@@ -120,6 +131,7 @@ class TeamHub:
         self.receiver: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.closed = False  # no more events handed out
+        self.moving = False
         self.stopped = False
         self.channel_name = ""
         self.clears = 0  # times the ring was emptied (a cached view must not span one)
@@ -335,11 +347,14 @@ class TeamHub:
     async def join(self, sock: Socket) -> None:
         """Replay the socket's events after its cursor, then make it live (exactly once).
 
-        Raises ResyncRequired when the cursor is older than the log (or not from it), and
-        AccessEnded when the replay revoked the socket's token or deactivated its member."""
+        Raises ResyncRequired when the cursor is older than the log (or not from it),
+        AccessEnded when the replay revoked the socket's token or deactivated its member,
+        HubClosed when the hub stopped (the sweeper, between hub_for and here) or moved."""
         self.idle_since = None
         checked = False
         while True:
+            if self.closed:  # stopped while idle, or moving: the socket would hear nothing
+                raise HubClosed(moving=self.moving)
             if sock.cursor > self.head:
                 if checked:  # nothing after the cursor was handed out: live from here
                     break
@@ -401,7 +416,7 @@ class TeamHub:
         """The team is moving shards: every socket reconnects (and finds the new shard)."""
         sockets = list(self.live)
         self.live.clear()
-        self.closed = True
+        self.closed = self.moving = True
         _forget(self)
         for sock in sockets:
             spawn(sock.say_goodbye())
@@ -457,7 +472,7 @@ def hubs() -> list[TeamHub]:
 async def _sweep() -> None:
     """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
     while True:
-        await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4))
+        await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4, HUB_IDLE_SECS))
         now = time.monotonic()
         for hub in hubs():
             for sock in list(hub.live):
