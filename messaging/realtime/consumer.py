@@ -47,6 +47,7 @@ CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_ACCESS_ENDED = 4003  # the token was revoked or the member deactivated: boot with a new token
 CLOSE_BUSY = 4029
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 4503  # the service is unavailable: reconnect later (1013 is not allowed to servers here)
 SERVICE_UNAVAILABLE_FRAME = {
     "type": "error",
@@ -116,6 +117,16 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.cursor = _since(query, ticket.cursor)
         self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
+        try:
+            await self._go_live(team, ticket)
+        except Exception:
+            # daphne does not call disconnect for an application that raised: undo what
+            # connecting registered (shutdown list, gauge, presence, hub) here.
+            logger.exception("socket of team %s failed while connecting", team.id)
+            await self.disconnect(CLOSE_INTERNAL_ERROR)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+
+    async def _go_live(self, team: TeamEntry, ticket: Ticket) -> None:
         shutdown.register(self)
         redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
@@ -133,21 +144,19 @@ class RtmConsumer(AsyncWebsocketConsumer):
             # hello, the replay and the reconnect_url leave as one write.
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
-                if not await self._join(team):
-                    await self.say_goodbye()
-                    return
-                await self.send_reconnect_url(ticket)
+                joined = await self._join(team)
+                if joined:
+                    await self.send_reconnect_url(ticket)
+            if not joined:
+                await self.say_goodbye()
         except ResyncRequired:
             await self.resync()
-            return
         except AccessEnded:
             await self.shut_out()
-            return
         except OperationalError:
             # The team's shard is down: the client reconnects later from its cursor.
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
-            return
 
     async def _join(self, team: TeamEntry) -> bool:
         """Join the team's hub; False when the team is moving (the client reconnects)."""
@@ -188,14 +197,16 @@ class RtmConsumer(AsyncWebsocketConsumer):
         return f"{scheme}://{host}/"
 
     async def disconnect(self, code: int) -> None:
+        """Undo connecting (once: it runs again when a failed connect closes the socket)."""
         shutdown.unregister(self)
         if getattr(self, "counted", False):
             OPEN_SOCKETS.dec()
             self.counted = False
         if getattr(self, "hub", None) is not None:
             self.hub.leave(self)
-        if hasattr(self, "presence"):
-            await self.presence.stop()
+        presence = self.__dict__.pop("presence", None)
+        if presence is not None:
+            await presence.stop()
 
     # --- events from the team's hub ----------------------------------------------------
 
