@@ -413,7 +413,12 @@ class TeamHub:
             spawn(sock.presence_change(message))
 
     def _moving(self) -> None:
-        """The team is moving shards: every socket reconnects (and finds the new shard)."""
+        """The team is moving shards: every socket reconnects (and finds the new shard),
+        after the events already ordered (the ones it would otherwise miss and never replay
+        from this hub)."""
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+        self._flush()
         sockets = list(self.live)
         self.live.clear()
         self.closed = self.moving = True
