@@ -186,6 +186,7 @@ class TeamHub:
                     elif kind == "team.pruned":
                         self._pruned(message["upto"])
                     elif kind == "team.moving":
+                        self._advance()  # what arrived before it goes out first
                         self._moving()
                         break
                 if self.closed:  # moving
