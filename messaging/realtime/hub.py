@@ -45,6 +45,7 @@ from ops.metrics import EVENTS_DELIVERED
 logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
+GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
 HUB_IDLE_SECS = settings.HUB_IDLE_SECS  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
@@ -260,19 +261,26 @@ class TeamHub:
             EVENTS_DELIVERED.inc(delivered)
 
     async def _fill_gap_later(self) -> None:
-        await asyncio.sleep(GAP_WAIT_SECS)
-        self.gap_timer = None
-        while self.pending and self.head + 1 not in self.pending and not self.closed:
-            # Whatever precedes a published event has committed: the log has it.
-            upto = min(self.pending) - 1
-            try:
-                missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
-            except ResyncRequired:
-                missing = []
-            if not missing:  # pruned before this process saw it
-                self._skip_to(upto)
-                return
-            self._take(missing)
+        """One filler per hub at a time: gap_timer stays set until it is done."""
+        try:
+            await asyncio.sleep(GAP_WAIT_SECS)
+            while self.pending and self.head + 1 not in self.pending and not self.closed:
+                # Whatever precedes a published event has committed: the log has it.
+                upto = min(self.pending) - 1
+                try:
+                    missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
+                except ResyncRequired:
+                    missing = []
+                except Exception:  # the shard is briefly away: the gap waits, then try again
+                    logger.exception("hub of team %s could not fill a gap", self.team_id)
+                    await asyncio.sleep(GAP_RETRY_SECS)
+                    continue
+                if not missing:  # pruned before this process saw it
+                    self._skip_to(upto)
+                    return
+                self._take(missing)
+        finally:
+            self.gap_timer = None
 
     async def catch_up(self) -> None:
         """Read the log after the head (after a Redis outage: see redis_watch)."""
@@ -479,12 +487,19 @@ async def _sweep() -> None:
     """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
     while True:
         await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4, HUB_IDLE_SECS))
-        now = time.monotonic()
-        for hub in hubs():
-            for sock in list(hub.live):
-                if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
-                    sock.reconnect_url_sent = now
-                    spawn(sock.send_reconnect_url())
-            if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
-                _forget(hub)
-                await hub.stop()
+        try:
+            await _sweep_once()
+        except Exception:  # the next round tries again; a dead sweeper would renew nothing
+            logger.exception("hub sweep failed")
+
+
+async def _sweep_once() -> None:
+    now = time.monotonic()
+    for hub in hubs():
+        for sock in list(hub.live):
+            if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
+                sock.reconnect_url_sent = now
+                spawn(sock.send_reconnect_url())
+        if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
+            _forget(hub)
+            await hub.stop()
