@@ -28,8 +28,9 @@ from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
-from messaging.realtime.delivery import ResyncRequired, Viewer
-from messaging.realtime.hub import AccessEnded, HubClosed, TeamHub, hub_for
+from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
+from messaging.realtime.hub import HubClosed, TeamHub
+from messaging.realtime.hubs import hub_for
 from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket, new_socket_key
 from messaging.realtime.wire import Frame, Wire

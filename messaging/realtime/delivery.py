@@ -1,10 +1,11 @@
-"""What a socket may see, and reading the event log for replay and gap filling."""
+"""What a socket may see (and the frames it is sent), and reading the event log for replay
+and gap filling."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chatproject.dbrouter import on_shard
 from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
@@ -197,3 +198,52 @@ def shared_frames(message: dict[str, Any]) -> list[Frame]:
         frames.append(Frame(json.dumps(replied)))
     message[FRAMES_KEY] = frames
     return frames
+
+
+class AccessEnded(Exception):
+    """The socket's member lost access (tokens revoked, deactivated) at an event it replayed."""
+
+
+class Socket(Protocol):
+    """What the hub needs of a gateway socket (RtmConsumer)."""
+
+    cursor: int
+    viewer: Viewer
+    reconnect_url_sent: float
+
+    def write(self, frames: list[Frame]) -> None: ...
+
+    async def resync(self) -> None: ...
+
+    async def say_goodbye(self) -> None: ...
+
+    async def shut_out(self) -> None: ...
+
+    async def send_reconnect_url(self) -> None: ...
+
+    async def presence_change(self, message: dict[str, Any]) -> None: ...
+
+
+def frames_for(sock: Socket, messages: list[dict[str, Any]]) -> tuple[list[Frame], int, bool]:
+    """The frames of `messages` (in event order) that the socket may see, how many events
+    they are, and whether one of them ends the socket's grant. The socket's cursor moves
+    past them; events at or before it (it joined ahead of the hub) are skipped."""
+    frames: list[Frame] = []
+    viewer = sock.viewer
+    cursor = sock.cursor
+    delivered = 0
+    ended = False
+    for message in messages:
+        event_id = message["event_id"]
+        if event_id <= cursor:
+            continue
+        cursor = event_id
+        if viewer.may_see(message):
+            frames += shared_frames(message)
+            own = viewer.own_frames(message)
+            if own:
+                frames += [Frame(text) for text in own]
+            delivered += 1
+            ended = ended or viewer.loses_access(message)
+    sock.cursor = cursor
+    return frames, delivered, ended

@@ -9,8 +9,7 @@ the same step, with no await in between, becomes live: from then on the hub hand
 every event in order, so nothing is lost or doubled. The hub also caches each member's
 conversations, kept current by the events it orders, so a reconnect needs no query.
 
-A hub with no socket stays subscribed for HUB_IDLE_SECS: after a mass disconnect its ring
-still holds what the returning sockets missed.
+This process's hubs, and the sweeper that stops idle ones, are in hubs.py.
 """
 
 from __future__ import annotations
@@ -22,23 +21,23 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any, Protocol
-
-from django.conf import settings
+from collections.abc import Callable
+from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
     REPLAY_BATCH,
+    AccessEnded,
     ResyncRequired,
+    Socket,
     Viewer,
+    frames_for,
     member_channel_ids,
     membership_subjects,
     read_events,
     read_head,
-    shared_frames,
 )
 from messaging.realtime.pool import blocking
-from messaging.realtime.tickets import RECONNECT_TTL_SECS
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
 
@@ -47,17 +46,11 @@ logger = logging.getLogger(__name__)
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
-HUB_IDLE_SECS = settings.HUB_IDLE_SECS  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
 VIEW_READ_TRIES = 3
-SWEEP_SECS = 30.0
 RECEIVE_BATCH = 200
 FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
-
-
-class AccessEnded(Exception):
-    """The socket's member lost access (tokens revoked, deactivated) at an event it replayed."""
 
 
 class HubClosed(Exception):
@@ -69,55 +62,11 @@ class HubClosed(Exception):
         self.moving = moving
 
 
-class Socket(Protocol):
-    """What the hub needs of a gateway socket (RtmConsumer)."""
-
-    cursor: int
-    viewer: Viewer
-    reconnect_url_sent: float
-
-    def write(self, frames: list[Frame]) -> None: ...
-
-    async def resync(self) -> None: ...
-
-    async def say_goodbye(self) -> None: ...
-
-    async def shut_out(self) -> None: ...
-
-    async def send_reconnect_url(self) -> None: ...
-
-    async def presence_change(self, message: dict[str, Any]) -> None: ...
-
-
-def frames_for(sock: Socket, messages: list[dict[str, Any]]) -> tuple[list[Frame], int, bool]:
-    """The frames of `messages` (in event order) that the socket may see, how many events
-    they are, and whether one of them ends the socket's grant. The socket's cursor moves
-    past them; events at or before it (it joined ahead of the hub) are skipped."""
-    frames: list[Frame] = []
-    viewer = sock.viewer
-    cursor = sock.cursor
-    delivered = 0
-    ended = False
-    for message in messages:
-        event_id = message["event_id"]
-        if event_id <= cursor:
-            continue
-        cursor = event_id
-        if viewer.may_see(message):
-            frames += shared_frames(message)
-            own = viewer.own_frames(message)
-            if own:
-                frames += [Frame(text) for text in own]
-            delivered += 1
-            ended = ended or viewer.loses_access(message)
-    sock.cursor = cursor
-    return frames, delivered, ended
-
-
 class TeamHub:
-    def __init__(self, team_id: int, shard: str) -> None:
+    def __init__(self, team_id: int, shard: str, on_closed: Callable[[TeamHub], None]) -> None:
         self.team_id = team_id
         self.shard = shard
+        self.on_closed = on_closed  # the registry forgets a hub that closed on its own
         self.head = 0  # every event up to here has passed the gate (set by start)
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
         self.pending: dict[int, dict[str, Any]] = {}
@@ -431,75 +380,7 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.closed = self.moving = True
-        _forget(self)
+        self.on_closed(self)
         for sock in sockets:
             spawn(sock.say_goodbye())
         spawn(self.stop())
-
-
-# --- this process's hubs ------------------------------------------------------------------
-
-_hubs: dict[int, TeamHub] = {}
-_sweeper: asyncio.Task[None] | None = None
-
-
-def _forget(hub: TeamHub) -> None:
-    if _hubs.get(hub.team_id) is hub:
-        del _hubs[hub.team_id]
-
-
-async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
-    """The team's hub in this process, started on first use (concurrent callers share it)."""
-    global _sweeper
-    hub = _hubs.get(team_id)
-    if hub is not None and hub.shard != shard:
-        # The team moved (its team.moving did not reach this hub): its sockets say goodbye
-        # and come back to the new shard. No await from here to the new hub's registration,
-        # so concurrent callers share one.
-        hub._moving()
-        hub = None
-    if hub is None:
-        hub = TeamHub(team_id, shard)
-        _hubs[team_id] = hub
-        hub.started = asyncio.get_running_loop().create_future()
-        try:
-            await hub.start(layer)
-        except BaseException as exc:
-            _forget(hub)
-            hub.started.set_exception(exc)
-            hub.started.exception()  # retrieved: later waiters see a fresh hub instead
-            await hub.stop()
-            raise
-        hub.started.set_result(None)
-        if _sweeper is None or _sweeper.done():
-            _sweeper = asyncio.get_running_loop().create_task(_sweep())
-    else:
-        assert hub.started is not None
-        await asyncio.shield(hub.started)
-    return hub
-
-
-def hubs() -> list[TeamHub]:
-    return list(_hubs.values())
-
-
-async def _sweep() -> None:
-    """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
-    while True:
-        await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4, HUB_IDLE_SECS))
-        try:
-            await _sweep_once()
-        except Exception:  # the next round tries again; a dead sweeper would renew nothing
-            logger.exception("hub sweep failed")
-
-
-async def _sweep_once() -> None:
-    now = time.monotonic()
-    for hub in hubs():
-        for sock in list(hub.live):
-            if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
-                sock.reconnect_url_sent = now
-                spawn(sock.send_reconnect_url())
-        if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
-            _forget(hub)
-            await hub.stop()
