@@ -4,14 +4,13 @@ import time
 
 import pytest
 from django.db import connections, transaction
-from websockets.exceptions import InvalidStatus
 
 from messaging import events
 from messaging.models import ChannelMember, Event
 from messaging.realtime.delivery import read_head
 from teams.actions import reset_member_tokens, set_member_active
 from tests.conftest import World, member_pk
-from tests.rtm_client import RtmSocket, messages, web
+from tests.rtm_client import RtmSocket, messages, refused, web
 from tests.servers import running_daphne
 from tests.test_realtime_reconnect import with_since
 
@@ -71,13 +70,6 @@ def test_a_socket_ahead_of_the_hub_gets_what_the_hub_passes_while_it_checks(
     assert ids == sorted(set(ids)) and ids[0] == cursor + 1
     back.close()
     bob.close()
-
-
-def refused(url: str) -> int:
-    """The HTTP status a websocket handshake to `url` is refused with."""
-    with pytest.raises(InvalidStatus) as refusal:
-        RtmSocket(url)
-    return refusal.value.response.status_code
 
 
 def test_a_revoked_token_closes_its_sockets_and_its_reconnect_url_is_refused(world: World, server) -> None:
