@@ -12,14 +12,20 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
 from chatproject.dbrouter import on_shard
-from messaging.realtime.tickets import RECONNECT_PREFIX, Ticket, redeem_ticket
+from messaging.realtime.tickets import (
+    RECONNECT_PREFIX,
+    Ticket,
+    issue_reconnect_ticket,
+    new_socket_key,
+    redeem_ticket,
+)
 from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
@@ -77,11 +83,13 @@ class Admission:
     wait: float  # > 0: refused, come back after this many seconds
     ticket: Ticket | None = None  # None: unknown, expired or used
     team: TeamEntry | None = None
+    socket_key: str = ""  # names the socket's reconnect ticket (tickets.issue_reconnect_ticket)
+    reconnect_ticket: str = ""  # the socket's first one, resuming from the cursor it came with
 
 
-def admit_connection(ticket_text: str) -> Admission:
-    """A new socket's admission, ticket and team: one trip to a worker thread per socket
-    (the pool is small, and a reconnect storm queues on it)."""
+def admit_connection(ticket_text: str, since: int | None) -> Admission:
+    """A new socket's admission, ticket, team and first reconnect ticket: one trip to a
+    worker thread per socket (the pool is small, and a reconnect storm queues on it)."""
     wait = admit_socket()
     if wait > 0:
         return Admission(wait)
@@ -91,7 +99,10 @@ def admit_connection(ticket_text: str) -> Admission:
     team = team_entry(ticket.team_id)
     if ticket_text.startswith(RECONNECT_PREFIX) and not grant_holds(ticket, team):
         return Admission(0.0)
-    return Admission(0.0, ticket, team)
+    if since is not None:
+        ticket = replace(ticket, cursor=since)
+    socket_key = new_socket_key()
+    return Admission(0.0, ticket, team, socket_key, issue_reconnect_ticket(ticket, socket_key))
 
 
 def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:

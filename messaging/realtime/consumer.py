@@ -32,7 +32,7 @@ from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
 from messaging.realtime.hub import HubClosed, TeamHub
 from messaging.realtime.hubs import hub_for
 from messaging.realtime.pool import blocking
-from messaging.realtime.tickets import Ticket, issue_reconnect_ticket, new_socket_key
+from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
@@ -100,7 +100,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        admission = await blocking(admit_connection)(query.get("ticket", [""])[0])
+        admission = await blocking(admit_connection)(query.get("ticket", [""])[0], _since(query))
         if admission.wait > 0:
             await self._refuse(admission.wait, "too many new sockets")
             return
@@ -115,11 +115,12 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.say_goodbye()
             return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
-        self.cursor = _since(query, ticket.cursor)
+        self.cursor = ticket.cursor  # the `since` it came with, else the boot's
+        self.socket_key = admission.socket_key
         self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
         try:
-            await self._go_live(team, ticket)
+            await self._go_live(team, ticket, admission.reconnect_ticket)
         except Exception:
             # daphne does not call disconnect for an application that raised: undo what
             # connecting registered (shutdown list, gauge, presence, hub) here.
@@ -127,7 +128,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.disconnect(CLOSE_INTERNAL_ERROR)
             await self.close(code=CLOSE_INTERNAL_ERROR)
 
-    async def _go_live(self, team: TeamEntry, ticket: Ticket) -> None:
+    async def _go_live(self, team: TeamEntry, ticket: Ticket, reconnect_ticket: str) -> None:
         shutdown.register(self)
         redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
@@ -147,7 +148,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
                 await self.send_json({"type": "hello"})
                 joined = await self._join(team)
                 if joined:
-                    await self.send_reconnect_url(ticket)
+                    await self.send_reconnect_url(ticket, reconnect_ticket)
             if not joined:
                 await self.say_goodbye()
         except ResyncRequired:
@@ -173,9 +174,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     return False
         return False
 
-    async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
+    async def send_reconnect_url(self, ticket: Ticket | None = None, ticket_text: str = "") -> None:
         """Slack's reconnect_url: where this client may come back without rtm.connect.
-        Renewed by the hub before it expires.
+        Renewed by the hub before it expires (the first one was issued at admission).
 
         The URL carries no `since`: only the client knows the last event_id it received
         (frames in flight when it dropped never arrived), so it appends `since=<that id>`,
@@ -183,10 +184,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
         URL's issue: events after it come again (never fewer)."""
         self.ticket = ticket or self.ticket
         self.reconnect_url_sent = time.monotonic()
-        grant = replace(self.ticket, cursor=self.cursor)
-        if not hasattr(self, "socket_key"):
-            self.socket_key = new_socket_key()
-        ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
+        if not ticket_text:
+            grant = replace(self.ticket, cursor=self.cursor)
+            ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
         url = socket_url(self._ws_base_url(), ticket_text)
         await self.send_json({"type": "reconnect_url", "url": url})
 
@@ -344,6 +344,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=text)
 
 
-def _since(query: dict[str, list[str]], default: int) -> int:
+def _since(query: dict[str, list[str]]) -> int | None:
     value = query.get("since", [""])[0]
-    return int(value) if value.isdigit() else default
+    return int(value) if value.isdigit() else None
