@@ -73,7 +73,10 @@ def test_a_socket_ahead_of_the_hub_gets_what_the_hub_passes_while_it_checks(
 
 
 def test_a_revoked_token_closes_its_sockets_and_its_reconnect_url_is_refused(world: World, server) -> None:
-    bob = RtmSocket.open(server, world.acme["bob"].token)
+    first = RtmSocket.open(server, world.acme["bob"].token)
+    reconnect = first.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    first.close()
+    bob = RtmSocket(reconnect)  # the token's grant is checked (and cached as live) here
     reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
     bob.drain(0.2)
     reset_member_tokens(world.acme.team, member_pk(world.acme["bob"].user_id))

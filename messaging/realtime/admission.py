@@ -29,7 +29,8 @@ from messaging.realtime.tickets import (
 from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
-from teams.models import ApiToken, Member
+from teams.models import Member
+from teams.tokens import token_is_live
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,6 @@ def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:
     or session it came from was checked: check again that the token is not revoked (a
     deactivated member's tokens are) or, for a session, that the member is active."""
     if ticket.token_id is not None:
-        return ApiToken.objects.filter(id=ticket.token_id, revoked_at__isnull=True).exists()
+        return token_is_live(ticket.token_id)
     with on_shard(team.shard):
         return Member.objects.filter(team_id=team.id, id=ticket.member_id, deleted=False).exists()
