@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-from django_redis import get_redis_connection
 from slack_sdk.errors import SlackApiError
 
 from tests.conftest import World
@@ -297,9 +296,6 @@ def test_socket_accepts_are_bounded(world: World) -> None:
         busy = [f for f in frames if f and f.get("type") == "error"]
         assert busy and busy[0]["error"]["code"] == "ratelimited" and busy[0]["error"]["retry_after"] >= 1
         assert {"closed": 4029} in frames and {"type": "hello"} in frames
-    # The bucket is shared by every process, and one per second pushed it seconds ahead:
-    # the next test's sockets would be refused.
-    get_redis_connection("default").delete("adm:socket:all")
 
 
 def test_a_cursor_from_before_an_import_gets_resync_required(server, tmp_path) -> None:
