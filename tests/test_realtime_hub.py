@@ -9,6 +9,8 @@ from messaging import events
 from messaging.models import ChannelMember, Event
 from messaging.realtime.delivery import read_head
 from teams.actions import reset_member_tokens, set_member_active
+from teams.directory import forget_team
+from teams.models import Team
 from tests.conftest import World, member_pk
 from tests.rtm_client import RtmSocket, messages, refused, web
 from tests.servers import running_daphne
@@ -130,3 +132,16 @@ def test_a_socket_joining_a_hub_stopped_meanwhile_joins_a_new_one(world: World) 
         )
         carol.until(lambda f: f.get("text") == "hi")
         carol.close()
+
+
+def test_a_hub_left_on_the_old_shard_says_goodbye_to_its_sockets(world: World) -> None:
+    """A socket for the team's new shard arrives while this process's hub still serves the
+    old one (its team.moving never came): the old hub's sockets are told to reconnect."""
+    with running_daphne() as own:
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        bob.until(lambda f: f.get("type") == "reconnect_url")
+        url = web(own, world.acme["carol"].token).rtm_connect()["url"]
+        Team.objects.filter(id=world.acme.team.id).update(shard="shard_1")  # the directory moves it
+        forget_team(world.acme.team.id)
+        RtmSocket(url).drain(0.2)  # joins the team's hub on shard_1
+        bob.until(lambda f: f.get("type") == "goodbye")
