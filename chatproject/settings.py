@@ -74,6 +74,11 @@ SOCKETS_CONNECTING_MAX = int(os.environ.get("CHAT_SOCKETS_CONNECTING_MAX", "1000
 # daphne's handshake timeout (its --websocket_connect_timeout, 5 s by default): a reconnect
 # storm on a busy machine queues longer than that, and every socket past it fails and retries.
 WEBSOCKET_HANDSHAKE_SECS = int(os.environ.get("CHAT_WEBSOCKET_HANDSHAKE_SECS", "20"))
+# A socket's reconnect_url admits for this long; the live socket gets a new one at half of
+# it (tests shorten it to see renewals).
+RTM_RECONNECT_TTL_SECS = int(os.environ.get("CHAT_RTM_RECONNECT_TTL_SECS", "180"))
+# An empty team hub (and its ring of recent events) is kept this long for returning sockets.
+HUB_IDLE_SECS = float(os.environ.get("CHAT_HUB_IDLE_SECS", "300"))
 # Presence: away after this long without activity even with a socket open (Slack: 10 min);
 # changes are batched per socket for this long before being pushed.
 AUTO_AWAY_SECS = int(os.environ.get("CHAT_AUTO_AWAY_SECS", "600"))

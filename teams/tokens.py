@@ -51,8 +51,22 @@ def revoke_tokens(team_id: int, member_id: int) -> int:
     """Revoke every live token of a member; returns how many."""
     tokens = list(ApiToken.objects.filter(team_id=team_id, member_id=member_id, revoked_at__isnull=True))
     ApiToken.objects.filter(id__in=[t.id for t in tokens]).update(revoked_at=timezone.now())
-    cache.delete_many([_cache_key(t.key_hash) for t in tokens])
+    cache.delete_many([_cache_key(t.key_hash) for t in tokens] + [_live_key(t.id) for t in tokens])
     return len(tokens)
+
+
+def _live_key(token_id: int) -> str:
+    return f"tok:live:{token_id}"
+
+
+def token_is_live(token_id: int) -> bool:
+    """Not revoked (cached like grant_for: revocation deletes the key at once)."""
+    if cache.get(_live_key(token_id)):
+        return True
+    live = ApiToken.objects.filter(id=token_id, revoked_at__isnull=True).exists()
+    if live:
+        cache.set(_live_key(token_id), 1, TOKEN_CACHE_SECS)
+    return live
 
 
 def team_id_in_token(text: str) -> int | None:

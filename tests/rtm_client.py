@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 
@@ -64,3 +64,13 @@ class RtmSocket:
 
 def messages(frames: list[dict[str, Any]]) -> list[str]:
     return [f["text"] for f in frames if f.get("type") == "message" and "subtype" not in f]
+
+
+def refused(url: str) -> int:
+    """The HTTP status a websocket handshake to `url` is refused with (an unknown, used or
+    revoked ticket closes the socket before accepting it: 403)."""
+    try:
+        RtmSocket(url).close()
+    except InvalidStatus as refusal:
+        return refusal.response.status_code
+    raise AssertionError(f"{url} was accepted")

@@ -12,16 +12,25 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
-from messaging.realtime.tickets import Ticket, redeem_ticket
+from chatproject.dbrouter import on_shard
+from messaging.realtime.tickets import (
+    RECONNECT_PREFIX,
+    Ticket,
+    issue_reconnect_ticket,
+    new_socket_key,
+    redeem_ticket,
+)
 from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
+from teams.models import Member
+from teams.tokens import token_is_live
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +84,33 @@ class Admission:
     wait: float  # > 0: refused, come back after this many seconds
     ticket: Ticket | None = None  # None: unknown, expired or used
     team: TeamEntry | None = None
+    socket_key: str = ""  # names the socket's reconnect ticket (tickets.issue_reconnect_ticket)
+    reconnect_ticket: str = ""  # the socket's first one, resuming from the cursor it came with
 
 
-def admit_connection(ticket_text: str) -> Admission:
-    """A new socket's admission, ticket and team: one trip to a worker thread per socket
-    (the pool is small, and a reconnect storm queues on it)."""
+def admit_connection(ticket_text: str, since: int | None) -> Admission:
+    """A new socket's admission, ticket, team and first reconnect ticket: one trip to a
+    worker thread per socket (the pool is small, and a reconnect storm queues on it)."""
     wait = admit_socket()
     if wait > 0:
         return Admission(wait)
     ticket = redeem_ticket(ticket_text)
     if ticket is None:
         return Admission(0.0)
-    return Admission(0.0, ticket, team_entry(ticket.team_id))
+    team = team_entry(ticket.team_id)
+    if ticket_text.startswith(RECONNECT_PREFIX) and not grant_holds(ticket, team):
+        return Admission(0.0)
+    if since is not None:
+        ticket = replace(ticket, cursor=since)
+    socket_key = new_socket_key()
+    return Admission(0.0, ticket, team, socket_key, issue_reconnect_ticket(ticket, socket_key))
+
+
+def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:
+    """A reconnect ticket is renewed for as long as its socket lives, long after the token
+    or session it came from was checked: check again that the token is not revoked (a
+    deactivated member's tokens are) or, for a session, that the member is active."""
+    if ticket.token_id is not None:
+        return token_is_live(ticket.token_id)
+    with on_shard(team.shard):
+        return Member.objects.filter(team_id=team.id, id=ticket.member_id, deleted=False).exists()

@@ -48,8 +48,10 @@ class Snapshot:
     member_counts: dict[int, int] = field(default_factory=dict)
 
 
-def socket_url(base_ws_url: str, ticket: str, cursor: int) -> str:
-    return f"{base_ws_url}rtm/?ticket={ticket}&since={cursor}"
+def socket_url(base_ws_url: str, ticket: str, cursor: int | None = None) -> str:
+    """Without a cursor (a reconnect_url) the client adds `since` itself."""
+    url = f"{base_ws_url}rtm/?ticket={ticket}"
+    return url if cursor is None else f"{url}&since={cursor}"
 
 
 def _self_json(member_id: int, name: str) -> dict[str, Any]:

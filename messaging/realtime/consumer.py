@@ -28,8 +28,9 @@ from messaging.events import team_group
 from messaging.realtime import redis_watch, shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
-from messaging.realtime.delivery import ResyncRequired, Viewer, member_channel_ids
-from messaging.realtime.hub import TeamHub, hub_for
+from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
+from messaging.realtime.hub import HubClosed, TeamHub
+from messaging.realtime.hubs import hub_for
 from messaging.realtime.pool import blocking
 from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
@@ -37,6 +38,7 @@ from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
 from teams import ids
 from teams.auth import Caller
+from teams.directory import TeamEntry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ logger = logging.getLogger(__name__)
 TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
+CLOSE_ACCESS_ENDED = 4003  # the token was revoked or the member deactivated: boot with a new token
 CLOSE_BUSY = 4029
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 4503  # the service is unavailable: reconnect later (1013 is not allowed to servers here)
 SERVICE_UNAVAILABLE_FRAME = {
     "type": "error",
@@ -52,6 +56,7 @@ SERVICE_UNAVAILABLE_FRAME = {
 }
 
 
+JOIN_TRIES = 3  # hubs stopped under a joining socket before it says goodbye instead
 _connecting = 0  # sockets of this process between handshake and live
 
 
@@ -95,7 +100,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        admission = await blocking(admit_connection)(query.get("ticket", [""])[0])
+        admission = await blocking(admit_connection)(query.get("ticket", [""])[0], _since(query))
         if admission.wait > 0:
             await self._refuse(admission.wait, "too many new sockets")
             return
@@ -110,9 +115,20 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.say_goodbye()
             return
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
-        self.cursor = _since(query, ticket.cursor)
+        self.cursor = ticket.cursor  # the `since` it came with, else the boot's
+        self.socket_key = admission.socket_key
         self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
+        try:
+            await self._go_live(team, ticket, admission.reconnect_ticket)
+        except Exception:
+            # daphne does not call disconnect for an application that raised: undo what
+            # connecting registered (shutdown list, gauge, presence, hub) here.
+            logger.exception("socket of team %s failed while connecting", team.id)
+            await self.disconnect(CLOSE_INTERNAL_ERROR)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+
+    async def _go_live(self, team: TeamEntry, ticket: Ticket, reconnect_ticket: str) -> None:
         shutdown.register(self)
         redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
@@ -130,26 +146,48 @@ class RtmConsumer(AsyncWebsocketConsumer):
             # hello, the replay and the reconnect_url leave as one write.
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
-                self.hub = await hub_for(self.channel_layer, team.id, team.shard)
-                self.viewer = Viewer(ticket.member_id, await self._channel_ids(self.hub, ticket.member_id))
-                await self.hub.join(self)
-                await self.send_reconnect_url(ticket)
+                joined = await self._join(team)
+                if joined:
+                    await self.send_reconnect_url(ticket, reconnect_ticket)
+            if not joined:
+                await self.say_goodbye()
         except ResyncRequired:
             await self.resync()
-            return
+        except AccessEnded:
+            await self.shut_out()
         except OperationalError:
             # The team's shard is down: the client reconnects later from its cursor.
             await self.send_json(SERVICE_UNAVAILABLE_FRAME)
             await self.close(code=CLOSE_TRY_AGAIN)
-            return
 
-    async def send_reconnect_url(self, ticket: Ticket | None = None) -> None:
-        """Slack's reconnect_url: where this client may come back without rtm.connect (with
-        `since` set to the last event_id it saw). Renewed by the hub before it expires."""
+    async def _join(self, team: TeamEntry) -> bool:
+        """Join the team's hub; False when the team is moving (the client reconnects)."""
+        for _ in range(JOIN_TRIES):
+            self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+            if not hasattr(self, "viewer"):
+                self.viewer = Viewer(self.caller.member_id, await self.hub.channel_ids(self.caller.member_id))
+            try:
+                await self.hub.join(self)
+                return True
+            except HubClosed as closed:  # the sweeper stopped it meanwhile: a new one starts
+                if closed.moving:
+                    return False
+        return False
+
+    async def send_reconnect_url(self, ticket: Ticket | None = None, ticket_text: str = "") -> None:
+        """Slack's reconnect_url: where this client may come back without rtm.connect.
+        Renewed by the hub before it expires (the first one was issued at admission).
+
+        The URL carries no `since`: only the client knows the last event_id it received
+        (frames in flight when it dropped never arrived), so it appends `since=<that id>`,
+        as Slack clients track it. Without one the socket resumes from the cursor at the
+        URL's issue: events after it come again (never fewer)."""
         self.ticket = ticket or self.ticket
         self.reconnect_url_sent = time.monotonic()
-        grant = replace(self.ticket, cursor=self.cursor)
-        url = socket_url(self._ws_base_url(), issue_reconnect_ticket(grant), self.cursor)
+        if not ticket_text:
+            grant = replace(self.ticket, cursor=self.cursor)
+            ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
+        url = socket_url(self._ws_base_url(), ticket_text)
         await self.send_json({"type": "reconnect_url", "url": url})
 
     def _ws_base_url(self) -> str:
@@ -159,24 +197,17 @@ class RtmConsumer(AsyncWebsocketConsumer):
         scheme = self.scope.get("scheme") or ("wss" if forwarded in ("https", "wss") else "ws")
         return f"{scheme}://{host}/"
 
-    async def _channel_ids(self, hub: TeamHub, member_id: int) -> set[int]:
-        """The member's conversations: the hub's cached copy, else one query (then cached)."""
-        cached = hub.cached_view(member_id)
-        if cached is not None:
-            return cached
-        as_of = hub.head
-        channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id)
-        return hub.remember_view(member_id, channel_ids, as_of)
-
     async def disconnect(self, code: int) -> None:
+        """Undo connecting (once: it runs again when a failed connect closes the socket)."""
         shutdown.unregister(self)
         if getattr(self, "counted", False):
             OPEN_SOCKETS.dec()
             self.counted = False
         if getattr(self, "hub", None) is not None:
             self.hub.leave(self)
-        if hasattr(self, "presence"):
-            await self.presence.stop()
+        presence = self.__dict__.pop("presence", None)
+        if presence is not None:
+            await presence.stop()
 
     # --- events from the team's hub ----------------------------------------------------
 
@@ -194,6 +225,11 @@ class RtmConsumer(AsyncWebsocketConsumer):
             }
         )
         await self.close(code=CLOSE_RESYNC)
+
+    async def shut_out(self) -> None:
+        """The member's tokens were revoked or the member deactivated (the frame saying so
+        has gone out): no more events, and no reconnect_url."""
+        await self.close(code=CLOSE_ACCESS_ENDED)
 
     # --- frames from the client ----------------------------------------------------------
 
@@ -308,6 +344,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=text)
 
 
-def _since(query: dict[str, list[str]], default: int) -> int:
+def _since(query: dict[str, list[str]]) -> int | None:
     value = query.get("since", [""])[0]
-    return int(value) if value.isdigit() else default
+    return int(value) if value.isdigit() else None

@@ -1,10 +1,11 @@
-"""What a socket may see, and reading the event log for replay and gap filling."""
+"""What a socket may see (and the frames it is sent), and reading the event log for replay
+and gap filling."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chatproject.dbrouter import on_shard
 from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
@@ -126,6 +127,18 @@ class Viewer:
         elif mine and (joined := _channel_id(payload)) is not None:  # group_joined, im_created, mpim_open
             self.channel_ids.add(joined)
 
+    def loses_access(self, message: dict[str, Any]) -> bool:
+        """The event revokes this member's tokens or deactivates them: their sockets close
+        (after hearing it), since a socket's grant is checked only when it is admitted."""
+        payload = message["event"]
+        kind = payload.get("type")
+        if kind == "tokens_revoked":
+            return self.member_id in (message.get("audience") or ())
+        if kind == "user_change":
+            user = payload.get("user")
+            return isinstance(user, dict) and bool(user.get("deleted")) and user.get("id") == self.slack_id
+        return False
+
     def own_frames(self, message: dict[str, Any]) -> list[str]:
         """Slack's companion event for this viewer's own join or leave (channel_joined,
         group_left, ...); it follows the event's shared frames."""
@@ -185,3 +198,52 @@ def shared_frames(message: dict[str, Any]) -> list[Frame]:
         frames.append(Frame(json.dumps(replied)))
     message[FRAMES_KEY] = frames
     return frames
+
+
+class AccessEnded(Exception):
+    """The socket's member lost access (tokens revoked, deactivated) at an event it replayed."""
+
+
+class Socket(Protocol):
+    """What the hub needs of a gateway socket (RtmConsumer)."""
+
+    cursor: int
+    viewer: Viewer
+    reconnect_url_sent: float
+
+    def write(self, frames: list[Frame]) -> None: ...
+
+    async def resync(self) -> None: ...
+
+    async def say_goodbye(self) -> None: ...
+
+    async def shut_out(self) -> None: ...
+
+    async def send_reconnect_url(self) -> None: ...
+
+    async def presence_change(self, message: dict[str, Any]) -> None: ...
+
+
+def frames_for(sock: Socket, messages: list[dict[str, Any]]) -> tuple[list[Frame], int, bool]:
+    """The frames of `messages` (in event order) that the socket may see, how many events
+    they are, and whether one of them ends the socket's grant. The socket's cursor moves
+    past them; events at or before it (it joined ahead of the hub) are skipped."""
+    frames: list[Frame] = []
+    viewer = sock.viewer
+    cursor = sock.cursor
+    delivered = 0
+    ended = False
+    for message in messages:
+        event_id = message["event_id"]
+        if event_id <= cursor:
+            continue
+        cursor = event_id
+        if viewer.may_see(message):
+            frames += shared_frames(message)
+            own = viewer.own_frames(message)
+            if own:
+                frames += [Frame(text) for text in own]
+            delivered += 1
+            ended = ended or viewer.loses_access(message)
+    sock.cursor = cursor
+    return frames, delivered, ended

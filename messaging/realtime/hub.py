@@ -9,8 +9,7 @@ the same step, with no await in between, becomes live: from then on the hub hand
 every event in order, so nothing is lost or doubled. The hub also caches each member's
 conversations, kept current by the events it orders, so a reconnect needs no query.
 
-A hub with no socket stays subscribed for HUB_IDLE_SECS: after a mass disconnect its ring
-still holds what the returning sockets missed.
+This process's hubs, and the sweeper that stops idle ones, are in hubs.py.
 """
 
 from __future__ import annotations
@@ -22,57 +21,52 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
     REPLAY_BATCH,
+    AccessEnded,
     ResyncRequired,
+    Socket,
     Viewer,
+    frames_for,
+    member_channel_ids,
     membership_subjects,
     read_events,
     read_head,
-    shared_frames,
 )
 from messaging.realtime.pool import blocking
-from messaging.realtime.tickets import RECONNECT_TTL_SECS
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
 
 logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
+GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
-HUB_IDLE_SECS = 300.0  # keep an empty hub (and its ring) this long for returning sockets
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
-SWEEP_SECS = 30.0
+VIEW_READ_TRIES = 3
 RECEIVE_BATCH = 200
 FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
 
 
-class Socket(Protocol):
-    """What the hub needs of a gateway socket (RtmConsumer)."""
+class HubClosed(Exception):
+    """The hub stopped before the socket joined: join the team's current hub instead (or,
+    when the team is moving, reconnect)."""
 
-    cursor: int
-    viewer: Viewer
-    reconnect_url_sent: float
-
-    def write(self, frames: list[Frame]) -> None: ...
-
-    async def resync(self) -> None: ...
-
-    async def say_goodbye(self) -> None: ...
-
-    async def send_reconnect_url(self) -> None: ...
-
-    async def presence_change(self, message: dict[str, Any]) -> None: ...
+    def __init__(self, *, moving: bool) -> None:
+        super().__init__("moving" if moving else "stopped")
+        self.moving = moving
 
 
 class TeamHub:
-    def __init__(self, team_id: int, shard: str) -> None:
+    def __init__(self, team_id: int, shard: str, on_closed: Callable[[TeamHub], None]) -> None:
         self.team_id = team_id
         self.shard = shard
+        self.on_closed = on_closed  # the registry forgets a hub that closed on its own
         self.head = 0  # every event up to here has passed the gate (set by start)
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
         self.pending: dict[int, dict[str, Any]] = {}
@@ -87,8 +81,10 @@ class TeamHub:
         self.receiver: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.closed = False  # no more events handed out
+        self.moving = False
         self.stopped = False
         self.channel_name = ""
+        self.clears = 0  # times the ring was emptied (a cached view must not span one)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -140,6 +136,7 @@ class TeamHub:
                     elif kind == "team.pruned":
                         self._pruned(message["upto"])
                     elif kind == "team.moving":
+                        self._advance()  # what arrived before it goes out first
                         self._moving()
                         break
                 if self.closed:  # moving
@@ -198,41 +195,41 @@ class TeamHub:
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         delivered = 0
+        shut_out = []
         for sock in self.live:
-            frames: list[Frame] = []
-            viewer = sock.viewer
-            cursor = sock.cursor
-            for message in messages:
-                event_id = message["event_id"]
-                if event_id <= cursor:  # a socket that joined ahead of the hub
-                    continue
-                cursor = event_id
-                if viewer.may_see(message):
-                    frames += shared_frames(message)
-                    own = viewer.own_frames(message)
-                    if own:
-                        frames += [Frame(text) for text in own]
-                    delivered += 1
-            sock.cursor = cursor
+            frames, count, ended = frames_for(sock, messages)
+            delivered += count
             if frames:
                 sock.write(frames)
+            if ended:
+                shut_out.append(sock)
+        for sock in shut_out:
+            self.live.pop(sock, None)
+            spawn(sock.shut_out())
         if delivered:
             EVENTS_DELIVERED.inc(delivered)
 
     async def _fill_gap_later(self) -> None:
-        await asyncio.sleep(GAP_WAIT_SECS)
-        self.gap_timer = None
-        while self.pending and self.head + 1 not in self.pending and not self.closed:
-            # Whatever precedes a published event has committed: the log has it.
-            upto = min(self.pending) - 1
-            try:
-                missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
-            except ResyncRequired:
-                missing = []
-            if not missing:  # pruned before this process saw it
-                self._skip_to(upto)
-                return
-            self._take(missing)
+        """One filler per hub at a time: gap_timer stays set until it is done."""
+        try:
+            await asyncio.sleep(GAP_WAIT_SECS)
+            while self.pending and self.head + 1 not in self.pending and not self.closed:
+                # Whatever precedes a published event has committed: the log has it.
+                upto = min(self.pending) - 1
+                try:
+                    missing = await blocking(read_events)(self.shard, self.team_id, self.head, upto)
+                except ResyncRequired:
+                    missing = []
+                except Exception:  # the shard is briefly away: the gap waits, then try again
+                    logger.exception("hub of team %s could not fill a gap", self.team_id)
+                    await asyncio.sleep(GAP_RETRY_SECS)
+                    continue
+                if not missing:  # pruned before this process saw it
+                    self._skip_to(upto)
+                    return
+                self._take(missing)
+        finally:
+            self.gap_timer = None
 
     async def catch_up(self) -> None:
         """Read the log after the head (after a Redis outage: see redis_watch)."""
@@ -263,28 +260,39 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.ring.clear()
+        self.clears += 1
         self.views.clear()
         for sock in sockets:
             spawn(sock.resync())
 
     # --- sockets -------------------------------------------------------------------------
 
-    def cached_view(self, member_id: int) -> set[int] | None:
+    async def channel_ids(self, member_id: int) -> set[int]:
+        """The member's conversations: the cached copy, else read from the database (then
+        cached).
+
+        Joins and leaves the hub orders during the read may or may not be in what was read:
+        they are applied again from the ring (adding or removing twice changes nothing). If
+        the ring no longer holds them all (more than RING_SIZE events passed, or it was
+        cleared), the read is done again: a leave it missed would stay in the cache."""
         view = self.views.get(member_id)
-        return set(view.channel_ids) if view is not None else None
-
-    def remember_view(self, member_id: int, channel_ids: set[int], as_of: int) -> set[int]:
-        """Cache a member's conversations read from the database while the head was `as_of`.
-
-        Joins and leaves the hub ordered since then may or may not be in what was read:
-        they are applied again (adding or removing twice changes nothing)."""
-        view = Viewer(member_id, set(channel_ids))
-        for message in self.ring_after(as_of):
-            if member_id in membership_subjects(message):
-                view.may_see(message)
-        if len(self.views) >= MEMBER_CACHE_SIZE:
-            self.views.pop(next(iter(self.views)))
-        self.views[member_id] = view
+        if view is not None:
+            return set(view.channel_ids)
+        for _ in range(VIEW_READ_TRIES):
+            as_of, clears = self.head, self.clears
+            channel_ids = await blocking(member_channel_ids)(self.shard, self.team_id, member_id)
+            view = Viewer(member_id, channel_ids)
+            for message in self.ring_after(as_of):
+                if member_id in membership_subjects(message):
+                    view.may_see(message)
+            covered = self.head == as_of or bool(self.ring and self.ring[0]["event_id"] <= as_of + 1)
+            if covered and self.clears == clears:
+                if len(self.views) >= MEMBER_CACHE_SIZE:
+                    self.views.pop(next(iter(self.views)))
+                self.views[member_id] = view
+                break
+        # Still not covered (a flood of events, every try): used for this socket only, whose
+        # replay from its cursor applies the membership changes after it again.
         return set(view.channel_ids)
 
     def ring_after(self, event_id: int) -> list[dict[str, Any]]:
@@ -297,42 +305,44 @@ class TeamHub:
     async def join(self, sock: Socket) -> None:
         """Replay the socket's events after its cursor, then make it live (exactly once).
 
-        Raises ResyncRequired when the cursor is older than the log (or not from it)."""
+        Raises ResyncRequired when the cursor is older than the log (or not from it),
+        AccessEnded when the replay revoked the socket's token or deactivated its member,
+        HubClosed when the hub stopped (the sweeper, between hub_for and here) or moved."""
         self.idle_since = None
+        checked = False
         while True:
+            if self.closed:  # stopped while idle, or moving: the socket would hear nothing
+                raise HubClosed(moving=self.moving)
             if sock.cursor > self.head:
+                if checked:  # nothing after the cursor was handed out: live from here
+                    break
                 # Ahead of this process (its boot read a head not yet published here), or
-                # not from this log at all: the log says which.
+                # not from this log at all: the log says which. The hub may pass the cursor
+                # during this read (handing those events to live sockets only): look again.
                 await blocking(read_events)(self.shard, self.team_id, sock.cursor, sock.cursor)
-                break
+                checked = True
+                continue
             if sock.cursor == self.head:
                 break
             oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
             if oldest <= sock.cursor + 1:
-                self._replay(sock, self.ring_after(sock.cursor))
+                if self._replay(sock, self.ring_after(sock.cursor)):
+                    raise AccessEnded
                 break
             batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
             if not batch:
                 raise ResyncRequired(f"nothing after {sock.cursor} below {self.head}")
-            self._replay(sock, batch)
+            if self._replay(sock, batch):
+                raise AccessEnded
         self.live[sock] = None  # no await since the last check: nothing slips between
 
-    def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> None:
-        """Catch-up frames go out as one write."""
-        frames: list[Frame] = []
-        viewer = sock.viewer
-        delivered = 0
-        for message in messages:
-            if message["event_id"] <= sock.cursor:
-                continue
-            sock.cursor = message["event_id"]
-            if viewer.may_see(message):
-                delivered += 1
-                frames += shared_frames(message)
-                frames += [Frame(text) for text in viewer.own_frames(message)]
+    def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> bool:
+        """Catch-up frames go out as one write. True when one of them ended the socket's grant."""
+        frames, delivered, ended = frames_for(sock, messages)
         if frames:
             EVENTS_DELIVERED.inc(delivered)
             sock.write(frames)
+        return ended
 
     def leave(self, sock: Socket) -> None:
         self.live.pop(sock, None)
@@ -361,70 +371,16 @@ class TeamHub:
             spawn(sock.presence_change(message))
 
     def _moving(self) -> None:
-        """The team is moving shards: every socket reconnects (and finds the new shard)."""
+        """The team is moving shards: every socket reconnects (and finds the new shard),
+        after the events already ordered (the ones it would otherwise miss and never replay
+        from this hub)."""
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+        self._flush()
         sockets = list(self.live)
         self.live.clear()
-        self.closed = True
-        _forget(self)
+        self.closed = self.moving = True
+        self.on_closed(self)
         for sock in sockets:
             spawn(sock.say_goodbye())
         spawn(self.stop())
-
-
-# --- this process's hubs ------------------------------------------------------------------
-
-_hubs: dict[int, TeamHub] = {}
-_sweeper: asyncio.Task[None] | None = None
-
-
-def _forget(hub: TeamHub) -> None:
-    if _hubs.get(hub.team_id) is hub:
-        del _hubs[hub.team_id]
-
-
-async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
-    """The team's hub in this process, started on first use (concurrent callers share it)."""
-    global _sweeper
-    hub = _hubs.get(team_id)
-    if hub is not None and hub.shard != shard:  # the team moved: start over on its new shard
-        _forget(hub)
-        await hub.stop()
-        hub = None
-    if hub is None:
-        hub = TeamHub(team_id, shard)
-        _hubs[team_id] = hub
-        hub.started = asyncio.get_running_loop().create_future()
-        try:
-            await hub.start(layer)
-        except BaseException as exc:
-            _forget(hub)
-            hub.started.set_exception(exc)
-            hub.started.exception()  # retrieved: later waiters see a fresh hub instead
-            await hub.stop()
-            raise
-        hub.started.set_result(None)
-        if _sweeper is None or _sweeper.done():
-            _sweeper = asyncio.get_running_loop().create_task(_sweep())
-    else:
-        assert hub.started is not None
-        await asyncio.shield(hub.started)
-    return hub
-
-
-def hubs() -> list[TeamHub]:
-    return list(_hubs.values())
-
-
-async def _sweep() -> None:
-    """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
-    while True:
-        await asyncio.sleep(SWEEP_SECS)
-        now = time.monotonic()
-        for hub in hubs():
-            for sock in list(hub.live):
-                if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
-                    sock.reconnect_url_sent = now
-                    spawn(sock.send_reconnect_url())
-            if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
-                _forget(hub)
-                await hub.stop()

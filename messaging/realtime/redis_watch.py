@@ -18,7 +18,7 @@ import logging
 import redis.asyncio
 from django.conf import settings
 
-from messaging.realtime import hub
+from messaging.realtime import hubs as registry
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def _watch() -> None:
         if was_down:
             was_down = False
             await asyncio.sleep(RESUBSCRIBE_GRACE_SECS)
-            hubs = hub.hubs()
+            hubs = registry.hubs()
             logger.warning("Redis is back: %d team hubs catch up from the event log", len(hubs))
             for team_hub in hubs:
                 with contextlib.suppress(Exception):  # one team's failure is its own

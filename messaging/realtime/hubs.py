@@ -1,0 +1,88 @@
+"""This process's team hubs (hub.py): started on first use, shared by concurrent callers,
+stopped by the sweeper after HUB_IDLE_SECS without a socket (until then, after a mass
+disconnect, a hub's ring still holds what the returning sockets missed). The sweeper
+also renews live sockets' reconnect URLs before they expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+
+from messaging.realtime.hub import TeamHub
+from messaging.realtime.tickets import RECONNECT_TTL_SECS
+from messaging.realtime.wire import spawn
+
+logger = logging.getLogger(__name__)
+
+HUB_IDLE_SECS = settings.HUB_IDLE_SECS  # keep an empty hub (and its ring) this long for returning sockets
+SWEEP_SECS = 30.0
+
+_hubs: dict[int, TeamHub] = {}
+_sweeper: asyncio.Task[None] | None = None
+
+
+def _forget(hub: TeamHub) -> None:
+    if _hubs.get(hub.team_id) is hub:
+        del _hubs[hub.team_id]
+
+
+async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
+    """The team's hub in this process, started on first use (concurrent callers share it)."""
+    global _sweeper
+    hub = _hubs.get(team_id)
+    if hub is not None and hub.shard != shard:
+        # The team moved (its team.moving did not reach this hub): its sockets say goodbye
+        # and come back to the new shard. No await from here to the new hub's registration,
+        # so concurrent callers share one.
+        hub._moving()
+        hub = None
+    if hub is None:
+        hub = TeamHub(team_id, shard, _forget)
+        _hubs[team_id] = hub
+        hub.started = asyncio.get_running_loop().create_future()
+        try:
+            await hub.start(layer)
+        except BaseException as exc:
+            _forget(hub)
+            hub.started.set_exception(exc)
+            hub.started.exception()  # retrieved: later waiters see a fresh hub instead
+            await hub.stop()
+            raise
+        hub.started.set_result(None)
+        if _sweeper is None or _sweeper.done():
+            _sweeper = asyncio.get_running_loop().create_task(_sweep())
+    else:
+        assert hub.started is not None
+        await asyncio.shield(hub.started)
+    return hub
+
+
+def hubs() -> list[TeamHub]:
+    return list(_hubs.values())
+
+
+async def _sweep() -> None:
+    """Renew reconnect URLs before they expire; stop hubs that had no socket for HUB_IDLE_SECS."""
+    while True:
+        await asyncio.sleep(min(SWEEP_SECS, RECONNECT_TTL_SECS / 4, HUB_IDLE_SECS))
+        try:
+            await _sweep_once()
+        except Exception:  # the next round tries again; a dead sweeper would renew nothing
+            logger.exception("hub sweep failed")
+
+
+async def _sweep_once() -> None:
+    now = time.monotonic()
+    for hub in hubs():
+        for sock in list(hub.live):
+            if now - sock.reconnect_url_sent > RECONNECT_TTL_SECS / 2:
+                sock.reconnect_url_sent = now
+                spawn(sock.send_reconnect_url())
+        if hub.idle_since is not None and not hub.live and now - hub.idle_since > HUB_IDLE_SECS:
+            _forget(hub)
+            await hub.stop()

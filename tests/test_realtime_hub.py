@@ -1,0 +1,147 @@
+"""Races and grants at the team hub: a socket ahead of the hub, revoked reconnects."""
+
+import time
+
+import pytest
+from django.db import connections, transaction
+
+from messaging import events
+from messaging.models import ChannelMember, Event
+from messaging.realtime.delivery import read_head
+from teams.actions import reset_member_tokens, set_member_active
+from teams.directory import forget_team
+from teams.models import Team
+from tests.conftest import World, member_pk
+from tests.rtm_client import RtmSocket, messages, refused, web
+from tests.servers import running_daphne
+from tests.test_realtime_reconnect import with_since
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    with running_daphne() as own:
+        yield own
+
+
+def wait_for_lock_waiter(table: str, timeout: float = 10.0) -> None:
+    """Until some session waits for a lock on `table` (the server's read, blocked)."""
+    deadline = time.monotonic() + timeout
+    with connections["default"].cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                [f"%{table}%"],
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"nobody waited on {table}")
+
+
+def test_a_socket_ahead_of_the_hub_gets_what_the_hub_passes_while_it_checks(
+    world: World, server, api, monkeypatch
+) -> None:
+    """The socket's boot read a head this process's hub has not heard yet; while the socket
+    checks its cursor against the log, the hub catches up past it. What it passed reaches
+    the socket exactly once."""
+    team, general = world.acme.team, world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub is running
+    assert bob.recv()["type"] == "hello"
+    held: list[events.AppendedEvent] = []
+    with monkeypatch.context() as patch:  # committed, not yet published: the hub is behind
+        patch.setattr(events, "publish", held.append)
+        api("chat.postMessage", world.acme["alice"].token, channel=general, text="held")
+        cursor = read_head(team.shard, team.id)
+        api("chat.postMessage", world.acme["alice"].token, channel=general, text="after")
+    url = with_since(web(server, world.acme["bob"].token).rtm_connect()["url"], cursor)
+    table = Event._meta.db_table
+    with transaction.atomic(using=team.shard):
+        connections[team.shard].cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        back = RtmSocket(url)
+        wait_for_lock_waiter(table)  # the new socket is checking its cursor
+        for event in held:
+            events.publish(event)
+        bob.until(lambda f: f.get("text") == "after")  # the hub has passed the cursor
+    back.until(lambda f: f.get("text") == "after")
+    web(server, world.acme["alice"].token).chat_postMessage(channel=general, text="last")
+    back.until(lambda f: f.get("text") == "last")
+    assert messages(back.seen) == ["after", "last"]
+    ids = [f["event_id"] for f in back.seen if "event_id" in f]
+    assert ids == sorted(set(ids)) and ids[0] == cursor + 1
+    back.close()
+    bob.close()
+
+
+def test_a_revoked_token_closes_its_sockets_and_its_reconnect_url_is_refused(world: World, server) -> None:
+    first = RtmSocket.open(server, world.acme["bob"].token)
+    reconnect = first.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    first.close()
+    bob = RtmSocket(reconnect)  # the token's grant is checked (and cached as live) here
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    bob.drain(0.2)
+    reset_member_tokens(world.acme.team, member_pk(world.acme["bob"].user_id))
+    assert bob.until(lambda f: f.get("type") == "tokens_revoked")
+    bob.recv(timeout=5)
+    assert bob.closed_code == 4003
+    assert refused(reconnect) == 403
+
+
+def test_a_deactivated_member_is_closed_and_cannot_come_back_by_reconnect_url(world: World, server) -> None:
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    reconnect = carol.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    set_member_active(world.acme.team, member_pk(world.acme["carol"].user_id), False)
+    carol.until(lambda f: f.get("type") == "user_change" and f["user"].get("deleted"))
+    carol.recv(timeout=5)
+    assert carol.closed_code == 4003
+    assert refused(reconnect) == 403
+
+
+def test_a_renewed_reconnect_url_replaces_the_earlier_one(world: World) -> None:
+    with running_daphne({"CHAT_RTM_RECONNECT_TTL_SECS": "4"}) as own:  # renewed every 2-3 s
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        first = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+        second = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+        bob.close()
+        assert refused(first) == 403  # renewed: the earlier URL no longer admits
+        back = RtmSocket(second)
+        assert back.recv()["type"] == "hello"
+        back.close()
+        assert refused(second) == 403  # used once
+
+
+def test_a_socket_joining_a_hub_stopped_meanwhile_joins_a_new_one(world: World) -> None:
+    """The sweeper stops an idle hub while a socket reads its member's conversations."""
+    with running_daphne({"CHAT_HUB_IDLE_SECS": "0.5"}) as own:
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        bob.until(lambda f: f.get("type") == "hello")
+        bob.close()  # the hub is idle from now
+        url = web(own, world.acme["carol"].token).rtm_connect()["url"]
+        table = ChannelMember._meta.db_table
+        with transaction.atomic(using=world.acme.team.shard):
+            connections[world.acme.team.shard].cursor().execute(
+                f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            )
+            carol = RtmSocket(url)
+            wait_for_lock_waiter(table)
+            time.sleep(1.5)  # swept
+        carol.until(lambda f: f.get("type") == "hello")
+        web(own, world.acme["alice"].token).chat_postMessage(
+            channel=world.acme.channels["general"], text="hi"
+        )
+        carol.until(lambda f: f.get("text") == "hi")
+        carol.close()
+
+
+def test_a_hub_left_on_the_old_shard_says_goodbye_to_its_sockets(world: World) -> None:
+    """A socket for the team's new shard arrives while this process's hub still serves the
+    old one (its team.moving never came): the old hub's sockets are told to reconnect."""
+    with running_daphne() as own:
+        bob = RtmSocket.open(own, world.acme["bob"].token)
+        bob.until(lambda f: f.get("type") == "reconnect_url")
+        url = web(own, world.acme["carol"].token).rtm_connect()["url"]
+        Team.objects.filter(id=world.acme.team.id).update(shard="shard_1")  # the directory moves it
+        forget_team(world.acme.team.id)
+        RtmSocket(url).drain(0.2)  # joins the team's hub on shard_1
+        bob.until(lambda f: f.get("type") == "goodbye")
