@@ -208,18 +208,33 @@ def reset_member_tokens(team: TeamEntry, member_id: int) -> str:
         if member.is_bot and member.bot_id is None:
             raise ApiError("bot_not_found")
         kind = ApiToken.Kind.BOT if member.is_bot else ApiToken.Kind.USER
-        # The event first: a team frozen by a move refuses it before any token changes. The
-        # tokens change in one control transaction, so a member never ends up with none.
-        with transaction.atomic(using=team.shard):
-            append_event(
-                team.id,
-                "tokens_revoked",
-                {"tokens": {"bot" if member.is_bot else "oauth": [member.slack_id]}},
-                audience=[member.id],
-            )
-            with transaction.atomic(using=CONTROL_DB):
-                revoke_tokens(team.id, member.id)
-                return issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
+        # The tokens change in one control transaction, so a member never ends up with none.
+        with transaction.atomic(using=team.shard), transaction.atomic(using=CONTROL_DB):
+            _revoke_with_event(team, member)
+            return issue_token(team.id, member.id, kind, bot_id=member.bot_id if member.is_bot else None)
+
+
+def revoke_member_tokens(team: TeamEntry, member_id: int) -> None:
+    """auth.revoke: every token of the member stops working, and their open sockets hear
+    Slack's `tokens_revoked` (the gateway closes them)."""
+    with on_shard(team.shard):
+        member = Member.objects.filter(team_id=team.id, id=member_id).first()
+        if member is None:
+            raise ApiError("user_not_found")
+        with transaction.atomic(using=team.shard), transaction.atomic(using=CONTROL_DB):
+            _revoke_with_event(team, member)
+
+
+def _revoke_with_event(team: TeamEntry, member: Member) -> None:
+    """Inside a shard and a control transaction. The event first: a team frozen by a move
+    refuses it before any token changes."""
+    append_event(
+        team.id,
+        "tokens_revoked",
+        {"tokens": {"bot" if member.is_bot else "oauth": [member.slack_id]}},
+        audience=[member.id],
+    )
+    revoke_tokens(team.id, member.id)
 
 
 def set_team_status(team_id: int, status: str, *, only_from: Collection[str] | None = None) -> bool:

@@ -11,8 +11,10 @@ import secrets
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
+from chatproject.dbrouter import CONTROL_DB
 from teams.errors import ApiError
 from teams.models import ApiToken
 
@@ -51,7 +53,11 @@ def revoke_tokens(team_id: int, member_id: int) -> int:
     """Revoke every live token of a member; returns how many."""
     tokens = list(ApiToken.objects.filter(team_id=team_id, member_id=member_id, revoked_at__isnull=True))
     ApiToken.objects.filter(id__in=[t.id for t in tokens]).update(revoked_at=timezone.now())
-    cache.delete_many([_cache_key(t.key_hash) for t in tokens] + [_live_key(t.id) for t in tokens])
+    keys = [_cache_key(t.key_hash) for t in tokens] + [_live_key(t.id) for t in tokens]
+    cache.delete_many(keys)
+    # Again once committed: a lookup between the delete and the commit read the live row
+    # and cached it again.
+    transaction.on_commit(lambda: cache.delete_many(keys), using=CONTROL_DB)
     return len(tokens)
 
 

@@ -145,3 +145,16 @@ def test_a_hub_left_on_the_old_shard_says_goodbye_to_its_sockets(world: World) -
         forget_team(world.acme.team.id)
         RtmSocket(url).drain(0.2)  # joins the team's hub on shard_1
         bob.until(lambda f: f.get("type") == "goodbye")
+
+
+def test_auth_revoke_closes_the_sockets_and_refuses_a_ticket_issued_before(world: World, server) -> None:
+    client = web(server, world.acme["carol"].token)
+    early_url = client.rtm_connect()["url"]  # a one-minute ticket, issued while the token held
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    carol.until(lambda f: f.get("type") == "reconnect_url")
+    assert client.auth_revoke()["revoked"]
+    assert carol.until(lambda f: f.get("type") == "tokens_revoked")
+    carol.recv(timeout=5)
+    assert carol.closed_code == 4003
+    # Whatever `since` it picks, a socket of the revoked token is not admitted.
+    assert refused(with_since(early_url, read_head(world.acme.team.shard, world.acme.team.id))) == 403

@@ -20,7 +20,6 @@ from redis import RedisError
 
 from chatproject.dbrouter import on_shard
 from messaging.realtime.tickets import (
-    RECONNECT_PREFIX,
     Ticket,
     issue_reconnect_ticket,
     new_socket_key,
@@ -98,7 +97,9 @@ def admit_connection(ticket_text: str, since: int | None) -> Admission:
     if ticket is None:
         return Admission(0.0)
     team = team_entry(ticket.team_id)
-    if ticket_text.startswith(RECONNECT_PREFIX) and not grant_holds(ticket, team):
+    # Every kind of ticket: an rtm.connect ticket lives a minute, and the client picks its
+    # `since`, so a revocation within that minute could otherwise be skipped by a cursor.
+    if not grant_holds(ticket, team):
         return Admission(0.0)
     if since is not None:
         ticket = replace(ticket, cursor=since)
@@ -107,9 +108,9 @@ def admit_connection(ticket_text: str, since: int | None) -> Admission:
 
 
 def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:
-    """A reconnect ticket is renewed for as long as its socket lives, long after the token
-    or session it came from was checked: check again that the token is not revoked (a
-    deactivated member's tokens are) or, for a session, that the member is active."""
+    """Whether the token or session a ticket came from still holds: the token is not revoked
+    (a deactivated member's tokens are) or, for a session, the member is active. A reconnect
+    ticket is renewed for as long as its socket lives, long after rtm.connect checked."""
     if ticket.token_id is not None:
         return token_is_live(ticket.token_id)
     with on_shard(team.shard):

@@ -244,6 +244,9 @@ def frames_for(sock: Socket, messages: list[dict[str, Any]]) -> tuple[list[Frame
             if own:
                 frames += [Frame(text) for text in own]
             delivered += 1
-            ended = ended or viewer.loses_access(message)
+            if viewer.loses_access(message):
+                # Nothing after the event that ends the socket's grant reaches it.
+                ended = True
+                break
     sock.cursor = cursor
     return frames, delivered, ended

@@ -6,10 +6,10 @@ from typing import Any
 
 from messaging.api.registry import ApiCall, Args, api_method
 from teams import ids
+from teams.actions import revoke_member_tokens
 from teams.errors import ApiError
 from teams.models import Member
 from teams.shapes import team_json
-from teams.tokens import revoke_tokens
 
 
 class ApiTestArgs(Args):
@@ -58,7 +58,7 @@ def auth_revoke(call: ApiCall) -> dict[str, Any]:
     if call.args.test:
         return {"revoked": False}
     caller = call.caller
-    revoke_tokens(caller.team_id, caller.member_id)
+    revoke_member_tokens(caller.team, caller.member_id)
     return {"revoked": True}
 
 
