@@ -158,3 +158,27 @@ def test_auth_revoke_closes_the_sockets_and_refuses_a_ticket_issued_before(world
     assert carol.closed_code == 4003
     # Whatever `since` it picks, a socket of the revoked token is not admitted.
     assert refused(with_since(early_url, read_head(world.acme.team.shard, world.acme.team.id))) == 403
+
+
+def test_a_socket_ahead_of_the_hub_misses_no_leave_it_skipped(world: World, server, api, monkeypatch) -> None:
+    """Bob's membership as the hub has cached it predates his cursor; the kick between the
+    two is skipped by his socket, so his view must come from the database, not that cache."""
+    team, secret = world.acme.team, world.acme.channels["secret"]
+    alice, general = world.acme["alice"].token, world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the hub caches bob's view
+    bob.until(lambda f: f.get("type") == "reconnect_url")
+    bob.close()
+    held: list[events.AppendedEvent] = []
+    with monkeypatch.context() as patch:  # committed, not yet published: the hub is behind
+        patch.setattr(events, "publish", held.append)
+        assert api("conversations.kick", alice, channel=secret, user=world.acme["bob"].user_id)["ok"]
+        cursor = read_head(team.shard, team.id)
+        api("chat.postMessage", alice, channel=secret, text="after the kick")
+    back = RtmSocket(with_since(web(server, world.acme["bob"].token).rtm_connect()["url"], cursor))
+    back.until(lambda f: f.get("type") == "reconnect_url")  # live, ahead of the hub
+    for event in held:
+        events.publish(event)
+    api("chat.postMessage", alice, channel=general, text="last")
+    back.until(lambda f: f.get("text") == "last")
+    assert "after the kick" not in messages(back.seen)
+    back.close()

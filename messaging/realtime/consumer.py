@@ -165,7 +165,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         for _ in range(JOIN_TRIES):
             self.hub = await hub_for(self.channel_layer, team.id, team.shard)
             if not hasattr(self, "viewer"):
-                self.viewer = Viewer(self.caller.member_id, await self.hub.channel_ids(self.caller.member_id))
+                member_id = self.caller.member_id
+                self.viewer = Viewer(member_id, await self.hub.channel_ids(member_id, self.cursor))
             try:
                 await self.hub.join(self)
                 return True

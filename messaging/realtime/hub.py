@@ -267,14 +267,20 @@ class TeamHub:
 
     # --- sockets -------------------------------------------------------------------------
 
-    async def channel_ids(self, member_id: int) -> set[int]:
-        """The member's conversations: the cached copy, else read from the database (then
-        cached).
+    async def channel_ids(self, member_id: int, cursor: int) -> set[int]:
+        """The member's conversations, for a socket resuming after `cursor`: the cached
+        copy, else read from the database (then cached).
+
+        A socket ahead of this hub (its cursor past the head) reads the database, uncached:
+        the cached copy is as of the head, and the events between head and cursor, which the
+        socket skips, would never be applied to its copy.
 
         Joins and leaves the hub orders during the read may or may not be in what was read:
         they are applied again from the ring (adding or removing twice changes nothing). If
         the ring no longer holds them all (more than RING_SIZE events passed, or it was
         cleared), the read is done again: a leave it missed would stay in the cache."""
+        if cursor > self.head:
+            return await blocking(member_channel_ids)(self.shard, self.team_id, member_id)
         view = self.views.get(member_id)
         if view is not None:
             return set(view.channel_ids)
