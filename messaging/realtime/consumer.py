@@ -347,4 +347,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
 def _since(query: dict[str, list[str]]) -> int | None:
     value = query.get("since", [""])[0]
-    return int(value) if value.isdigit() else None
+    # isdigit() also takes digits int() refuses (such as "²"); an event id is a bigint.
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
