@@ -292,10 +292,7 @@ def main() -> None:
         args.members, args.channels = 2_000, 400
         args.connect_calls, args.cold_calls, args.cached_calls = 100, 5, 20
 
-    with h.Cluster(
-        args.data_dir, args.daphnes, args.product_admission, h.admission_overrides(args)
-    ) as cluster:
-        print(f"servers: {cluster.describe()}; data dir {cluster.data_dir}", flush=True)
+    with h.Cluster.from_args(args) as cluster:
         with h.timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
             world = build(args)
         print(

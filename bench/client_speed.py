@@ -260,10 +260,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.members, args.channels, args.loads = 2_000, 400, 5
-    with h.Cluster(
-        args.data_dir, args.daphnes, args.product_admission, h.admission_overrides(args)
-    ) as cluster:
-        print(f"servers: {cluster.describe()}; data dir {cluster.data_dir}", flush=True)
+    with h.Cluster.from_args(args) as cluster:
         with h.timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
             team, targets, big = build(args)
         print(f"team {team.domain}: the owner is in {args.my_channels + 1} channels and {args.dms} DMs")

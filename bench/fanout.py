@@ -255,8 +255,7 @@ def main() -> None:
         args.sockets, args.seconds, args.step_seconds = 200, 10.0, 5.0
 
     daphnes = args.daphnes + (1 if args.api_daphne else 0)
-    with h.Cluster(args.data_dir, daphnes, args.product_admission, h.admission_overrides(args)) as cluster:
-        print(f"servers: {cluster.describe()}; data dir {cluster.data_dir}", flush=True)
+    with h.Cluster.from_args(args, daphnes) as cluster:
         with h.timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
             team = h.create_bench_team("fanout")
             members = h.add_members(team, args.sockets)

@@ -219,6 +219,12 @@ class Cluster:
     daphnes: list[Daphne] = field(default_factory=list)
     external: bool = False
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, daphnes: int | None = None) -> Cluster:
+        """The cluster add_server_args' options describe (`daphnes` overrides --daphnes)."""
+        count = args.daphnes if daphnes is None else daphnes
+        return cls(args.data_dir, count, args.product_admission, admission_overrides(args))
+
     def __enter__(self) -> Cluster:
         on_sigterm_exit()
         raise_fd_limit()
@@ -232,6 +238,7 @@ class Cluster:
         except BaseException:
             self.__exit__(None, None, None)
             raise
+        print(f"servers: {self.describe()}; data dir {self.data_dir}", flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -162,10 +162,7 @@ def main() -> None:
     if args.quick:
         args.online, args.secs = 500, 20.0
 
-    with h.Cluster(
-        args.data_dir, args.daphnes, args.product_admission, h.admission_overrides(args)
-    ) as cluster:
-        print(f"servers: {cluster.describe()}; data dir {cluster.data_dir}", flush=True)
+    with h.Cluster.from_args(args) as cluster:
         with h.timed(f"team with {args.online} members and their tokens (bulk ORM)"):
             team = h.create_bench_team("presence")
             members = h.add_members(team, args.online)

@@ -113,10 +113,7 @@ def main() -> None:
     if args.quick:
         args.sockets = 300
 
-    with h.Cluster(
-        args.data_dir, args.daphnes, args.product_admission, h.admission_overrides(args)
-    ) as cluster:
-        print(f"servers: {cluster.describe()}; data dir {cluster.data_dir}", flush=True)
+    with h.Cluster.from_args(args) as cluster:
         with h.timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
             team = h.create_bench_team("reconnect")
             members = h.add_members(team, args.sockets)
