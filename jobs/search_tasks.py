@@ -6,14 +6,13 @@ breaker. The work itself is `messaging.search.index.index_messages`.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Sequence
 
 from celery import Task, shared_task
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from jobs.backoff import backoff
 from jobs.breakers import BreakerOpen, Outcome, SharedCircuitBreaker, count_deferral
 from jobs.pending import PendingWork
 from messaging.search.index import index_messages
@@ -44,13 +43,6 @@ def index_behind_breaker(shard: str, team_id: int, message_ids: Sequence[int]) -
         return index_messages(shard, team_id, message_ids)
 
 
-def _backoff(attempt: int) -> float:
-    # The same schedule as every other job (jobs.tasks.backoff), without importing the
-    # link-preview machinery into every process that posts.
-    ceiling = min(settings.JOB_MAX_BACKOFF_SECS, settings.JOB_BASE_BACKOFF_SECS * 2**attempt)
-    return random.uniform(0.5, 1.0) * ceiling
-
-
 @shared_task(
     bind=True,
     name="jobs.index_messages",  # routed to the "search" queue (chatproject.celery)
@@ -79,16 +71,16 @@ def index_messages_task(
     if team.status == Team.Status.MOVING:
         # Writing search vectors on the source during a move would change rows the move
         # has copied and verified (teams.moves): wait for the flip, then index the new home.
-        return _reschedule(self, _backoff(attempt), first_queued_at, attempt, "team is moving")
+        return _reschedule(self, backoff(attempt), first_queued_at, attempt, "team is moving")
     shard = team.shard
     try:
         return index_behind_breaker(shard, team_id, message_ids)
     except BreakerOpen as exc:
         count_deferral(exc.key)
-        delay = max(exc.retry_at - time.time(), 0.0) + _backoff(attempt)
+        delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
         return _reschedule(self, delay, first_queued_at, attempt, f"breaker {exc.key} open")
     except (OperationalError, InterfaceError) as exc:
-        return _reschedule(self, _backoff(attempt), first_queued_at, attempt, str(exc).strip())
+        return _reschedule(self, backoff(attempt), first_queued_at, attempt, str(exc).strip())
 
 
 def _reschedule(task: Task, delay: float, first_queued_at: float, attempt: int, why: str) -> int:

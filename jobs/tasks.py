@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import OperationalError
 
+from jobs.backoff import backoff
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.bulkhead import BulkheadFull
 from jobs.fetch import RateLimited, UpstreamFailure
@@ -24,12 +24,6 @@ from teams.directory import team_entry
 from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential, capped, with jitter so a wave of jobs does not return as a wave."""
-    ceiling = min(settings.JOB_MAX_BACKOFF_SECS, settings.JOB_BASE_BACKOFF_SECS * 2**attempt)
-    return random.uniform(0.5, 1.0) * ceiling
 
 
 @shared_task(name="jobs.prune_event_logs", acks_late=True)

@@ -18,9 +18,9 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
+from jobs.backoff import backoff
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.models import TransferJob
-from jobs.search_tasks import _backoff as backoff
 from jobs.slack_export import retention
 from jobs.slack_export.exporter import run_export
 from jobs.slack_export.importer import ImportFailed, abandon_import, run_import
