@@ -103,11 +103,12 @@ def _folder(channel: Channel, shape: dict[str, Any]) -> str:
 
 
 def _reactions(
-    channel_id: int, after: int, last: int, newest_reaction: int
+    team_id: int, channel_id: int, after: int, last: int, newest_reaction: int
 ) -> dict[int, list[dict[str, Any]]]:
     """Slack's `reactions` of each message in (after, last], grouped in the order given."""
     rows = (
         Reaction.objects.filter(
+            team_id=team_id,
             message__channel_id=channel_id,
             message__ts__gt=after,
             message__ts__lte=last,
@@ -147,12 +148,12 @@ class _Run:
             with breaker.calling():
                 chunk = list(
                     Message.objects.filter(
-                        channel_id=conv["id"], ts__gt=after, ts__lte=conv["newest"]
+                        team_id=self.team_id, channel_id=conv["id"], ts__gt=after, ts__lte=conv["newest"]
                     ).order_by("ts")[:CHUNK]
                 )
                 if not chunk:
                     return
-                reactions = _reactions(conv["id"], after, chunk[-1].ts, newest_reaction)
+                reactions = _reactions(self.team_id, conv["id"], after, chunk[-1].ts, newest_reaction)
             for message in chunk:
                 pinned_to = [conv["slack_id"]] if message.ts in pinned else []
                 shape = message_json(message, self.team_slack_id, pinned_to=pinned_to)
