@@ -27,21 +27,28 @@ def last_event_id(socket: RtmSocket) -> int:
     return max(f["event_id"] for f in socket.seen if "event_id" in f)
 
 
+def drop_while_three_are_posted(world: World, server, bob: RtmSocket) -> tuple[str, int]:
+    """Bob sees one message, drops, and misses three: his reconnect_url and his cursor."""
+    alice = web(server, world.acme["alice"].token)
+    general = world.acme.channels["general"]
+    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    alice.chat_postMessage(channel=general, text="seen")
+    bob.until(lambda f: f.get("text") == "seen")
+    cursor = last_event_id(bob)
+    bob.close()
+    for n in range(3):
+        alice.chat_postMessage(channel=general, text=f"missed {n}")
+    return reconnect, cursor
+
+
 def test_reconnect_url_resumes_from_the_cursor_without_rtm_connect_once(world: World, server) -> None:
     alice = web(server, world.acme["alice"].token)
     general = world.acme.channels["general"]
     bob = RtmSocket.open(server, world.acme["bob"].token)
     assert bob.recv()["type"] == "hello"
-    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
+    reconnect, cursor = drop_while_three_are_posted(world, server, bob)
     assert reconnect.startswith(server.ws + "/rtm/?ticket=")
     assert "since" not in parse_qs(urlsplit(reconnect).query)  # the client adds the id it saw last
-    alice.chat_postMessage(channel=general, text="seen")
-    bob.until(lambda f: f.get("text") == "seen")
-    cursor = last_event_id(bob)
-    bob.close()
-
-    for n in range(3):
-        alice.chat_postMessage(channel=general, text=f"missed {n}")
     back = RtmSocket(with_since(reconnect, cursor))
     assert back.recv()["type"] == "hello"
     back.until(lambda f: f.get("text") == "missed 2")
@@ -95,16 +102,8 @@ def test_a_cursor_pruned_from_the_log_gets_resync_required_though_the_hub_had_it
 ) -> None:
     from messaging.events import prune_event_log
 
-    alice = web(server, world.acme["alice"].token)
-    general = world.acme.channels["general"]
     bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub now holds its events
-    reconnect = bob.until(lambda f: f.get("type") == "reconnect_url")["url"]
-    alice.chat_postMessage(channel=general, text="seen")
-    bob.until(lambda f: f.get("text") == "seen")
-    cursor = last_event_id(bob)
-    bob.close()
-    for n in range(3):
-        alice.chat_postMessage(channel=general, text=f"missed {n}")
+    reconnect, cursor = drop_while_three_are_posted(world, server, bob)
     assert prune_event_log(world.acme.team.shard, 0) > 0
     back = RtmSocket(with_since(reconnect, cursor))
     back.until(lambda f: f.get("type") == "hello")
