@@ -326,7 +326,7 @@ def test_newest_first_way_finds_the_same(world: World, api, monkeypatch, window:
     _index(acme)
     expected = ["common word 5", "common word 3", "common word 1"]
     monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)  # every term counts as common
-    monkeypatch.setattr(run, "CANDIDATES", 2)
+    monkeypatch.setattr(run, "RANKED", 2)
     monkeypatch.setattr(run, "WINDOW_ROWS", window)
     assert _texts(api, carol, "common", count=2) == expected[:2]
     assert _texts(api, carol, "common", count=2, page=2) == expected[2:]
