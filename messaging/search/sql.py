@@ -29,6 +29,7 @@ class SearchSql:
     # each row, and which the planner estimates as its words in any order (often far more).
     words_exact: bool
     filters: str  # the rest, checked on each row read: live, has:, is:
+    filters_beyond_live: bool  # whether there is more than that the message is live
     params: dict[str, Any]
     rank: str  # the score of a match; a constant when not sorting by score
     # The scope again, for reading matches through the search index: the same, except that
@@ -157,6 +158,7 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         words=words,
         words_exact=words is not None and not query.phrases and all(e.isalnum() for e in query.excluded),
         filters=" AND ".join(filters),
+        filters_beyond_live=len(filters) > 1,
         params=params,
         rank=rank,
         scope_on_rows=" AND ".join([*scope_sql, on_rows]),
