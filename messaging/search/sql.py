@@ -12,10 +12,10 @@ from messaging.search.query import SearchQuery
 from messaging.search.scope import Scope
 
 _HAS_LINK = r"https?://"
-# What the search index holds of a message: its words and the week it was posted in
-# (migration 0006). A condition on it can be answered by the index; on a row already read,
+# What the search index holds of a message: its words and the week it was posted in, in its
+# team (migration 0006). A condition on it can be answered by the index; on a row already read,
 # `m.search_vector @@` is the same test (no word a user types is ever a week) and cheaper.
-ENTRIES = "chat_search_entries(m.search_vector, m.ts)"
+ENTRIES = "chat_search_entries(m.search_vector, m.team_id, m.ts)"
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ SELECT t.total, {columns}, u.name
  ORDER BY {order}
 """
 
-# The words AND one of the weeks from since_ts to until_ts: the search index answers both.
-_IN_WEEKS = f"{ENTRIES} @@ chat_search_weeks(%(weeks_since)s, %(weeks_until)s)"
+# One of the team's weeks from since_ts to until_ts (ANDed with the words: the search index
+# answers both).
+_IN_WEEKS = f"{ENTRIES} @@ chat_search_weeks(%(team_id)s, %(weeks_since)s, %(weeks_until)s)"
 
 
 def all_matches(
