@@ -342,7 +342,7 @@ def test_queries_do_not_grow_with_matches(world: World, api, django_assert_max_n
     _index(acme)
     from django.db import connections
 
-    with django_assert_max_num_queries(6, connection=connections[acme.team.shard]):
+    with django_assert_max_num_queries(4, connection=connections[acme.team.shard]):
         assert len(_search(api, alice, "mango")["matches"]) == 20
 
 
