@@ -149,7 +149,7 @@ def _cheapest(estimate: _Estimate, page: Page, sql: SearchSql) -> str:
     if estimate.narrowed <= DENSE_ESTIMATE:
         costs["all"] = estimate.narrowed
     share = _weeks_share(estimate, page)
-    if sql.words_exact and share < 1:
+    if sql.weeks_apply and share < 1:
         costs["weeks"] = WEEKS_FIXED_COST + estimate.narrowed * (WEEKS_ENTRY_COST + share)
     cheapest = min(costs, key=costs.__getitem__)
     return cheapest if costs[cheapest] < math.inf else "newest"

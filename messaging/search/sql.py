@@ -25,9 +25,12 @@ class SearchSql:
     scope: str  # team, channels, dates, authors: what a newest-first window is read from
     span: str  # team and dates only: where the time span of the scope is looked up
     words: str | None  # the tsquery of the words, or None when the query has none
-    # Whether the search index answers the words alone: not a phrase, which is checked on
-    # each row, and which the planner estimates as its words in any order (often far more).
-    words_exact: bool
+    # Whether reading recent weeks (ways.recent_weeks) is costed right for this query: the
+    # index must answer the words alone (a phrase is checked on each row, and estimated as
+    # its words in any order: often far more), and the scope must be what the weeks hold,
+    # the team (a window for from: or in: scans every message of the team's weeks, and the
+    # estimates count only the few in scope).
+    weeks_apply: bool
     filters: str  # the rest, checked on each row read: live, has:, is:
     filters_beyond_live: bool  # whether there is more than that the message is live
     params: dict[str, Any]
@@ -156,7 +159,13 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         scope=" AND ".join([*scope_sql, channels]),
         span=" AND ".join(span_sql),
         words=words,
-        words_exact=words is not None and not query.phrases and all(e.isalnum() for e in query.excluded),
+        weeks_apply=(
+            words is not None
+            and not query.phrases
+            and all(e.isalnum() for e in query.excluded)
+            and scope.authors is None
+            and not scope.narrowed
+        ),
         filters=" AND ".join(filters),
         filters_beyond_live=len(filters) > 1,
         params=params,
