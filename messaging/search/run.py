@@ -10,7 +10,7 @@ more than it returns:
   Exact; one heap read per match, so for terms expected to match few (or as a fallback).
 - recent weeks: the search index also holds each message's week, so it gives the matches
   of the newest few weeks alone; only they are read. For sorting a term of ~1% of messages
-  by score: ranking its newest 1,000 matches reads ~1,300 rows instead of ~10,000.
+  by score: ranking its newest 1,000 matches reads ~2,000 rows instead of ~10,000.
 - newest first: the messages in scope read newest first (through the (team_id, ts, id)
   index, or (user_id, ts) for from:) and filtered, until enough matches for the page.
   A few rows per match of a common term; never more than WINDOW_ROWS rows.

@@ -85,7 +85,7 @@ def recent_weeks(
     caller from estimates to hold `margin` times the page's wanted matches. One holding
     too few is read again, sized from the matches it did hold (at least `widen` times
     larger; with none, the whole span): a window reaching the span's far end reads every
-    match.
+    match (also at most `cap`: the estimates may be stale).
     """
     cursor.execute(_SPAN.format(span=sql.span), sql.params)
     oldest, newest = cursor.fetchone()
@@ -101,9 +101,8 @@ def recent_weeks(
         if seen >= page.wanted:
             return False, *found
         share = share * max(widen, margin * page.wanted / seen) if seen else 1.0
-    found = all_matches(cursor, sql, page, cap=None)
-    assert found is not None  # no cap, so never "too many"
-    return True, *found
+    found = all_matches(cursor, sql, page, cap=cap)
+    return None if found is None else (True, *found)
 
 
 _NEWEST_MATCHES = """
