@@ -74,6 +74,9 @@ SOCKETS_CONNECTING_MAX = int(os.environ.get("CHAT_SOCKETS_CONNECTING_MAX", "1000
 # daphne's handshake timeout (its --websocket_connect_timeout, 5 s by default): a reconnect
 # storm on a busy machine queues longer than that, and every socket past it fails and retries.
 WEBSOCKET_HANDSHAKE_SECS = int(os.environ.get("CHAT_WEBSOCKET_HANDSHAKE_SECS", "20"))
+# The listening socket's accept queue. Twisted's default (50, daphne's -b/-p) overflows in a
+# reconnect storm: the kernel drops the SYNs and clients retry after 1, 3, 7, 15 s.
+LISTEN_BACKLOG = 1024
 # A socket's reconnect_url admits for this long; the live socket gets a new one at half of
 # it (tests shorten it to see renewals).
 RTM_RECONNECT_TTL_SECS = int(os.environ.get("CHAT_RTM_RECONNECT_TTL_SECS", "180"))
