@@ -93,6 +93,9 @@ UNFURL_ALLOWED_NETWORKS = [
 ]
 UNFURL_MAX_AGE_SECS = int(os.environ.get("CHAT_UNFURL_MAX_AGE_SECS", "3600"))
 UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "2"))
+# The preview worker's threads (a Celery threads pool: a fetch mostly waits on the
+# network, so a thread is what a waiting fetch should cost, not a process).
+UNFURL_WORKER_THREADS = int(os.environ.get("CHAT_UNFURL_WORKER_THREADS", "16"))
 UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10"))
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))
