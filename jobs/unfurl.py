@@ -33,12 +33,12 @@ def classify(exc: BaseException) -> Outcome:
     return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
 
 
-# One web host runs at most UNFURL_HOST_CONCURRENCY (2) fetches at a time, so it is judged
-# from as few as 2 calls, tripping at three quarters failing (both of 2, 3 of 4), over
-# the last 10 s only: a host that suddenly hangs must not be shielded by a minute of
-# earlier successes. A preview taking over 3 s is a failure for a chat client anyway, so
-# calls still hanging count from 3 s on, not at their 10 s timeout. One probe at a time:
-# a probe of a host that still hangs holds a worker for the full fetch timeout.
+# One web host runs at most UNFURL_HOST_CONCURRENCY (4) fetches at a time and may get few
+# links, so it is judged from as few as 2 calls, tripping at three quarters failing (both
+# of 2, 3 of 4), over the last 10 s only: a host that suddenly hangs must not be shielded
+# by a minute of earlier successes. A preview taking over 3 s is a failure for a chat
+# client anyway, so calls still hanging count from 3 s on, not at their 10 s timeout. One
+# probe at a time: a probe of a host that still hangs holds a worker until then.
 HOST_POLICY = BreakerPolicy(failure_rate=0.75, min_calls=2, window_secs=10, slow_call_secs=3.0, max_probes=1)
 
 
