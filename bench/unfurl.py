@@ -1,13 +1,22 @@
 """Link previews when half the hosts hang: breakers on versus off, in one run.
 
-    CHAT_DATA_DIR=./var .venv/bin/python bench/unfurl.py [--hosts 10] [--seconds 20] [--workers 8]
+    CHAT_DATA_DIR=./var .venv/bin/python bench/unfurl.py [--hosts 10] [--seconds 20]
+        [--workers N] [--page-ms 100]
 
 Runs against the embedded (or configured) Redis and databases of CHAT_DATA_DIR; it
 starts its own local upstream web servers on 127.0.0.1 (admitted for this process
-only through CHAT_UNFURL_ALLOWED_NETWORKS). Worker threads play the unfurl workers:
-each job fetches a fresh URL of a random host through the same code the Celery task
-runs (jobs.unfurl.preview_for: breaker, bulkhead, SSRF-safe fetch, parse). A job the
-breaker rejects is counted as rescheduled and the thread moves on, as the task would.
+only through CHAT_UNFURL_ALLOWED_NETWORKS). Threads of this one process play the
+preview worker as `./run` starts it (a Celery threads pool of CHAT_UNFURL_WORKER_THREADS,
+the default --workers): each job fetches a fresh URL of a random host through the same
+code the Celery task runs (jobs.unfurl.preview_for: breaker, bulkhead, SSRF-safe fetch,
+parse). A job the breaker rejects is counted as rescheduled and the thread moves on, as
+the task would.
+
+A healthy host answers after --page-ms, as a real one does: a fetch holds its worker for
+network time, and that is what hanging hosts take from healthy ones and the breakers
+give back. With instant local answers (--page-ms 0) the workers never wait: the bench
+is bound by this process's CPU (its one GIL, shared with the upstream servers), and
+measures how much CPU a rejection costs next to a local preview rather than worker time.
 
 Prints: healthy-host previews/s with all hosts healthy (baseline), with half hanging
 and breakers on, and with half hanging and breakers disabled; the time a call takes to
@@ -139,13 +148,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, help="default: the preview worker's threads")
+    parser.add_argument("--page-ms", type=float, default=100, help="how long a healthy host takes")
     parser.add_argument("--posts", type=int, default=200)
     args = parser.parse_args()
 
     import django
 
     django.setup()
+
+    from django.conf import settings
+
+    args.workers = args.workers or settings.UNFURL_WORKER_THREADS
 
     from contextlib import ExitStack
 
@@ -154,12 +168,18 @@ def main() -> None:
 
     with ExitStack() as stack:
         upstreams = [stack.enter_context(running_upstream()) for _ in range(args.hosts)]
+        for upstream in upstreams:
+            upstream.answer_secs = args.page_ms / 1000
         bases = [u.base for u in upstreams]
         keys = [f"unfurl:{b.removeprefix('http://')}" for b in bases]
         sick = upstreams[: args.hosts // 2]
         healthy = {u.base for u in upstreams[args.hosts // 2 :]}
 
-        print(f"{args.hosts} hosts, {args.workers} workers, {args.seconds:.0f} s per phase", flush=True)
+        print(
+            f"{args.hosts} hosts answering in {args.page_ms:.0f} ms, {args.workers} workers, "
+            f"{settings.UNFURL_HOST_CONCURRENCY} fetches per host, {args.seconds:.0f} s per phase",
+            flush=True,
+        )
         baseline = run_phase(bases, set(bases), args.seconds, args.workers)
         for upstream in sick:
             upstream.mode = "hang"  # 30 s server-side; the fetcher gives up at its 10 s deadline

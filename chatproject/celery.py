@@ -21,7 +21,8 @@ app.conf.task_routes = {
 # Celery's Django fixup closes every database connection around every task unless told
 # how many tasks a connection may serve; a task per post must not open a session per post.
 app.conf.CELERY_DB_REUSE_MAX = 1000
-# A worker takes one task at a time per process: a slow upstream holds one slot, not four.
+# A worker reserves one task per slot (process or thread): a slow upstream holds one slot,
+# and the tasks queued behind it go to slots that are free.
 app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()
 # Task modules besides each app's tasks.py, which is all autodiscovery finds.

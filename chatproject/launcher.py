@@ -24,8 +24,20 @@ from chatproject.chromium import ensure_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECS = 15  # Celery's warm shutdown finishes the task at hand
-# (name, queues, processes): previews wait on the network, so they get more processes.
-WORKER_POOLS = [("unfurl", "unfurl", 4), ("search", "search,default", 2), ("io", "io", 1)]
+
+
+def worker_pools(unfurl_threads: int) -> dict[str, tuple[str, str, int]]:
+    """name -> (queues, Celery pool, concurrency) of each worker `./run` starts.
+
+    Previews mostly wait on the network, so their worker is one process of many threads:
+    a fetch stuck on a hanging host costs a thread, and there are enough threads that the
+    hosts hanging at once (each capped by its bulkhead) leave most of them to healthy
+    hosts. Search indexing and transfers work the CPU and the database: processes."""
+    return {
+        "unfurl": ("unfurl", "threads", unfurl_threads),
+        "search": ("search,default", "prefork", 2),
+        "io": ("io", "prefork", 1),
+    }
 
 
 def _settings() -> ModuleType:
@@ -88,12 +100,14 @@ def serve(settings: ModuleType) -> int:
                 queues,
                 "-n",
                 f"{name}@%h",
+                "--pool",
+                pool,
                 "--concurrency",
-                str(procs),
+                str(concurrency),
                 "--loglevel",
                 "INFO",
             ]
-            for name, queues, procs in WORKER_POOLS
+            for name, (queues, pool, concurrency) in worker_pools(settings.UNFURL_WORKER_THREADS).items()
         },
         "beat": [*celery, "beat", "--loglevel", "INFO", "-s", str(settings.DATA_DIR / "celerybeat-schedule")],
     }

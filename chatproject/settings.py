@@ -97,7 +97,12 @@ UNFURL_ALLOWED_NETWORKS = [
     n.strip() for n in os.environ.get("CHAT_UNFURL_ALLOWED_NETWORKS", "").split(",") if n.strip()
 ]
 UNFURL_MAX_AGE_SECS = int(os.environ.get("CHAT_UNFURL_MAX_AGE_SECS", "3600"))
-UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "2"))
+# Per host: a quarter of one worker's threads, so a hanging host holds no more than that
+# while its breaker judges it, and a popular healthy host is not held to a trickle.
+UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "4"))
+# The preview worker's threads (a Celery threads pool: a fetch mostly waits on the
+# network, so a thread is what a waiting fetch should cost, not a process).
+UNFURL_WORKER_THREADS = int(os.environ.get("CHAT_UNFURL_WORKER_THREADS", "16"))
 UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10"))
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))

@@ -110,9 +110,9 @@ def running_daphne(extra_env: dict[str, str] | None = None) -> Iterator[Daphne]:
 
 @contextmanager
 def running_worker(
-    queues: str, concurrency: int = 4, extra_env: dict[str, str] | None = None
+    queues: str, concurrency: int = 4, extra_env: dict[str, str] | None = None, pool: str = "prefork"
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker (prefork) on the test databases and Redis."""
+    """A real Celery worker (prefork unless told) on the test databases and Redis."""
     env = {**test_environment(), "CHAT_DB_POOL": "0", **(extra_env or {})}
     process = subprocess.Popen(
         [
@@ -124,6 +124,8 @@ def running_worker(
             "worker",
             "-Q",
             queues,
+            "--pool",
+            pool,
             "--concurrency",
             str(concurrency),
             "--loglevel",

@@ -297,3 +297,45 @@ def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
         assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 1.0
         assert len(outcomes) == 2 and all("gave up waiting" in o for o in outcomes)
         assert breaker_status(other).state == OPEN and breaker_status(other).trips == 1
+
+
+def test_a_call_still_silent_past_the_slow_call_limit_gives_up_while_the_circuit_stays_closed() -> None:
+    """One call is too few to open the circuit, but it has failed by the policy once the
+    host stays silent past the slow-call limit: it counts then and frees its worker,
+    instead of holding it to the fetch's timeout."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**{**FAST, "slow_call_secs": 0.5}))
+    local = [ipaddress.ip_network("127.0.0.1/32")]
+    with running_upstream() as upstream:
+        upstream.mode = "hang"
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling() as call:
+            fetch(f"{upstream.base}/silent", local, total_timeout=10, give_up=call.should_give_up)
+        assert time.monotonic() - started < 0.5 + 2 * GIVE_UP_CHECK_SECS + 0.5
+        status = breaker_status(key)
+        assert status.state == CLOSED and (status.calls, status.failures) == (1, 1)
+        # A disabled breaker judges nothing: the call waits for its own timeout.
+        force(key, "disabled")
+        with pytest.raises(UpstreamFailure, match="timed out"), breaker.calling() as call:
+            fetch(f"{upstream.base}/waits", local, total_timeout=1.5, give_up=call.should_give_up)
+
+
+def test_a_host_whose_calls_give_up_one_by_one_is_not_shielded_by_its_earlier_successes() -> None:
+    """Calls that gave up at the slow-call limit one after another (never two stuck at
+    once) open the circuit as calls stuck together would, whatever successes the window
+    holds from before the host went silent."""
+    key = _key()
+    stays_open = {**FAST, "min_calls": 2, "slow_call_secs": 0.3, "open_secs": 30, "max_open_secs": 60}
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**stays_open))
+    for _ in range(20):
+        breaker.call(lambda: None)  # a healthy host: 20 successes in the window
+    local = [ipaddress.ip_network("127.0.0.1/32")]
+    with running_upstream() as upstream:
+        upstream.mode = "hang"
+        time.sleep(0.4)  # the last answer is older than the slow-call limit
+        for n in range(2):
+            with pytest.raises(UpstreamFailure, match="gave up waiting"), breaker.calling() as call:
+                fetch(f"{upstream.base}/{n}", local, total_timeout=10, give_up=call.should_give_up)
+    assert breaker_status(key).state in (OPEN, HALF_OPEN)
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)

@@ -24,6 +24,7 @@ class Upstream:
     mode: str = "ok"  # ok | error | hang | hold | slow | notfound | redirect:<url>
     hits: list[tuple[float, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)  # ends "hold"
+    answer_secs: float = 0.0  # how long a page takes to come (a real host's network time)
 
     @property
     def base(self) -> str:
@@ -49,6 +50,8 @@ def running_upstream() -> Iterator[Upstream]:
                 return
             if mode == "slow":
                 time.sleep(1.5)
+            if state.answer_secs:
+                time.sleep(state.answer_secs)
             if mode == "hold":  # answer normally once the test says so
                 state.release.wait(30)
             if mode.startswith("redirect:"):
