@@ -54,7 +54,11 @@ class Flush:
         if self.scopes is None or sock.cursor >= self.first_id:
             return frames_for(sock, self.messages)
         viewer = sock.viewer
-        sees = tuple(viewer.sees(*scope) for scope in self.scopes)
+        scopes = self.scopes
+        if len(scopes) == 1:  # the common case (one busy conversation): no generator per socket
+            sees: tuple[bool, ...] = (viewer.sees(*scopes[0]),)
+        else:
+            sees = tuple(viewer.sees(*scope) for scope in scopes)
         run = self._runs.get(sees)
         if run is None:
             run = self._runs[sees] = self._run(sees)
