@@ -337,10 +337,9 @@ class Cluster:
                     sys.executable,
                     "-m",
                     "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
+                    # Listening as ./run does (its backlog, not Twisted's default of 50).
+                    "-e",
+                    f"tcp:port={port}:interface=127.0.0.1:backlog={settings.LISTEN_BACKLOG}",
                     "--websocket_connect_timeout",
                     str(settings.WEBSOCKET_HANDSHAKE_SECS),
                     "chatproject.asgi:application",

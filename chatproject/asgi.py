@@ -37,12 +37,18 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Full collections stall the event loop for every socket at once (1,000 sockets on two
-# daphnes: 130-280 ms for about 100,000 objects, several times a minute at 100 posts/s,
-# which set the fan-out's p99). What exists now (Django, every module, the URLconf) lives
-# as long as the process: freeze it out of every future collection, and let full ones come
-# ten times more rarely; objects that die young are still collected as before.
-_ = get_resolver().url_patterns  # import every view now, so they are frozen too
+# The cyclic collector, tuned for a process holding thousands of sockets:
+# - a young pass every GC_THRESHOLDS[0] allocations (CPython: 700). A reconnect storm
+#   allocates tens of thousands of objects a second, most living as long as their socket:
+#   at 700 a daphne spent 1.4 s of CPU collecting in bench/reconnect.py, at 10,000 0.5 s,
+#   about 10 ms a pass (50,000 saved little more, with pauses several times as long);
+# - a full pass after GC_THRESHOLDS[2] middle ones (CPython: 10). A full pass stalls the
+#   event loop for every socket at once: 130-280 ms for about 100,000 objects on each of
+#   two daphnes holding 1,000 sockets, several times a minute at 100 posts/s, which set
+#   bench/fanout.py's p99;
+# - what exists now (Django, every module, the URLconf, imported eagerly here) lives as
+#   long as the process: frozen out of every collection.
+_ = get_resolver().url_patterns
 gc.collect()
 gc.freeze()
 gc.set_threshold(*settings.GC_THRESHOLDS)

@@ -49,12 +49,12 @@ def manage(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
 
 
-def _listening_socket(port: int) -> socket.socket:
+def _listening_socket(port: int, backlog: int) -> socket.socket:
     """One listening socket shared by every daphne process; the kernel spreads accepts."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
-    listener.listen(1024)
+    listener.listen(backlog)
     listener.set_inheritable(True)
     return listener
 
@@ -70,7 +70,7 @@ def serve(settings: ModuleType) -> int:
     manage("seed_demo")
     fresh_metrics_dir(settings.METRICS_DIR)
     python = sys.executable
-    listener = _listening_socket(settings.PORT)
+    listener = _listening_socket(settings.PORT, settings.LISTEN_BACKLOG)
     fd = listener.fileno()
     access_log = str(settings.DATA_DIR / "access.log")
     handshake = str(settings.WEBSOCKET_HANDSHAKE_SECS)

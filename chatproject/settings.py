@@ -68,15 +68,17 @@ BOOT_RATE_PER_TEAM = float(os.environ.get("CHAT_BOOT_RATE_PER_TEAM", "200"))
 BOOT_RATE_TOTAL = float(os.environ.get("CHAT_BOOT_RATE_TOTAL", "1000"))
 SOCKET_ACCEPT_RATE = float(os.environ.get("CHAT_SOCKET_ACCEPT_RATE", "1000"))
 GIL_SWITCH_SECS = float(os.environ.get("CHAT_GIL_SWITCH_SECS", "0.0005"))  # see chatproject/asgi.py
-# The collector's thresholds in a daphne process (see chatproject/asgi.py): CPython's are
-# 700,10,10; a full collection comes after 100 middle ones here instead of 10.
-GC_THRESHOLDS = tuple(int(n) for n in os.environ.get("CHAT_GC_THRESHOLDS", "700,10,100").split(","))
+# The cyclic collector's thresholds in daphne (CPython's default: 700, 10, 10): see asgi.py.
+GC_THRESHOLDS = tuple(int(n) for n in os.environ.get("CHAT_GC_THRESHOLDS", "10000,10,100").split(","))
 # Sockets between handshake and live per daphne process; more are refused at once (4029 with
 # a Retry-After) rather than queue past daphne's handshake timeout and all fail.
 SOCKETS_CONNECTING_MAX = int(os.environ.get("CHAT_SOCKETS_CONNECTING_MAX", "1000"))
 # daphne's handshake timeout (its --websocket_connect_timeout, 5 s by default): a reconnect
 # storm on a busy machine queues longer than that, and every socket past it fails and retries.
 WEBSOCKET_HANDSHAKE_SECS = int(os.environ.get("CHAT_WEBSOCKET_HANDSHAKE_SECS", "20"))
+# The listening socket's accept queue. Twisted's default (50, daphne's -b/-p) overflows in a
+# reconnect storm: the kernel drops the SYNs and clients retry after 1, 3, 7, 15 s.
+LISTEN_BACKLOG = 1024
 # A socket's reconnect_url admits for this long; the live socket gets a new one at half of
 # it (tests shorten it to see renewals).
 RTM_RECONNECT_TTL_SECS = int(os.environ.get("CHAT_RTM_RECONNECT_TTL_SECS", "180"))

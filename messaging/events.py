@@ -175,9 +175,14 @@ def _serializer() -> Any:
     return get_channel_layer()
 
 
+def group_publish_args(group: str, message: dict[str, Any]) -> tuple[str, bytes]:
+    """The Redis channel and payload of a group_send in the pub/sub layer's own format."""
+    return f"{GROUP_PREFIX}__group__{group}", _serializer().serialize(message)
+
+
 def publish_to_group(group: str, message: dict[str, Any]) -> None:
-    """group_send from synchronous code: one PUBLISH in the pub/sub layer's own format."""
-    _redis().publish(f"{GROUP_PREFIX}__group__{group}", _serializer().serialize(message))
+    """group_send from synchronous code: one PUBLISH."""
+    _redis().publish(*group_publish_args(group, message))
 
 
 def publish(event: AppendedEvent) -> None:

@@ -1,45 +1,42 @@
 """One socket's part in presence: its heartbeat, its subscriptions, its batched pushes.
 
 A socket hears presence only for the members it subscribed to (`presence_sub`), through
-one channel-layer group per member, so the cost of a change grows with the number of
-subscribers, not with the team. Changes are batched for PRESENCE_BATCH_SECS and pushed
-as one `presence_change` per state listing every user (`batch_presence_aware`).
+this process's subscription to one channel-layer group per member (subscribers.py), so
+the cost of a change grows with the number of subscribers, not with the team. Changes are
+batched for PRESENCE_BATCH_SECS and pushed as one `presence_change` per state listing
+every user (`batch_presence_aware`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from ops.metrics import PRESENCE_SUBSCRIPTIONS
 from presence import state
+from presence.subscribers import presence_subscribers
 from teams import ids
 
 MAX_SUBSCRIPTIONS = 500  # one socket's presence_sub list; a client wanting more should page
-
-
-def _run(function: Any) -> Any:
-    return sync_to_async(function, thread_sensitive=False)
 
 
 class PresenceLink:
     def __init__(
         self,
         channel_layer: Any,
-        channel_name: str,
         send: Callable[[dict[str, Any]], Awaitable[None]],
         team_id: int,
         member_id: int,
         batch_aware: bool,
     ) -> None:
-        self.layer = channel_layer
-        self.channel_name = channel_name
+        self.subscriptions = presence_subscribers(channel_layer)
+        self.socket_id = secrets.token_hex(8)  # its entry among the member's sockets
         self.send = send
         self.team_id = team_id
         self.member_id = member_id
@@ -51,7 +48,7 @@ class PresenceLink:
         self.activity_written = 0.0
 
     async def start(self) -> None:
-        await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=True)
+        await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
         self.activity_written = time.monotonic()
         self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
@@ -62,21 +59,21 @@ class PresenceLink:
         PRESENCE_SUBSCRIPTIONS.dec(len(self.subscribed))
         subscribed, self.subscribed = self.subscribed, set()
         for member_id in subscribed:
-            await self.layer.group_discard(state.presence_group(self.team_id, member_id), self.channel_name)
-        await _run(state.socket_gone)(self.team_id, self.member_id, self.channel_name)
+            await self.subscriptions.discard(self.team_id, member_id, self)
+        await state.socket_gone_batched(self.team_id, self.member_id, self.socket_id)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(state.HEARTBEAT_SECS)
             with contextlib.suppress(Exception):  # Redis may be briefly away; the next beat retries
-                await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=False)
+                await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=False)
 
     async def activity(self) -> None:
         """The person did something on this socket: they are not idle."""
         now = time.monotonic()
         if now - self.activity_written >= state.ACTIVITY_WRITE_SECS:
             self.activity_written = now
-            await _run(state.socket_seen)(self.team_id, self.member_id, self.channel_name, active=True)
+            await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
 
     def _member_ids(self, refs: object) -> list[int]:
         found = []
@@ -91,10 +88,10 @@ class PresenceLink:
         """presence_sub: replace the subscription list, then tell the current state of new ones."""
         wanted = set(self._member_ids(refs))
         for member_id in self.subscribed - wanted:
-            await self.layer.group_discard(state.presence_group(self.team_id, member_id), self.channel_name)
+            await self.subscriptions.discard(self.team_id, member_id, self)
         added = wanted - self.subscribed
         for member_id in added:
-            await self.layer.group_add(state.presence_group(self.team_id, member_id), self.channel_name)
+            await self.subscriptions.add(self.team_id, member_id, self)
         PRESENCE_SUBSCRIPTIONS.inc(len(wanted) - len(self.subscribed))
         self.subscribed = wanted
         await self._tell_current(sorted(added))
@@ -105,13 +102,13 @@ class PresenceLink:
 
     async def _tell_current(self, member_ids: list[int]) -> None:
         if member_ids:
-            states = await _run(state.current)(self.team_id, member_ids)
+            states = await state.current_batched(self.team_id, member_ids)
             for member_id, presence in states.items():
                 self.batch[ids.encode(ids.USER, member_id)] = presence
             await self.flush()
 
-    async def changed(self, user: str, presence: str) -> None:
-        """A subscribed member's presence changed (from the channel layer)."""
+    def changed(self, user: str, presence: str) -> None:
+        """A subscribed member's presence changed (from this process's subscriptions)."""
         self.batch[user] = presence
         if self.flush_task is None:
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_later())

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
-from messaging.events import publish_to_group
+from messaging.events import group_publish_args, publish_to_group
+from messaging.realtime.redis_batch import Script, redis_batch
 from teams import ids
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,19 @@ else
 end
 return {state, old ~= state and 1 or 0, sockets, manual, last}
 """
+# A socket's heartbeat (or its arrival) and the recompute, in one call. ARGV after the
+# recompute's: socket id, its expiry, the sockets key's TTL, active (1/0), activity TTL.
+_SEEN = (
+    """
+redis.call('ZADD', KEYS[1], ARGV[6], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[9]) end
+"""
+    + _RECOMPUTE
+)
+# A socket closed, and the recompute. ARGV after the recompute's: socket id.
+_GONE = "redis.call('ZREM', KEYS[1], ARGV[5])\n" + _RECOMPUTE
+_SEEN_SCRIPT, _GONE_SCRIPT = Script(_SEEN), Script(_GONE)
 
 
 @dataclass(frozen=True)
@@ -73,10 +88,23 @@ def _keys(team_id: int, member_id: int) -> list[str]:
 
 
 def _recompute(team_id: int, member_id: int) -> Presence:
-    state, changed, sockets, manual, last = get_redis_connection("default").eval(
-        _RECOMPUTE, 5, *_keys(team_id, member_id), time.time(), member_id, settings.AUTO_AWAY_SECS, team_id
+    return _announced(team_id, _call_sync(_RECOMPUTE, team_id, member_id))
+
+
+def _call_sync(script: str, team_id: int, member_id: int, *extra: object) -> Presence:
+    reply = get_redis_connection("default").eval(
+        script, 5, *_keys(team_id, member_id), *_args(team_id, member_id), *extra
     )
-    presence = Presence(
+    return _presence(member_id, reply)
+
+
+def _args(team_id: int, member_id: int) -> list[object]:
+    return [time.time(), member_id, settings.AUTO_AWAY_SECS, team_id]
+
+
+def _presence(member_id: int, reply: list[Any]) -> Presence:
+    state, changed, sockets, manual, last = reply
+    return Presence(
         member_id,
         state.decode() if isinstance(state, bytes) else state,
         bool(changed),
@@ -84,38 +112,67 @@ def _recompute(team_id: int, member_id: int) -> Presence:
         bool(manual),
         int(float(last)),
     )
+
+
+def _announced(team_id: int, presence: Presence) -> Presence:
     if presence.changed:
         announce(team_id, presence)
     return presence
 
 
+def _change_message(presence: Presence) -> dict[str, str]:
+    return {"type": "presence.change", "user": presence.user, "presence": presence.presence}
+
+
 def announce(team_id: int, presence: Presence) -> None:
     try:
-        publish_to_group(
-            presence_group(team_id, presence.member_id),
-            {"type": "presence.change", "user": presence.user, "presence": presence.presence},
-        )
+        publish_to_group(presence_group(team_id, presence.member_id), _change_message(presence))
     except RedisError as exc:
         logger.warning("presence of %s not announced: %s", presence.user, exc)
 
 
+def _seen_args(socket_id: str, active: bool) -> list[object]:
+    return [
+        socket_id,
+        time.time() + SOCKET_TTL_SECS,
+        SOCKET_TTL_SECS,
+        int(active),
+        settings.AUTO_AWAY_SECS * 2,
+    ]
+
+
 def socket_seen(team_id: int, member_id: int, socket_id: str, *, active: bool) -> Presence:
     """A socket connected or sent its heartbeat (`active`: the person did something)."""
-    redis = get_redis_connection("default")
-    sockets_key, _, activity_key, _, _ = _keys(team_id, member_id)
-    now = time.time()
-    pipe = redis.pipeline()
-    pipe.zadd(sockets_key, {socket_id: now + SOCKET_TTL_SECS})
-    pipe.expire(sockets_key, SOCKET_TTL_SECS)
-    if active:
-        pipe.set(activity_key, now, ex=settings.AUTO_AWAY_SECS * 2)
-    pipe.execute()
-    return _recompute(team_id, member_id)
+    return _announced(team_id, _call_sync(_SEEN, team_id, member_id, *_seen_args(socket_id, active)))
 
 
 def socket_gone(team_id: int, member_id: int, socket_id: str) -> Presence:
-    get_redis_connection("default").zrem(_keys(team_id, member_id)[0], socket_id)
-    return _recompute(team_id, member_id)
+    return _announced(team_id, _call_sync(_GONE, team_id, member_id, socket_id))
+
+
+async def _call_batched(script: Script, team_id: int, member_id: int, *extra: object) -> Presence:
+    """A script in the gateway's Redis batch; a change is announced in the next one."""
+    batch = redis_batch()
+    presence = _presence(
+        member_id, await batch.run(script, _keys(team_id, member_id), [*_args(team_id, member_id), *extra])
+    )
+    if presence.changed:
+        try:
+            await batch.call(
+                "PUBLISH", *group_publish_args(presence_group(team_id, member_id), _change_message(presence))
+            )
+        except RedisError as exc:
+            logger.warning("presence of %s not announced: %s", presence.user, exc)
+    return presence
+
+
+async def socket_seen_batched(team_id: int, member_id: int, socket_id: str, *, active: bool) -> Presence:
+    """socket_seen from the event loop, sharing round trips with every other socket's."""
+    return await _call_batched(_SEEN_SCRIPT, team_id, member_id, *_seen_args(socket_id, active))
+
+
+async def socket_gone_batched(team_id: int, member_id: int, socket_id: str) -> Presence:
+    return await _call_batched(_GONE_SCRIPT, team_id, member_id, socket_id)
 
 
 def set_manual_presence(team_id: int, member_id: int, presence: str) -> Presence:
@@ -134,6 +191,14 @@ def current(team_id: int, member_ids: list[int]) -> dict[int, str]:
     if not member_ids:
         return {}
     states = get_redis_connection("default").hmget(f"pres:{team_id}:active", member_ids)
+    return {m: ACTIVE if s else AWAY for m, s in zip(member_ids, states, strict=True)}
+
+
+async def current_batched(team_id: int, member_ids: list[int]) -> dict[int, str]:
+    """`current` from the event loop, in the gateway's Redis batch."""
+    if not member_ids:
+        return {}
+    states = await redis_batch().call("HMGET", f"pres:{team_id}:active", *member_ids)
     return {m: ACTIVE if s else AWAY for m, s in zip(member_ids, states, strict=True)}
 
 

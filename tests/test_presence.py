@@ -104,3 +104,40 @@ def test_dead_sockets_expire_and_idle_members_go_away(world: World) -> None:
         redis.set(f"pres:{team_id}:{bob}:activity", time.time() - 601)
         assert state.sweep() >= 2
     assert state.current(team_id, [alice, bob]) == {alice: "away", bob: "away"}
+
+
+def test_a_process_subscribes_once_per_member_while_a_socket_wants_it(world: World, daphnes) -> None:
+    """Sockets of one process share its subscription to a member's presence; it ends with
+    the last of them, and not before."""
+    from django_redis import get_redis_connection
+
+    from messaging.events import group_publish_args
+
+    first, _ = daphnes
+    alice = world.acme["alice"]
+    redis = get_redis_connection("default")
+    alice_group = group_publish_args(state.presence_group(world.acme.team.id, member_pk(alice.user_id)), {})[
+        0
+    ]
+
+    def subscriptions() -> int:
+        return dict(redis.pubsub_numsub(alice_group)).get(alice_group.encode(), 0)
+
+    carol = _open(first, world.acme["carol"].token)
+    bob = _open(first, world.acme["bob"].token)
+    for socket in (carol, bob):
+        socket.send({"type": "presence_sub", "ids": [alice.user_id]})
+        socket.until(lambda f: f.get("type") == "presence_change")
+    assert subscriptions() == 1
+    carol.send({"type": "presence_sub", "ids": []})
+    tab = _open(first, alice.token)
+    assert bob.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    assert _presence_frames(carol, 0.3) == []
+    assert subscriptions() == 1
+    bob.close()
+    deadline = time.monotonic() + 5
+    while subscriptions() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert subscriptions() == 0
+    for socket in (carol, tab):
+        socket.close()

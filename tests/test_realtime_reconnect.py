@@ -109,3 +109,24 @@ def test_a_cursor_pruned_from_the_log_gets_resync_required_though_the_hub_had_it
     back.until(lambda f: f.get("type") == "hello")
     assert back.until(lambda f: f.get("type") == "error")["error"]["code"] == "resync_required"
     assert messages(back.seen) == []
+
+
+def test_a_socket_costs_no_redis_subscription_of_its_own(world: World, server) -> None:
+    """What a socket hears comes from its process's team hub: a reconnect storm must not
+    make one SUBSCRIBE (and later UNSUBSCRIBE) per socket."""
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    first = RtmSocket.open(server, world.acme["alice"].token)  # the team's hub is subscribed now
+    first.until(lambda f: f.get("type") == "reconnect_url")
+    before = set(redis.pubsub_channels())
+    more = [RtmSocket.open(server, world.acme[name].token) for name in ("bob", "carol", "bob")]
+    for socket in more:
+        socket.until(lambda f: f.get("type") == "reconnect_url")
+    assert set(redis.pubsub_channels()) == before
+    web(server, world.acme["alice"].token).chat_postMessage(
+        channel=world.acme.channels["general"], text="all"
+    )
+    for socket in [first, *more]:
+        socket.until(lambda f: f.get("text") == "all")
+        socket.close()

@@ -326,7 +326,7 @@ def test_newest_first_way_finds_the_same(world: World, api, monkeypatch, window:
     _index(acme)
     expected = ["common word 5", "common word 3", "common word 1"]
     monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)  # every term counts as common
-    monkeypatch.setattr(run, "CANDIDATES", 2)
+    monkeypatch.setattr(run, "RANKED", 2)
     monkeypatch.setattr(run, "WINDOW_ROWS", window)
     assert _texts(api, carol, "common", count=2) == expected[:2]
     assert _texts(api, carol, "common", count=2, page=2) == expected[2:]
@@ -342,7 +342,7 @@ def test_queries_do_not_grow_with_matches(world: World, api, django_assert_max_n
     _index(acme)
     from django.db import connections
 
-    with django_assert_max_num_queries(6, connection=connections[acme.team.shard]):
+    with django_assert_max_num_queries(4, connection=connections[acme.team.shard]):
         assert len(_search(api, alice, "mango")["matches"]) == 20
 
 

@@ -1,13 +1,15 @@
 """Admission control for reconnect storms: boots and socket accepts at a bounded rate.
 
 A GCRA token bucket per key in Redis (one atomic script call): per team and overall
-for rtm.connect/rtm.start, overall for socket accepts. Beyond the rate the caller gets
+for rtm.connect/rtm.start, overall for socket accepts (checked in the same call that
+redeems the socket's ticket). Beyond the rate the caller gets
 429 with a Retry-After that carries jitter, so a wave of clients does not come back
 as the same wave.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -19,32 +21,54 @@ from django_redis import get_redis_connection
 from redis import RedisError
 
 from chatproject.dbrouter import on_shard
+from messaging.realtime.pool import blocking
+from messaging.realtime.redis_batch import Script, cache_get_many, redis_batch
 from messaging.realtime.tickets import (
+    RECONNECT_TTL_SECS,
+    REDEEM_LUA,
     Ticket,
-    issue_reconnect_ticket,
+    grant_of,
     new_socket_key,
-    redeem_ticket,
+    reconnect_ticket,
+    ticket_location,
 )
 from teams.auth import Caller
-from teams.directory import TeamEntry, team_entry
+from teams.directory import TeamEntry, team_entry, team_entry_cache_key
 from teams.errors import ApiError
 from teams.models import Member
-from teams.tokens import token_is_live
+from teams.tokens import token_is_live, token_live_cache_key
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1] bucket; ARGV: now (s), emission interval (s), burst capacity.
-# Returns 0 when admitted, else the seconds until one more would be.
-_GCRA = """
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
-local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-tat = math.max(tat, now)
-local allow_at = tat - interval * burst
-if now < allow_at then return tostring(allow_at - now) end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'EX', math.ceil(interval * burst) + 1)
-return '0'
+# The GCRA check, a Lua function: 0 when `key` admits one more now (and counts it), else
+# the seconds until it would.
+_GCRA_LUA = """
+local function gcra(key, now, interval, burst)
+  local tat = tonumber(redis.call('GET', key) or now)
+  tat = math.max(tat, now)
+  local allow_at = tat - interval * burst
+  if now < allow_at then return allow_at - now end
+  redis.call('SET', key, tostring(tat + interval), 'EX', math.ceil(interval * burst) + 1)
+  return 0
+end
 """
+# KEYS[1] bucket; ARGV: now (s), emission interval (s), burst capacity.
+_GCRA = _GCRA_LUA + "return tostring(gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])))"
+# A socket's admission in one call: the accept rate, then its ticket (not spent when refused).
+# KEYS: the socket bucket, the ticket; ARGV: now, interval, burst, the ticket's nonce.
+# Returns {wait} when refused, {"0"} for an unknown ticket, {"0", grant} when admitted.
+_ADMIT = Script(
+    _GCRA_LUA
+    + REDEEM_LUA
+    + """
+local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if wait > 0 then return {tostring(wait)} end
+local grant = redeem(KEYS[2], ARGV[4])
+if not grant then return {'0'} end
+return {'0', grant}
+"""
+)
+SOCKET_BUCKET = "adm:socket:all"
 
 
 def _wait_for(key: str, rate_per_sec: float, burst: int) -> float:
@@ -72,39 +96,55 @@ def admit_boot(caller: Caller) -> None:
             raise ApiError("ratelimited", status=429, retry_after=jittered_retry_after(wait))
 
 
-def admit_socket() -> float:
-    """0 when a new socket may be accepted now, else the seconds to tell it to wait."""
-    rate = settings.SOCKET_ACCEPT_RATE
-    return _wait_for("adm:socket:all", rate, burst=max(1, int(rate)))
-
-
 @dataclass(frozen=True)
 class Admission:
     wait: float  # > 0: refused, come back after this many seconds
     ticket: Ticket | None = None  # None: unknown, expired or used
     team: TeamEntry | None = None
-    socket_key: str = ""  # names the socket's reconnect ticket (tickets.issue_reconnect_ticket)
+    socket_key: str = ""  # names the socket's reconnect ticket (tickets.reconnect_ticket)
     reconnect_ticket: str = ""  # the socket's first one, resuming from the cursor it came with
 
 
-def admit_connection(ticket_text: str, since: int | None) -> Admission:
-    """A new socket's admission, ticket, team and first reconnect ticket: one trip to a
-    worker thread per socket (the pool is small, and a reconnect storm queues on it)."""
-    wait = admit_socket()
+async def admit_connection(ticket_text: str, since: int | None) -> Admission:
+    """A new socket's admission, ticket, team and first reconnect ticket, on the event loop:
+    two Redis round trips, each shared with every other socket connecting meanwhile
+    (redis_batch.py). The database is asked only on a cache miss (or for a session's member).
+    Every kind of ticket has its grant checked: an rtm.connect ticket lives a minute, and the
+    client picks its `since`, so a revocation within that minute could otherwise be skipped
+    by a cursor."""
+    location = ticket_location(ticket_text)
+    if location is None:
+        return Admission(0.0)
+    key, nonce = location
+    rate = settings.SOCKET_ACCEPT_RATE
+    batch = redis_batch()
+    reply = await batch.run(_ADMIT, [SOCKET_BUCKET, key], [time.time(), 1.0 / rate, max(1, int(rate)), nonce])
+    wait = float(reply[0])
     if wait > 0:
         return Admission(wait)
-    ticket = redeem_ticket(ticket_text)
-    if ticket is None:
+    if len(reply) < 2:
         return Admission(0.0)
-    team = team_entry(ticket.team_id)
-    # Every kind of ticket: an rtm.connect ticket lives a minute, and the client picks its
-    # `since`, so a revocation within that minute could otherwise be skipped by a cursor.
-    if not grant_holds(ticket, team):
-        return Admission(0.0)
+    ticket = grant_of(reply[1])
     if since is not None:
         ticket = replace(ticket, cursor=since)
     socket_key = new_socket_key()
-    return Admission(0.0, ticket, team, socket_key, issue_reconnect_ticket(ticket, socket_key))
+    # The first reconnect ticket is stored in the same round trip as the grant's reads:
+    # should the grant not hold, it is never sent and expires unused.
+    reconnect_key, value, reconnect_text = reconnect_ticket(ticket, socket_key)
+    cache_keys = [team_entry_cache_key(ticket.team_id)]
+    if ticket.token_id is not None:
+        cache_keys.append(token_live_cache_key(ticket.token_id))
+    _, cached = await asyncio.gather(
+        batch.call("SET", reconnect_key, value, "EX", RECONNECT_TTL_SECS), cache_get_many(cache_keys)
+    )
+    if cached[0] is not None:
+        team = team_entry(ticket.team_id, cached[0])
+    else:
+        team = await blocking(team_entry)(ticket.team_id)
+    live = ticket.token_id is not None and bool(cached[1])
+    if not live and not await blocking(grant_holds)(ticket, team):
+        return Admission(0.0)
+    return Admission(0.0, ticket, team, socket_key, reconnect_text)
 
 
 def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:

@@ -16,7 +16,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import OperationalError
 
@@ -32,7 +35,8 @@ from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
 from messaging.realtime.hub import HubClosed, TeamHub
 from messaging.realtime.hubs import hub_for
 from messaging.realtime.pool import blocking
-from messaging.realtime.tickets import Ticket, issue_reconnect_ticket
+from messaging.realtime.redis_batch import redis_batch
+from messaging.realtime.tickets import RECONNECT_TTL_SECS, Ticket, reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
 from presence.gateway import PresenceLink
@@ -64,6 +68,20 @@ class RtmConsumer(AsyncWebsocketConsumer):
     caller: Caller
     viewer: Viewer
     cursor: int
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """AsyncConsumer's, without a channel-layer channel per socket: that costs a Redis
+        SUBSCRIBE and UNSUBSCRIBE per socket (a reconnect storm's worth, serialized on the
+        layer's one connection) and a receiving task, while everything a socket hears comes
+        from this process's team hub or its presence subscriptions (presence/subscribers.py)."""
+        self.scope = scope
+        self.layer = get_channel_layer()
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections of its one
@@ -100,7 +118,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def _connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        admission = await blocking(admit_connection)(query.get("ticket", [""])[0], _since(query))
+        admission = await admit_connection(query.get("ticket", [""])[0], _since(query))
         if admission.wait > 0:
             await self._refuse(admission.wait, "too many new sockets")
             return
@@ -134,12 +152,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(
-            self.channel_layer,
-            self.channel_name,
-            self.send_json,
-            team.id,
-            ticket.member_id,
-            ticket.batch_presence_aware,
+            self.layer, self.send_json, team.id, ticket.member_id, ticket.batch_presence_aware
         )
         await self.presence.start()  # by hello, the member counts as online
         try:
@@ -163,7 +176,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
     async def _join(self, team: TeamEntry) -> bool:
         """Join the team's hub; False when the team is moving (the client reconnects)."""
         for _ in range(JOIN_TRIES):
-            self.hub = await hub_for(self.channel_layer, team.id, team.shard)
+            self.hub = await hub_for(self.layer, team.id, team.shard)
             if not hasattr(self, "viewer"):
                 member_id = self.caller.member_id
                 self.viewer = Viewer(member_id, await self.hub.channel_ids(member_id, self.cursor))
@@ -187,7 +200,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.reconnect_url_sent = time.monotonic()
         if not ticket_text:
             grant = replace(self.ticket, cursor=self.cursor)
-            ticket_text = await blocking(issue_reconnect_ticket)(grant, self.socket_key)
+            key, value, ticket_text = reconnect_ticket(grant, self.socket_key)
+            await redis_batch().call("SET", key, value, "EX", RECONNECT_TTL_SECS)
         url = socket_url(self._ws_base_url(), ticket_text)
         await self.send_json({"type": "reconnect_url", "url": url})
 
@@ -316,7 +330,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         ):
             return
         self.typing_sent[channel_id] = now
-        await self.channel_layer.group_send(
+        await self.layer.group_send(
             team_group(self.caller.team_id),
             {
                 "type": "team.typing",
@@ -328,7 +342,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def presence_change(self, message: dict[str, Any]) -> None:
         """A subscribed member's presence changed (group `presence.<team>.<member>`)."""
-        await self.presence.changed(message["user"], message["presence"])
+        self.presence.changed(message["user"], message["presence"])
 
     # --- lifecycle ---------------------------------------------------------------------
 

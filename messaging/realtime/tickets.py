@@ -57,13 +57,22 @@ def issue_ticket(caller: Caller, cursor: int, *, batch_presence_aware: bool = Fa
     return text
 
 
-# Compare-and-delete: the socket's current ticket is redeemed once; an older one (renewed
-# since) neither redeems nor spends the current one.
-_REDEEM_RECONNECT = """
-local stored = redis.call('GET', KEYS[1])
-if not stored or string.sub(stored, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then return false end
-redis.call('DEL', KEYS[1])
-return string.sub(stored, string.len(ARGV[1]) + 2)
+# Redeeming a ticket, a Lua function for the admission script (admission.py), which checks
+# the accept rate and redeems in one call. A plain ticket is deleted as it is read; a
+# reconnect ticket is compared and deleted: the socket's current one is redeemed once, an
+# older one (renewed since) neither redeems nor spends the current one.
+REDEEM_LUA = """
+local function redeem(key, nonce)
+  local stored = redis.call('GET', key)
+  if not stored then return false end
+  if nonce == '' then
+    redis.call('DEL', key)
+    return stored
+  end
+  if string.sub(stored, 1, string.len(nonce) + 1) ~= nonce .. '|' then return false end
+  redis.call('DEL', key)
+  return string.sub(stored, string.len(nonce) + 2)
+end
 """
 
 
@@ -76,28 +85,26 @@ def new_socket_key() -> str:
     return secrets.token_urlsafe(12)
 
 
-def issue_reconnect_ticket(ticket: Ticket, socket_key: str) -> str:
-    """A ticket for the same grant, for the socket's reconnect_url. It replaces the socket's
+def reconnect_ticket(ticket: Ticket, socket_key: str) -> tuple[str, str, str]:
+    """A ticket for the same grant, for the socket's reconnect_url: the key and value to
+    store (for RECONNECT_TTL_SECS), and the ticket's text. Stored, it replaces the socket's
     earlier one: only the latest URL a socket was sent admits."""
     nonce = secrets.token_urlsafe(16)
     value = f"{nonce}|{json.dumps(asdict(ticket))}"
-    get_redis_connection("default").set(_reconnect_key(socket_key), value, ex=RECONNECT_TTL_SECS)
-    return f"{RECONNECT_PREFIX}{socket_key}.{nonce}"
+    return _reconnect_key(socket_key), value, f"{RECONNECT_PREFIX}{socket_key}.{nonce}"
 
 
-def redeem_ticket(text: str) -> Ticket | None:
-    """The ticket's grant, once; None when unknown, expired, renewed or already used."""
+def ticket_location(text: str) -> tuple[str, str] | None:
+    """Where a ticket is stored and the nonce its stored value must start with ("" for an
+    rtm.connect ticket); None when the text cannot be a ticket."""
+    if len(text) > 64:
+        return None
     if text.startswith(RECONNECT_PREFIX):
-        return _redeem_reconnect(text.removeprefix(RECONNECT_PREFIX))
-    if not text or len(text) > 64:
-        return None
-    raw = get_redis_connection("default").getdel(_key(text))
-    return Ticket(**json.loads(raw)) if raw else None
+        socket_key, _, nonce = text.removeprefix(RECONNECT_PREFIX).partition(".")
+        return (_reconnect_key(socket_key), nonce) if socket_key and nonce else None
+    return (_key(text), "") if text else None
 
 
-def _redeem_reconnect(text: str) -> Ticket | None:
-    socket_key, _, nonce = text.partition(".")
-    if not socket_key or not nonce or len(text) > 64:
-        return None
-    raw = get_redis_connection("default").eval(_REDEEM_RECONNECT, 1, _reconnect_key(socket_key), nonce)
-    return Ticket(**json.loads(raw)) if raw else None
+def grant_of(stored: bytes | str) -> Ticket:
+    """The grant a redeemed ticket stored."""
+    return Ticket(**json.loads(stored))

@@ -59,7 +59,10 @@ def search_scope(caller: Caller, query: SearchQuery) -> Scope | None:
         row["id"]: ScopeChannel(row["id"], row["kind"], row["name"], row["dm_key"])
         for row in visible_channels(caller, K.values).values("id", "kind", "name", "dm_key")
     }
-    members = _members(caller, [*query.in_dms, *query.from_members])
+    refs = [*query.in_dms, *query.from_members]
+    # The caller's own row is wanted only for their timezone, which only dates need.
+    dated = query.since is not None or query.until is not None
+    members = _members(caller, refs) if refs or dated else {}
     channels = visible
     if query.in_channels or query.in_dms:
         wanted = {c.id for c in visible.values() if any(_names(ref, c) for ref in query.in_channels)}

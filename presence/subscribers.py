@@ -1,0 +1,104 @@
+"""This process's presence subscriptions: one channel-layer channel for every local socket.
+
+A member's presence changes are published to their group (`presence.<team>.<member>`).
+The process joins that group once, while at least one of its sockets subscribes to the
+member, and hands each change to those sockets. A socket thus costs no Redis subscription
+of its own (a reconnect storm would make one per socket), and a change still reaches only
+the processes, and in them only the sockets, that subscribed to that member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+from presence.state import presence_group
+from teams import ids
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_BATCH = 200
+
+
+class Subscriber(Protocol):
+    """What a change is handed to (presence.gateway.PresenceLink)."""
+
+    def changed(self, user: str, presence: str) -> None: ...
+
+
+class PresenceSubscribers:
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel = ""
+        self.started: asyncio.Future[None] | None = None
+        # Member ids are unique across teams and shards, so they name a subscription.
+        self.subscribers: dict[int, set[Subscriber]] = {}
+        self.joined: dict[int, asyncio.Future[None]] = {}  # done once the group is joined
+
+    async def _start(self) -> None:
+        if self.started is None:
+            self.started = asyncio.get_running_loop().create_future()
+            self.channel = await self.layer.new_channel("presence.")
+            asyncio.get_running_loop().create_task(self._receive())
+            self.started.set_result(None)
+        await asyncio.shield(self.started)
+
+    async def add(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
+        """Returns once changes of the member reach `subscriber`."""
+        self.subscribers.setdefault(member_id, set()).add(subscriber)
+        joined = self.joined.get(member_id)
+        if joined is None:
+            joined = self.joined[member_id] = asyncio.get_running_loop().create_future()
+            try:
+                await self._start()
+                await self.layer.group_add(presence_group(team_id, member_id), self.channel)
+            except BaseException as exc:
+                del self.joined[member_id]
+                joined.set_exception(exc)
+                joined.exception()  # retrieved: other waiters raise it too
+                raise
+            joined.set_result(None)
+        await asyncio.shield(joined)
+
+    async def discard(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
+        subscribers = self.subscribers.get(member_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self.subscribers[member_id]
+            self.joined.pop(member_id, None)
+            # No await between forgetting and leaving: a later add joins again after this.
+            await self.layer.group_discard(presence_group(team_id, member_id), self.channel)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                messages = await self.layer.receive_many(self.channel, RECEIVE_BATCH)
+            except Exception:  # the layer reconnects on its own
+                logger.exception("presence subscriptions could not receive")
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                try:
+                    member_id = ids.decode(message["user"], ids.USER_PREFIXES)
+                except (KeyError, ids.BadId):
+                    continue
+                for subscriber in list(self.subscribers.get(member_id, ())):
+                    subscriber.changed(message["user"], message["presence"])
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceSubscribers] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def presence_subscribers(layer: Any) -> PresenceSubscribers:
+    """The running event loop's subscriptions (its layer's channels are bound to it)."""
+    loop = asyncio.get_running_loop()
+    subscribers = _by_loop.get(loop)
+    if subscribers is None:
+        subscribers = _by_loop[loop] = PresenceSubscribers(layer)
+    return subscribers
