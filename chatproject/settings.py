@@ -69,7 +69,7 @@ BOOT_RATE_TOTAL = float(os.environ.get("CHAT_BOOT_RATE_TOTAL", "1000"))
 SOCKET_ACCEPT_RATE = float(os.environ.get("CHAT_SOCKET_ACCEPT_RATE", "1000"))
 GIL_SWITCH_SECS = float(os.environ.get("CHAT_GIL_SWITCH_SECS", "0.0005"))  # see chatproject/asgi.py
 # The cyclic collector's thresholds in daphne (CPython's default: 700, 10, 10): see asgi.py.
-GC_THRESHOLDS = tuple(int(n) for n in os.environ.get("CHAT_GC_THRESHOLDS", "10000,10,10").split(","))
+GC_THRESHOLDS = tuple(int(n) for n in os.environ.get("CHAT_GC_THRESHOLDS", "10000,10,100").split(","))
 # Sockets between handshake and live per daphne process; more are refused at once (4029 with
 # a Retry-After) rather than queue past daphne's handshake timeout and all fail.
 SOCKETS_CONNECTING_MAX = int(os.environ.get("CHAT_SOCKETS_CONNECTING_MAX", "1000"))

@@ -4,6 +4,7 @@ and gap filling."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,9 +76,9 @@ def member_channel_ids(shard: str, team_id: int, member_id: int) -> set[int]:
         return set(memberships.values_list("channel_id", flat=True))
 
 
-_JOIN_LEAVE = frozenset({"member_joined_channel", "member_left_channel"})
+JOINS_AND_LEAVES = frozenset({"member_joined_channel", "member_left_channel"})
 _JOINED_BY_AUDIENCE = frozenset({"group_joined", "im_created", "mpim_open"})
-_JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
+JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:
@@ -109,12 +110,20 @@ class Viewer:
         audience = message.get("audience")
         channel_id = message.get("channel_id")
         mine = bool(audience) and self.member_id in audience
-        if kind in _JOINS:
+        if kind in JOINS:
             self._track_join(kind, payload, channel_id, mine)
-        visible = mine or (channel_id in self.channel_ids if channel_id else not audience)
+        visible = self.sees(channel_id, audience or None)
         if kind == "member_left_channel" and channel_id and payload.get("user") == self.slack_id:
             self.channel_ids.discard(channel_id)
         return visible
+
+    def sees(self, channel_id: int | None, audience: Collection[int] | None) -> bool:
+        """Whether an event of this scope is for this viewer (as its joins and leaves stand
+        now): its audience names them, or it is in one of their conversations, or it is
+        team-wide (neither)."""
+        if audience is not None and self.member_id in audience:
+            return True
+        return channel_id in self.channel_ids if channel_id else audience is None
 
     def _track_join(self, kind: str, payload: dict[str, Any], channel_id: int | None, mine: bool) -> None:
         if kind == "member_joined_channel":
@@ -144,7 +153,7 @@ class Viewer:
         group_left, ...); it follows the event's shared frames."""
         payload = message["event"]
         kind = payload.get("type")
-        if kind not in _JOIN_LEAVE or payload.get("user") != self.slack_id:
+        if kind not in JOINS_AND_LEAVES or payload.get("user") != self.slack_id:
             return []
         private = payload.get("channel_type") == "G"
         verb = "joined" if kind == "member_joined_channel" else "left"
@@ -157,7 +166,7 @@ def membership_subjects(message: dict[str, Any]) -> list[int]:
     """Members whose conversations this event may change (see Viewer.may_see)."""
     payload = message["event"]
     kind = payload.get("type")
-    if kind in _JOIN_LEAVE:
+    if kind in JOINS_AND_LEAVES:
         user = payload.get("user")
     elif kind == "channel_created":
         channel = payload.get("channel")

@@ -37,6 +37,7 @@ from messaging.realtime.delivery import (
     read_events,
     read_head,
 )
+from messaging.realtime.fanout import Flush
 from messaging.realtime.pool import blocking
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
@@ -196,8 +197,9 @@ class TeamHub:
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         delivered = 0
         shut_out = []
+        flush = Flush(messages)
         for sock in self.live:
-            frames, count, ended = frames_for(sock, messages)
+            frames, count, ended = flush.frames_for(sock)
             delivered += count
             if frames:
                 sock.write(frames)

@@ -64,6 +64,33 @@ class Frame:
     def wire(self) -> bytes:
         return self.prepared.payloadHybi  # type: ignore[no-any-return]
 
+    @property
+    def parts(self) -> list[Frame]:
+        """The frames this stands for, one message each (a compressing socket sends them one by one)."""
+        return [self]
+
+
+class FrameRun(Frame):
+    """Several frames written as one: the bytes are joined once and shared by every socket
+    that is sent the same run (a flush's events, to every socket that may see them all)."""
+
+    __slots__ = ("_joined", "frames")
+
+    def __init__(self, frames: list[Frame]) -> None:
+        super().__init__("")
+        self.frames = frames
+        self._joined: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._joined is None:
+            self._joined = b"".join(frame.wire for frame in self.frames)
+        return self._joined
+
+    @property
+    def parts(self) -> list[Frame]:
+        return self.frames
+
 
 class Wire:
     """Writes frames to one socket, synchronously when daphne's protocol is at hand."""
@@ -100,7 +127,8 @@ class Wire:
             return  # closing: its disconnect is on the way
         if protocol._perMessageCompress is not None:
             for frame in frames:
-                protocol.sendPreparedMessage(frame.prepared)
+                for part in frame.parts:
+                    protocol.sendPreparedMessage(part.prepared)
             return
         data = frames[0].wire if len(frames) == 1 else b"".join(f.wire for f in frames)
         if self._corked is not None:

@@ -1,0 +1,104 @@
+"""The hub's shared-run fan-out (messaging/realtime/fanout.py) sends every socket exactly
+what the event-by-event path would: the same frames in the same order, the same count,
+the same cursor, the same tracked conversations afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messaging.realtime.delivery import Viewer, frames_for
+from messaging.realtime.fanout import Flush
+from messaging.realtime.wire import Frame
+from teams import ids
+
+MEMBERS = [101, 102, 103, 104]
+CHANNELS = [11, 12, 13]
+
+
+@dataclass
+class FakeSocket:
+    cursor: int
+    viewer: Viewer
+    reconnect_url_sent: float = 0.0
+
+
+def _event(kind: str, member: int, channel: int, audience: list[int]) -> dict[str, Any]:
+    user = ids.encode(ids.USER, member)
+    slack_channel = ids.encode(ids.PUBLIC, channel)
+    if kind == "message":
+        return {
+            "event": {"type": "message", "channel": slack_channel, "user": user, "text": "hi"},
+            "channel_id": channel,
+        }
+    if kind == "dm":  # a private event by audience (no conversation of the viewer's)
+        return {
+            "event": {"type": "message", "channel": "D1", "user": user, "text": "psst"},
+            "audience": audience,
+        }
+    if kind == "team":  # team-wide: neither conversation nor audience
+        return {"event": {"type": "emoji_changed", "subtype": "add", "name": f"e{member}"}}
+    if kind == "revoked":
+        return {"event": {"type": "tokens_revoked"}, "audience": [member]}
+    verb = "member_joined_channel" if kind == "join" else "member_left_channel"
+    return {"event": {"type": verb, "channel": slack_channel, "user": user}, "channel_id": channel}
+
+
+event_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["message", "message", "message", "dm", "team", "join", "leave", "revoked"]),
+        st.sampled_from(MEMBERS),
+        st.sampled_from(CHANNELS),
+        st.lists(st.sampled_from(MEMBERS), max_size=3),
+    ),
+    min_size=1,
+    max_size=12,
+)
+socket_specs = st.lists(
+    st.tuples(st.sampled_from(MEMBERS), st.sets(st.sampled_from(CHANNELS)), st.integers(0, 14)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _wire(frames: list[Frame]) -> bytes:
+    return b"".join(frame.wire for frame in frames)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=event_specs, sockets=socket_specs)
+def test_shared_runs_match_event_by_event_delivery(
+    events: list[tuple[Any, ...]], sockets: list[tuple[Any, ...]]
+) -> None:
+    messages = []
+    for event_id, (kind, member, channel, audience) in enumerate(events, start=1):
+        message = _event(kind, member, channel, audience)
+        message["type"] = "team.event"
+        message["event_id"] = event_id
+        messages.append(message)
+    flush = Flush(messages)
+    for member, channels, cursor in sockets:
+        general = FakeSocket(cursor, Viewer(member, set(channels)))
+        shared = FakeSocket(cursor, Viewer(member, set(channels)))
+        want_frames, want_count, want_ended = frames_for(general, messages)
+        got_frames, got_count, got_ended = flush.frames_for(shared)
+        assert _wire(got_frames) == _wire(want_frames)
+        assert (got_count, got_ended, shared.cursor) == (want_count, want_ended, general.cursor)
+        assert shared.viewer.channel_ids == general.viewer.channel_ids
+
+
+def test_sockets_that_see_the_same_events_share_one_joined_run() -> None:
+    messages = [
+        {"type": "team.event", "event_id": n, "channel_id": 11, "event": {"type": "message", "text": str(n)}}
+        for n in (5, 6, 7)
+    ]
+    flush = Flush(messages)
+    first, _, _ = flush.frames_for(FakeSocket(4, Viewer(101, {11})))
+    second, count, _ = flush.frames_for(FakeSocket(4, Viewer(102, {11, 12})))
+    outside, none, _ = flush.frames_for(FakeSocket(4, Viewer(103, {12})))
+    assert len(first) == 1 and first[0] is second[0]  # joined once, for both
+    assert count == 3 and b'"text": "7"' in first[0].wire
+    assert outside == [] and none == 0
