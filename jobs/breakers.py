@@ -57,10 +57,9 @@ class BreakerPolicy:
     host then trips within seconds, a single failure never does); stay open 5 s, doubling
     on each failed probe up to 5 min, +-20% jitter so workers do not probe in lockstep;
     2 probes in half-open, both must succeed to close. A call slower than 5 s fails, and
-    calls still running count as failures from then on; >= min_calls of them (stuck, or
-    failed since the last call answered in time) with no call answered in time meanwhile
-    open it whatever the window holds (a host that stopped answering is not shielded by
-    its earlier successes)."""
+    calls still running count as failures from then on; >= min_calls of them with no
+    call answered in time meanwhile open it whatever the window holds (a host that
+    stopped answering is not shielded by its earlier successes)."""
 
     failure_rate: float = 0.5
     min_calls: int = 10
@@ -108,7 +107,7 @@ local function open_it(from)
   local trips = redis.call('HINCRBY', s, 'trips', 1)
   local secs = math.min(tonumber(ARGV[6]) * 2 ^ (trips - 1), tonumber(ARGV[7]))
   redis.call('HSET', s, 'state', 'open', 'open_until', now + secs, 'last_transition', from .. '->open',
-             'last_transition_at', now, 'failed_unanswered', 0)
+             'last_transition_at', now)
   redis.call('DEL', w, probes, inflight)
   return from .. '->open'
 end
@@ -126,14 +125,11 @@ local function should_trip()
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now - tonumber(ARGV[9]))
   local stuck = redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10]))
-  -- A host that stopped answering: min_calls calls stuck past the slow threshold or
-  -- failed since the last call answered in time, and none answered since then. Its
-  -- successes earlier in the window must not shield it until they age out (every worker
-  -- would wait on it meanwhile). Failed calls count as well as stuck ones, since a call
-  -- may give up at the slow threshold rather than stay stuck.
+  -- A host that stopped answering: min_calls calls stuck past the slow threshold and no
+  -- call answered in time since then. Its successes earlier in the window must not
+  -- shield it until they age out (every worker would wait on it meanwhile).
   local answered = tonumber(redis.call('HGET', s, 'last_success_at') or '0')
-  local unanswered = stuck + tonumber(redis.call('HGET', s, 'failed_unanswered') or '0')
-  if unanswered >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
+  if stuck >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
   calls, failures = calls + stuck, failures + stuck
   return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
 end
@@ -199,7 +195,7 @@ if ARGV[14] == '1' then
   if outcome == 'success' then
     if redis.call('HINCRBY', s, 'probe_successes', 1) >= tonumber(ARGV[8]) then
       redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
-                 'last_transition_at', now, 'last_success_at', now, 'failed_unanswered', 0)
+                 'last_transition_at', now, 'last_success_at', now)
       redis.call('DEL', w, inflight)
       return 'half-open->closed'
     end
@@ -210,11 +206,8 @@ redis.call('ZREM', inflight, ARGV[12])
 if state ~= 'closed' or outcome == 'ignored' then return '' end
 local bucket = math.floor(now / tonumber(ARGV[2]))
 redis.call('HINCRBY', w, bucket .. ':c', 1)
-if outcome == 'failure' then
-  redis.call('HINCRBY', w, bucket .. ':f', 1)
-  redis.call('HINCRBY', s, 'failed_unanswered', 1)
-end
-if outcome == 'success' then redis.call('HSET', s, 'last_success_at', now, 'failed_unanswered', 0) end
+if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
+if outcome == 'success' then redis.call('HSET', s, 'last_success_at', now) end
 redis.call('EXPIRE', w, ARGV[3])
 if should_trip() then return open_it('closed') end
 return ''
@@ -287,10 +280,10 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     @contextmanager
     def calling(self) -> Iterator[AdmittedCall]:
-        token, probe, judged = self._admit()
+        token, probe = self._admit()
         started = time.monotonic()
         try:
-            yield AdmittedCall(self, probe, started, judged)
+            yield AdmittedCall(self, probe, started)
         except BaseException as exc:
             self._record(self.classify(exc), token, probe)
             raise
@@ -316,21 +309,20 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             "1" if probe else "0",
         ]
 
-    def _admit(self) -> tuple[str | None, bool, bool]:
-        """The call's token, whether it is a probe, and whether the breaker judges it (not
-        disabled or forced closed, and Redis answered); raises BreakerOpen."""
+    def _admit(self) -> tuple[str | None, bool]:
+        """The call's token and whether it is a probe; raises BreakerOpen."""
         token = secrets.token_hex(8)
         try:
-            decision, state, retry_at, transition = get_redis_connection("default").eval(
+            decision, _state, retry_at, transition = get_redis_connection("default").eval(
                 _ADMIT, 5, *_keys(self.key), *self._script_args(token)
             )
         except RedisError as exc:
             _warn_redis_down(exc)
-            return None, False, False
+            return None, False
         self._report(_text(transition))
         if _text(decision) == "reject":
             raise BreakerOpen(self.key, float(retry_at))
-        return token, _text(decision) == "probe", _text(state) in (CLOSED, HALF_OPEN)
+        return token, _text(decision) == "probe"
 
     def _record(self, outcome: Outcome, token: str | None, probe: bool) -> None:
         if token is None:
@@ -396,17 +388,16 @@ class AdmittedCall:
     breaker: SharedCircuitBreaker
     probe: bool
     started: float  # time.monotonic()
-    judged: bool  # by the automatic breaker: not disabled or forced closed, Redis up
 
     def should_give_up(self) -> bool:
-        """True once waiting longer is pointless: this call is already slower than the
-        policy allows (it has failed whatever comes, probe or not, and its worker is worth
-        more to other calls than the rest of its timeout), or the circuit opened since it
-        was admitted (it is rejecting everyone else). A slow call first has the calls
-        stuck on the upstream judged, itself among them, so that they open the circuit
-        when the rule holds even if no other call comes to notice."""
-        slow = self.judged and time.monotonic() - self.started > self.breaker.policy.slow_call_secs
-        return self.breaker.rejecting(judge_stuck=slow) or slow
+        """True once waiting longer is pointless: the circuit opened since this call was
+        admitted (it is rejecting everyone else; past the slow threshold this call's own
+        slowness may open it), or this call is a probe already slower than the policy
+        allows (it has failed, and the circuit reopens either way)."""
+        slow = time.monotonic() - self.started > self.breaker.policy.slow_call_secs
+        if slow and self.probe:
+            return True
+        return self.breaker.rejecting(judge_stuck=slow)
 
 
 def _text(value: Any) -> str:

@@ -30,9 +30,8 @@ MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_SECS = 3.0
 TOTAL_TIMEOUT_SECS = 10.0
 MAX_BYTES = 2 * 1024 * 1024
-# While waiting for an answer, how often to ask whether to stop waiting (the call is past
-# its slow-call limit, or the host's circuit opened): a worker held by a hanging host is
-# freed this soon after.
+# While waiting for an answer, how often to ask whether to stop waiting (the host's
+# circuit opened meanwhile): a worker held by a hanging host is freed this soon after.
 GIVE_UP_CHECK_SECS = 0.5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 USER_AGENT = "TeamChatPreview/1.0 (+link previews)"
@@ -161,8 +160,7 @@ def fetch(
     give_up: Callable[[], bool] | None = None,
 ) -> FetchedPage:
     """GET `url` within `total_timeout`; `give_up`, asked while the host is silent, ends
-    the wait early (the call is already too slow for its breaker, or its circuit opened:
-    a failure either way). A host that has begun to answer has the whole timeout."""
+    the wait early (its circuit opened: the call is a failure already counted)."""
     networks = list(allowed_networks)
     deadline = time.monotonic() + total_timeout
     for _ in range(MAX_REDIRECTS + 1):

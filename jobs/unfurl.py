@@ -37,9 +37,8 @@ def classify(exc: BaseException) -> Outcome:
 # links, so it is judged from as few as 2 calls, tripping at three quarters failing (both
 # of 2, 3 of 4), over the last 10 s only: a host that suddenly hangs must not be shielded
 # by a minute of earlier successes. A preview taking over 3 s is a failure for a chat
-# client anyway, so a host still silent at 3 s has failed that call: it counts then and
-# stops waiting (the 10 s timeout is for a page that has begun to arrive). One probe at a
-# time: a probe of a host that still hangs holds a worker those 3 s too.
+# client anyway, so calls still hanging count from 3 s on, not at their 10 s timeout. One
+# probe at a time: a probe of a host that still hangs holds a worker until then.
 HOST_POLICY = BreakerPolicy(failure_rate=0.75, min_calls=2, window_secs=10, slow_call_secs=3.0, max_probes=1)
 
 
@@ -60,9 +59,9 @@ def _cache_key(url: str) -> str:
 def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
     # The breaker goes first: it must see every attempt (and reject a hanging host's)
     # even while the bulkhead is full of that host's stuck calls.
-    # A call whose host is still silent at the slow-call limit, or when the circuit opens,
-    # stops waiting: the worker it holds is worth more to healthy hosts than the rest of a
-    # 10 s timeout, and the job reschedules itself.
+    # A call hanging when the circuit opens (or a probe past the slow-call time) stops
+    # waiting: the worker it holds is worth more to healthy hosts than the rest of a 10 s
+    # timeout.
     kwargs = {"accept": accept} if accept else {}
     with (
         host_breaker(host).calling() as call,
