@@ -8,11 +8,12 @@
 # The week is a lexeme with spaces in it, which no parsed word ever is, so no query a user
 # types can match it, and search_vector itself is unchanged (ts_rank, reindex and imports
 # do not see it). The index is on an expression of columns that exist already, so
-# existing messages need no reindex. Built CONCURRENTLY, as 0004, then the index it
-# replaces is dropped.
+# existing messages need no reindex. Built CONCURRENTLY, as 0004. The index it replaces
+# (message_search) is dropped by 0007, a release later: the code of the release before this
+# one still searches through it while a rolling deploy runs both.
 
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.contrib.postgres.search import SearchVectorField
 from django.db import migrations
 from django.db.models import F, Func
@@ -53,7 +54,6 @@ class Migration(migrations.Migration):
                 name='message_search_weeks',
             ),
         ),
-        RemoveIndexConcurrently(model_name='message', name='message_search'),
         # Search routes on the planner's estimates of the new expression, which has no
         # statistics until the table is analyzed (a sample: about a second at any size).
         migrations.RunSQL('ANALYZE messaging_message', migrations.RunSQL.noop, hints={'model_name': 'message'}),
