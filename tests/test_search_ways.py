@@ -12,7 +12,7 @@ import pytest
 
 from messaging.search import run
 from tests.conftest import World
-from tests.test_search import _index, _post, _search, _set_day
+from tests.search_helpers import index, post, search, set_day
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -26,7 +26,7 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _score_order(api, token: str, query: str, **args) -> list[str]:
-    return [m["text"] for m in _search(api, token, query, **args)["matches"]]
+    return [m["text"] for m in search(api, token, query, **args)["matches"]]
 
 
 def test_score_ranks_the_newest_matches_then_older_ones_by_time(
@@ -35,8 +35,8 @@ def test_score_ranks_the_newest_matches_then_older_ones_by_time(
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
     # Oldest first. The highest text rank is the oldest message, outside the ranked three.
     for text in ["kiwi kiwi kiwi kiwi", "kiwi once", "kiwi kiwi twice", "kiwi at last", "kiwi again"]:
-        _post(api, alice, general, text)
-    _index(acme)
+        post(api, alice, general, text)
+    index(acme)
     monkeypatch.setattr(run, "RANKED", 3)
     expected = ["kiwi kiwi twice", "kiwi again", "kiwi at last", "kiwi once", "kiwi kiwi kiwi kiwi"]
     assert _score_order(api, alice, "kiwi") == expected
@@ -55,8 +55,8 @@ def test_score_ranks_the_newest_matches_then_older_ones_by_time(
 def test_never_shows_what_the_searcher_cannot_see(world: World, api, way: str) -> None:
     acme, alice, carol = world.acme, world.acme["alice"].token, world.acme["carol"].token
     for n in range(6):
-        _post(api, alice, acme.channels["general" if n % 2 else "secret"], f"common word {n}")
-    _index(acme)
+        post(api, alice, acme.channels["general" if n % 2 else "secret"], f"common word {n}")
+    index(acme)
     expected = ["common word 5", "common word 3", "common word 1"]
     assert _score_order(api, carol, "common") == expected
     assert _score_order(api, carol, "common", sort="timestamp") == expected
@@ -77,27 +77,27 @@ def test_a_small_window_of_weeks_widens_to_older_matches(
         "apricot late 2024": datetime(2024, 11, 20, 12, tzinfo=UTC),
     }
     for text, when in days.items():
-        _set_day(acme, _post(api, alice, general, text), when)
-    _post(api, alice, general, "apricot today")
-    _post(api, alice, general, "nothing else today")
-    _index(acme)
+        set_day(acme, post(api, alice, general, text), when)
+    post(api, alice, general, "apricot today")
+    post(api, alice, general, "nothing else today")
+    index(acme)
     monkeypatch.setattr(run, "WEEKS_MARGIN", 0.001)
     monkeypatch.setattr(run, "RANKED", 3)
-    found = _search(api, alice, "apricot")
+    found = search(api, alice, "apricot")
     texts = [m["text"] for m in found["matches"]]
     ranked = ["apricot apricot mid 2024", "apricot today", "apricot late 2024"]
     assert texts == [*ranked, "apricot early 2024", "apricot in 2023"]
     assert found["total"] >= 5
-    oldest_first = _search(api, alice, "apricot", sort="timestamp", sort_dir="asc", count=2)
+    oldest_first = search(api, alice, "apricot", sort="timestamp", sort_dir="asc", count=2)
     assert [m["text"] for m in oldest_first["matches"]] == ["apricot in 2023", "apricot early 2024"]
 
 
 def test_a_week_in_the_index_is_no_word_anyone_can_search(world: World, api) -> None:
     acme, alice = world.acme, world.acme["alice"].token
-    _post(api, alice, acme.channels["general"], "plain words")
-    _index(acme)
+    post(api, alice, acme.channels["general"], "plain words")
+    index(acme)
     week = int(datetime.now(UTC).timestamp()) // (7 * 24 * 3600)
     label = f"{acme.team.id} week {week}"  # as the index holds it (migration 0006)
     for query in ("week", str(week), label, f'"{label}"', f"week{week}"):
-        assert _search(api, alice, query)["total"] == 0, query
-    assert _search(api, alice, "plain")["total"] == 1
+        assert search(api, alice, query)["total"] == 0, query
+    assert search(api, alice, "plain")["total"] == 1
