@@ -46,6 +46,16 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(FUNCTIONS, DROP_FUNCTIONS, hints={'model_name': 'message'}),
+        # A CREATE INDEX CONCURRENTLY that fails (a deadlock, a cancelled deploy) leaves an
+        # INVALID index of that name behind, and running this again would then fail with
+        # "already exists": drop any such leftover first (one left valid, when a later step
+        # failed, is only built again). A statement of its own: CONCURRENTLY refuses to run
+        # inside the implicit transaction of a multi-statement string.
+        migrations.RunSQL(
+            'DROP INDEX CONCURRENTLY IF EXISTS message_search_weeks',
+            migrations.RunSQL.noop,
+            hints={'model_name': 'message'},
+        ),
         AddIndexConcurrently(
             model_name='message',
             index=GinIndex(
