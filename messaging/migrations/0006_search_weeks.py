@@ -56,6 +56,7 @@ class Migration(migrations.Migration):
             migrations.RunSQL.noop,
             hints={'model_name': 'message'},
         ),
+        # The expression of messaging.models.SEARCH_ENTRIES_FUNCTION/_COLUMNS, frozen here.
         AddIndexConcurrently(
             model_name='message',
             index=GinIndex(
