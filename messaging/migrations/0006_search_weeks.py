@@ -20,6 +20,11 @@ from django.db.models import F, Func
 
 WEEK_US = 7 * 24 * 3600 * 1_000_000
 
+# The index below is on chat_search_entries' results: a future change to either function
+# must CREATE a new function (a new name) and a new index on it in a new migration, never
+# CREATE OR REPLACE these. PostgreSQL trusts IMMUTABLE and does not rebuild the index, so
+# rows indexed before would keep the old entries and searches would silently miss them.
+# (OR REPLACE is here only so that a rerun of this migration after a failure goes through.)
 FUNCTIONS = f"""
 CREATE OR REPLACE FUNCTION chat_search_entries(vector tsvector, team_id bigint, ts bigint) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
