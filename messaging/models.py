@@ -93,6 +93,7 @@ class ChannelMember(TeamScopedModel):
 # them, and changing either takes a new function, index and migration (see 0006).
 SEARCH_ENTRIES_FUNCTION = "chat_search_entries"
 SEARCH_ENTRIES_COLUMNS = ("search_vector", "team_id", "ts")
+SEARCH_WEEK_US = 7 * 24 * 3600 * 1_000_000  # a week of ts, as the function counts them
 _SEARCH_ENTRIES = Func(
     *(F(column) for column in SEARCH_ENTRIES_COLUMNS),
     function=SEARCH_ENTRIES_FUNCTION,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from messaging.models import SEARCH_WEEK_US
 from messaging.search import run
 from tests.conftest import World
 from tests.search_helpers import index, post, search, set_day
@@ -94,9 +95,10 @@ def test_a_small_window_of_weeks_widens_to_older_matches(
 
 def test_a_week_in_the_index_is_no_word_anyone_can_search(world: World, api) -> None:
     acme, alice = world.acme, world.acme["alice"].token
-    post(api, alice, acme.channels["general"], "plain words")
+    when = datetime(2024, 3, 6, 12, tzinfo=UTC)  # mid-week: the label is the one computed here
+    set_day(acme, post(api, alice, acme.channels["general"], "plain words"), when)
     index(acme)
-    week = int(datetime.now(UTC).timestamp()) // (7 * 24 * 3600)
+    week = int(when.timestamp()) * 1_000_000 // SEARCH_WEEK_US
     label = f"{acme.team.id} week {week}"  # as the index holds it (migration 0006)
     for query in ("week", str(week), label, f'"{label}"', f"week{week}"):
         assert search(api, alice, query)["total"] == 0, query
