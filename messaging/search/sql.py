@@ -164,6 +164,9 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         weeks_apply=(
             words is not None
             and not query.phrases
+            # An excluded word of letters and digits alone is one lexeme, which the index
+            # rules out by itself. Anything else ("-a b", "-e-mail") parses into several,
+            # a phrase the index can only check row by row, as a "phrase" above.
             and all(e.isalnum() for e in query.excluded)
             and scope.authors is None
             and not scope.narrowed
