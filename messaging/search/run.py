@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
@@ -103,7 +103,7 @@ def search_messages(
         if way == "all":
             found = ways.all_matches(cursor, sql, wanted, cap=FULL_CAP)
             if found is not None:
-                return _result(scope, *found)
+                return _result(scope, found.count, found.rows)
         elif way == "weeks":
             weeks = ways.recent_weeks(
                 cursor,
@@ -115,15 +115,14 @@ def search_messages(
                 cap=FULL_CAP,
             )
             if weeks is not None:
-                exact, seen, rows = weeks
-                return _result(scope, seen if exact else max(seen, estimate.matches), rows)
+                total = weeks.count if weeks.exact else max(weeks.count, estimate.matches)
+                return _result(scope, total, weeks.rows)
         newest = ways.newest_matches(cursor, sql, wanted, window=WINDOW_ROWS)
         if newest is not None:
-            seen, rows = newest
-            return _result(scope, max(seen, estimate.matches), rows)
+            return _result(scope, max(newest.count, estimate.matches), newest.rows)
         everything = ways.all_matches(cursor, sql, wanted, cap=None)
         assert everything is not None  # no cap, so never "too many"
-        return _result(scope, *everything)
+        return _result(scope, everything.count, everything.rows)
 
 
 @dataclass(frozen=True)
@@ -138,11 +137,14 @@ class _Estimate:
         return wanted * self.scope / max(self.matches, 1)
 
 
-def _cheapest(estimate: _Estimate, page: Page, sql: SearchSql) -> str:
-    """The way expected to read least: "all", "weeks" or "newest"."""
+Way = Literal["all", "weeks", "newest"]
+
+
+def _cheapest(estimate: _Estimate, page: Page, sql: SearchSql) -> Way:
+    """The way expected to read least."""
     if estimate.narrowed <= EXACT_UNDER:
         return "all"
-    costs = {"newest": math.inf, "all": math.inf, "weeks": math.inf}
+    costs: dict[Way, float] = {"newest": math.inf, "all": math.inf, "weeks": math.inf}
     rows = estimate.rows_to_read_newest_first(page.wanted)
     if rows <= WINDOW_ROWS:
         costs["newest"] = rows * NEWEST_ROW_COST
@@ -176,7 +178,7 @@ def _estimate(cursor: CursorWrapper, sql: SearchSql) -> _Estimate:
     return _Estimate(rows[0], rows[1], rows[-1])
 
 
-def _result(scope: Scope, total: int, rows: list[tuple[Any, ...]]) -> SearchResult:
+def _result(scope: Scope, total: int, rows: list[ways.Row]) -> SearchResult:
     hits = [
         Hit(
             id=row[0],

@@ -1,23 +1,34 @@
 """The ways of reading a search's matches (messaging.search.run chooses one per query). Each
-returns (matches counted, rows of the page), rows being the columns of `COLUMNS` then the
-author's handle, in the page's order; and each gives the same order (sql.Page), so which
-one runs never changes an answer.
+returns how many matches it counted and the rows of the page (`Found`, `Weeks`), in the
+same order (sql.Page), so which one runs never changes an answer.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 
 from messaging.search.sql import ENTRIES, Page, SearchSql
 
-Found = tuple[int, list[tuple[Any, ...]]]
-
 COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.username, m.text, m.attachments"
 # What the newest-first window carries: every column a match condition reads.
 _WINDOW_COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.is_deleted, m.search_vector"
+
+Row = tuple[Any, ...]  # the columns of COLUMNS, then the author's handle
+
+
+class Found(NamedTuple):
+    count: int  # matches counted
+    rows: list[Row]  # the page
+
+
+class Weeks(NamedTuple):
+    exact: bool  # whether every match was read
+    count: int  # matches read
+    rows: list[Row]  # the page
+
 
 _ALL_MATCHES = """
 WITH hits AS MATERIALIZED (
@@ -65,7 +76,7 @@ def all_matches(
     total = int(rows[0][0])
     if cap is not None and total > cap:
         return None
-    return total, [row[1:] for row in rows if row[1] is not None]
+    return Found(total, [row[1:] for row in rows if row[1] is not None])
 
 
 _SPAN = """
@@ -76,10 +87,10 @@ SELECT (SELECT m.ts FROM messaging_message m WHERE {span} ORDER BY m.ts LIMIT 1)
 
 def recent_weeks(
     cursor: CursorWrapper, sql: SearchSql, page: Page, *, share: float, margin: float, widen: float, cap: int
-) -> tuple[bool, int, list[tuple[Any, ...]]] | None:
+) -> Weeks | None:
     """The newest (oldest, ascending) matches from the weeks that hold them, read through
-    the search index without reading older matches: (whether every match was read, how
-    many were read, page rows). None when a window holds more than `cap` matches.
+    the search index without reading older matches. None when a window holds more than
+    `cap` matches.
 
     The first window is `share` of the team's time span (two index probes), sized by the
     caller from estimates to hold `margin` times the page's wanted matches. One holding
@@ -90,19 +101,18 @@ def recent_weeks(
     cursor.execute(_SPAN.format(span=sql.span), sql.params)
     oldest, newest = cursor.fetchone()
     if oldest is None:
-        return True, 0, []
+        return Weeks(exact=True, count=0, rows=[])
     while share < 1:
         reach = int((newest - oldest) * share)
         weeks = (newest - reach, newest) if page.descending else (oldest, oldest + reach)
         found = all_matches(cursor, sql, page, cap=cap, weeks=weeks)
         if found is None:
             return None
-        seen = found[0]
-        if seen >= page.wanted:
-            return False, *found
-        share = share * max(widen, margin * page.wanted / seen) if seen else 1.0
+        if found.count >= page.wanted:
+            return Weeks(exact=False, count=found.count, rows=found.rows)
+        share = share * max(widen, margin * page.wanted / found.count) if found.count else 1.0
     found = all_matches(cursor, sql, page, cap=cap)
-    return None if found is None else (True, *found)
+    return None if found is None else Weeks(exact=True, count=found.count, rows=found.rows)
 
 
 _NEWEST_MATCHES = """
@@ -147,4 +157,4 @@ def newest_matches(cursor: CursorWrapper, sql: SearchSql, page: Page, *, window:
     seen = int(rows[0][0]) if rows else 0
     if seen < page.wanted:
         return None
-    return seen, [row[1:] for row in rows]
+    return Found(seen, [row[1:] for row in rows])
