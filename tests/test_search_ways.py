@@ -6,7 +6,8 @@ then older ones newest first; and never a message the searcher cannot see.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -103,3 +104,52 @@ def test_a_week_in_the_index_is_no_word_anyone_can_search(world: World, api) -> 
     for query in ("week", str(week), label, f'"{label}"', f"week{week}"):
         assert search(api, alice, query)["total"] == 0, query
     assert search(api, alice, "plain")["total"] == 1
+
+
+def _weeks_way(monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    """Force reading recent weeks, from a first window of `share` of the time span, with
+    the planner expecting 1,000 matches (as stale statistics can): the total must come
+    from what was read, not from that."""
+    estimate = run._estimate
+    monkeypatch.setattr(run, "_estimate", lambda *args: replace(estimate(*args), narrowed=1000, matches=1000))
+    monkeypatch.setattr(run, "_cheapest", lambda *args: "weeks")
+    monkeypatch.setattr(run, "_weeks_share", lambda *args: share)
+
+
+def test_total_is_exact_when_the_weeks_read_held_every_match(
+    world: World, api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window of half the span holds every week of it when the matches are all in one
+    week: every match was read, so the total is their count and the last page is full."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    for n in range(7):
+        set_day(acme, post(api, alice, general, f"fig {n}"), datetime(2024, 3, 6, 12, n, tzinfo=UTC))
+    index(acme)
+    _weeks_way(monkeypatch, 0.5)
+    first = search(api, alice, "fig", sort="timestamp", count=3)
+    assert first["total"] == 7
+    assert first["paging"]["pages"] == 3
+    pages = [search(api, alice, "fig", sort="timestamp", count=3, page=n)["matches"] for n in (1, 2, 3)]
+    assert [[m["text"] for m in page] for page in pages] == [
+        ["fig 6", "fig 5", "fig 4"],
+        ["fig 3", "fig 2", "fig 1"],
+        ["fig 0"],
+    ]
+
+
+def test_total_is_extrapolated_from_the_weeks_read(
+    world: World, api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two matches a week for ten weeks (weeks start on Thursdays: the epoch's weekday). A
+    window of a fifth of the 64 days reads the last three weeks, the first one whole: 6
+    matches in 19.5 days, so about 20 in all."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    for week in range(10):
+        for day in (4, 5):  # a Monday and a Tuesday of March 2024, then of each next week
+            when = datetime(2024, 3, day, 12, tzinfo=UTC) + timedelta(weeks=week)
+            set_day(acme, post(api, alice, general, f"plum {week} {day}"), when)
+    index(acme)
+    _weeks_way(monkeypatch, 0.2)
+    found = search(api, alice, "plum", sort="timestamp", count=4)
+    assert [m["text"] for m in found["matches"]] == ["plum 9 5", "plum 9 4", "plum 8 5", "plum 8 4"]
+    assert 18 <= found["total"] <= 22

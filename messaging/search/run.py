@@ -15,8 +15,12 @@ more than it returns:
   index, or (user_id, ts) for from:) and filtered, until enough matches for the page.
   A few rows per match of a common term; never more than WINDOW_ROWS rows.
 
-`total` is exact when every match was read. Otherwise (a frequent term, whose older matches
-are never read) it is the planner's estimate of the matches, never below those seen.
+`total` is exact when every match was read: always by all matches, and by recent weeks when
+its window's weeks held the scope's whole time span. Otherwise (a frequent term, whose older
+matches are never read) it is an estimate, never below the matches seen: by recent weeks,
+the window's matches scaled to the whole span (ways.recent_weeks); newest first, the
+planner's estimate of the matches. page_count derives from it, so a last page offered by an
+estimate may be short or empty; never when it is exact.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchResult:
-    total: int  # exact, or the planner's estimate when not every match was read
+    total: int  # exact, or an estimate when not every match was read (see the module's doc)
     hits: list[Hit]
 
 
@@ -115,8 +119,7 @@ def search_messages(
                 cap=FULL_CAP,
             )
             if weeks is not None:
-                total = weeks.count if weeks.exact else max(weeks.count, estimate.matches)
-                return _result(scope, total, weeks.rows)
+                return _result(scope, weeks.total, weeks.rows)
         newest = ways.newest_matches(cursor, sql, wanted, window=WINDOW_ROWS)
         if newest is not None:
             return _result(scope, max(newest.count, estimate.matches), newest.rows)

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 
+from messaging.models import SEARCH_WEEK_US
 from messaging.search.sql import ENTRIES, Page, SearchSql
 
 COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.username, m.text, m.attachments"
@@ -25,8 +26,8 @@ class Found(NamedTuple):
 
 
 class Weeks(NamedTuple):
+    total: int  # how many match: counted when `exact`, else extrapolated (recent_weeks)
     exact: bool  # whether every match was read
-    count: int  # matches read
     rows: list[Row]  # the page
 
 
@@ -97,22 +98,43 @@ def recent_weeks(
     too few is read again, sized from the matches it did hold (at least `widen` times
     larger; with none, the whole span): a window reaching the span's far end reads every
     match (also at most `cap`: the estimates may be stale).
+
+    The total is exact when the window's weeks held the whole span: every match was read.
+    Otherwise it is extrapolated from the window, its matches times span / the time its
+    weeks hold (never fewer than it held): the planner's estimate of the term, which the
+    window was sized from, is often far off (stale or sampled statistics), while the
+    window counts this term's own recent density. The last pages it offers may still be
+    short or empty.
     """
     cursor.execute(_SPAN.format(span=sql.span), sql.params)
     oldest, newest = cursor.fetchone()
     if oldest is None:
-        return Weeks(exact=True, count=0, rows=[])
+        return Weeks(total=0, exact=True, rows=[])
     while share < 1:
         reach = int((newest - oldest) * share)
         weeks = (newest - reach, newest) if page.descending else (oldest, oldest + reach)
         found = all_matches(cursor, sql, page, cap=cap, weeks=weeks)
         if found is None:
             return None
+        held = _time_held(weeks, oldest, newest)
+        if held is None:
+            return Weeks(total=found.count, exact=True, rows=found.rows)
         if found.count >= page.wanted:
-            return Weeks(exact=False, count=found.count, rows=found.rows)
+            total = max(found.count, round(found.count * (newest - oldest) / max(held, 1)))
+            return Weeks(total=total, exact=False, rows=found.rows)
         share = share * max(widen, margin * page.wanted / found.count) if found.count else 1.0
     found = all_matches(cursor, sql, page, cap=cap)
-    return None if found is None else Weeks(exact=True, count=found.count, rows=found.rows)
+    return None if found is None else Weeks(total=found.count, exact=True, rows=found.rows)
+
+
+def _time_held(weeks: tuple[int, int], oldest: int, newest: int) -> int | None:
+    """How much of the span from `oldest` to `newest` the weeks holding the ts range `weeks`
+    hold (whole weeks, as the index labels them); None when they hold all of it."""
+    start = weeks[0] // SEARCH_WEEK_US * SEARCH_WEEK_US
+    end = (weeks[1] // SEARCH_WEEK_US + 1) * SEARCH_WEEK_US  # the next week's first ts
+    if start <= oldest and end > newest:
+        return None
+    return min(end, newest) - max(start, oldest)
 
 
 _NEWEST_MATCHES = """
