@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from messaging.models import SEARCH_WEEK_US
 from messaging.search import run
@@ -153,3 +155,26 @@ def test_total_is_extrapolated_from_the_weeks_read(
     found = search(api, alice, "plum", sort="timestamp", count=4)
     assert [m["text"] for m in found["matches"]] == ["plum 9 5", "plum 9 4", "plum 8 5", "plum 8 4"]
     assert 18 <= found["total"] <= 22
+
+
+def test_an_empty_window_of_weeks_widens_step_by_step(
+    world: World, api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term common long ago and not lately: windows widen by a fixed factor until one
+    holds enough, instead of reading the whole span (which holds more than the cap, so the
+    newest-first way and then every match would be read after it)."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    when = {f"pear 2023 {n}": datetime(2023, 1, 4, 12, tzinfo=UTC) + timedelta(weeks=n) for n in range(4)}
+    when |= {f"pear 2025 {n}": datetime(2025, 3, 5, 12, tzinfo=UTC) + timedelta(weeks=n) for n in range(6)}
+    when["nothing new"] = datetime(2025, 12, 31, 12, tzinfo=UTC)
+    for text, day in when.items():
+        set_day(acme, post(api, alice, general, text), day)
+    index(acme)
+    _weeks_way(monkeypatch, 0.01)  # ~11 days, then ~87, then ~700: back to early 2024
+    monkeypatch.setattr(run, "FULL_CAP", 8)
+    with CaptureQueriesContext(connections[acme.team.shard]) as queries:
+        found = search(api, alice, "pear", sort="timestamp", count=3)
+    assert [m["text"] for m in found["matches"]] == ["pear 2025 5", "pear 2025 4", "pear 2025 3"]
+    reads = [q["sql"] for q in queries if "hits AS MATERIALIZED" in q["sql"] or "candidates" in q["sql"]]
+    assert len(reads) == 3
+    assert all("chat_search_weeks" in sql for sql in reads)

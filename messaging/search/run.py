@@ -56,6 +56,15 @@ WEEKS_ENTRY_COST = 0.25  # an index entry of the words, scanned to find those of
 WEEKS_FIXED_COST = 250  # the time span lookup: one more round trip
 WEEKS_MARGIN = 1.25  # the first window of weeks is sized for this many times the wanted matches
 WEEKS_WIDEN = 2  # a window holding too few is widened at least this much
+# A window holding no match at all (a term common long ago, not lately) tells nothing of how
+# far back its matches are: it is widened this much, step by step. Jumping to the whole span
+# instead reads every match (up to FULL_CAP; past that, the newest-first way and then every
+# match are read after it): several costly reads in one search. By eights, a first window of
+# 1/512 of the span reaches all of it in 3 more; each costs an index scan of the words'
+# entries and reads only its own weeks' matches, and the first holding enough ends the
+# search. Reading newest first would be the worst way for such a term: its newest messages
+# are the ones without it.
+WEEKS_EMPTY_WIDEN = 8
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ def search_messages(
                 share=_weeks_share(estimate, wanted),
                 margin=WEEKS_MARGIN,
                 widen=WEEKS_WIDEN,
+                widen_empty=WEEKS_EMPTY_WIDEN,
                 cap=FULL_CAP,
             )
             if weeks is not None:

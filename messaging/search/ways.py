@@ -87,7 +87,15 @@ SELECT (SELECT m.ts FROM messaging_message m WHERE {span} ORDER BY m.ts LIMIT 1)
 
 
 def recent_weeks(
-    cursor: CursorWrapper, sql: SearchSql, page: Page, *, share: float, margin: float, widen: float, cap: int
+    cursor: CursorWrapper,
+    sql: SearchSql,
+    page: Page,
+    *,
+    share: float,
+    margin: float,
+    widen: float,
+    widen_empty: float,
+    cap: int,
 ) -> Weeks | None:
     """The newest (oldest, ascending) matches from the weeks that hold them, read through
     the search index without reading older matches. None when a window holds more than
@@ -96,8 +104,8 @@ def recent_weeks(
     The first window is `share` of the team's time span (two index probes), sized by the
     caller from estimates to hold `margin` times the page's wanted matches. One holding
     too few is read again, sized from the matches it did hold (at least `widen` times
-    larger; with none, the whole span): a window reaching the span's far end reads every
-    match (also at most `cap`: the estimates may be stale).
+    larger; with none, `widen_empty` times: see run.WEEKS_EMPTY_WIDEN): a window reaching
+    the span's far end reads every match (also at most `cap`: the estimates may be stale).
 
     The total is exact when the window's weeks held the whole span: every match was read.
     Otherwise it is extrapolated from the window, its matches times span / the time its
@@ -122,7 +130,7 @@ def recent_weeks(
         if found.count >= page.wanted:
             total = max(found.count, round(found.count * (newest - oldest) / max(held, 1)))
             return Weeks(total=total, exact=False, rows=found.rows)
-        share = share * max(widen, margin * page.wanted / found.count) if found.count else 1.0
+        share *= max(widen, margin * page.wanted / found.count) if found.count else widen_empty
     found = all_matches(cursor, sql, page, cap=cap)
     return None if found is None else Weeks(total=found.count, exact=True, rows=found.rows)
 
