@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 
 from messaging.models import SEARCH_WEEK_US
 from messaging.search import run
-from tests.conftest import World
-from tests.search_helpers import index, post, search, set_day
+from tests.conftest import World, build_team
+from tests.search_helpers import index, ok, post, search, set_day
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -26,6 +26,10 @@ WAYS = ["all", "weeks", "newest"]
 @pytest.fixture(params=WAYS)
 def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(run, "_cheapest", lambda *args: request.param)
+    # Sized from the estimates of a few messages, the first window of weeks would often be
+    # the whole span, and no window would be read: a tenth at most.
+    share = run._weeks_share
+    monkeypatch.setattr(run, "_weeks_share", lambda *args: min(share(*args), 0.1))
     return request.param
 
 
@@ -54,6 +58,58 @@ def test_score_ranks_the_newest_matches_then_older_ones_by_time(
         "kiwi at last",
         "kiwi once",
     ]
+
+
+def test_score_ascending_ranks_the_oldest_matches_then_newer_ones_by_time(
+    world: World, api, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    # Oldest first. The highest text rank is the newest message, outside the ranked three.
+    for text in ["kiwi once", "kiwi kiwi twice", "kiwi at first", "kiwi again", "kiwi kiwi kiwi kiwi"]:
+        post(api, alice, general, text)
+    index(acme)
+    monkeypatch.setattr(run, "RANKED", 3)
+    # The oldest three by text rank, least relevant first (ties oldest first); then by time.
+    expected = ["kiwi once", "kiwi at first", "kiwi kiwi twice", "kiwi again", "kiwi kiwi kiwi kiwi"]
+    assert _score_order(api, alice, "kiwi", sort_dir="asc") == expected
+    pages = [_score_order(api, alice, "kiwi", sort_dir="asc", count=2, page=n) for n in (1, 2, 3)]
+    assert pages == [expected[0:2], expected[2:4], expected[4:]]
+
+
+def test_modifiers_give_the_same_answers(world: World, api, way: str) -> None:
+    """in:, from:, during: and has: over messages weeks apart, read a page of two at a time
+    (small pages let the newest-first way answer them itself)."""
+    acme, alice, bob = world.acme, world.acme["alice"].token, world.acme["bob"].token
+    general, secret = acme.channels["general"], acme.channels["secret"]
+    posts = [  # (text, author, channel, day)
+        ("melon 1", alice, general, datetime(2024, 1, 10, 12, tzinfo=UTC)),
+        ("melon 2", bob, secret, datetime(2024, 1, 17, 12, tzinfo=UTC)),
+        ("melon 3 https://example.com/3", bob, general, datetime(2024, 2, 7, 12, tzinfo=UTC)),
+        ("melon 4", alice, general, datetime(2024, 2, 14, 12, tzinfo=UTC)),
+        ("melon 5", alice, secret, datetime(2024, 2, 21, 12, tzinfo=UTC)),
+        ("melon 6", bob, general, datetime(2024, 3, 6, 12, tzinfo=UTC)),
+        ("melon 7 https://example.com/7", alice, general, datetime(2024, 3, 13, 12, tzinfo=UTC)),
+    ]
+    for text, author, channel, day in posts:
+        ts = post(api, author, channel, text)
+        if text == "melon 4":
+            ok(api("reactions.add", bob, channel=channel, timestamp=ts, name="eyes"))
+        set_day(acme, ts, day)
+    index(acme)
+
+    def paged(query: str, **args) -> list[str]:
+        found = [search(api, alice, query, sort="timestamp", count=2, page=n, **args) for n in (1, 2, 3)]
+        return [m["text"].split()[1] for page in found for m in page["matches"]]
+
+    assert paged("melon in:#general") == ["7", "6", "4", "3", "1"]
+    assert paged("melon in:#secret from:@alice") == ["5"]
+    assert paged("melon from:@bob") == ["6", "3", "2"]
+    assert paged("melon from:@bob", sort_dir="asc") == ["2", "3", "6"]
+    assert paged("melon during:2024-02") == ["5", "4", "3"]
+    assert paged("melon during:2024-02", sort_dir="asc") == ["3", "4", "5"]
+    assert paged("melon has:link") == ["7", "3"]
+    assert paged("melon has:reaction") == ["4"]
+    assert paged("melon has:link during:2024-03 in:#general from:@alice") == ["7"]
 
 
 def test_never_shows_what_the_searcher_cannot_see(world: World, api, way: str) -> None:
@@ -178,3 +234,32 @@ def test_an_empty_window_of_weeks_widens_step_by_step(
     reads = [q["sql"] for q in queries if "hits AS MATERIALIZED" in q["sql"] or "candidates" in q["sql"]]
     assert len(reads) == 3
     assert all("chat_search_weeks" in sql for sql in reads)
+
+
+def test_teams_sharing_a_shard_and_a_week_see_only_their_own(
+    world: World, api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weeks in the index are per team: two teams of one shard saying the same word in
+    the same week each find, and count, only their own messages."""
+    acme, alice = world.acme, world.acme["alice"].token
+    initech = build_team("initech", "erin", acme.team.shard, [])
+    erin = initech["erin"].token
+    week = datetime(2024, 3, 4, 12, tzinfo=UTC)  # a Monday: the week runs Thursday to Wednesday
+    for n in range(3):
+        set_day(acme, post(api, alice, acme.channels["general"], f"guava {n}"), week + timedelta(hours=n))
+    set_day(acme, post(api, alice, acme.channels["general"], "guava before"), week - timedelta(weeks=3))
+    for n in range(5):
+        when = week + timedelta(hours=n)
+        set_day(initech, post(api, erin, initech.channels["general"], f"guava initech {n}"), when)
+    index(acme, initech)
+    _weeks_way(monkeypatch, 0.1)
+    mine = search(api, alice, "guava", sort="timestamp")
+    assert [m["text"] for m in mine["matches"]] == ["guava 2", "guava 1", "guava 0", "guava before"]
+    assert mine["total"] == 4
+    theirs = search(api, erin, "guava", sort="timestamp", sort_dir="asc")
+    assert [m["text"] for m in theirs["matches"]] == [f"guava initech {n}" for n in range(5)]
+    assert theirs["total"] == 5
+    two = search(api, alice, "guava", sort="timestamp", count=2)  # a window of acme's last week
+    assert [m["text"] for m in two["matches"]] == ["guava 2", "guava 1"]
+    # Its 3 matches scaled to acme's span: ~14 (initech's 5 counted too would make ~37).
+    assert 4 <= two["total"] <= 20
