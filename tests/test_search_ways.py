@@ -37,43 +37,43 @@ def _score_order(api, token: str, query: str, **args) -> list[str]:
     return [m["text"] for m in search(api, token, query, **args)["matches"]]
 
 
+# Posted oldest first. The highest text rank is the oldest, outside the newest three.
+KIWIS = ["kiwi kiwi kiwi kiwi", "kiwi once", "kiwi kiwi twice", "kiwi at last", "kiwi again"]
+BY_SCORE = [
+    (  # the newest three by text rank (ties newest first), then older ones newest first
+        "desc",
+        ["kiwi kiwi twice", "kiwi again", "kiwi at last", "kiwi once", "kiwi kiwi kiwi kiwi"],
+        ["kiwi kiwi kiwi kiwi", "kiwi kiwi twice", "kiwi again", "kiwi at last", "kiwi once"],
+    ),
+    (  # the oldest three, least relevant first (ties oldest first), then newer ones oldest first
+        "asc",
+        ["kiwi once", "kiwi kiwi twice", "kiwi kiwi kiwi kiwi", "kiwi at last", "kiwi again"],
+        ["kiwi once", "kiwi at last", "kiwi again", "kiwi kiwi twice", "kiwi kiwi kiwi kiwi"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("sort_dir", "three_ranked", "all_ranked"), BY_SCORE)
 def test_score_ranks_the_newest_matches_then_older_ones_by_time(
-    world: World, api, monkeypatch: pytest.MonkeyPatch, way: str
+    world: World,
+    api,
+    monkeypatch: pytest.MonkeyPatch,
+    way: str,
+    sort_dir: str,
+    three_ranked: list[str],
+    all_ranked: list[str],
 ) -> None:
+    """And with sort_dir=asc, the oldest matches, then newer ones."""
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
-    # Oldest first. The highest text rank is the oldest message, outside the ranked three.
-    for text in ["kiwi kiwi kiwi kiwi", "kiwi once", "kiwi kiwi twice", "kiwi at last", "kiwi again"]:
+    for text in KIWIS:
         post(api, alice, general, text)
     index(acme)
     monkeypatch.setattr(run, "RANKED", 3)
-    expected = ["kiwi kiwi twice", "kiwi again", "kiwi at last", "kiwi once", "kiwi kiwi kiwi kiwi"]
-    assert _score_order(api, alice, "kiwi") == expected
-    pages = [_score_order(api, alice, "kiwi", count=2, page=n) for n in (1, 2, 3)]
-    assert pages == [expected[0:2], expected[2:4], expected[4:]]
-    monkeypatch.setattr(run, "RANKED", 10)  # all five ranked: text rank decides, ties newest first
-    assert _score_order(api, alice, "kiwi") == [
-        "kiwi kiwi kiwi kiwi",
-        "kiwi kiwi twice",
-        "kiwi again",
-        "kiwi at last",
-        "kiwi once",
-    ]
-
-
-def test_score_ascending_ranks_the_oldest_matches_then_newer_ones_by_time(
-    world: World, api, monkeypatch: pytest.MonkeyPatch, way: str
-) -> None:
-    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
-    # Oldest first. The highest text rank is the newest message, outside the ranked three.
-    for text in ["kiwi once", "kiwi kiwi twice", "kiwi at first", "kiwi again", "kiwi kiwi kiwi kiwi"]:
-        post(api, alice, general, text)
-    index(acme)
-    monkeypatch.setattr(run, "RANKED", 3)
-    # The oldest three by text rank, least relevant first (ties oldest first); then by time.
-    expected = ["kiwi once", "kiwi at first", "kiwi kiwi twice", "kiwi again", "kiwi kiwi kiwi kiwi"]
-    assert _score_order(api, alice, "kiwi", sort_dir="asc") == expected
-    pages = [_score_order(api, alice, "kiwi", sort_dir="asc", count=2, page=n) for n in (1, 2, 3)]
-    assert pages == [expected[0:2], expected[2:4], expected[4:]]
+    assert _score_order(api, alice, "kiwi", sort_dir=sort_dir) == three_ranked
+    pages = [_score_order(api, alice, "kiwi", sort_dir=sort_dir, count=2, page=n) for n in (1, 2, 3)]
+    assert pages == [three_ranked[0:2], three_ranked[2:4], three_ranked[4:]]
+    monkeypatch.setattr(run, "RANKED", 10)  # all five ranked: text rank decides
+    assert _score_order(api, alice, "kiwi", sort_dir=sort_dir) == all_ranked
 
 
 def test_modifiers_give_the_same_answers(world: World, api, way: str) -> None:
