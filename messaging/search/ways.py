@@ -26,8 +26,7 @@ class Found(NamedTuple):
 
 
 class Weeks(NamedTuple):
-    total: int  # how many match: counted when `exact`, else extrapolated (recent_weeks)
-    exact: bool  # whether every match was read
+    total: int  # how many match: counted when every match was read, else extrapolated
     rows: list[Row]  # the page
 
 
@@ -117,7 +116,7 @@ def recent_weeks(
     cursor.execute(_SPAN.format(span=sql.span), sql.params)
     oldest, newest = cursor.fetchone()
     if oldest is None:
-        return Weeks(total=0, exact=True, rows=[])
+        return Weeks(total=0, rows=[])
     while share < 1:
         reach = int((newest - oldest) * share)
         weeks = (newest - reach, newest) if page.descending else (oldest, oldest + reach)
@@ -126,13 +125,13 @@ def recent_weeks(
             return None
         held = _time_held(weeks, oldest, newest)
         if held is None:
-            return Weeks(total=found.count, exact=True, rows=found.rows)
+            return Weeks(total=found.count, rows=found.rows)
         if found.count >= page.wanted:
             total = max(found.count, round(found.count * (newest - oldest) / max(held, 1)))
-            return Weeks(total=total, exact=False, rows=found.rows)
+            return Weeks(total=total, rows=found.rows)
         share *= max(widen, margin * page.wanted / found.count) if found.count else widen_empty
     found = all_matches(cursor, sql, page, cap=cap)
-    return None if found is None else Weeks(total=found.count, exact=True, rows=found.rows)
+    return None if found is None else Weeks(total=found.count, rows=found.rows)
 
 
 def _time_held(weeks: tuple[int, int], oldest: int, newest: int) -> int | None:
