@@ -87,12 +87,16 @@ class ChannelMember(TeamScopedModel):
         return f"{self.member_id} in {self.channel_id}"
 
 
-# What the search index holds of a message (migration 0006): its words and its team's week.
+# What the search index holds of a message: its words and its team's week, the SQL function
+# SEARCH_ENTRIES_FUNCTION of SEARCH_ENTRIES_COLUMNS (messaging.search.sql builds its SQL from
+# these too). Migration 0006 creates the function and the index; its frozen text repeats
+# them, and changing either takes a new function, index and migration (see 0006).
+SEARCH_ENTRIES_FUNCTION = "chat_search_entries"
+SEARCH_ENTRIES_COLUMNS = ("search_vector", "team_id", "ts")
+SEARCH_WEEK_US = 7 * 24 * 3600 * 1_000_000  # a week of ts, as the function counts them
 _SEARCH_ENTRIES = Func(
-    F("search_vector"),
-    F("team_id"),
-    F("ts"),
-    function="chat_search_entries",
+    *(F(column) for column in SEARCH_ENTRIES_COLUMNS),
+    function=SEARCH_ENTRIES_FUNCTION,
     output_field=SearchVectorField(),
 )
 

@@ -63,7 +63,8 @@ class Api:
         )
 
 
-def _build_team(domain: str, owner: str, shard: str, others: list[str]) -> TeamWorld:
+def build_team(domain: str, owner: str, shard: str, others: list[str]) -> TeamWorld:
+    """A new team (its owner, `others`, a bot, #general and #random) on `shard`."""
     created = create_team(domain, domain.title(), f"{owner}@{domain}.test", password="pw", shard=shard)
     team = created.team
     people = {owner: Person(created.as_json()["owner"]["user_id"], created.owner_token)}  # type: ignore[index]
@@ -71,22 +72,19 @@ def _build_team(domain: str, owner: str, shard: str, others: list[str]) -> TeamW
         member, token = create_member(team, f"{name}@{domain}.test", name=name.title(), password="pw")
         people[name] = Person(member.slack_id, token)
     bot = Person(created.as_json()["bot"]["user_id"], created.bot_token)  # type: ignore[index]
-    return TeamWorld(team, people, bot, {})
+    with on_shard(shard):
+        channels = {c.name or "": c.slack_id for c in Channel.objects.filter(team_id=team.id)}
+    return TeamWorld(team, people, bot, channels)
 
 
 def build_world() -> World:
-    acme = _build_team("acme", "alice", "shard_0", ["bob", "carol"])
-    globex = _build_team("globex", "dave", "shard_1", [])
+    acme = build_team("acme", "alice", "shard_0", ["bob", "carol"])
+    globex = build_team("globex", "dave", "shard_1", [])
     alice = caller_from_token(acme["alice"].token)
     with on_shard(acme.team.shard):
-        for channel in Channel.objects.filter(team_id=acme.team.id):
-            acme.channels[channel.name or ""] = channel.slack_id
         secret = create_channel(alice, "secret", is_private=True)
         invite(alice, secret.slack_id, [acme["bob"].user_id])
         acme.channels["secret"] = secret.slack_id
-    with on_shard(globex.team.shard):
-        for channel in Channel.objects.filter(team_id=globex.team.id):
-            globex.channels[channel.name or ""] = channel.slack_id
     return World(acme, globex)
 
 

@@ -17,56 +17,31 @@ from chatproject.dbrouter import on_shard
 from jobs import search_tasks
 from messaging.models import Message
 from messaging.search import run
-from messaging.search.index import index_messages, reindex_team
+from messaging.search.index import index_messages
 from teams import ids
 from teams.models import Member
-from tests.conftest import TeamWorld, World, member_pk
+from tests.conftest import World, member_pk
+from tests.search_helpers import index, ok, post, search, set_day
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 
-def _ok(answer: dict) -> dict:
-    assert answer["ok"], answer
-    return answer
-
-
-def _post(api, token: str, channel: str, text: str, **args) -> str:
-    return _ok(api("chat.postMessage", token, channel=channel, text=text, **args))["ts"]
-
-
-def _index(*teams: TeamWorld) -> None:
-    for team in teams:
-        reindex_team(team.team.shard, team.team.id)
-
-
-def _search(api, token: str, query: str, **args) -> dict:
-    return _ok(api("search.messages", token, query=query, **args))["messages"]
-
-
 def _texts(api, token: str, query: str, **args) -> list[str]:
-    return [m["text"] for m in _search(api, token, query, sort="timestamp", **args)["matches"]]
+    return [m["text"] for m in search(api, token, query, sort="timestamp", **args)["matches"]]
 
 
 def _dm(api, token: str, other: str) -> str:
-    return _ok(api("conversations.open", token, users=other))["channel"]["id"]
-
-
-def _set_day(team: TeamWorld, ts: str, when: datetime) -> None:
-    """Move a message in time (ts is the only clock search reads)."""
-    with on_shard(team.team.shard):
-        Message.objects.filter(team_id=team.team.id, ts=ids.parse_ts(ts)).update(
-            ts=int(when.timestamp()) * 1_000_000
-        )
+    return ok(api("conversations.open", token, users=other))["channel"]["id"]
 
 
 def test_finds_stemmed_words_in_slack_shape(world: World, api) -> None:
     acme, general = world.acme, world.acme.channels["general"]
-    first = _post(api, acme["alice"].token, general, "The deployment failed again")
-    _post(api, acme["bob"].token, general, "deploying the fix now")
-    _post(api, acme["bob"].token, general, "lunch?")
-    assert _search(api, acme["carol"].token, "deploy")["total"] == 0  # not indexed yet
-    _index(acme)
-    found = _search(api, acme["carol"].token, "deploy", sort="timestamp", sort_dir="asc")
+    first = post(api, acme["alice"].token, general, "The deployment failed again")
+    post(api, acme["bob"].token, general, "deploying the fix now")
+    post(api, acme["bob"].token, general, "lunch?")
+    assert search(api, acme["carol"].token, "deploy")["total"] == 0  # not indexed yet
+    index(acme)
+    found = search(api, acme["carol"].token, "deploy", sort="timestamp", sort_dir="asc")
     assert [m["text"] for m in found["matches"]] == ["The deployment failed again", "deploying the fix now"]
     match = found["matches"][0]
     assert match["type"] == "message" and match["ts"] == first and match["team"] == acme.team.slack_id
@@ -84,7 +59,7 @@ def test_finds_stemmed_words_in_slack_shape(world: World, api) -> None:
         "first": 1,
         "last": 2,
     }
-    answer = _ok(api("search.messages", acme["carol"].token, query="deploy"))
+    answer = ok(api("search.messages", acme["carol"].token, query="deploy"))
     assert answer["query"] == "deploy"
 
 
@@ -99,10 +74,10 @@ def test_errors_and_token_types(world: World, api) -> None:
 
 def test_in_channel(world: World, api) -> None:
     acme, alice = world.acme, world.acme["alice"].token
-    _post(api, alice, acme.channels["general"], "budget for Q3")
-    _post(api, alice, acme.channels["random"], "budget memes")
-    _post(api, alice, acme.channels["secret"], "budget secrets")
-    _index(acme)
+    post(api, alice, acme.channels["general"], "budget for Q3")
+    post(api, alice, acme.channels["random"], "budget memes")
+    post(api, alice, acme.channels["secret"], "budget secrets")
+    index(acme)
     assert _texts(api, alice, "budget in:#random") == ["budget memes"]
     assert _texts(api, alice, f"budget in:<#{acme.channels['random']}|random>") == ["budget memes"]
     assert _texts(api, alice, "budget in:#random in:#secret") == ["budget secrets", "budget memes"]
@@ -113,14 +88,14 @@ def test_in_channel(world: World, api) -> None:
 
 def test_in_dm_with_member(world: World, api) -> None:
     acme, alice = world.acme, world.acme["alice"].token
-    _post(api, alice, _dm(api, alice, acme["bob"].user_id), "lunch at noon?")
-    _post(api, alice, _dm(api, alice, acme["carol"].user_id), "lunch tomorrow?")
-    _post(api, alice, acme.channels["general"], "lunch is served")
-    _index(acme)
+    post(api, alice, _dm(api, alice, acme["bob"].user_id), "lunch at noon?")
+    post(api, alice, _dm(api, alice, acme["carol"].user_id), "lunch tomorrow?")
+    post(api, alice, acme.channels["general"], "lunch is served")
+    index(acme)
     assert _texts(api, alice, "lunch in:@bob") == ["lunch at noon?"]
     assert _texts(api, alice, f"lunch in:<@{acme['carol'].user_id}>") == ["lunch tomorrow?"]
     assert _texts(api, alice, "lunch in:@nobody") == []
-    match = _search(api, alice, "in:@bob")["matches"][0]
+    match = search(api, alice, "in:@bob")["matches"][0]
     assert match["channel"]["is_im"] and match["channel"]["user"] == acme["bob"].user_id
     assert match["channel"]["name"] == acme["bob"].user_id
     assert _texts(api, acme["bob"].token, "lunch in:@alice") == ["lunch at noon?"]
@@ -128,9 +103,9 @@ def test_in_dm_with_member(world: World, api) -> None:
 
 def test_from_member(world: World, api) -> None:
     acme, general = world.acme, world.acme.channels["general"]
-    _post(api, acme["alice"].token, general, "release notes draft")
-    _post(api, acme["bob"].token, general, "release notes final")
-    _index(acme)
+    post(api, acme["alice"].token, general, "release notes draft")
+    post(api, acme["bob"].token, general, "release notes final")
+    index(acme)
     assert _texts(api, acme["carol"].token, "release from:@bob") == ["release notes final"]
     assert _texts(api, acme["carol"].token, "from:@BOB") == ["release notes final"]
     assert _texts(api, acme["carol"].token, f"release from:<@{acme['alice'].user_id}>") == [
@@ -155,8 +130,8 @@ def test_dates_are_days_in_the_searchers_timezone(world: World, api) -> None:
         "report late mar11": datetime(2024, 3, 12, 2, tzinfo=UTC),  # 22:00 on the 11th in New York
     }
     for text, when in days.items():
-        _set_day(acme, _post(api, alice, general, text), when)
-    _index(acme)
+        set_day(acme, post(api, alice, general, text), when)
+    index(acme)
 
     def found(query: str) -> set[str]:
         return set(_texts(api, alice, f"report {query}"))
@@ -177,14 +152,14 @@ def test_dates_are_days_in_the_searchers_timezone(world: World, api) -> None:
 
 def test_has_link_reaction_pin_and_is_thread(world: World, api) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
-    _post(api, alice, general, "notes at https://example.com/notes")
-    _post(api, alice, general, "notes at <http://wiki.example.com/x|the wiki>")
-    reacted = _post(api, alice, general, "notes without a link")
-    parent = _post(api, alice, general, "notes thread")
-    _post(api, acme["bob"].token, general, "notes reply", thread_ts=parent)
-    _ok(api("reactions.add", acme["bob"].token, channel=general, timestamp=reacted, name="eyes"))
-    _ok(api("pins.add", acme["bob"].token, channel=general, timestamp=parent))
-    _index(acme)
+    post(api, alice, general, "notes at https://example.com/notes")
+    post(api, alice, general, "notes at <http://wiki.example.com/x|the wiki>")
+    reacted = post(api, alice, general, "notes without a link")
+    parent = post(api, alice, general, "notes thread")
+    post(api, acme["bob"].token, general, "notes reply", thread_ts=parent)
+    ok(api("reactions.add", acme["bob"].token, channel=general, timestamp=reacted, name="eyes"))
+    ok(api("pins.add", acme["bob"].token, channel=general, timestamp=parent))
+    index(acme)
     assert set(_texts(api, alice, "notes has:link")) == {
         "notes at https://example.com/notes",
         "notes at <http://wiki.example.com/x|the wiki>",
@@ -193,15 +168,15 @@ def test_has_link_reaction_pin_and_is_thread(world: World, api) -> None:
     assert _texts(api, alice, "has:pin") == ["notes thread"]
     assert _texts(api, alice, "notes is:thread") == ["notes reply", "notes thread"]
     assert _texts(api, alice, "notes has:star") == []  # unsupported: matches nothing
-    reply = _search(api, alice, "reply")["matches"][0]
+    reply = search(api, alice, "reply")["matches"][0]
     assert reply["permalink"].endswith(f"?thread_ts={parent}&cid={general}")
 
 
 def test_exact_phrase_and_exclusion(world: World, api) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
     for text in ("quick brown fox", "brown and quick fox", "apple pie", "apple tart"):
-        _post(api, alice, general, text)
-    _index(acme)
+        post(api, alice, general, text)
+    index(acme)
     assert _texts(api, alice, '"quick brown"') == ["quick brown fox"]
     assert _texts(api, alice, "“quick brown”") == ["quick brown fox"]  # typographic quotes
     assert set(_texts(api, alice, "quick fox")) == {"quick brown fox", "brown and quick fox"}
@@ -213,9 +188,9 @@ def test_sorting_and_paging(world: World, api) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
     texts = ["kiwi once", "kiwi kiwi kiwi kiwi", "kiwi twice kiwi", "kiwi at last", "no fruit"]
     for text in texts:
-        _post(api, alice, general, text)
-    _index(acme)
-    by_score = [m["text"] for m in _search(api, alice, "kiwi")["matches"]]
+        post(api, alice, general, text)
+    index(acme)
+    by_score = [m["text"] for m in search(api, alice, "kiwi")["matches"]]
     assert by_score[0] == "kiwi kiwi kiwi kiwi" and by_score[1] == "kiwi twice kiwi"
     assert sorted(by_score) == sorted(texts[:4])
     assert _texts(api, alice, "kiwi") == [
@@ -225,30 +200,30 @@ def test_sorting_and_paging(world: World, api) -> None:
         "kiwi once",
     ]
     assert _texts(api, alice, "kiwi", sort_dir="asc") == texts[:4]
-    second = _search(api, alice, "kiwi", sort="timestamp", count=3, page=2)
+    second = search(api, alice, "kiwi", sort="timestamp", count=3, page=2)
     assert [m["text"] for m in second["matches"]] == ["kiwi once"]
     assert second["paging"] == {"count": 3, "total": 4, "page": 2, "pages": 2}
     assert (second["pagination"]["first"], second["pagination"]["last"]) == (4, 4)
-    assert _search(api, alice, "kiwi", count=3, page=3)["matches"] == []
+    assert search(api, alice, "kiwi", count=3, page=3)["matches"] == []
 
 
 def test_edits_and_deletes_update_results(world: World, api) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
-    ts = _post(api, alice, general, "alpha plan")
-    parent = _post(api, alice, general, "gamma thread")
-    _post(api, acme["bob"].token, general, "a reply", thread_ts=parent)
-    _index(acme)
-    _ok(api("chat.update", alice, channel=general, ts=ts, text="beta plan"))
+    ts = post(api, alice, general, "alpha plan")
+    parent = post(api, alice, general, "gamma thread")
+    post(api, acme["bob"].token, general, "a reply", thread_ts=parent)
+    index(acme)
+    ok(api("chat.update", alice, channel=general, ts=ts, text="beta plan"))
     with on_shard(acme.team.shard):
         edited = Message.objects.get(team_id=acme.team.id, ts=ids.parse_ts(ts))
         assert index_messages(acme.team.shard, acme.team.id, [edited.id, edited.id]) == 1
     assert _texts(api, alice, "alpha") == [] and _texts(api, alice, "beta") == ["beta plan"]
-    _ok(api("chat.delete", alice, channel=general, ts=ts))
+    ok(api("chat.delete", alice, channel=general, ts=ts))
     assert _texts(api, alice, "beta") == []
     # A deleted parent stays as a tombstone: never a result, even before its job runs.
-    _ok(api("chat.delete", alice, channel=general, ts=parent))
+    ok(api("chat.delete", alice, channel=general, ts=parent))
     assert _texts(api, alice, "gamma") == []
-    _index(acme)
+    index(acme)
     with on_shard(acme.team.shard):
         tombstone = Message.objects.get(team_id=acme.team.id, ts=ids.parse_ts(parent))
         assert tombstone.is_deleted and tombstone.search_vector is None
@@ -259,14 +234,14 @@ def test_writes_queue_indexing_after_commit(world: World, api, django_capture_on
     celery_app.conf.task_always_eager = True  # the job runs inside the callback, in this test's transaction
     try:
         with django_capture_on_commit_callbacks(using=acme.team.shard, execute=True):
-            ts = _post(api, alice, general, "orchid delivery")
+            ts = post(api, alice, general, "orchid delivery")
         assert _texts(api, alice, "orchid") == ["orchid delivery"]
         with django_capture_on_commit_callbacks(using=acme.team.shard, execute=True):
-            _ok(api("chat.update", alice, channel=general, ts=ts, text="tulip delivery"))
+            ok(api("chat.update", alice, channel=general, ts=ts, text="tulip delivery"))
         assert _texts(api, alice, "orchid") == [] and _texts(api, alice, "tulip") == ["tulip delivery"]
         with django_capture_on_commit_callbacks(using=acme.team.shard, execute=True):
-            _post(api, acme["bob"].token, general, "a reply keeps it a tombstone", thread_ts=ts)
-            _ok(api("chat.delete", alice, channel=general, ts=ts))
+            post(api, acme["bob"].token, general, "a reply keeps it a tombstone", thread_ts=ts)
+            ok(api("chat.delete", alice, channel=general, ts=ts))
         with on_shard(acme.team.shard):
             tombstone = Message.objects.get(team_id=acme.team.id, ts=ids.parse_ts(ts))
         assert tombstone.is_deleted and tombstone.search_vector is None
@@ -287,9 +262,9 @@ def test_a_broker_outage_does_not_fail_or_stall_posts(
     monkeypatch.setattr(search_tasks.PENDING, "broker_down_until", 0.0)
     alice, general = world.acme["alice"].token, world.acme.channels["general"]
     with django_capture_on_commit_callbacks(using=world.acme.team.shard, execute=True):
-        _post(api, alice, general, "posted while the broker is down")
+        post(api, alice, general, "posted while the broker is down")
     with django_capture_on_commit_callbacks(using=world.acme.team.shard, execute=True):
-        _post(api, alice, general, "and again")
+        post(api, alice, general, "and again")
     assert "not queued" in caplog.text
     assert len(attempts) == 1  # the second post did not wait for the broker again
 
@@ -297,13 +272,13 @@ def test_a_broker_outage_does_not_fail_or_stall_posts(
 def test_never_shows_what_the_searcher_cannot_see(world: World, api) -> None:
     acme, globex = world.acme, world.globex
     alice, bob, carol = acme["alice"].token, acme["bob"].token, acme["carol"].token
-    _post(api, alice, acme.channels["secret"], "zebra in secret")
-    _post(api, alice, acme.channels["random"], "zebra in random")  # carol is not a member
-    _post(api, alice, _dm(api, alice, acme["bob"].user_id), "zebra in a DM")
-    group = _ok(api("conversations.open", alice, users=f"{acme['bob'].user_id},{acme['carol'].user_id}"))
-    _post(api, alice, group["channel"]["id"], "zebra in a group DM")
-    _post(api, globex["dave"].token, globex.channels["general"], "zebra at globex")
-    _index(acme, globex)
+    post(api, alice, acme.channels["secret"], "zebra in secret")
+    post(api, alice, acme.channels["random"], "zebra in random")  # carol is not a member
+    post(api, alice, _dm(api, alice, acme["bob"].user_id), "zebra in a DM")
+    group = ok(api("conversations.open", alice, users=f"{acme['bob'].user_id},{acme['carol'].user_id}"))
+    post(api, alice, group["channel"]["id"], "zebra in a group DM")
+    post(api, globex["dave"].token, globex.channels["general"], "zebra at globex")
+    index(acme, globex)
     everything = {"zebra in secret", "zebra in random", "zebra in a DM", "zebra in a group DM"}
     assert set(_texts(api, alice, "zebra")) == everything
     assert set(_texts(api, bob, "zebra")) == everything
@@ -312,7 +287,7 @@ def test_never_shows_what_the_searcher_cannot_see(world: World, api) -> None:
         assert not {"zebra in secret", "zebra in a DM"} & set(_texts(api, carol, query))
     assert _texts(api, globex["dave"].token, "zebra") == ["zebra at globex"]
     assert _texts(api, globex["dave"].token, "zebra from:@alice") == []
-    _ok(api("conversations.leave", bob, channel=acme.channels["secret"]))
+    ok(api("conversations.leave", bob, channel=acme.channels["secret"]))
     assert "zebra in secret" not in _texts(api, bob, "zebra")
 
 
@@ -322,33 +297,33 @@ def test_newest_first_way_finds_the_same(world: World, api, monkeypatch, window:
     match is read instead. Either way the answers, and what is hidden, stay the same."""
     acme, alice, carol = world.acme, world.acme["alice"].token, world.acme["carol"].token
     for n in range(6):
-        _post(api, alice, acme.channels["general" if n % 2 else "secret"], f"common word {n}")
-    _index(acme)
+        post(api, alice, acme.channels["general" if n % 2 else "secret"], f"common word {n}")
+    index(acme)
     expected = ["common word 5", "common word 3", "common word 1"]
     monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)  # every term counts as common
     monkeypatch.setattr(run, "RANKED", 2)
     monkeypatch.setattr(run, "WINDOW_ROWS", window)
     assert _texts(api, carol, "common", count=2) == expected[:2]
     assert _texts(api, carol, "common", count=2, page=2) == expected[2:]
-    assert [m["text"] for m in _search(api, carol, "common", count=2)["matches"]] == expected[:2]
-    assert [m["text"] for m in _search(api, carol, "common")["matches"]] == expected
-    assert _search(api, alice, "common")["total"] == 6
+    assert [m["text"] for m in search(api, carol, "common", count=2)["matches"]] == expected[:2]
+    assert [m["text"] for m in search(api, carol, "common")["matches"]] == expected
+    assert search(api, alice, "common")["total"] == 6
 
 
 def test_queries_do_not_grow_with_matches(world: World, api, django_assert_max_num_queries) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
     for n in range(25):
-        _post(api, alice, general, f"mango {n}")
-    _index(acme)
+        post(api, alice, general, f"mango {n}")
+    index(acme)
     from django.db import connections
 
     with django_assert_max_num_queries(4, connection=connections[acme.team.shard]):
-        assert len(_search(api, alice, "mango")["matches"]) == 20
+        assert len(search(api, alice, "mango")["matches"]) == 20
 
 
 def test_reindex_command(world: World, api, capsys) -> None:
     acme = world.acme
-    _post(api, acme["alice"].token, acme.channels["general"], "papaya salad")
+    post(api, acme["alice"].token, acme.channels["general"], "papaya salad")
     assert _texts(api, acme["alice"].token, "papaya") == []
     call_command("reindex", team="acme")
     assert "indexed 1 messages of acme" in capsys.readouterr().out
@@ -358,7 +333,7 @@ def test_reindex_command(world: World, api, capsys) -> None:
 
 
 def test_index_ignores_other_teams_ids(world: World, api) -> None:
-    _post(api, world.globex["dave"].token, world.globex.channels["general"], "foreign words")
+    post(api, world.globex["dave"].token, world.globex.channels["general"], "foreign words")
     with on_shard("shard_1"):
         foreign = list(Message.objects.filter(team_id=world.globex.team.id).values_list("id", flat=True))
     assert index_messages("shard_1", world.acme.team.id, foreign) == 0

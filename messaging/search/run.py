@@ -15,8 +15,12 @@ more than it returns:
   index, or (user_id, ts) for from:) and filtered, until enough matches for the page.
   A few rows per match of a common term; never more than WINDOW_ROWS rows.
 
-`total` is exact when every match was read. Otherwise (a frequent term, whose older matches
-are never read) it is the planner's estimate of the matches, never below those seen.
+`total` is exact when every match was read: always by all matches, and by recent weeks when
+its window's weeks held the scope's whole time span. Otherwise (a frequent term, whose older
+matches are never read) it is an estimate, never below the matches seen: by recent weeks,
+the window's matches scaled to the whole span (ways.recent_weeks); newest first, the
+planner's estimate of the matches. page_count derives from it, so a last page offered by an
+estimate may be short or empty; never when it is exact.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
@@ -52,6 +56,15 @@ WEEKS_ENTRY_COST = 0.25  # an index entry of the words, scanned to find those of
 WEEKS_FIXED_COST = 250  # the time span lookup: one more round trip
 WEEKS_MARGIN = 1.25  # the first window of weeks is sized for this many times the wanted matches
 WEEKS_WIDEN = 2  # a window holding too few is widened at least this much
+# A window holding no match at all (a term common long ago, not lately) tells nothing of how
+# far back its matches are: it is widened this much, step by step. Jumping to the whole span
+# instead reads every match (up to FULL_CAP; past that, the newest-first way and then every
+# match are read after it): several costly reads in one search. By eights, a first window of
+# 1/512 of the span reaches all of it in 3 more; each costs an index scan of the words'
+# entries and reads only its own weeks' matches, and the first holding enough ends the
+# search. Reading newest first would be the worst way for such a term: its newest messages
+# are the ones without it.
+WEEKS_EMPTY_WIDEN = 8
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchResult:
-    total: int  # exact, or the planner's estimate when not every match was read
+    total: int  # exact, or an estimate when not every match was read (see the module's doc)
     hits: list[Hit]
 
 
@@ -103,7 +116,7 @@ def search_messages(
         if way == "all":
             found = ways.all_matches(cursor, sql, wanted, cap=FULL_CAP)
             if found is not None:
-                return _result(scope, *found)
+                return _result(scope, found.count, found.rows)
         elif way == "weeks":
             weeks = ways.recent_weeks(
                 cursor,
@@ -112,18 +125,17 @@ def search_messages(
                 share=_weeks_share(estimate, wanted),
                 margin=WEEKS_MARGIN,
                 widen=WEEKS_WIDEN,
+                widen_empty=WEEKS_EMPTY_WIDEN,
                 cap=FULL_CAP,
             )
             if weeks is not None:
-                exact, seen, rows = weeks
-                return _result(scope, seen if exact else max(seen, estimate.matches), rows)
+                return _result(scope, weeks.total, weeks.rows)
         newest = ways.newest_matches(cursor, sql, wanted, window=WINDOW_ROWS)
         if newest is not None:
-            seen, rows = newest
-            return _result(scope, max(seen, estimate.matches), rows)
+            return _result(scope, max(newest.count, estimate.matches), newest.rows)
         everything = ways.all_matches(cursor, sql, wanted, cap=None)
         assert everything is not None  # no cap, so never "too many"
-        return _result(scope, *everything)
+        return _result(scope, everything.count, everything.rows)
 
 
 @dataclass(frozen=True)
@@ -138,11 +150,14 @@ class _Estimate:
         return wanted * self.scope / max(self.matches, 1)
 
 
-def _cheapest(estimate: _Estimate, page: Page, sql: SearchSql) -> str:
-    """The way expected to read least: "all", "weeks" or "newest"."""
+Way = Literal["all", "weeks", "newest"]
+
+
+def _cheapest(estimate: _Estimate, page: Page, sql: SearchSql) -> Way:
+    """The way expected to read least."""
     if estimate.narrowed <= EXACT_UNDER:
         return "all"
-    costs = {"newest": math.inf, "all": math.inf, "weeks": math.inf}
+    costs: dict[Way, float] = {"newest": math.inf, "all": math.inf, "weeks": math.inf}
     rows = estimate.rows_to_read_newest_first(page.wanted)
     if rows <= WINDOW_ROWS:
         costs["newest"] = rows * NEWEST_ROW_COST
@@ -176,7 +191,7 @@ def _estimate(cursor: CursorWrapper, sql: SearchSql) -> _Estimate:
     return _Estimate(rows[0], rows[1], rows[-1])
 
 
-def _result(scope: Scope, total: int, rows: list[tuple[Any, ...]]) -> SearchResult:
+def _result(scope: Scope, total: int, rows: list[ways.Row]) -> SearchResult:
     hits = [
         Hit(
             id=row[0],

@@ -7,15 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from messaging.models import SEARCH_ENTRIES_COLUMNS, SEARCH_ENTRIES_FUNCTION
 from messaging.search.index import SEARCH_CONFIG
 from messaging.search.query import SearchQuery
 from messaging.search.scope import Scope
 
 _HAS_LINK = r"https?://"
 # What the search index holds of a message: its words and the week it was posted in, in its
-# team (migration 0006). A condition on it can be answered by the index; on a row already read,
-# `m.search_vector @@` is the same test (no word a user types is ever a week) and cheaper.
-ENTRIES = "chat_search_entries(m.search_vector, m.team_id, m.ts)"
+# team (the index's own expression, messaging.models). A condition on it can be answered by the
+# index; on a row already read, `m.search_vector @@` is the same test (no word a user types is
+# ever a week) and cheaper.
+ENTRIES = f"{SEARCH_ENTRIES_FUNCTION}({', '.join(f'm.{column}' for column in SEARCH_ENTRIES_COLUMNS)})"
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         weeks_apply=(
             words is not None
             and not query.phrases
+            # An excluded word of letters and digits alone is one lexeme, which the index
+            # rules out by itself. Anything else ("-a b", "-e-mail") parses into several,
+            # a phrase the index can only check row by row, as a "phrase" above.
             and all(e.isalnum() for e in query.excluded)
             and scope.authors is None
             and not scope.narrowed

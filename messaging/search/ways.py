@@ -1,23 +1,34 @@
 """The ways of reading a search's matches (messaging.search.run chooses one per query). Each
-returns (matches counted, rows of the page), rows being the columns of `COLUMNS` then the
-author's handle, in the page's order; and each gives the same order (sql.Page), so which
-one runs never changes an answer.
+returns how many matches it counted and the rows of the page (`Found`, `Weeks`), in the
+same order (sql.Page), so which one runs never changes an answer.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 
+from messaging.models import SEARCH_WEEK_US
 from messaging.search.sql import ENTRIES, Page, SearchSql
-
-Found = tuple[int, list[tuple[Any, ...]]]
 
 COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.username, m.text, m.attachments"
 # What the newest-first window carries: every column a match condition reads.
 _WINDOW_COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.is_deleted, m.search_vector"
+
+Row = tuple[Any, ...]  # the columns of COLUMNS, then the author's handle
+
+
+class Found(NamedTuple):
+    count: int  # matches counted
+    rows: list[Row]  # the page
+
+
+class Weeks(NamedTuple):
+    total: int  # how many match: counted when every match was read, else extrapolated
+    rows: list[Row]  # the page
+
 
 _ALL_MATCHES = """
 WITH hits AS MATERIALIZED (
@@ -65,7 +76,7 @@ def all_matches(
     total = int(rows[0][0])
     if cap is not None and total > cap:
         return None
-    return total, [row[1:] for row in rows if row[1] is not None]
+    return Found(total, [row[1:] for row in rows if row[1] is not None])
 
 
 _SPAN = """
@@ -75,34 +86,62 @@ SELECT (SELECT m.ts FROM messaging_message m WHERE {span} ORDER BY m.ts LIMIT 1)
 
 
 def recent_weeks(
-    cursor: CursorWrapper, sql: SearchSql, page: Page, *, share: float, margin: float, widen: float, cap: int
-) -> tuple[bool, int, list[tuple[Any, ...]]] | None:
+    cursor: CursorWrapper,
+    sql: SearchSql,
+    page: Page,
+    *,
+    share: float,
+    margin: float,
+    widen: float,
+    widen_empty: float,
+    cap: int,
+) -> Weeks | None:
     """The newest (oldest, ascending) matches from the weeks that hold them, read through
-    the search index without reading older matches: (whether every match was read, how
-    many were read, page rows). None when a window holds more than `cap` matches.
+    the search index without reading older matches. None when a window holds more than
+    `cap` matches.
 
     The first window is `share` of the team's time span (two index probes), sized by the
     caller from estimates to hold `margin` times the page's wanted matches. One holding
     too few is read again, sized from the matches it did hold (at least `widen` times
-    larger; with none, the whole span): a window reaching the span's far end reads every
-    match (also at most `cap`: the estimates may be stale).
+    larger; with none, `widen_empty` times: see run.WEEKS_EMPTY_WIDEN): a window reaching
+    the span's far end reads every match (also at most `cap`: the estimates may be stale).
+
+    The total is exact when the window's weeks held the whole span: every match was read.
+    Otherwise it is extrapolated from the window, its matches times span / the time its
+    weeks hold (never fewer than it held): the planner's estimate of the term, which the
+    window was sized from, is often far off (stale or sampled statistics), while the
+    window counts this term's own recent density. The last pages it offers may still be
+    short or empty.
     """
     cursor.execute(_SPAN.format(span=sql.span), sql.params)
     oldest, newest = cursor.fetchone()
     if oldest is None:
-        return True, 0, []
+        return Weeks(total=0, rows=[])
     while share < 1:
         reach = int((newest - oldest) * share)
         weeks = (newest - reach, newest) if page.descending else (oldest, oldest + reach)
         found = all_matches(cursor, sql, page, cap=cap, weeks=weeks)
         if found is None:
             return None
-        seen = found[0]
-        if seen >= page.wanted:
-            return False, *found
-        share = share * max(widen, margin * page.wanted / seen) if seen else 1.0
+        held = _time_held(weeks, oldest, newest)
+        if held is None:
+            return Weeks(total=found.count, rows=found.rows)
+        if found.count >= page.wanted:
+            total = max(found.count, round(found.count * (newest - oldest) / max(held, 1)))
+            return Weeks(total=total, rows=found.rows)
+        share *= max(widen, margin * page.wanted / found.count) if found.count else widen_empty
     found = all_matches(cursor, sql, page, cap=cap)
-    return None if found is None else (True, *found)
+    return None if found is None else Weeks(total=found.count, rows=found.rows)
+
+
+def _time_held(weeks: tuple[int, int], oldest: int, newest: int) -> int | None:
+    """How much of the span from `oldest` to `newest` the weeks holding the ts range `weeks`
+    hold (whole weeks, as the index labels them); None when they hold all of it."""
+    start = weeks[0] // SEARCH_WEEK_US * SEARCH_WEEK_US
+    end = (weeks[1] // SEARCH_WEEK_US + 1) * SEARCH_WEEK_US  # the next week's first ts
+    if start <= oldest and end > newest:
+        return None
+    return min(end, newest) - max(start, oldest)
 
 
 _NEWEST_MATCHES = """
@@ -147,4 +186,4 @@ def newest_matches(cursor: CursorWrapper, sql: SearchSql, page: Page, *, window:
     seen = int(rows[0][0]) if rows else 0
     if seen < page.wanted:
         return None
-    return seen, [row[1:] for row in rows]
+    return Found(seen, [row[1:] for row in rows])
