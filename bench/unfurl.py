@@ -12,6 +12,11 @@ code the Celery task runs (jobs.unfurl.preview_for: breaker, bulkhead, SSRF-safe
 parse). A job the breaker rejects is counted as rescheduled and the thread moves on, as
 the task would.
 
+The load is closed-loop: a thread takes its next job as soon as one ends, and a rejected
+(or bulkhead-refused) job is replaced at once by a fresh one rather than coming back
+after its backoff. With breakers on, the healthy-host rate therefore measures the
+workers' capacity left to healthy hosts, not the rate a real post stream would offer.
+
 A healthy host answers after --page-ms, as a real one does: a fetch holds its worker for
 network time, and that is what hanging hosts take from healthy ones and the breakers
 give back. With instant local answers (--page-ms 0) the workers never wait: the bench
@@ -21,7 +26,10 @@ measures how much CPU a rejection costs next to a local preview rather than work
 Prints: healthy-host previews/s with all hosts healthy (baseline), with half hanging
 and breakers on, and with half hanging and breakers disabled; the time a call takes to
 be rejected by an open breaker; and chat.postMessage p99 with and without links to the
-hanging hosts (posting must not wait for previews).
+hanging hosts (posting must not wait for previews). The target (breakers on >= 90% of
+the baseline) is read over the second half of each phase, the steady state once the
+breakers have opened; the whole-phase figures, which include the first seconds when
+hanging calls still hold workers, are printed beside them.
 """
 
 from __future__ import annotations
@@ -182,7 +190,9 @@ def main() -> None:
         )
         baseline = run_phase(bases, set(bases), args.seconds, args.workers)
         for upstream in sick:
-            upstream.mode = "hang"  # 30 s server-side; the fetcher gives up at its 10 s deadline
+            # 30 s server-side. Breakers on: a fetch stops waiting once its host's circuit
+            # opens (its stuck calls pass the 3 s slow-call limit); off: at the 10 s deadline.
+            upstream.mode = "hang"
         with_breakers = run_phase(bases, healthy, args.seconds, args.workers)
         for key in keys:
             force(key, DISABLED)

@@ -146,8 +146,11 @@ DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 # the database, so a slow one (a search, a download) must not hold up the posts behind
 # it; kept under DB_POOL_MAX so every thread can hold a connection to one shard.
 HTTP_THREADS = int(os.environ.get("CHAT_HTTP_THREADS", "16"))
-# Celery workers run one task at a time per process and Celery closes a pool around
-# every task, so they keep plain persistent connections instead (./run sets this).
+# Celery closes a pool around every task, so workers keep plain persistent connections
+# instead (./run sets this), one per thread and database: a prefork process runs one task
+# at a time, but each of the preview worker's UNFURL_WORKER_THREADS threads keeps its own:
+# up to threads x (1 + shards) connections (48 with 16 threads and the embedded two
+# shards). The embedded PostgreSQL allows 300 in all; a server of your own needs room too.
 DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 

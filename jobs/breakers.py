@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -232,13 +233,17 @@ return {state, ''}
 
 _BUCKETS_PER_WINDOW = 10
 _last_redis_warning = 0.0
+# The preview worker's threads all fail open at once when Redis goes: one of them warns.
+_redis_warning_lock = threading.Lock()
 
 
 def _warn_redis_down(exc: Exception) -> None:
     global _last_redis_warning
-    if time.monotonic() - _last_redis_warning > 30:  # one warning per 30 s, not per call
+    with _redis_warning_lock:
+        if time.monotonic() - _last_redis_warning <= 30:  # one warning per 30 s, not per call
+            return
         _last_redis_warning = time.monotonic()
-        logger.warning("circuit breakers fail open: Redis unreachable (%s)", exc)
+    logger.warning("circuit breakers fail open: Redis unreachable (%s)", exc)
 
 
 def _keys(key: str) -> list[str]:
