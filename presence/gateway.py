@@ -18,10 +18,13 @@ from typing import Any
 
 from django.conf import settings
 
+from messaging.realtime.pool import blocking
 from ops.metrics import PRESENCE_SUBSCRIPTIONS
 from presence import state
 from presence.subscribers import presence_subscribers
 from teams import ids
+from teams.directory import TeamEntry
+from teams.queries import members_of_team
 
 MAX_SUBSCRIPTIONS = 500  # one socket's presence_sub list; a client wanting more should page
 
@@ -31,14 +34,15 @@ class PresenceLink:
         self,
         channel_layer: Any,
         send: Callable[[dict[str, Any]], Awaitable[None]],
-        team_id: int,
+        team: TeamEntry,
         member_id: int,
         batch_aware: bool,
     ) -> None:
         self.subscriptions = presence_subscribers(channel_layer)
         self.socket_id = secrets.token_hex(8)  # its entry among the member's sockets
         self.send = send
-        self.team_id = team_id
+        self.team = team
+        self.team_id = team.id
         self.member_id = member_id
         self.batch_aware = batch_aware
         self.subscribed: set[int] = set()
@@ -75,18 +79,22 @@ class PresenceLink:
             self.activity_written = now
             await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
 
-    def _member_ids(self, refs: object) -> list[int]:
+    async def _member_ids(self, refs: object) -> list[int]:
+        """The ids named that are members of this socket's team (an id of another team's
+        member says nothing here: its presence is that team's business)."""
         found = []
         for ref in refs if isinstance(refs, list) else []:
             try:
                 found.append(ids.decode(ref, ids.USER_PREFIXES))
             except ids.BadId:
                 continue
-        return list(dict.fromkeys(found))[:MAX_SUBSCRIPTIONS]
+        named = list(dict.fromkeys(found))[:MAX_SUBSCRIPTIONS]
+        members = await blocking(members_of_team)(self.team, named) if named else set()
+        return [member_id for member_id in named if member_id in members]
 
     async def subscribe(self, refs: object) -> None:
         """presence_sub: replace the subscription list, then tell the current state of new ones."""
-        wanted = set(self._member_ids(refs))
+        wanted = set(await self._member_ids(refs))
         for member_id in self.subscribed - wanted:
             await self.subscriptions.discard(self.team_id, member_id, self)
         added = wanted - self.subscribed
@@ -98,7 +106,7 @@ class PresenceLink:
 
     async def query(self, refs: object) -> None:
         """presence_query: the current state of these members, pushed as presence_change."""
-        await self._tell_current(self._member_ids(refs))
+        await self._tell_current(await self._member_ids(refs))
 
     async def _tell_current(self, member_ids: list[int]) -> None:
         if member_ids:

@@ -120,13 +120,14 @@ def _announced(team_id: int, presence: Presence) -> Presence:
     return presence
 
 
-def _change_message(presence: Presence) -> dict[str, str]:
-    return {"type": "presence.change", "user": presence.user, "presence": presence.presence}
+def _change_message(team_id: int, presence: Presence) -> dict[str, Any]:
+    # The team too: a process's subscriptions are keyed by (team, member), like the group.
+    return {"type": "presence.change", "team": team_id, "user": presence.user, "presence": presence.presence}
 
 
 def announce(team_id: int, presence: Presence) -> None:
     try:
-        publish_to_group(presence_group(team_id, presence.member_id), _change_message(presence))
+        publish_to_group(presence_group(team_id, presence.member_id), _change_message(team_id, presence))
     except RedisError as exc:
         logger.warning("presence of %s not announced: %s", presence.user, exc)
 
@@ -158,9 +159,8 @@ async def _call_batched(script: Script, team_id: int, member_id: int, *extra: ob
     )
     if presence.changed:
         try:
-            await batch.call(
-                "PUBLISH", *group_publish_args(presence_group(team_id, member_id), _change_message(presence))
-            )
+            group = presence_group(team_id, member_id)
+            await batch.call("PUBLISH", *group_publish_args(group, _change_message(team_id, presence)))
         except RedisError as exc:
             logger.warning("presence of %s not announced: %s", presence.user, exc)
     return presence

@@ -33,9 +33,10 @@ class PresenceSubscribers:
         self.layer = layer
         self.channel = ""
         self.started: asyncio.Future[None] | None = None
-        # Member ids are unique across teams and shards, so they name a subscription.
-        self.subscribers: dict[int, set[Subscriber]] = {}
-        self.joined: dict[int, asyncio.Future[None]] = {}  # done once the group is joined
+        # Keyed like the group (team, member): a socket may name any id, and a key of the
+        # member alone would let one team's subscription stand for another's group.
+        self.subscribers: dict[tuple[int, int], set[Subscriber]] = {}
+        self.joined: dict[tuple[int, int], asyncio.Future[None]] = {}  # done once the group is joined
 
     async def _start(self) -> None:
         if self.started is None:
@@ -47,15 +48,16 @@ class PresenceSubscribers:
 
     async def add(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
         """Returns once changes of the member reach `subscriber`."""
-        self.subscribers.setdefault(member_id, set()).add(subscriber)
-        joined = self.joined.get(member_id)
+        key = (team_id, member_id)
+        self.subscribers.setdefault(key, set()).add(subscriber)
+        joined = self.joined.get(key)
         if joined is None:
-            joined = self.joined[member_id] = asyncio.get_running_loop().create_future()
+            joined = self.joined[key] = asyncio.get_running_loop().create_future()
             try:
                 await self._start()
                 await self.layer.group_add(presence_group(team_id, member_id), self.channel)
             except BaseException as exc:
-                del self.joined[member_id]
+                del self.joined[key]
                 joined.set_exception(exc)
                 joined.exception()  # retrieved: other waiters raise it too
                 raise
@@ -63,13 +65,14 @@ class PresenceSubscribers:
         await asyncio.shield(joined)
 
     async def discard(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
-        subscribers = self.subscribers.get(member_id)
+        key = (team_id, member_id)
+        subscribers = self.subscribers.get(key)
         if subscribers is None:
             return
         subscribers.discard(subscriber)
         if not subscribers:
-            del self.subscribers[member_id]
-            self.joined.pop(member_id, None)
+            del self.subscribers[key]
+            self.joined.pop(key, None)
             # No await between forgetting and leaving: a later add joins again after this.
             await self.layer.group_discard(presence_group(team_id, member_id), self.channel)
 
@@ -83,10 +86,10 @@ class PresenceSubscribers:
                 continue
             for message in messages:
                 try:
-                    member_id = ids.decode(message["user"], ids.USER_PREFIXES)
-                except (KeyError, ids.BadId):
+                    key = (int(message["team"]), ids.decode(message["user"], ids.USER_PREFIXES))
+                except (KeyError, TypeError, ValueError, ids.BadId):
                     continue
-                for subscriber in list(self.subscribers.get(member_id, ())):
+                for subscriber in list(self.subscribers.get(key, ())):
                     subscriber.changed(message["user"], message["presence"])
 
 

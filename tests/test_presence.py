@@ -141,3 +141,24 @@ def test_a_process_subscribes_once_per_member_while_a_socket_wants_it(world: Wor
     assert subscriptions() == 0
     for socket in (carol, tab):
         socket.close()
+
+
+@pytest.mark.parametrize("outsider_first", [True, False])
+def test_another_teams_member_cannot_be_subscribed(world: World, daphnes, outsider_first: bool) -> None:
+    """A socket naming a member of another team hears nothing of them, and the member's own
+    team still hears them, whichever subscribed first in the process."""
+    first, _ = daphnes
+    alice = world.acme["alice"]
+    dave = _open(first, world.globex["dave"].token)
+    carol = _open(first, world.acme["carol"].token)
+    order = [dave, carol] if outsider_first else [carol, dave]
+    for socket in order:
+        socket.send({"type": "presence_sub", "ids": [alice.user_id]})
+        if socket is carol:
+            assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "away"
+    tab = _open(first, alice.token)
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    assert _presence_frames(dave, 0.5) == []
+    assert [f for f in dave.seen if f.get("type") == "presence_change"] == []
+    for socket in (dave, carol, tab):
+        socket.close()

@@ -152,7 +152,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(
-            self.layer, self.send_json, team.id, ticket.member_id, ticket.batch_presence_aware
+            self.layer, self.send_json, team, ticket.member_id, ticket.batch_presence_aware
         )
         await self.presence.start()  # by hello, the member counts as online
         try:
