@@ -40,10 +40,18 @@ class PresenceSubscribers:
 
     async def _start(self) -> None:
         if self.started is None:
-            self.started = asyncio.get_running_loop().create_future()
-            self.channel = await self.layer.new_channel("presence.")
+            started = self.started = asyncio.get_running_loop().create_future()
+            try:
+                self.channel = await self.layer.new_channel("presence.")
+            except BaseException as exc:
+                # Redis is away: this add and those waiting on it fail, and the next add
+                # tries again (a future left pending would hang every later one).
+                self.started = None
+                started.set_exception(exc)
+                started.exception()  # retrieved: waiters raise it too
+                raise
             asyncio.get_running_loop().create_task(self._receive())
-            self.started.set_result(None)
+            started.set_result(None)
         await asyncio.shield(self.started)
 
     async def add(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
