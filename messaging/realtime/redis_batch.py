@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 BATCH_MAX = 500  # commands per pipeline: larger gains little and delays the first reply
@@ -36,11 +37,15 @@ class Script:
 class RedisBatch:
     def __init__(self) -> None:
         # One retry on a lost connection: a pooled connection goes stale when Redis restarts,
-        # and the first pipeline on it would fail every socket in it. (Should Redis have run
-        # the pipeline before the connection broke, it runs twice: a ticket then reads as
-        # spent, and the client boots again.)
+        # and the first pipeline on it would fail every socket in it. Not on a timeout: Redis
+        # may well have run a slow pipeline, and running it again counts and spends twice.
+        # (A connection lost after Redis ran it still runs it twice: the ticket redemption
+        # recognises its own replay, tickets.REDEEM_LUA.)
         self.client = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1)
+            settings.REDIS_URL,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.sender: asyncio.Task[None] | None = None
