@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ from presence.subscribers import presence_subscribers
 from teams import ids
 from teams.directory import TeamEntry
 from teams.queries import members_of_team
+
+logger = logging.getLogger(__name__)
 
 MAX_SUBSCRIPTIONS = 500  # one socket's presence_sub list; a client wanting more should page
 
@@ -50,6 +53,7 @@ class PresenceLink:
         self.flush_task: asyncio.Task[None] | None = None
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.activity_written = 0.0
+        self.closed = False
 
     async def start(self) -> None:
         await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
@@ -57,14 +61,24 @@ class PresenceLink:
         self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def stop(self) -> None:
+        # From here a change is dropped: a flush started during the awaits below would
+        # write to a closed socket.
+        self.closed = True
         for task in (self.heartbeat_task, self.flush_task):
             if task is not None:
                 task.cancel()
         PRESENCE_SUBSCRIPTIONS.dec(len(self.subscribed))
         subscribed, self.subscribed = self.subscribed, set()
-        for member_id in subscribed:
-            await self.subscriptions.discard(self.team_id, member_id, self)
-        await state.socket_gone_batched(self.team_id, self.member_id, self.socket_id)
+        try:
+            for member_id in subscribed:
+                # Each on its own: one failing (Redis away) must not leave this link in the
+                # other members' subscriber sets, nor keep the process subscribed.
+                try:
+                    await self.subscriptions.discard(self.team_id, member_id, self)
+                except Exception:
+                    logger.exception("presence subscription to %s not ended", member_id)
+        finally:
+            await state.socket_gone_batched(self.team_id, self.member_id, self.socket_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -117,6 +131,8 @@ class PresenceLink:
 
     def changed(self, user: str, presence: str) -> None:
         """A subscribed member's presence changed (from this process's subscriptions)."""
+        if self.closed:
+            return
         self.batch[user] = presence
         if self.flush_task is None:
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_later())

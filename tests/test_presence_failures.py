@@ -1,0 +1,53 @@
+"""One socket's presence when Redis fails under it: nothing it subscribed to outlives it.
+
+The channel layer here uses a Redis of its own, which the tests stop and start; presence
+state stays in the main Redis.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chatproject.layers import SharedDecodePubSubLayer
+from presence import state
+from presence.gateway import PresenceLink
+from tests.conftest import World, member_pk
+from tests.outages import StoppableServer, second_redis
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.fixture
+def layer_redis(django_db_setup, django_db_blocker) -> Iterator[tuple[StoppableServer, str]]:
+    with second_redis() as (server, url):
+        yield server, url
+
+
+async def _sent(frame: dict[str, Any]) -> None:
+    pass
+
+
+def test_a_socket_closing_while_redis_is_away_leaves_no_subscription(world: World, layer_redis) -> None:
+    redis_server, url = layer_redis
+    team, carol = world.acme.team, member_pk(world.acme["carol"].user_id)
+    others = [world.acme[name].user_id for name in ("alice", "bob")]
+
+    async def close_during_outage() -> tuple[PresenceLink, int]:
+        link = PresenceLink(SharedDecodePubSubLayer(hosts=[url]), _sent, team, carol, False)
+        await link.start()
+        await link.subscribe(others)
+        assert len(link.subscriptions.subscribers) == 2
+        redis_server.stop()
+        try:
+            await link.stop()
+        finally:
+            redis_server.start()
+        link.changed(others[0], "active")  # a change still on its way
+        return link, state.lookup(team.id, carol).connection_count
+
+    link, connections = asyncio.run(close_during_outage())
+    assert link.subscriptions.subscribers == {}
+    assert link.flush_task is None
+    assert connections == 0  # the socket counted as gone all the same
