@@ -109,14 +109,18 @@ class PresenceLink:
     async def subscribe(self, refs: object) -> None:
         """presence_sub: replace the subscription list, then tell the current state of new ones."""
         wanted = set(await self._member_ids(refs))
+        # Recorded member by member: should one fail midway, `subscribed` still names every
+        # subscription this link holds, and stop() ends them.
         for member_id in self.subscribed - wanted:
+            self.subscribed.discard(member_id)
+            PRESENCE_SUBSCRIPTIONS.dec()
             await self.subscriptions.discard(self.team_id, member_id, self)
-        added = wanted - self.subscribed
+        added = sorted(wanted - self.subscribed)
         for member_id in added:
             await self.subscriptions.add(self.team_id, member_id, self)
-        PRESENCE_SUBSCRIPTIONS.inc(len(wanted) - len(self.subscribed))
-        self.subscribed = wanted
-        await self._tell_current(sorted(added))
+            self.subscribed.add(member_id)
+            PRESENCE_SUBSCRIPTIONS.inc()
+        await self._tell_current(added)
 
     async def query(self, refs: object) -> None:
         """presence_query: the current state of these members, pushed as presence_change."""

@@ -65,12 +65,25 @@ class PresenceSubscribers:
                 await self._start()
                 await self.layer.group_add(presence_group(team_id, member_id), self.channel)
             except BaseException as exc:
-                del self.joined[key]
+                self.joined.pop(key, None)
+                self._forget(key, subscriber)
                 joined.set_exception(exc)
                 joined.exception()  # retrieved: other waiters raise it too
                 raise
             joined.set_result(None)
-        await asyncio.shield(joined)
+        try:
+            await asyncio.shield(joined)
+        except BaseException:
+            # Another add's join failed (or this wait was cancelled): not subscribed.
+            self._forget(key, subscriber)
+            raise
+
+    def _forget(self, key: tuple[int, int], subscriber: Subscriber) -> None:
+        subscribers = self.subscribers.get(key)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self.subscribers[key]
 
     async def discard(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
         key = (team_id, member_id)

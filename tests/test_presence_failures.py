@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatproject.layers import SharedDecodePubSubLayer
 from presence import state
@@ -51,3 +52,30 @@ def test_a_socket_closing_while_redis_is_away_leaves_no_subscription(world: Worl
     assert link.subscriptions.subscribers == {}
     assert link.flush_task is None
     assert connections == 0  # the socket counted as gone all the same
+
+
+def test_a_subscription_that_fails_leaves_nothing_behind(world: World, layer_redis) -> None:
+    redis_server, url = layer_redis
+    team, carol = world.acme.team, member_pk(world.acme["carol"].user_id)
+    alice, bob = (world.acme[name].user_id for name in ("alice", "bob"))
+    bob_key = (team.id, member_pk(bob))
+
+    async def subscribe_during_outage() -> tuple[dict, set[int], dict]:
+        link = PresenceLink(SharedDecodePubSubLayer(hosts=[url]), _sent, team, carol, False)
+        await link.start()
+        await link.subscribe([bob])
+        redis_server.stop()
+        try:
+            with pytest.raises(RedisConnectionError):
+                await link.subscribe([bob, alice])
+        finally:
+            redis_server.start()
+        during = {key: set(links) for key, links in link.subscriptions.subscribers.items()}
+        subscribed = set(link.subscribed)
+        await link.stop()
+        return during, subscribed, link.subscriptions.subscribers
+
+    during, subscribed, after_stop = asyncio.run(subscribe_during_outage())
+    assert subscribed == {bob_key[1]}
+    assert list(during) == [bob_key]
+    assert after_stop == {}
