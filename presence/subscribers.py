@@ -33,6 +33,7 @@ class PresenceSubscribers:
         self.layer = layer
         self.channel = ""
         self.started: asyncio.Future[None] | None = None
+        self.receiver: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
         # Keyed like the group (team, member): a socket may name any id, and a key of the
         # member alone would let one team's subscription stand for another's group.
         self.subscribers: dict[tuple[int, int], set[Subscriber]] = {}
@@ -50,9 +51,21 @@ class PresenceSubscribers:
                 started.set_exception(exc)
                 started.exception()  # retrieved: waiters raise it too
                 raise
-            asyncio.get_running_loop().create_task(self._receive())
+            self._start_receiving()
             started.set_result(None)
         await asyncio.shield(self.started)
+
+    def _start_receiving(self) -> None:
+        self.receiver = asyncio.get_running_loop().create_task(self._receive())
+        self.receiver.add_done_callback(self._receiver_ended)
+
+    def _receiver_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():  # the loop is closing
+            return
+        # It only ends on a bug (a subscriber raising): without it, no socket of this
+        # process would hear presence again.
+        logger.error("presence subscriptions stopped receiving; restarting", exc_info=task.exception())
+        self._start_receiving()
 
     async def add(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
         """Returns once changes of the member reach `subscriber`."""

@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from chatproject.layers import SharedDecodePubSubLayer
 from presence import state
 from presence.gateway import PresenceLink
+from presence.subscribers import PresenceSubscribers
 from tests.conftest import World, member_pk
 from tests.outages import StoppableServer, second_redis
 
@@ -79,3 +80,42 @@ def test_a_subscription_that_fails_leaves_nothing_behind(world: World, layer_red
     assert subscribed == {bob_key[1]}
     assert list(during) == [bob_key]
     assert after_stop == {}
+
+
+class _Broken:
+    def changed(self, user: str, presence: str) -> None:
+        raise RuntimeError("a subscriber with a bug")
+
+
+class _Heard:
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str]] = []
+
+    def changed(self, user: str, presence: str) -> None:
+        self.changes.append((user, presence))
+
+
+def test_subscriptions_keep_receiving_after_a_subscriber_raises(world: World, layer_redis) -> None:
+    _, url = layer_redis
+    team_id = world.acme.team.id
+    alice, bob = (world.acme[name].user_id for name in ("alice", "bob"))
+
+    async def change(layer: SharedDecodePubSubLayer, user: str) -> None:
+        message = {"type": "presence.change", "team": team_id, "user": user, "presence": "active"}
+        await layer.group_send(state.presence_group(team_id, member_pk(user)), message)
+
+    async def after_a_bug() -> list[tuple[str, str]]:
+        layer = SharedDecodePubSubLayer(hosts=[url])
+        subscriptions, heard = PresenceSubscribers(layer), _Heard()
+        await subscriptions.add(team_id, member_pk(alice), _Broken())
+        await subscriptions.add(team_id, member_pk(bob), heard)
+        await change(layer, alice)
+        await asyncio.sleep(0.3)
+        await change(layer, bob)
+        for _ in range(40):
+            if heard.changes:
+                break
+            await asyncio.sleep(0.05)
+        return heard.changes
+
+    assert asyncio.run(after_a_bug()) == [(bob, "active")]
