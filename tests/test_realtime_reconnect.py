@@ -157,3 +157,21 @@ def test_a_replayed_redemption_gets_the_same_grant_and_is_counted_once() -> None
     assert counted_after_replay == counted
     assert other == [b"0"]
     assert redis.get(key) is None
+
+
+def test_a_bad_argument_fails_only_its_own_call_in_the_batch() -> None:
+    import asyncio
+
+    from redis.exceptions import DataError
+
+    from messaging.realtime.redis_batch import redis_batch
+
+    async def together() -> list:
+        batch = redis_batch()
+        return await asyncio.gather(
+            batch.call("SET", "batch-bad-argument", {"a": 1}), batch.call("PING"), return_exceptions=True
+        )
+
+    bad, ping = asyncio.run(together())
+    assert isinstance(bad, DataError)
+    assert ping is True

@@ -47,11 +47,17 @@ class RedisBatch:
             socket_connect_timeout=1,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self.encoder = self.client.connection_pool.get_encoder()
         self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.sender: asyncio.Task[None] | None = None
 
     async def call(self, *command: Any) -> Any:
         """One command's reply (a Redis error is raised to its caller only)."""
+        # Arguments encoded here, so that one Redis cannot take (DataError) fails this caller
+        # alone rather than the pipeline of everyone in the batch. Not the name: the
+        # client picks the reply's parser by it.
+        encode = self.encoder.encode
+        command = (command[0], *(encode(part) for part in command[1:]))
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((command, future))
         if self.sender is None:
@@ -73,7 +79,9 @@ class RedisBatch:
                     for command, _ in batch:
                         pipe.execute_command(*command)
                     replies = await pipe.execute(raise_on_error=False)
-                except Exception as exc:  # connection lost: every caller in it hears so
+                except Exception as exc:
+                    # Arguments were encoded in call(): what fails here is the pipeline itself
+                    # (connection lost, timeout), and every caller in it hears so.
                     replies = [exc] * len(batch)
                 for (_, future), reply in zip(batch, replies, strict=True):
                     if future.done():
