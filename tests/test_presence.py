@@ -1,5 +1,6 @@
 """Presence and its fan-out: pushed only to subscribers, batched, across processes."""
 
+import asyncio
 import time
 
 import pytest
@@ -96,14 +97,17 @@ def test_dead_sockets_expire_and_idle_members_go_away(world: World) -> None:
 
     team_id, alice = world.acme.team.id, member_pk(world.acme["alice"].user_id)
     bob = member_pk(world.acme["bob"].user_id)
-    assert state.socket_seen(team_id, alice, "socket-of-a-dead-process", active=True).changed
-    assert state.socket_seen(team_id, bob, "idle-socket", active=True).presence == "active"
+    assert asyncio.run(
+        state.socket_seen_batched(team_id, alice, "socket-of-a-dead-process", active=True)
+    ).changed
+    seen = asyncio.run(state.socket_seen_batched(team_id, bob, "idle-socket", active=True))
+    assert seen.presence == "active"
     redis = get_redis_connection("default")
     redis.zadd(f"pres:{team_id}:{alice}:sockets", {"socket-of-a-dead-process": time.time() - 1})
     with override_settings(AUTO_AWAY_SECS=600):
         redis.set(f"pres:{team_id}:{bob}:activity", time.time() - 601)
         assert state.sweep() >= 2
-    assert state.current(team_id, [alice, bob]) == {alice: "away", bob: "away"}
+    assert asyncio.run(state.current_batched(team_id, [alice, bob])) == {alice: "away", bob: "away"}
 
 
 def test_a_process_subscribes_once_per_member_while_a_socket_wants_it(world: World, daphnes) -> None:
