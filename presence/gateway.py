@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,10 +19,15 @@ from typing import Any
 
 from django.conf import settings
 
+from messaging.realtime.pool import blocking
 from ops.metrics import PRESENCE_SUBSCRIPTIONS
 from presence import state
 from presence.subscribers import presence_subscribers
 from teams import ids
+from teams.directory import TeamEntry
+from teams.queries import members_of_team
+
+logger = logging.getLogger(__name__)
 
 MAX_SUBSCRIPTIONS = 500  # one socket's presence_sub list; a client wanting more should page
 
@@ -31,14 +37,15 @@ class PresenceLink:
         self,
         channel_layer: Any,
         send: Callable[[dict[str, Any]], Awaitable[None]],
-        team_id: int,
+        team: TeamEntry,
         member_id: int,
         batch_aware: bool,
     ) -> None:
         self.subscriptions = presence_subscribers(channel_layer)
         self.socket_id = secrets.token_hex(8)  # its entry among the member's sockets
         self.send = send
-        self.team_id = team_id
+        self.team = team
+        self.team_id = team.id
         self.member_id = member_id
         self.batch_aware = batch_aware
         self.subscribed: set[int] = set()
@@ -46,6 +53,7 @@ class PresenceLink:
         self.flush_task: asyncio.Task[None] | None = None
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.activity_written = 0.0
+        self.closed = False
 
     async def start(self) -> None:
         await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
@@ -53,14 +61,24 @@ class PresenceLink:
         self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def stop(self) -> None:
+        # From here a change is dropped: a flush started during the awaits below would
+        # write to a closed socket.
+        self.closed = True
         for task in (self.heartbeat_task, self.flush_task):
             if task is not None:
                 task.cancel()
         PRESENCE_SUBSCRIPTIONS.dec(len(self.subscribed))
         subscribed, self.subscribed = self.subscribed, set()
-        for member_id in subscribed:
-            await self.subscriptions.discard(self.team_id, member_id, self)
-        await state.socket_gone_batched(self.team_id, self.member_id, self.socket_id)
+        try:
+            for member_id in subscribed:
+                # Each on its own: one failing (Redis away) must not leave this link in the
+                # other members' subscriber sets, nor keep the process subscribed.
+                try:
+                    await self.subscriptions.discard(self.team_id, member_id, self)
+                except Exception:
+                    logger.exception("presence subscription to %s not ended", member_id)
+        finally:
+            await state.socket_gone_batched(self.team_id, self.member_id, self.socket_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -75,30 +93,38 @@ class PresenceLink:
             self.activity_written = now
             await state.socket_seen_batched(self.team_id, self.member_id, self.socket_id, active=True)
 
-    def _member_ids(self, refs: object) -> list[int]:
+    async def _member_ids(self, refs: object) -> list[int]:
+        """The ids named that are members of this socket's team (an id of another team's
+        member says nothing here: its presence is that team's business)."""
         found = []
         for ref in refs if isinstance(refs, list) else []:
             try:
                 found.append(ids.decode(ref, ids.USER_PREFIXES))
             except ids.BadId:
                 continue
-        return list(dict.fromkeys(found))[:MAX_SUBSCRIPTIONS]
+        named = list(dict.fromkeys(found))[:MAX_SUBSCRIPTIONS]
+        members = await blocking(members_of_team)(self.team, named) if named else set()
+        return [member_id for member_id in named if member_id in members]
 
     async def subscribe(self, refs: object) -> None:
         """presence_sub: replace the subscription list, then tell the current state of new ones."""
-        wanted = set(self._member_ids(refs))
+        wanted = set(await self._member_ids(refs))
+        # Recorded member by member: should one fail midway, `subscribed` still names every
+        # subscription this link holds, and stop() ends them.
         for member_id in self.subscribed - wanted:
+            self.subscribed.discard(member_id)
+            PRESENCE_SUBSCRIPTIONS.dec()
             await self.subscriptions.discard(self.team_id, member_id, self)
-        added = wanted - self.subscribed
+        added = sorted(wanted - self.subscribed)
         for member_id in added:
             await self.subscriptions.add(self.team_id, member_id, self)
-        PRESENCE_SUBSCRIPTIONS.inc(len(wanted) - len(self.subscribed))
-        self.subscribed = wanted
-        await self._tell_current(sorted(added))
+            self.subscribed.add(member_id)
+            PRESENCE_SUBSCRIPTIONS.inc()
+        await self._tell_current(added)
 
     async def query(self, refs: object) -> None:
         """presence_query: the current state of these members, pushed as presence_change."""
-        await self._tell_current(self._member_ids(refs))
+        await self._tell_current(await self._member_ids(refs))
 
     async def _tell_current(self, member_ids: list[int]) -> None:
         if member_ids:
@@ -109,6 +135,8 @@ class PresenceLink:
 
     def changed(self, user: str, presence: str) -> None:
         """A subscribed member's presence changed (from this process's subscriptions)."""
+        if self.closed:
+            return
         self.batch[user] = presence
         if self.flush_task is None:
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_later())

@@ -120,13 +120,14 @@ def _announced(team_id: int, presence: Presence) -> Presence:
     return presence
 
 
-def _change_message(presence: Presence) -> dict[str, str]:
-    return {"type": "presence.change", "user": presence.user, "presence": presence.presence}
+def _change_message(team_id: int, presence: Presence) -> dict[str, Any]:
+    # The team too: a process's subscriptions are keyed by (team, member), like the group.
+    return {"type": "presence.change", "team": team_id, "user": presence.user, "presence": presence.presence}
 
 
 def announce(team_id: int, presence: Presence) -> None:
     try:
-        publish_to_group(presence_group(team_id, presence.member_id), _change_message(presence))
+        publish_to_group(presence_group(team_id, presence.member_id), _change_message(team_id, presence))
     except RedisError as exc:
         logger.warning("presence of %s not announced: %s", presence.user, exc)
 
@@ -141,15 +142,6 @@ def _seen_args(socket_id: str, active: bool) -> list[object]:
     ]
 
 
-def socket_seen(team_id: int, member_id: int, socket_id: str, *, active: bool) -> Presence:
-    """A socket connected or sent its heartbeat (`active`: the person did something)."""
-    return _announced(team_id, _call_sync(_SEEN, team_id, member_id, *_seen_args(socket_id, active)))
-
-
-def socket_gone(team_id: int, member_id: int, socket_id: str) -> Presence:
-    return _announced(team_id, _call_sync(_GONE, team_id, member_id, socket_id))
-
-
 async def _call_batched(script: Script, team_id: int, member_id: int, *extra: object) -> Presence:
     """A script in the gateway's Redis batch; a change is announced in the next one."""
     batch = redis_batch()
@@ -158,16 +150,16 @@ async def _call_batched(script: Script, team_id: int, member_id: int, *extra: ob
     )
     if presence.changed:
         try:
-            await batch.call(
-                "PUBLISH", *group_publish_args(presence_group(team_id, member_id), _change_message(presence))
-            )
+            group = presence_group(team_id, member_id)
+            await batch.call("PUBLISH", *group_publish_args(group, _change_message(team_id, presence)))
         except RedisError as exc:
             logger.warning("presence of %s not announced: %s", presence.user, exc)
     return presence
 
 
 async def socket_seen_batched(team_id: int, member_id: int, socket_id: str, *, active: bool) -> Presence:
-    """socket_seen from the event loop, sharing round trips with every other socket's."""
+    """A socket connected or sent its heartbeat (`active`: the person did something), from
+    the event loop, sharing round trips with every other socket's."""
     return await _call_batched(_SEEN_SCRIPT, team_id, member_id, *_seen_args(socket_id, active))
 
 
@@ -186,16 +178,9 @@ def set_manual_presence(team_id: int, member_id: int, presence: str) -> Presence
     return _recompute(team_id, member_id)
 
 
-def current(team_id: int, member_ids: list[int]) -> dict[int, str]:
-    """Presence of several members as last computed, in one round trip."""
-    if not member_ids:
-        return {}
-    states = get_redis_connection("default").hmget(f"pres:{team_id}:active", member_ids)
-    return {m: ACTIVE if s else AWAY for m, s in zip(member_ids, states, strict=True)}
-
-
 async def current_batched(team_id: int, member_ids: list[int]) -> dict[int, str]:
-    """`current` from the event loop, in the gateway's Redis batch."""
+    """Presence of several members as last computed, in one round trip of the gateway's
+    Redis batch."""
     if not member_ids:
         return {}
     states = await redis_batch().call("HMGET", f"pres:{team_id}:active", *member_ids)

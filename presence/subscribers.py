@@ -33,43 +33,80 @@ class PresenceSubscribers:
         self.layer = layer
         self.channel = ""
         self.started: asyncio.Future[None] | None = None
-        # Member ids are unique across teams and shards, so they name a subscription.
-        self.subscribers: dict[int, set[Subscriber]] = {}
-        self.joined: dict[int, asyncio.Future[None]] = {}  # done once the group is joined
+        self.receiver: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
+        # Keyed like the group (team, member): a socket may name any id, and a key of the
+        # member alone would let one team's subscription stand for another's group.
+        self.subscribers: dict[tuple[int, int], set[Subscriber]] = {}
+        self.joined: dict[tuple[int, int], asyncio.Future[None]] = {}  # done once the group is joined
 
     async def _start(self) -> None:
         if self.started is None:
-            self.started = asyncio.get_running_loop().create_future()
-            self.channel = await self.layer.new_channel("presence.")
-            asyncio.get_running_loop().create_task(self._receive())
-            self.started.set_result(None)
+            started = self.started = asyncio.get_running_loop().create_future()
+            try:
+                self.channel = await self.layer.new_channel("presence.")
+            except BaseException as exc:
+                # Redis is away: this add and those waiting on it fail, and the next add
+                # tries again (a future left pending would hang every later one).
+                self.started = None
+                started.set_exception(exc)
+                started.exception()  # retrieved: waiters raise it too
+                raise
+            self._start_receiving()
+            started.set_result(None)
         await asyncio.shield(self.started)
+
+    def _start_receiving(self) -> None:
+        self.receiver = asyncio.get_running_loop().create_task(self._receive())
+        self.receiver.add_done_callback(self._receiver_ended)
+
+    def _receiver_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():  # the loop is closing
+            return
+        # It only ends on a bug (a subscriber raising): without it, no socket of this
+        # process would hear presence again.
+        logger.error("presence subscriptions stopped receiving; restarting", exc_info=task.exception())
+        self._start_receiving()
 
     async def add(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
         """Returns once changes of the member reach `subscriber`."""
-        self.subscribers.setdefault(member_id, set()).add(subscriber)
-        joined = self.joined.get(member_id)
+        key = (team_id, member_id)
+        self.subscribers.setdefault(key, set()).add(subscriber)
+        joined = self.joined.get(key)
         if joined is None:
-            joined = self.joined[member_id] = asyncio.get_running_loop().create_future()
+            joined = self.joined[key] = asyncio.get_running_loop().create_future()
             try:
                 await self._start()
                 await self.layer.group_add(presence_group(team_id, member_id), self.channel)
             except BaseException as exc:
-                del self.joined[member_id]
+                self.joined.pop(key, None)
+                self._forget(key, subscriber)
                 joined.set_exception(exc)
                 joined.exception()  # retrieved: other waiters raise it too
                 raise
             joined.set_result(None)
-        await asyncio.shield(joined)
+        try:
+            await asyncio.shield(joined)
+        except BaseException:
+            # Another add's join failed (or this wait was cancelled): not subscribed.
+            self._forget(key, subscriber)
+            raise
+
+    def _forget(self, key: tuple[int, int], subscriber: Subscriber) -> None:
+        subscribers = self.subscribers.get(key)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self.subscribers[key]
 
     async def discard(self, team_id: int, member_id: int, subscriber: Subscriber) -> None:
-        subscribers = self.subscribers.get(member_id)
+        key = (team_id, member_id)
+        subscribers = self.subscribers.get(key)
         if subscribers is None:
             return
         subscribers.discard(subscriber)
         if not subscribers:
-            del self.subscribers[member_id]
-            self.joined.pop(member_id, None)
+            del self.subscribers[key]
+            self.joined.pop(key, None)
             # No await between forgetting and leaving: a later add joins again after this.
             await self.layer.group_discard(presence_group(team_id, member_id), self.channel)
 
@@ -83,10 +120,10 @@ class PresenceSubscribers:
                 continue
             for message in messages:
                 try:
-                    member_id = ids.decode(message["user"], ids.USER_PREFIXES)
-                except (KeyError, ids.BadId):
+                    key = (int(message["team"]), ids.decode(message["user"], ids.USER_PREFIXES))
+                except (KeyError, TypeError, ValueError, ids.BadId):
                     continue
-                for subscriber in list(self.subscribers.get(member_id, ())):
+                for subscriber in list(self.subscribers.get(key, ())):
                     subscriber.changed(message["user"], message["presence"])
 
 

@@ -69,10 +69,9 @@ def token_live_cache_key(token_id: int) -> str:
     return _live_key(token_id)
 
 
-def token_is_live(token_id: int, cached: object = None) -> bool:
-    """Not revoked (cached like grant_for: revocation deletes the key at once); `cached` is
-    the key's value if the caller already fetched it."""
-    if cached or cache.get(_live_key(token_id)):
+def token_is_live(token_id: int) -> bool:
+    """Not revoked (cached like grant_for: revocation deletes the key at once)."""
+    if cache.get(_live_key(token_id)):
         return True
     live = ApiToken.objects.filter(id=token_id, revoked_at__isnull=True).exists()
     if live:

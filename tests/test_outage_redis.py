@@ -87,3 +87,25 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     assert fresh.recv()["type"] == "hello"
     fresh.close()
     socket.close()
+
+
+def test_presence_sub_during_an_outage_works_once_redis_is_back(world: World, own_redis) -> None:
+    """The process's first presence subscription fails while Redis is down; it must not
+    leave later ones waiting forever."""
+    redis_server, server = own_redis
+    alice, bob = world.acme["alice"], world.acme["bob"].token
+    socket = RtmSocket.open(server, bob)
+    assert socket.recv()["type"] == "hello"
+    redis_server.stop()
+    try:
+        socket.send({"type": "presence_sub", "ids": [alice.user_id]})
+        socket.drain(1.5)  # the subscription fails meanwhile (the socket may close)
+    finally:
+        redis_server.start()
+    wait_until(lambda: request(f"{server.http}/readyz").status == 200, RECOVERY_TIMEOUT_SECS, "readiness")
+    fresh = RtmSocket.open(server, bob)
+    assert fresh.recv()["type"] == "hello"
+    fresh.send({"type": "presence_sub", "ids": [alice.user_id]})
+    assert fresh.until(lambda f: f.get("type") == "presence_change")["user"] == alice.user_id
+    fresh.close()
+    socket.close()

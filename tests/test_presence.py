@@ -1,5 +1,6 @@
 """Presence and its fan-out: pushed only to subscribers, batched, across processes."""
 
+import asyncio
 import time
 
 import pytest
@@ -96,14 +97,17 @@ def test_dead_sockets_expire_and_idle_members_go_away(world: World) -> None:
 
     team_id, alice = world.acme.team.id, member_pk(world.acme["alice"].user_id)
     bob = member_pk(world.acme["bob"].user_id)
-    assert state.socket_seen(team_id, alice, "socket-of-a-dead-process", active=True).changed
-    assert state.socket_seen(team_id, bob, "idle-socket", active=True).presence == "active"
+    assert asyncio.run(
+        state.socket_seen_batched(team_id, alice, "socket-of-a-dead-process", active=True)
+    ).changed
+    seen = asyncio.run(state.socket_seen_batched(team_id, bob, "idle-socket", active=True))
+    assert seen.presence == "active"
     redis = get_redis_connection("default")
     redis.zadd(f"pres:{team_id}:{alice}:sockets", {"socket-of-a-dead-process": time.time() - 1})
     with override_settings(AUTO_AWAY_SECS=600):
         redis.set(f"pres:{team_id}:{bob}:activity", time.time() - 601)
         assert state.sweep() >= 2
-    assert state.current(team_id, [alice, bob]) == {alice: "away", bob: "away"}
+    assert asyncio.run(state.current_batched(team_id, [alice, bob])) == {alice: "away", bob: "away"}
 
 
 def test_a_process_subscribes_once_per_member_while_a_socket_wants_it(world: World, daphnes) -> None:
@@ -140,4 +144,25 @@ def test_a_process_subscribes_once_per_member_while_a_socket_wants_it(world: Wor
         time.sleep(0.05)
     assert subscriptions() == 0
     for socket in (carol, tab):
+        socket.close()
+
+
+@pytest.mark.parametrize("outsider_first", [True, False])
+def test_another_teams_member_cannot_be_subscribed(world: World, daphnes, outsider_first: bool) -> None:
+    """A socket naming a member of another team hears nothing of them, and the member's own
+    team still hears them, whichever subscribed first in the process."""
+    first, _ = daphnes
+    alice = world.acme["alice"]
+    dave = _open(first, world.globex["dave"].token)
+    carol = _open(first, world.acme["carol"].token)
+    order = [dave, carol] if outsider_first else [carol, dave]
+    for socket in order:
+        socket.send({"type": "presence_sub", "ids": [alice.user_id]})
+        if socket is carol:
+            assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "away"
+    tab = _open(first, alice.token)
+    assert carol.until(lambda f: f.get("type") == "presence_change")["presence"] == "active"
+    assert _presence_frames(dave, 0.5) == []
+    assert [f for f in dave.seen if f.get("type") == "presence_change"] == []
+    for socket in (dave, carol, tab):
         socket.close()

@@ -130,3 +130,48 @@ def test_a_socket_costs_no_redis_subscription_of_its_own(world: World, server) -
     for socket in [first, *more]:
         socket.until(lambda f: f.get("text") == "all")
         socket.close()
+
+
+def test_a_replayed_redemption_gets_the_same_grant_and_is_counted_once() -> None:
+    """The admission call may run twice in Redis (its pipeline sent again after a lost
+    connection): the replay must admit with the same grant, spending and counting nothing
+    more, while any other attempt finds the ticket spent."""
+    import asyncio
+
+    from django_redis import get_redis_connection
+
+    from messaging.realtime.admission import SOCKET_BUCKET, redeem_ticket
+
+    redis = get_redis_connection("default")
+    key, grant = "rtm:ticket:replayed-redemption-test", b'{"team_id": 1}'
+    redis.set(key, grant, ex=60)
+
+    async def redeem_twice() -> tuple[list, bytes | None, list, bytes | None, list]:
+        first = await redeem_ticket(key, "", "attempt-one")
+        counted = redis.get(SOCKET_BUCKET)
+        replay = await redeem_ticket(key, "", "attempt-one")
+        return first, counted, replay, redis.get(SOCKET_BUCKET), await redeem_ticket(key, "", "attempt-two")
+
+    first, counted, replay, counted_after_replay, other = asyncio.run(redeem_twice())
+    assert first == [b"0", grant] and replay == first
+    assert counted_after_replay == counted
+    assert other == [b"0"]
+    assert redis.get(key) is None
+
+
+def test_a_bad_argument_fails_only_its_own_call_in_the_batch() -> None:
+    import asyncio
+
+    from redis.exceptions import DataError
+
+    from messaging.realtime.redis_batch import redis_batch
+
+    async def together() -> list:
+        batch = redis_batch()
+        return await asyncio.gather(
+            batch.call("SET", "batch-bad-argument", {"a": 1}), batch.call("PING"), return_exceptions=True
+        )
+
+    bad, ping = asyncio.run(together())
+    assert isinstance(bad, DataError)
+    assert ping is True

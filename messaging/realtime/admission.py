@@ -13,8 +13,10 @@ import asyncio
 import logging
 import math
 import random
+import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -26,10 +28,12 @@ from messaging.realtime.redis_batch import Script, cache_get_many, redis_batch
 from messaging.realtime.tickets import (
     RECONNECT_TTL_SECS,
     REDEEM_LUA,
+    SPENT_TTL_SECS,
     Ticket,
     grant_of,
     new_socket_key,
     reconnect_ticket,
+    spent_key,
     ticket_location,
 )
 from teams.auth import Caller
@@ -55,15 +59,19 @@ end
 # KEYS[1] bucket; ARGV: now (s), emission interval (s), burst capacity.
 _GCRA = _GCRA_LUA + "return tostring(gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])))"
 # A socket's admission in one call: the accept rate, then its ticket (not spent when refused).
-# KEYS: the socket bucket, the ticket; ARGV: now, interval, burst, the ticket's nonce.
+# KEYS: the socket bucket, the ticket, its spent marker; ARGV: now, interval, burst, the
+# ticket's nonce, the attempt id, the marker's TTL. A replay of the same attempt returns
+# the grant it got without counting the rate again.
 # Returns {wait} when refused, {"0"} for an unknown ticket, {"0", grant} when admitted.
 _ADMIT = Script(
     _GCRA_LUA
     + REDEEM_LUA
     + """
+local again = replayed(KEYS[3], ARGV[5])
+if again then return {'0', again} end
 local wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 if wait > 0 then return {tostring(wait)} end
-local grant = redeem(KEYS[2], ARGV[4])
+local grant = redeem(KEYS[2], ARGV[4], KEYS[3], ARGV[5], ARGV[6])
 if not grant then return {'0'} end
 return {'0', grant}
 """
@@ -105,6 +113,17 @@ class Admission:
     reconnect_ticket: str = ""  # the socket's first one, resuming from the cursor it came with
 
 
+async def redeem_ticket(key: str, nonce: str, attempt: str) -> list[Any]:
+    """The admission script's reply for one attempt (`attempt`: unique per redemption, so
+    a replay of the same call is recognised)."""
+    rate = settings.SOCKET_ACCEPT_RATE
+    return await redis_batch().run(
+        _ADMIT,
+        [SOCKET_BUCKET, key, spent_key(key)],
+        [time.time(), 1.0 / rate, max(1, int(rate)), nonce, attempt, SPENT_TTL_SECS],
+    )
+
+
 async def admit_connection(ticket_text: str, since: int | None) -> Admission:
     """A new socket's admission, ticket, team and first reconnect ticket, on the event loop:
     two Redis round trips, each shared with every other socket connecting meanwhile
@@ -116,9 +135,7 @@ async def admit_connection(ticket_text: str, since: int | None) -> Admission:
     if location is None:
         return Admission(0.0)
     key, nonce = location
-    rate = settings.SOCKET_ACCEPT_RATE
-    batch = redis_batch()
-    reply = await batch.run(_ADMIT, [SOCKET_BUCKET, key], [time.time(), 1.0 / rate, max(1, int(rate)), nonce])
+    reply = await redeem_ticket(key, nonce, secrets.token_urlsafe(12))
     wait = float(reply[0])
     if wait > 0:
         return Admission(wait)
@@ -127,6 +144,7 @@ async def admit_connection(ticket_text: str, since: int | None) -> Admission:
     ticket = grant_of(reply[1])
     if since is not None:
         ticket = replace(ticket, cursor=since)
+    batch = redis_batch()
     socket_key = new_socket_key()
     # The first reconnect ticket is stored in the same round trip as the grant's reads:
     # should the grant not hold, it is never sent and expires unused.

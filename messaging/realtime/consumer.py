@@ -152,7 +152,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(
-            self.layer, self.send_json, team.id, ticket.member_id, ticket.batch_presence_aware
+            self.layer, self.send_json, team, ticket.member_id, ticket.batch_presence_aware
         )
         await self.presence.start()  # by hello, the member counts as online
         try:
@@ -341,7 +341,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
         )
 
     async def presence_change(self, message: dict[str, Any]) -> None:
-        """A subscribed member's presence changed (group `presence.<team>.<member>`)."""
+        """A presence change sent to the whole team (hub._presence_to_everyone): only
+        bench/presence.py's broadcast baseline sends one; subscribed changes reach the
+        socket through presence/subscribers.py."""
         self.presence.changed(message["user"], message["presence"])
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 BATCH_MAX = 500  # commands per pipeline: larger gains little and delays the first reply
@@ -36,17 +37,27 @@ class Script:
 class RedisBatch:
     def __init__(self) -> None:
         # One retry on a lost connection: a pooled connection goes stale when Redis restarts,
-        # and the first pipeline on it would fail every socket in it. (Should Redis have run
-        # the pipeline before the connection broke, it runs twice: a ticket then reads as
-        # spent, and the client boots again.)
+        # and the first pipeline on it would fail every socket in it. Not on a timeout: Redis
+        # may well have run a slow pipeline, and running it again counts and spends twice.
+        # (A connection lost after Redis ran it still runs it twice: the ticket redemption
+        # recognises its own replay, tickets.REDEEM_LUA.)
         self.client = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1)
+            settings.REDIS_URL,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self.encoder = self.client.connection_pool.get_encoder()
         self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.sender: asyncio.Task[None] | None = None
 
     async def call(self, *command: Any) -> Any:
         """One command's reply (a Redis error is raised to its caller only)."""
+        # Arguments encoded here, so that one Redis cannot take (DataError) fails this caller
+        # alone rather than the pipeline of everyone in the batch. Not the name: the
+        # client picks the reply's parser by it.
+        encode = self.encoder.encode
+        command = (command[0], *(encode(part) for part in command[1:]))
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((command, future))
         if self.sender is None:
@@ -68,7 +79,9 @@ class RedisBatch:
                     for command, _ in batch:
                         pipe.execute_command(*command)
                     replies = await pipe.execute(raise_on_error=False)
-                except Exception as exc:  # connection lost: every caller in it hears so
+                except Exception as exc:
+                    # Arguments were encoded in call(): what fails here is the pipeline itself
+                    # (connection lost, timeout), and every caller in it hears so.
                     replies = [exc] * len(batch)
                 for (_, future), reply in zip(batch, replies, strict=True):
                     if future.done():

@@ -57,23 +57,41 @@ def issue_ticket(caller: Caller, cursor: int, *, batch_presence_aware: bool = Fa
     return text
 
 
-# Redeeming a ticket, a Lua function for the admission script (admission.py), which checks
+# Redeeming a ticket, Lua functions for the admission script (admission.py), which checks
 # the accept rate and redeems in one call. A plain ticket is deleted as it is read; a
 # reconnect ticket is compared and deleted: the socket's current one is redeemed once, an
 # older one (renewed since) neither redeems nor spends the current one.
+# A redemption carries an attempt id, and a spent ticket leaves a marker naming it (with
+# the grant) for SPENT_TTL_SECS: should the call run twice (its pipeline is sent again
+# after a lost connection, though Redis had run it), the replay gets the same grant
+# instead of finding the ticket spent, and the accept rate is not counted again.
 REDEEM_LUA = """
-local function redeem(key, nonce)
+local function replayed(spent, attempt)
+  local marker = redis.call('GET', spent)
+  if not marker then return false end
+  local prefix = attempt .. '|'
+  if string.sub(marker, 1, string.len(prefix)) ~= prefix then return false end
+  return string.sub(marker, string.len(prefix) + 1)
+end
+local function redeem(key, nonce, spent, attempt, spent_ttl)
   local stored = redis.call('GET', key)
   if not stored then return false end
-  if nonce == '' then
-    redis.call('DEL', key)
-    return stored
+  local grant = stored
+  if nonce ~= '' then
+    if string.sub(stored, 1, string.len(nonce) + 1) ~= nonce .. '|' then return false end
+    grant = string.sub(stored, string.len(nonce) + 2)
   end
-  if string.sub(stored, 1, string.len(nonce) + 1) ~= nonce .. '|' then return false end
   redis.call('DEL', key)
-  return string.sub(stored, string.len(nonce) + 2)
+  redis.call('SET', spent, attempt .. '|' .. grant, 'EX', spent_ttl)
+  return grant
 end
 """
+SPENT_TTL_SECS = 10  # a replay comes within the client's timeouts of the first run
+
+
+def spent_key(ticket_key: str) -> str:
+    """Where a redeemed ticket's marker is kept (REDEEM_LUA)."""
+    return f"{ticket_key}:spent"
 
 
 def _reconnect_key(socket_key: str) -> str:
