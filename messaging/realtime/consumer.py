@@ -82,6 +82,10 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await await_many_dispatch([receive], self.dispatch)
         except StopConsumer:
             pass
+        finally:
+            # daphne never calls disconnect for an application that raised or was cancelled:
+            # whatever the way out, the socket leaves its hub, presence and gauges (once).
+            await self.disconnect(CLOSE_INTERNAL_ERROR)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections of its one
@@ -273,10 +277,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.send_json(await blocking(self._post)(frame))
         elif kind == "typing":
             await self._typing(frame)
-        elif kind == "presence_sub":
-            await self.presence.subscribe(frame.get("ids"))
-        elif kind == "presence_query":
-            await self.presence.query(frame.get("ids"))
+        elif kind in ("presence_sub", "presence_query"):
+            await self._presence_request(kind, frame)
         elif frame.get("id") is not None:
             await self.send_json(
                 {
@@ -285,6 +287,19 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     "error": {"code": "unknown_type", "msg": f"unsupported type {kind!r}"},
                 }
             )
+
+    async def _presence_request(self, kind: str, frame: dict[str, Any]) -> None:
+        """A subscription or query that fails (Redis or the shard away) is answered with an
+        error; the socket stays up and the client may ask again."""
+        try:
+            if kind == "presence_sub":
+                await self.presence.subscribe(frame.get("ids"))
+            else:
+                await self.presence.query(frame.get("ids"))
+        except Exception:
+            logger.exception("%s failed for a socket of team %s", kind, self.caller.team.id)
+            error = {"code": "presence_unavailable", "msg": "presence is unavailable; try again"}
+            await self.send_json({"type": "error", "reply_to": frame.get("id"), "error": error})
 
     def _post(self, frame: dict[str, Any]) -> dict[str, Any]:
         """The same action chat.postMessage calls, answered in RTM's reply shape."""
