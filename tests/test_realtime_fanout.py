@@ -4,6 +4,7 @@ the same cursor, the same tracked conversations afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from messaging.realtime.delivery import Viewer, frames_for
 from messaging.realtime.fanout import Flush
-from messaging.realtime.wire import Frame
+from messaging.realtime.wire import Frame, FrameRun, Wire
 from teams import ids
 
 MEMBERS = [101, 102, 103, 104]
@@ -102,3 +103,19 @@ def test_sockets_that_see_the_same_events_share_one_joined_run() -> None:
     assert len(first) == 1 and first[0] is second[0]  # joined once, for both
     assert count == 3 and b'"text": "7"' in first[0].wire
     assert outside == [] and none == 0
+
+
+def test_a_run_goes_out_frame_by_frame_where_no_daphne_protocol_is_at_hand() -> None:
+    """Under another ASGI server (or Channels' test communicator) frames go through the
+    consumer's ordinary send, one message each: a run must not become one empty frame."""
+    sent: list[str] = []
+
+    async def send_text(text: str) -> None:
+        sent.append(text)
+
+    async def write() -> None:
+        Wire(send_text, send_text).write([FrameRun([Frame("one"), Frame("two")]), Frame("three")])
+        await asyncio.sleep(0)
+
+    asyncio.run(write())
+    assert sent == ["one", "two", "three"]

@@ -121,7 +121,8 @@ class Wire:
         protocol = self._protocol
         if protocol is None:
             for frame in frames:  # tasks start in order, and each sends before it yields
-                spawn(self._fallback(frame.text))
+                for part in frame.parts:
+                    spawn(self._fallback(part.text))
             return
         if protocol.state != protocol.STATE_OPEN:
             return  # closing: its disconnect is on the way
