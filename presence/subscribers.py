@@ -48,7 +48,7 @@ class PresenceSubscribers:
                 # Redis is away: this add and those waiting on it fail, and the next add
                 # tries again (a future left pending would hang every later one).
                 self.started = None
-                started.set_exception(exc)
+                started.set_exception(_shared(exc))
                 started.exception()  # retrieved: waiters raise it too
                 raise
             self._start_receiving()
@@ -80,7 +80,7 @@ class PresenceSubscribers:
             except BaseException as exc:
                 self.joined.pop(key, None)
                 self._forget(key, subscriber)
-                joined.set_exception(exc)
+                joined.set_exception(_shared(exc))
                 joined.exception()  # retrieved: other waiters raise it too
                 raise
             joined.set_result(None)
@@ -139,3 +139,9 @@ def presence_subscribers(layer: Any) -> PresenceSubscribers:
     if subscribers is None:
         subscribers = _by_loop[loop] = PresenceSubscribers(layer)
     return subscribers
+
+
+def _shared(exc: BaseException) -> Exception:
+    """The failure other waiters see: one caller's cancellation is not theirs (a
+    CancelledError would end their consumers as if they had been cancelled)."""
+    return exc if isinstance(exc, Exception) else ConnectionError("presence subscription was cancelled")
