@@ -53,10 +53,10 @@ RECEIVE_BATCH = 200
 FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
 # Back-to-back flushes are at least this far apart: every flush costs each socket a send
-# and its client a wakeup and a read, however few events it carries. Without the floor, a
-# cheaper flush meant more of them (bench/fanout.py, 1,000 sockets at 100 posts/s: client
-# CPU 61% -> 84% of a core, p50 59 -> 81 ms); with it, p50 54 ms. An event after a quiet
-# spell still goes out at once.
+# and its client a wakeup and a read, however few events it carries, so pacing by the
+# flush's own cost alone would make a cheaper flush mean more of them. An event after a
+# quiet spell still goes out at once. (bench/fanout.py figures with and without the floor
+# overlapped run to run: p50 48-81 ms with it, 59-81 ms without.)
 MIN_FLUSH_INTERVAL_SECS = 0.02
 
 
