@@ -17,6 +17,10 @@ from messaging.realtime.wire import Frame, FrameRun, Wire
 from teams import ids
 
 MEMBERS = [101, 102, 103, 104]
+EVENT_KINDS = [
+    *("message", "message", "message", "dm", "team", "join", "leave", "revoked"),
+    *("profile", "deactivated", "created", "group_joined", "both"),
+]
 CHANNELS = [11, 12, 13]
 
 
@@ -44,13 +48,26 @@ def _event(kind: str, member: int, channel: int, audience: list[int]) -> dict[st
         return {"event": {"type": "emoji_changed", "subtype": "add", "name": f"e{member}"}}
     if kind == "revoked":
         return {"event": {"type": "tokens_revoked"}, "audience": [member]}
+    if kind == "profile":  # team-wide, changes nothing about who sees what
+        return {"event": {"type": "user_change", "user": {"id": user, "deleted": False}}}
+    if kind == "deactivated":
+        return {"event": {"type": "user_change", "user": {"id": user, "deleted": True}}}
+    if kind == "created":  # the creator's new channel
+        created = {"id": slack_channel, "creator": user}
+        return {"event": {"type": "channel_created", "channel": created}, "channel_id": channel}
+    if kind == "group_joined":  # a private channel joined, announced by audience
+        joined = {"id": ids.encode(ids.PRIVATE, channel)}
+        return {"event": {"type": "group_joined", "channel": joined}, "audience": audience}
+    if kind == "both":  # a conversation's event that also names an audience
+        payload = {"type": "message", "channel": slack_channel, "user": user, "text": "both"}
+        return {"event": payload, "channel_id": channel, "audience": audience}
     verb = "member_joined_channel" if kind == "join" else "member_left_channel"
     return {"event": {"type": verb, "channel": slack_channel, "user": user}, "channel_id": channel}
 
 
 event_specs = st.lists(
     st.tuples(
-        st.sampled_from(["message", "message", "message", "dm", "team", "join", "leave", "revoked"]),
+        st.sampled_from(EVENT_KINDS),
         st.sampled_from(MEMBERS),
         st.sampled_from(CHANNELS),
         st.lists(st.sampled_from(MEMBERS), max_size=3),

@@ -17,16 +17,23 @@ from typing import Any
 from messaging.realtime.delivery import JOINS, JOINS_AND_LEAVES, Socket, frames_for, shared_frames
 from messaging.realtime.wire import Frame, FrameRun
 
-# Events whose delivery also changes the viewer (joins, leaves) or ends its grant.
-_TRACKED = JOINS | JOINS_AND_LEAVES | {"tokens_revoked", "user_change"}
+# Events whose delivery also changes the viewer (joins, leaves) or ends its grant (a
+# user_change only when it deactivates: see Viewer.loses_access).
+_TRACKED = JOINS | JOINS_AND_LEAVES | {"tokens_revoked"}
 
 Scope = tuple[int | None, frozenset[int] | None]  # (conversation, audience)
 
 
 def plain_scope(message: dict[str, Any]) -> Scope | None:
     """What decides who sees this event, or None when seeing it also changes the viewer."""
-    if message["event"].get("type") in _TRACKED:
+    payload = message["event"]
+    kind = payload.get("type")
+    if kind in _TRACKED:
         return None
+    if kind == "user_change":
+        user = payload.get("user")
+        if not isinstance(user, dict) or user.get("deleted"):
+            return None
     audience = message.get("audience")
     return message.get("channel_id"), frozenset(audience) if audience else None
 
