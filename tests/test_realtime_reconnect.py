@@ -4,6 +4,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from messaging.realtime import tickets
 from tests.conftest import World
 from tests.rtm_client import RtmSocket, messages, refused, web
 from tests.servers import running_daphne
@@ -175,3 +176,14 @@ def test_a_bad_argument_fails_only_its_own_call_in_the_batch() -> None:
     bad, ping = asyncio.run(together())
     assert isinstance(bad, DataError)
     assert ping is True
+
+
+def test_ticket_text_outside_the_token_alphabet_names_no_key() -> None:
+    """A ticket is what secrets.token_urlsafe writes; anything else (':' above all, which
+    could name a ticket's spent marker) is refused before Redis is asked."""
+    plain, reconnect = "Ab0_-x", f"{tickets.RECONNECT_PREFIX}Sock_1.Nonce-2"
+    assert tickets.ticket_location(plain) == (tickets._key(plain), "")
+    assert tickets.ticket_location(reconnect) is not None
+    prefix = tickets.RECONNECT_PREFIX
+    for text in (f"{plain}:spent", "", f"{prefix}Sock:1.Nonce", f"{prefix}Sock.", f"{prefix}.Nonce"):
+        assert tickets.ticket_location(text) is None

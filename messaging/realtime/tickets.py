@@ -11,6 +11,7 @@ each renewal (an older URL stops working), redeemable once.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -112,6 +113,9 @@ def reconnect_ticket(ticket: Ticket, socket_key: str) -> tuple[str, str, str]:
     return _reconnect_key(socket_key), value, f"{RECONNECT_PREFIX}{socket_key}.{nonce}"
 
 
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def ticket_location(text: str) -> tuple[str, str] | None:
     """Where a ticket is stored and the nonce its stored value must start with ("" for an
     rtm.connect ticket); None when the text cannot be a ticket."""
@@ -119,8 +123,12 @@ def ticket_location(text: str) -> tuple[str, str] | None:
         return None
     if text.startswith(RECONNECT_PREFIX):
         socket_key, _, nonce = text.removeprefix(RECONNECT_PREFIX).partition(".")
-        return (_reconnect_key(socket_key), nonce) if socket_key and nonce else None
-    return (_key(text), "") if text else None
+        if _TOKEN_TEXT.fullmatch(socket_key) and _TOKEN_TEXT.fullmatch(nonce):
+            return _reconnect_key(socket_key), nonce
+        return None
+    # Only what secrets.token_urlsafe writes: a ':' could otherwise name another key of
+    # the same prefix (a ticket's spent marker).
+    return (_key(text), "") if _TOKEN_TEXT.fullmatch(text) else None
 
 
 def grant_of(stored: bytes | str) -> Ticket:
