@@ -121,10 +121,14 @@ class PresenceSubscribers:
             for message in messages:
                 try:
                     key = (int(message["team"]), ids.decode(message["user"], ids.USER_PREFIXES))
+                    user, presence = message["user"], message["presence"]
                 except (KeyError, TypeError, ValueError, ids.BadId):
                     continue
                 for subscriber in list(self.subscribers.get(key, ())):
-                    subscriber.changed(message["user"], message["presence"])
+                    try:
+                        subscriber.changed(user, presence)
+                    except Exception:  # one socket's failure must not cost the others the batch
+                        logger.exception("a presence subscriber failed")
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceSubscribers] = (
