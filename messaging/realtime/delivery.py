@@ -76,9 +76,9 @@ def member_channel_ids(shard: str, team_id: int, member_id: int) -> set[int]:
         return set(memberships.values_list("channel_id", flat=True))
 
 
-JOINS_AND_LEAVES = frozenset({"member_joined_channel", "member_left_channel"})
+_JOIN_LEAVE = frozenset({"member_joined_channel", "member_left_channel"})
 _JOINED_BY_AUDIENCE = frozenset({"group_joined", "im_created", "mpim_open"})
-JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
+_JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:
@@ -110,7 +110,7 @@ class Viewer:
         audience = message.get("audience")
         channel_id = message.get("channel_id")
         mine = bool(audience) and self.member_id in audience
-        if kind in JOINS:
+        if kind in _JOINS:
             self._track_join(kind, payload, channel_id, mine)
         visible = self.sees(channel_id, audience or None)
         if kind == "member_left_channel" and channel_id and payload.get("user") == self.slack_id:
@@ -144,8 +144,8 @@ class Viewer:
         if kind == "tokens_revoked":
             return self.member_id in (message.get("audience") or ())
         if kind == "user_change":
-            user = payload.get("user")
-            return isinstance(user, dict) and bool(user.get("deleted")) and user.get("id") == self.slack_id
+            deactivated = _deactivated(payload)
+            return deactivated is not None and deactivated == self.slack_id
         return False
 
     def own_frames(self, message: dict[str, Any]) -> list[str]:
@@ -153,7 +153,7 @@ class Viewer:
         group_left, ...); it follows the event's shared frames."""
         payload = message["event"]
         kind = payload.get("type")
-        if kind not in JOINS_AND_LEAVES or payload.get("user") != self.slack_id:
+        if kind not in _JOIN_LEAVE or payload.get("user") != self.slack_id:
             return []
         private = payload.get("channel_type") == "G"
         verb = "joined" if kind == "member_joined_channel" else "left"
@@ -162,11 +162,28 @@ class Viewer:
         return [json.dumps(companion)]
 
 
+def _deactivated(payload: dict[str, Any]) -> str | None:
+    """The member a user_change deactivates (their Slack id), if it does."""
+    user = payload.get("user")
+    return user.get("id") if isinstance(user, dict) and user.get("deleted") else None
+
+
+def changes_viewers(message: dict[str, Any]) -> bool:
+    """Whether Viewer.may_see, own_frames or loses_access may act on this event for some
+    viewer (a join, a leave, a revocation, a deactivation): such events are delivered
+    event by event (fanout.py); any other is seen or not by its scope alone."""
+    payload = message["event"]
+    kind = payload.get("type")
+    if kind in _JOINS or kind in _JOIN_LEAVE or kind == "tokens_revoked":
+        return True
+    return kind == "user_change" and _deactivated(payload) is not None
+
+
 def membership_subjects(message: dict[str, Any]) -> list[int]:
     """Members whose conversations this event may change (see Viewer.may_see)."""
     payload = message["event"]
     kind = payload.get("type")
-    if kind in JOINS_AND_LEAVES:
+    if kind in _JOIN_LEAVE:
         user = payload.get("user")
     elif kind == "channel_created":
         channel = payload.get("channel")

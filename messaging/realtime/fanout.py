@@ -14,26 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from messaging.realtime.delivery import JOINS, JOINS_AND_LEAVES, Socket, frames_for, shared_frames
+from messaging.realtime.delivery import Socket, changes_viewers, frames_for, shared_frames
 from messaging.realtime.wire import Frame, FrameRun
-
-# Events whose delivery also changes the viewer (joins, leaves) or ends its grant (a
-# user_change only when it deactivates: see Viewer.loses_access).
-_TRACKED = JOINS | JOINS_AND_LEAVES | {"tokens_revoked"}
 
 Scope = tuple[int | None, frozenset[int] | None]  # (conversation, audience)
 
 
 def plain_scope(message: dict[str, Any]) -> Scope | None:
     """What decides who sees this event, or None when seeing it also changes the viewer."""
-    payload = message["event"]
-    kind = payload.get("type")
-    if kind in _TRACKED:
+    if changes_viewers(message):
         return None
-    if kind == "user_change":
-        user = payload.get("user")
-        if not isinstance(user, dict) or user.get("deleted"):
-            return None
     audience = message.get("audience")
     return message.get("channel_id"), frozenset(audience) if audience else None
 
