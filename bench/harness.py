@@ -7,7 +7,7 @@
 - Teams built in bulk with the ORM: teams.actions.create_team for the team, then
   bulk_create of members, channels and memberships on the team's shard; tokens through
   teams.tokens.issue_token. Bulk rows append no events, so boot_version is bumped after.
-- RTM receivers: bench/light_ws.py clients (an asyncio Protocol each: frames parsed from
+- RTM receivers: bench/light_ws.py clients (an asyncio Protocol each, on uvloop: frames parsed from
   the receive buffer, no per-frame task), many sockets per process, in a few processes
   (multiprocessing, spawn) driven over pipes. With `sample_every` N, only every Nth
   socket JSON-parses and times each frame; the others find the event id and the run's
@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import psutil
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -336,7 +337,7 @@ class Cluster:
                 [
                     sys.executable,
                     "-m",
-                    "daphne",
+                    "chatproject.daphne_uvloop",
                     # Listening as ./run does (its backlog, not Twisted's default of 50).
                     "-e",
                     f"tcp:port={port}:interface=127.0.0.1:backlog={settings.LISTEN_BACKLOG}",
@@ -839,7 +840,7 @@ def receiver_main(pipe: Connection, specs: list[SocketSpec], sample_every: int =
     """Entry point of a receiver process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the pipe
     try:
-        asyncio.run(_Receiver(pipe, specs, sample_every).serve())
+        uvloop.run(_Receiver(pipe, specs, sample_every).serve())  # the product's loop, cheaper per read
     except Exception:  # the parent reports it
         import traceback
 

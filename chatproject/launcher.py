@@ -86,7 +86,7 @@ def serve(settings: ModuleType) -> int:
     fd = listener.fileno()
     access_log = str(settings.DATA_DIR / "access.log")
     handshake = str(settings.WEBSOCKET_HANDSHAKE_SECS)
-    daphne = [python, "-m", "daphne", "--fd", str(fd), "--access-log", access_log]
+    daphne = [python, "-m", "chatproject.daphne_uvloop", "--fd", str(fd), "--access-log", access_log]
     daphne += ["--websocket_connect_timeout", handshake]
     celery = [python, "-m", "celery", "-A", "chatproject"]
     commands = {

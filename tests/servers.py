@@ -64,7 +64,7 @@ def start_daphne(extra_env: dict[str, str] | None = None) -> Daphne:
         [
             sys.executable,
             "-m",
-            "daphne",
+            "chatproject.daphne_uvloop",
             "-b",
             "127.0.0.1",
             "-p",
