@@ -1,10 +1,15 @@
 """/healthz, /readyz and /metrics: for load balancers, orchestrators and Prometheus.
 
-None of them needs a session, CSRF or a team; /healthz touches nothing at all.
+None of them needs a session, CSRF or a team; /healthz touches nothing at all. /metrics
+answers other hosts only with CHAT_METRICS_TOKEN.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -36,4 +41,29 @@ def readyz(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    if not may_scrape(request):
+        response = HttpResponse(
+            "/metrics needs CHAT_METRICS_TOKEN as a bearer token from other hosts\n",
+            status=401,
+            content_type="text/plain",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def may_scrape(request: HttpRequest) -> bool:
+    """The configured bearer token, or a request from this machine that no proxy forwarded
+    (a reverse proxy on the same host would otherwise make every visitor look local)."""
+    token = settings.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack listener
+    return (mapped or address).is_loopback

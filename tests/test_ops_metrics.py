@@ -7,6 +7,7 @@ import urllib.request
 from urllib.error import HTTPError
 
 import pytest
+from django.test import Client, override_settings
 from django_redis import get_redis_connection
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -180,3 +181,25 @@ def test_readyz_answers_in_time_when_a_part_hangs(settings) -> None:
     assert elapsed < 1.5, elapsed
     assert report["status"] == "degraded" and not report["parts"]["redis"]["ok"], report
     assert report["parts"]["shard_0"]["ok"] and report["parts"]["default"]["ok"]
+
+
+def test_metrics_answer_other_hosts_only_with_the_token() -> None:
+    """Breaker keys name the hosts members link to: /metrics is not for the public."""
+    client = Client()
+
+    def status(remote_addr: str, **headers: str) -> int:
+        return client.get("/metrics", REMOTE_ADDR=remote_addr, **headers).status_code
+
+    local = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    assert local.status_code == 200 and b"chat_redis_up" in local.content
+    assert status("::ffff:127.0.0.1") == 200
+    remote = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
+    assert remote.status_code == 401 and remote["WWW-Authenticate"].startswith("Bearer")
+    assert b"CHAT_METRICS_TOKEN" in remote.content
+    # A reverse proxy on this machine makes every visitor's request come from loopback.
+    assert status("127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9") == 401
+    with override_settings(METRICS_TOKEN="s3cret-scrape"):
+        assert status("10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret-scrape") == 200
+        assert status("10.1.2.3", HTTP_AUTHORIZATION="Bearer wrong") == 401
+        assert status("127.0.0.1") == 401  # once a token is set, it is always needed
+    assert client.get("/readyz", REMOTE_ADDR="10.1.2.3").status_code in (200, 503)  # orchestrators need it
