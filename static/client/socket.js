@@ -1,5 +1,7 @@
 // The realtime socket: reconnects with exponential backoff and jitter, catching up from
 // the last event id it saw (`since`); a `resync_required` answer asks for a new boot.
+// It comes back through the latest `reconnect_url` the server sent (no rtm.connect call:
+// a reconnect storm then costs the API nothing), else through a fresh rtm.connect URL.
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
@@ -18,12 +20,14 @@ export class Connection {
     this.pinger = null;
     this.awaitingPong = false;
     this.nextId = 1;
+    this.reconnectUrl = null; // one use, a few minutes: the server renews it while live
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => this.drop());
   }
 
   start(url, cursor) {
     this.cursor = cursor;
+    this.reconnectUrl = null; // from before a resync
     this.open(url);
   }
 
@@ -46,6 +50,8 @@ export class Connection {
         this.attempts = 0;
         this.startPings();
         this.onState('live');
+      } else if (frame.type === 'reconnect_url' && typeof frame.url === 'string') {
+        this.reconnectUrl = frame.url;
       } else if (frame.type === 'pong') {
         this.awaitingPong = false;
       } else if (frame.type === 'error' && frame.error?.code === 'resync_required') {
@@ -130,8 +136,11 @@ export class Connection {
   async reconnect() {
     this.timer = null;
     if (this.live) return;
+    // Spent either way: a refused one (expired, or not the latest) falls back to rtm.connect.
+    const reconnectUrl = this.reconnectUrl;
+    this.reconnectUrl = null;
     try {
-      this.open(await this.connectUrl());
+      this.open(reconnectUrl || (await this.connectUrl()));
     } catch (error) {
       this.scheduleReconnect();
     }
