@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import itertools
 import json
 import math
@@ -52,79 +51,23 @@ from urllib.parse import urlsplit
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-HTTP_TIMEOUT_SECS = 10.0  # a post slower than this is an error; also bounds every wait
+from bench.api_client import HTTP_TIMEOUT_SECS, ApiClient, post_message_text  # noqa: E402
+from bench.probes import STATS_SETTLE_SECS, ServerProbe, db_counters  # noqa: E402
+from bench.stats import percentile  # noqa: E402
+
 MANAGE_TIMEOUT_SECS = 120.0
 SETUP_DEADLINE_SECS = 300.0  # setup waits out rate limits (one-minute windows) at most this long
-STATS_SETTLE_SECS = 1.1  # PostgreSQL backends flush their statistics at most once a second
 START_DELAY_SECS = 0.2  # lets every client thread reach its first sleep before the clock starts
 WARMUP_POSTS = 3  # per client before each phase: opens the connection, warms the server's caches
 TEXT = "bench: the quick brown fox jumps over the lazy dog"
 
 
-# ---------------------------------------------------------------------------- HTTP client
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any]
-    retry_after: float | None
-
-
-class ApiClient:
-    """One keep-alive HTTP/1.1 connection to the Web API, calling with one token."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        parts = urlsplit(base_url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/") + "/api/"
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.connection: http.client.HTTPConnection | None = None
-
-    def call(self, method: str, body: dict[str, Any]) -> Reply:
-        payload = json.dumps(body).encode()
-        for attempt in (1, 2):
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_SECS)
-            try:
-                self.connection.request("POST", self.prefix + method, payload, self.headers)
-                response = self.connection.getresponse()
-                data = response.read()
-            except ConnectionError:
-                # The server closed an idle keep-alive connection: retry once on a new one.
-                self.close()
-                if attempt == 2:
-                    raise
-                continue
-            except BaseException:
-                self.close()
-                raise
-            retry_after = response.getheader("Retry-After")
-            return Reply(response.status, json.loads(data) if data else {}, float(retry_after or 0) or None)
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
-
-
 def post(client: ApiClient, channel: str, n: int) -> str | None:
     """The n-th post of this bench; None when it succeeded, else the error."""
     return post_message_text(client, channel, f"{TEXT} #{n}")
-
-
-def post_message_text(client: ApiClient, channel: str, text: str) -> str | None:
-    """One chat.postMessage; None when it succeeded, else the error."""
-    try:
-        reply = client.call("chat.postMessage", {"channel": channel, "text": text})
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return type(exc).__name__
-    if reply.status == 200 and reply.body.get("ok"):
-        return None
-    return str(reply.body.get("error") or f"http_{reply.status}")
 
 
 # ---------------------------------------------------------------------------- setup
@@ -212,105 +155,6 @@ def create_world(base_url: str, clients: int, channel_count: int) -> World:
     return World(domain, owner, members, ids["hot"], [ids[n] for n in names[1:]])
 
 
-# ---------------------------------------------------------------------------- server processes
-
-
-def _cmdline(process: psutil.Process) -> list[str]:
-    with contextlib.suppress(psutil.Error):
-        return process.cmdline()
-    return []
-
-
-def _port_arg(cmdline: list[str]) -> str | None:
-    for flag in ("-p", "--port"):
-        if flag in cmdline[:-1]:
-            return cmdline[cmdline.index(flag) + 1]
-    return None
-
-
-def _listens_on(process: psutil.Process, port: int) -> bool:
-    with contextlib.suppress(psutil.Error):
-        return any(
-            c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
-            for c in process.net_connections("tcp")
-        )
-    return False
-
-
-class ServerProbe:
-    """CPU time of the server's processes (daphne, Celery, PostgreSQL, Redis) on this machine.
-
-    A group's CPU is its root's own time, plus what its exited children used (the
-    kernel adds that to the root once it reaps them), plus its live descendants': so
-    short-lived PostgreSQL backends are counted too.
-    """
-
-    def __init__(self, http_port: int, db_ports: set[int], redis_port: int | None) -> None:
-        self.groups: dict[str, list[psutil.Process]] = {
-            g: [] for g in ("daphne", "celery", "postgres", "redis")
-        }
-        for process in psutil.process_iter():
-            cmdline = _cmdline(process)
-            text = " ".join(cmdline)
-            # `./run` hands its daphnes a listening socket (--fd) rather than a port.
-            if "daphne" in text and (_port_arg(cmdline) == str(http_port) or _listens_on(process, http_port)):
-                self.groups["daphne"].append(process)
-                with contextlib.suppress(psutil.Error):
-                    launcher = process.parent()
-                    siblings = launcher.children() if launcher and launcher.pid != 1 else []
-                    self.groups["celery"] += [p for p in siblings if "celery" in " ".join(_cmdline(p))]
-            elif (
-                cmdline
-                and cmdline[0].endswith("postgres")
-                and ((port := _port_arg(cmdline)) and int(port) in db_ports)
-            ):
-                self.groups["postgres"].append(process)
-            elif redis_port and "redis-server" in text and f":{redis_port}" in text:
-                self.groups["redis"].append(process)
-        if not self.groups["postgres"]:
-            # A postgres started without -p (a packaged server): find who listens on the port.
-            for process in psutil.process_iter(["name"]):
-                if process.info["name"] == "postgres" and any(_listens_on(process, p) for p in db_ports):
-                    self.groups["postgres"].append(process)
-
-    def found(self) -> list[str]:
-        return [name for name, roots in self.groups.items() if roots]
-
-    def cpu_seconds(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for name, roots in self.groups.items():
-            total = 0.0
-            for root in roots:
-                with contextlib.suppress(psutil.Error):
-                    times = root.cpu_times()
-                    total += times.user + times.system + times.children_user + times.children_system
-                    for child in root.children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            times = child.cpu_times()
-                            total += times.user + times.system
-            if roots:
-                totals[name] = total
-        machine = psutil.cpu_times()
-        totals["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return totals
-
-
-def db_counters() -> dict[str, tuple[int, int]]:
-    """(sessions opened, transactions committed) so far on each database, from pg_stat_database."""
-    from django.db import connections
-
-    counters = {}
-    for alias in connections:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = current_database()"
-            )
-            sessions, commits = cursor.fetchone()
-        counters[alias] = (int(sessions), int(commits))
-    return counters
-
-
 # ---------------------------------------------------------------------------- load phases
 
 
@@ -354,14 +198,6 @@ class PhaseResult:
         if self.skipped:
             counts["not_sent_client_behind"] = self.skipped
         return counts
-
-
-def percentile(sorted_values: list[float], quantile: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, math.ceil(quantile * len(sorted_values)) - 1))
-    return sorted_values[rank]
 
 
 Worker = Callable[[ApiClient, list[Sample]], int]
@@ -643,7 +479,6 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of one post and one reply")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
     import django
 
