@@ -51,12 +51,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness as h  # noqa: E402
+from bench.bulk_team import (  # noqa: E402
+    BenchTeam,
+    ChannelSpec,
+    add_channels,
+    add_members,
+    analyze,
+    bump_boot_version,
+    channel_id_by_name,
+    create_bench_team,
+    issue_tokens,
+    join_channel,
+    mint_ids,
+    user_slack_id,
+)
+from bench.cluster import Cluster, add_server_args  # noqa: E402
+from bench.stats import fmt_ms, quantiles_ms, timed  # noqa: E402
 
 
 @dataclass(frozen=True)
 class World:
-    team: h.BenchTeam
+    team: BenchTeam
     me: int
     token: str
     my_channels: int
@@ -81,13 +96,13 @@ def build(args: argparse.Namespace) -> World:
     from messaging.models import Channel, ChannelMember, Message
 
     rng = random.Random(7)
-    team = h.create_bench_team("boot")
-    members = h.add_members(team, args.members)
+    team = create_bench_team("boot")
+    members = add_members(team, args.members)
     me = members[0]
-    general = h.channel_id_by_name(team, "general")
-    random_channel = h.channel_id_by_name(team, "random")
-    h.join_channel(team, general, members)
-    h.join_channel(team, random_channel, [me, *rng.sample(members[1:], min(len(members) - 1, 500))])
+    general = channel_id_by_name(team, "general")
+    random_channel = channel_id_by_name(team, "random")
+    join_channel(team, general, members)
+    join_channel(team, random_channel, [me, *rng.sample(members[1:], min(len(members) - 1, 500))])
 
     extra = max(0, args.channels - 2)
     mine = max(0, min(extra, args.my_channels - 2))
@@ -98,18 +113,18 @@ def build(args: argparse.Namespace) -> World:
             people.add(me)
         creator = next(iter(people))
         kind = "private" if i % 10 == 9 else "public"
-        specs.append(h.ChannelSpec(f"ch-{i:05d}", kind, sorted(people), creator))
+        specs.append(ChannelSpec(f"ch-{i:05d}", kind, sorted(people), creator))
     for other in members[1 : 1 + args.dms]:
         low, high = sorted((me, other))
-        specs.append(h.ChannelSpec(None, "im", [me, other], None, dm_key=f"{low}-{high}"))
-    created = h.add_channels(team, specs)
+        specs.append(ChannelSpec(None, "im", [me, other], None, dm_key=f"{low}-{high}"))
+    created = add_channels(team, specs)
     my_channel_ids = [general, random_channel, *created[:mine], *created[extra:]]
     members_of = {general: members, random_channel: members[:500]}
     members_of.update({cid: s.member_ids for cid, s in zip(created, specs, strict=True)})
 
     # Messages in the member's conversations: a quarter unread, one in ten mentions them.
     per = args.messages
-    ids = h.mint_ids(team.shard, per * len(my_channel_ids))
+    ids = mint_ids(team.shard, per * len(my_channel_ids))
     base = int((time.time() - 86400) * 1_000_000)
     rows, last = [], {}
     for c, channel_id in enumerate(my_channel_ids):
@@ -124,7 +139,7 @@ def build(args: argparse.Namespace) -> World:
                     channel_id=channel_id,
                     ts=ts,
                     user_id=rng.choice(others),
-                    text=(f"<@{h.user_slack_id(me)}> " if mention else "")
+                    text=(f"<@{user_slack_id(me)}> " if mention else "")
                     + f"message {n} in conversation {c}: the quick brown fox jumps over the lazy dog",
                     mentions=[me] if mention else [],
                 )
@@ -135,9 +150,9 @@ def build(args: argparse.Namespace) -> World:
         for channel_id, (latest, read) in last.items():
             Channel.objects.filter(id=channel_id).update(last_ts=latest, latest_ts=latest)
             ChannelMember.objects.filter(channel_id=channel_id, member_id=me).update(last_read=read)
-    (token,) = h.issue_tokens(team, [me])
-    h.bump_boot_version(team)
-    h.analyze(team)
+    (token,) = issue_tokens(team, [me])
+    bump_boot_version(team)
+    analyze(team)
     return World(team, me, token, len(my_channel_ids), args.members + 2, args.channels)
 
 
@@ -263,7 +278,7 @@ def count_queries(world: World) -> list[tuple[str, dict[str, list[str]]]]:
 
     run("rtm.connect", {})  # fills the token and team-directory caches
     rows = [("rtm.connect", run("rtm.connect", {}))]
-    h.bump_boot_version(world.team)
+    bump_boot_version(world.team)
     rows.append(("rtm.start full, cold", run("rtm.start", {})))
     rows.append(("rtm.start full, cached", run("rtm.start", {})))
     rows.append(("rtm.start lean, cached", run("rtm.start", {"lean": "true"})))
@@ -286,14 +301,14 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=3, help="how many such waves")
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of each counted call")
     parser.add_argument("--quick", action="store_true", help="2,000 members, 400 channels, fewer calls")
-    h.add_server_args(parser, daphnes=1)
+    add_server_args(parser, daphnes=1)
     args = parser.parse_args()
     if args.quick:
         args.members, args.channels = 2_000, 400
         args.connect_calls, args.cold_calls, args.cached_calls = 100, 5, 20
 
-    with h.Cluster.from_args(args) as cluster:
-        with h.timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
+    with Cluster.from_args(args) as cluster:
+        with timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
             world = build(args)
         print(
             f"team {world.team.domain} on {world.team.shard}; the measured member is in "
@@ -304,7 +319,7 @@ def main() -> None:
         zipped = RawClient(cluster.daphnes[0].http, world.token, accept_gzip=True)
 
         def bump() -> None:
-            h.bump_boot_version(world.team)
+            bump_boot_version(world.team)
 
         timings = []
         try:
@@ -351,10 +366,10 @@ def main() -> None:
             f"{'gzip -9':>10}  payload"
         )
         for t in timings:
-            p50, p99, worst = h.quantiles_ms(t.secs)
+            p50, p99, worst = quantiles_ms(t.secs)
             errors = f" ({t.errors} errors)" if t.errors else ""
             print(
-                f"{t.label:<36}{len(t.secs):>6}{h.fmt_ms(p50):>9}{h.fmt_ms(p99):>9}{h.fmt_ms(worst):>9}"
+                f"{t.label:<36}{len(t.secs):>6}{fmt_ms(p50):>9}{fmt_ms(p99):>9}{fmt_ms(worst):>9}"
                 f"{t.size:>11,}{t.wire_size:>11,}{t.gzip_size:>10,}  {t.shape}{errors}"
             )
         print()

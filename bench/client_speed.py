@@ -18,7 +18,7 @@ channel of --big-messages messages. Then, in Debian's chromium driven by Playwri
                           requests made are printed (it must not load them all)
 
 Starts the embedded PostgreSQL and Redis of its own data dir and one daphne with rate
-limits off (see bench/harness.py), and stops what it started.
+limits off (see bench/cluster.py), and stops what it started.
 """
 
 from __future__ import annotations
@@ -34,7 +34,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness as h  # noqa: E402
+from bench.bulk_team import (  # noqa: E402
+    BenchTeam,
+    ChannelSpec,
+    add_channels,
+    add_members,
+    bump_boot_version,
+    channel_id_by_name,
+    create_bench_team,
+    join_channel,
+    mint_ids,
+    slack_channel_id,
+)
+from bench.cluster import Cluster, add_server_args  # noqa: E402
+from bench.stats import timed  # noqa: E402
 
 SWITCH_JS = """async ([id, marker]) => {
   const started = performance.now();
@@ -53,32 +66,32 @@ SWITCH_JS = """async ([id, marker]) => {
 }"""
 
 
-def build(args: argparse.Namespace) -> tuple[h.BenchTeam, list[tuple[str, str]], str]:
+def build(args: argparse.Namespace) -> tuple[BenchTeam, list[tuple[str, str]], str]:
     """The team; returns it, the measured member's (channel id, marker) list, and the big channel."""
     from chatproject.dbrouter import on_shard
     from messaging.models import Channel, Message
 
     rng = random.Random(11)
-    team = h.create_bench_team("client")
+    team = create_bench_team("client")
     me = team.owner_id
-    members = h.add_members(team, args.members)
-    general = h.channel_id_by_name(team, "general")
-    h.join_channel(team, general, members)
+    members = add_members(team, args.members)
+    general = channel_id_by_name(team, "general")
+    join_channel(team, general, members)
     specs = []
     for i in range(args.channels - 2):
         people = set(rng.sample(members, args.channel_members))
         if i < args.my_channels:
             people.add(me)
-        specs.append(h.ChannelSpec(f"ch-{i:05d}", "private" if i % 10 == 9 else "public", sorted(people), me))
-    specs.append(h.ChannelSpec("big", "public", [me, *members[:20]], me))
+        specs.append(ChannelSpec(f"ch-{i:05d}", "private" if i % 10 == 9 else "public", sorted(people), me))
+    specs.append(ChannelSpec("big", "public", [me, *members[:20]], me))
     for other in members[: args.dms]:
         low, high = sorted((me, other))
-        specs.append(h.ChannelSpec(None, "im", [me, other], None, dm_key=f"{low}-{high}"))
-    created = h.add_channels(team, specs)
+        specs.append(ChannelSpec(None, "im", [me, other], None, dm_key=f"{low}-{high}"))
+    created = add_channels(team, specs)
     mine = [general, *created[: args.my_channels], *created[len(specs) - args.dms :]]
     big = created[args.channels - 2]
     counts = {c: args.messages for c in mine} | {big: args.big_messages}
-    ids = iter(h.mint_ids(team.shard, sum(counts.values())))
+    ids = iter(mint_ids(team.shard, sum(counts.values())))
     base = int((time.time() - 3 * 86400) * 1_000_000)
     rows, latest = [], {}
     for c, (channel_id, count) in enumerate(counts.items()):
@@ -100,14 +113,14 @@ def build(args: argparse.Namespace) -> tuple[h.BenchTeam, list[tuple[str, str]],
         Message.objects.bulk_create(rows, batch_size=5000)
         for channel_id, ts in latest.items():
             Channel.objects.filter(id=channel_id).update(last_ts=ts, latest_ts=ts)
-    h.bump_boot_version(team)
+    bump_boot_version(team)
     switch_targets = [
-        (h.slack_channel_id(c, private=i % 10 == 9), f"mark-{c}") for i, c in enumerate(created[:20])
+        (slack_channel_id(c, private=i % 10 == 9), f"mark-{c}") for i, c in enumerate(created[:20])
     ]
-    return team, [t for t in switch_targets if t[0].startswith("C")], h.slack_channel_id(big)
+    return team, [t for t in switch_targets if t[0].startswith("C")], slack_channel_id(big)
 
 
-def session_cookie(team: h.BenchTeam) -> dict[str, str]:
+def session_cookie(team: BenchTeam) -> dict[str, str]:
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
@@ -256,12 +269,12 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where the switches spend CPU")
-    h.add_server_args(parser, daphnes=1)
+    add_server_args(parser, daphnes=1)
     args = parser.parse_args()
     if args.quick:
         args.members, args.channels, args.loads = 2_000, 400, 5
-    with h.Cluster.from_args(args) as cluster:
-        with h.timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
+    with Cluster.from_args(args) as cluster:
+        with timed(f"team with {args.members} members, {args.channels} channels (bulk ORM)"):
             team, targets, big = build(args)
         print(f"team {team.domain}: the owner is in {args.my_channels + 1} channels and {args.dms} DMs")
         measure(cluster.daphnes[0].http, session_cookie(team), targets, big, args)

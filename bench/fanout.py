@@ -53,7 +53,28 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness as h  # noqa: E402
+from bench.bulk_team import (  # noqa: E402
+    BenchTeam,
+    ChannelSpec,
+    add_channels,
+    add_members,
+    bump_boot_version,
+    create_bench_team,
+    issue_tokens,
+    slack_channel_id,
+)
+from bench.cluster import Cluster, Daphne, add_server_args  # noqa: E402
+from bench.posting import paced_posts, serial_posts  # noqa: E402
+from bench.probes import CpuMeter, format_cpu  # noqa: E402
+from bench.receivers import (  # noqa: E402
+    Receivers,
+    describe_error_samples,
+    merge_counters,
+    socket_specs,
+    wait_for_delivery,
+    wait_for_quiet,
+)
+from bench.stats import Hist, fmt_ms, quantiles_ms, timed  # noqa: E402
 
 
 @dataclass
@@ -72,7 +93,7 @@ class StepResult:
     delivered: int
     dupes: int
     complete_sockets: int
-    hist: h.Hist
+    hist: Hist
     drain_secs: float
     cpu: dict[str, float]
     closes: dict[str, int]
@@ -107,9 +128,9 @@ class StepResult:
 
 def run_step(
     args: argparse.Namespace,
-    cluster: h.Cluster,
-    receivers: h.Receivers,
-    team: h.BenchTeam,
+    cluster: Cluster,
+    receivers: Receivers,
+    team: BenchTeam,
     channel: str,
     rate: float,
     seconds: float,
@@ -120,16 +141,16 @@ def run_step(
     receivers.call("phase", tag=tag, want=planned)
     # Enough connections that posts taking ~500 ms each still leave at the offered rate.
     threads = args.post_threads or max(8, min(64, math.ceil(rate / 2)))
-    meter = h.CpuMeter(cluster.probe(), receivers.pids)  # the daphnes may have been restarted
+    meter = CpuMeter(cluster.probe(), receivers.pids)  # the daphnes may have been restarted
     meter.start()
-    posts = h.paced_posts(post_urls(args, cluster), team.owner_token, channel, tag, rate, seconds, threads)
+    posts = paced_posts(post_urls(args, cluster), team.owner_token, channel, tag, rate, seconds, threads)
     expected = posts.ok * args.sockets
-    delivered, last_arrival = h.wait_for_delivery(receivers, expected, args.stall_secs, args.drain_secs)
+    delivered, last_arrival = wait_for_delivery(receivers, expected, args.stall_secs, args.drain_secs)
     # Cut off by --drain-secs while messages were still arriving: a backlog, not (yet) a loss.
     still_arriving = delivered < expected and time.monotonic() - last_arrival < args.stall_secs
     cpu = meter.stop()
     replies = receivers.call("collect")
-    hist = h.Hist()
+    hist = Hist()
     for reply in replies:
         hist.merge(reply["hist"])
     return StepResult(
@@ -150,28 +171,28 @@ def run_step(
         hist=hist,
         drain_secs=max(0.0, last_arrival - posts.last_done) if delivered else float("nan"),
         cpu=cpu,
-        closes=dict(h.merge_counters(replies, "closes")),
-        error_lines=h.describe_error_samples(replies, team),
+        closes=dict(merge_counters(replies, "closes")),
+        error_lines=describe_error_samples(replies, team),
         still_arriving=still_arriving,
     )
 
 
-def socket_daphnes(args: argparse.Namespace, cluster: h.Cluster) -> list[h.Daphne]:
+def socket_daphnes(args: argparse.Namespace, cluster: Cluster) -> list[Daphne]:
     return cluster.daphnes[:-1] if args.api_daphne else cluster.daphnes
 
 
-def post_urls(args: argparse.Namespace, cluster: h.Cluster) -> list[str]:
+def post_urls(args: argparse.Namespace, cluster: Cluster) -> list[str]:
     """Posts go to the API-only daphne with --api-daphne, else round-robin to all."""
     return [cluster.daphnes[-1].http] if args.api_daphne else [d.http for d in cluster.daphnes]
 
 
-def connect_all(args: argparse.Namespace, receivers: h.Receivers) -> int:
+def connect_all(args: argparse.Namespace, receivers: Receivers) -> int:
     """Boot and open every socket (a failed attempt is retried twice); returns how many never did."""
     started = time.monotonic()
     replies = receivers.call("connect", concurrency=args.connect_concurrency)
-    errors = h.merge_counters(replies, "errors")
+    errors = merge_counters(replies, "errors")
     failed = sum(r["failed"] for r in replies)
-    p50, p99, _ = h.quantiles_ms([t for r in replies for t in r["times"]])
+    p50, p99, _ = quantiles_ms([t for r in replies for t in r["times"]])
     print(
         f"connected {args.sockets - failed}/{args.sockets} sockets over "
         f"{len(receivers.pids)} receiver processes in {time.monotonic() - started:.1f} s "
@@ -194,14 +215,14 @@ def print_table(results: list[StepResult], keep_up_ms: float) -> None:
         verdict = r.verdict(keep_up_ms)
         print(
             f"{r.rate:>7g}{r.post_rate:>9.1f}{f'{r.delivered}/{r.expected}':>24}{pct:>8.2f}"
-            f"{h.fmt_ms(r.hist.quantile(0.5)):>9}{h.fmt_ms(r.hist.quantile(0.99)):>9}"
-            f"{h.fmt_ms(r.hist.quantile(1.0)):>9}{h.fmt_ms(r.call_p50):>9}{h.fmt_ms(r.call_p99):>9}"
+            f"{fmt_ms(r.hist.quantile(0.5)):>9}{fmt_ms(r.hist.quantile(0.99)):>9}"
+            f"{fmt_ms(r.hist.quantile(1.0)):>9}{fmt_ms(r.call_p50):>9}{fmt_ms(r.call_p99):>9}"
             f"{r.drain_secs:>8.1f}  {verdict}"
         )
     print()
     print("CPU % of one core over each run (posting + drain):")
     for r in results:
-        print(f"{r.rate:>7g}/s  {h.format_cpu(r.cpu)}")
+        print(f"{r.rate:>7g}/s  {format_cpu(r.cpu)}")
     notes = []
     for r in results:
         if r.post_errors:
@@ -249,33 +270,33 @@ def main() -> None:
         help="start one more daphne that only takes the posts (no sockets on it)",
     )
     parser.add_argument("--quick", action="store_true", help="200 sockets, 10 s (find-max: 5 s steps)")
-    h.add_server_args(parser, daphnes=2)
+    add_server_args(parser, daphnes=2)
     args = parser.parse_args()
     if args.quick:
         args.sockets, args.seconds, args.step_seconds = 200, 10.0, 5.0
 
     daphnes = args.daphnes + (1 if args.api_daphne else 0)
-    with h.Cluster.from_args(args, daphnes) as cluster:
-        with h.timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
-            team = h.create_bench_team("fanout")
-            members = h.add_members(team, args.sockets)
-            (channel_id,) = h.add_channels(
-                team, [h.ChannelSpec("fanout", "public", [team.owner_id, *members], team.owner_id)]
+    with Cluster.from_args(args, daphnes) as cluster:
+        with timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
+            team = create_bench_team("fanout")
+            members = add_members(team, args.sockets)
+            (channel_id,) = add_channels(
+                team, [ChannelSpec("fanout", "public", [team.owner_id, *members], team.owner_id)]
             )
-            tokens = h.issue_tokens(team, members)
-            h.bump_boot_version(team)
-        channel = h.slack_channel_id(channel_id)
-        specs = h.socket_specs(tokens, socket_daphnes(args, cluster))
-        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
+            tokens = issue_tokens(team, members)
+            bump_boot_version(team)
+        channel = slack_channel_id(channel_id)
+        specs = socket_specs(tokens, socket_daphnes(args, cluster))
+        with Receivers(specs, args.receivers, args.sample_every) as receivers:
             if connect_all(args, receivers):
                 raise SystemExit("not every socket connected; see the daphne logs under the data dir")
 
             # Warm up: every socket must see a few posts before the clock starts.
             receivers.call("phase", tag="warmup", want=3)
-            warm = h.serial_posts(cluster.daphnes[0].http, team.owner_token, channel, "warmup", 3)
-            got, _ = h.wait_for_delivery(receivers, warm.ok * args.sockets, 10.0, 60.0)
+            warm = serial_posts(cluster.daphnes[0].http, team.owner_token, channel, "warmup", 3)
+            got, _ = wait_for_delivery(receivers, warm.ok * args.sockets, 10.0, 60.0)
             print(f"warm-up: {got}/{warm.ok * args.sockets} delivered", flush=True)
-            h.wait_for_quiet(receivers, 1.0, 30.0)
+            wait_for_quiet(receivers, 1.0, 30.0)
 
             rates = [float(r) for r in args.rates.split(",")] if args.find_max else [args.rate]
             seconds = args.step_seconds if args.find_max else args.seconds
@@ -290,8 +311,8 @@ def main() -> None:
                 results.append(result)
                 p50, p99 = result.hist.quantile(0.5), result.hist.quantile(0.99)
                 print(
-                    f"  delivered {result.delivered}/{result.expected}, p50 {h.fmt_ms(p50)} ms, "
-                    f"p99 {h.fmt_ms(p99)} ms, posted {result.post_rate:.1f}/s: "
+                    f"  delivered {result.delivered}/{result.expected}, p50 {fmt_ms(p50)} ms, "
+                    f"p99 {fmt_ms(p99)} ms, posted {result.post_rate:.1f}/s: "
                     f"{result.verdict(args.keep_up_ms)}",
                     flush=True,
                 )
@@ -311,9 +332,9 @@ def main() -> None:
                             print("  stopping: not every socket reconnected", flush=True)
                             break
                         receivers.call("phase", tag="warmup", want=1)
-                        h.serial_posts(post_urls(args, cluster)[0], team.owner_token, channel, "warmup", 1)
-                        h.wait_for_delivery(receivers, args.sockets, 10.0, 60.0)
-                h.wait_for_quiet(receivers, 2.0, 60.0)
+                        serial_posts(post_urls(args, cluster)[0], team.owner_token, channel, "warmup", 1)
+                        wait_for_delivery(receivers, args.sockets, 10.0, 60.0)
+                wait_for_quiet(receivers, 2.0, 60.0)
 
         print_table(results, args.keep_up_ms)
         if args.find_max:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
-from bench.harness import setup_embedded_django  # noqa: E402
+from bench.cluster import setup_embedded_django  # noqa: E402
 from bench.slack_export_gen import generate  # noqa: E402
 
 

@@ -31,20 +31,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import itertools
 import json
-import math
 import os
 import secrets
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,79 +46,15 @@ from urllib.parse import urlsplit
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-HTTP_TIMEOUT_SECS = 10.0  # a post slower than this is an error; also bounds every wait
+from bench.api_client import ApiClient  # noqa: E402
+from bench.post_phases import TEXT, PhaseResult, run_phase  # noqa: E402
+from bench.probes import ServerProbe  # noqa: E402
+
 MANAGE_TIMEOUT_SECS = 120.0
 SETUP_DEADLINE_SECS = 300.0  # setup waits out rate limits (one-minute windows) at most this long
-STATS_SETTLE_SECS = 1.1  # PostgreSQL backends flush their statistics at most once a second
-START_DELAY_SECS = 0.2  # lets every client thread reach its first sleep before the clock starts
-WARMUP_POSTS = 3  # per client before each phase: opens the connection, warms the server's caches
-TEXT = "bench: the quick brown fox jumps over the lazy dog"
-
-
-# ---------------------------------------------------------------------------- HTTP client
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any]
-    retry_after: float | None
-
-
-class ApiClient:
-    """One keep-alive HTTP/1.1 connection to the Web API, calling with one token."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        parts = urlsplit(base_url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/") + "/api/"
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.connection: http.client.HTTPConnection | None = None
-
-    def call(self, method: str, body: dict[str, Any]) -> Reply:
-        payload = json.dumps(body).encode()
-        for attempt in (1, 2):
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_SECS)
-            try:
-                self.connection.request("POST", self.prefix + method, payload, self.headers)
-                response = self.connection.getresponse()
-                data = response.read()
-            except ConnectionError:
-                # The server closed an idle keep-alive connection: retry once on a new one.
-                self.close()
-                if attempt == 2:
-                    raise
-                continue
-            except BaseException:
-                self.close()
-                raise
-            retry_after = response.getheader("Retry-After")
-            return Reply(response.status, json.loads(data) if data else {}, float(retry_after or 0) or None)
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
-
-
-def post(client: ApiClient, channel: str, n: int) -> str | None:
-    """The n-th post of this bench; None when it succeeded, else the error."""
-    return post_message_text(client, channel, f"{TEXT} #{n}")
-
-
-def post_message_text(client: ApiClient, channel: str, text: str) -> str | None:
-    """One chat.postMessage; None when it succeeded, else the error."""
-    try:
-        reply = client.call("chat.postMessage", {"channel": channel, "text": text})
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return type(exc).__name__
-    if reply.status == 200 and reply.body.get("ok"):
-        return None
-    return str(reply.body.get("error") or f"http_{reply.status}")
 
 
 # ---------------------------------------------------------------------------- setup
@@ -210,269 +140,6 @@ def create_world(base_url: str, clients: int, channel_count: int) -> World:
     with ThreadPoolExecutor(max_workers=len(makers)) as pool:
         list(pool.map(make, makers))
     return World(domain, owner, members, ids["hot"], [ids[n] for n in names[1:]])
-
-
-# ---------------------------------------------------------------------------- server processes
-
-
-def _cmdline(process: psutil.Process) -> list[str]:
-    with contextlib.suppress(psutil.Error):
-        return process.cmdline()
-    return []
-
-
-def _port_arg(cmdline: list[str]) -> str | None:
-    for flag in ("-p", "--port"):
-        if flag in cmdline[:-1]:
-            return cmdline[cmdline.index(flag) + 1]
-    return None
-
-
-def _listens_on(process: psutil.Process, port: int) -> bool:
-    with contextlib.suppress(psutil.Error):
-        return any(
-            c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
-            for c in process.net_connections("tcp")
-        )
-    return False
-
-
-class ServerProbe:
-    """CPU time of the server's processes (daphne, Celery, PostgreSQL, Redis) on this machine.
-
-    A group's CPU is its root's own time, plus what its exited children used (the
-    kernel adds that to the root once it reaps them), plus its live descendants': so
-    short-lived PostgreSQL backends are counted too.
-    """
-
-    def __init__(self, http_port: int, db_ports: set[int], redis_port: int | None) -> None:
-        self.groups: dict[str, list[psutil.Process]] = {
-            g: [] for g in ("daphne", "celery", "postgres", "redis")
-        }
-        for process in psutil.process_iter():
-            cmdline = _cmdline(process)
-            text = " ".join(cmdline)
-            # `./run` hands its daphnes a listening socket (--fd) rather than a port.
-            if "daphne" in text and (_port_arg(cmdline) == str(http_port) or _listens_on(process, http_port)):
-                self.groups["daphne"].append(process)
-                with contextlib.suppress(psutil.Error):
-                    launcher = process.parent()
-                    siblings = launcher.children() if launcher and launcher.pid != 1 else []
-                    self.groups["celery"] += [p for p in siblings if "celery" in " ".join(_cmdline(p))]
-            elif (
-                cmdline
-                and cmdline[0].endswith("postgres")
-                and ((port := _port_arg(cmdline)) and int(port) in db_ports)
-            ):
-                self.groups["postgres"].append(process)
-            elif redis_port and "redis-server" in text and f":{redis_port}" in text:
-                self.groups["redis"].append(process)
-        if not self.groups["postgres"]:
-            # A postgres started without -p (a packaged server): find who listens on the port.
-            for process in psutil.process_iter(["name"]):
-                if process.info["name"] == "postgres" and any(_listens_on(process, p) for p in db_ports):
-                    self.groups["postgres"].append(process)
-
-    def found(self) -> list[str]:
-        return [name for name, roots in self.groups.items() if roots]
-
-    def cpu_seconds(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for name, roots in self.groups.items():
-            total = 0.0
-            for root in roots:
-                with contextlib.suppress(psutil.Error):
-                    times = root.cpu_times()
-                    total += times.user + times.system + times.children_user + times.children_system
-                    for child in root.children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            times = child.cpu_times()
-                            total += times.user + times.system
-            if roots:
-                totals[name] = total
-        machine = psutil.cpu_times()
-        totals["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return totals
-
-
-def db_counters() -> dict[str, tuple[int, int]]:
-    """(sessions opened, transactions committed) so far on each database, from pg_stat_database."""
-    from django.db import connections
-
-    counters = {}
-    for alias in connections:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = current_database()"
-            )
-            sessions, commits = cursor.fetchone()
-        counters[alias] = (int(sessions), int(commits))
-    return counters
-
-
-# ---------------------------------------------------------------------------- load phases
-
-
-@dataclass(frozen=True)
-class Sample:
-    due: float  # when the post was due (paced) or sent (max)
-    sent: float
-    done: float
-    error: str | None
-
-
-@dataclass
-class PhaseResult:
-    label: str
-    paced: bool
-    samples: list[Sample]
-    start: float
-    skipped: int  # paced posts never sent because the client was still waiting for earlier ones
-    cpu_pct: dict[str, float] = field(default_factory=dict)  # 100 = one core
-    db_per_post: dict[str, tuple[float, float]] = field(default_factory=dict)  # sessions, commits
-
-    @property
-    def ok(self) -> list[Sample]:
-        return [s for s in self.samples if s.error is None]
-
-    @property
-    def posts_per_sec(self) -> float:
-        ok = self.ok
-        return len(ok) / (max(s.done for s in ok) - self.start) if ok else 0.0
-
-    def latency_ms(self, quantile: float) -> float:
-        values = sorted((s.done - s.due) * 1000 for s in self.ok)
-        return percentile(values, quantile)
-
-    def send_lag_ms(self, quantile: float) -> float:
-        return percentile(sorted((s.sent - s.due) * 1000 for s in self.samples), quantile)
-
-    @property
-    def errors(self) -> Counter[str]:
-        counts = Counter(s.error for s in self.samples if s.error is not None)
-        if self.skipped:
-            counts["not_sent_client_behind"] = self.skipped
-        return counts
-
-
-def percentile(sorted_values: list[float], quantile: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, math.ceil(quantile * len(sorted_values)) - 1))
-    return sorted_values[rank]
-
-
-Worker = Callable[[ApiClient, list[Sample]], int]
-
-
-def paced_workers(
-    channels: list[str], clients: int, rate: float, start: float, end: float
-) -> Iterator[Worker]:
-    """Post n is due at start + n/rate and belongs to client n % clients."""
-
-    def worker(index: int) -> Worker:
-        def run(client: ApiClient, out: list[Sample]) -> int:
-            for n in itertools.count(index, clients):
-                due = start + n / rate
-                if due >= end:
-                    return 0
-                now = time.perf_counter()
-                if now > end + HTTP_TIMEOUT_SECS:  # hopelessly behind: count the rest, stop
-                    return len(range(n, math.ceil((end - start) * rate), clients))
-                if due > now:
-                    time.sleep(due - now)
-                sent = time.perf_counter()
-                error = post(client, channels[n % len(channels)], n)
-                out.append(Sample(due, sent, time.perf_counter(), error))
-            return 0
-
-        return run
-
-    return (worker(i) for i in range(clients))
-
-
-def max_workers(channels: list[str], clients: int, end: float) -> Iterator[Worker]:
-    counter = itertools.count()  # next() on it is atomic under the GIL
-
-    def run(client: ApiClient, out: list[Sample]) -> int:
-        while (sent := time.perf_counter()) < end:
-            n = next(counter)
-            error = post(client, channels[n % len(channels)], n)
-            out.append(Sample(sent, sent, time.perf_counter(), error))
-        return 0
-
-    return (run for _ in range(clients))
-
-
-def run_phase(
-    label: str,
-    clients: list[ApiClient],
-    channels: list[str],
-    seconds: float,
-    rate: float | None,
-    probe: ServerProbe | None,
-) -> PhaseResult:
-    for i, client in enumerate(clients):  # open every connection and warm the server
-        for n in range(WARMUP_POSTS):
-            post(client, channels[(i + n) % len(channels)], -1)
-    db_before = db_counters()
-    start = time.perf_counter() + START_DELAY_SECS
-    end = start + seconds
-    workers = (
-        paced_workers(channels, len(clients), rate, start, end)
-        if rate
-        else max_workers(channels, len(clients), end)
-    )
-    outs: list[list[Sample]] = [[] for _ in clients]
-    skipped: list[int] = []
-
-    def run(worker: Worker, client: ApiClient, out: list[Sample]) -> None:
-        if not rate:
-            time.sleep(max(0.0, start - time.perf_counter()))
-        skipped.append(worker(client, out))
-
-    threads = [
-        threading.Thread(target=run, args=(w, c, o), daemon=True)
-        for w, c, o in zip(workers, clients, outs, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(max(0.0, start - time.perf_counter()))
-    cpu_before, client_before, wall_before = (
-        probe.cpu_seconds() if probe else {},
-        os.times(),
-        time.perf_counter(),
-    )
-    join_deadline = end + 2 * HTTP_TIMEOUT_SECS + 1
-    for thread in threads:
-        thread.join(timeout=max(0.0, join_deadline - time.perf_counter()))
-    wall = time.perf_counter() - wall_before
-    client_after = os.times()
-    cpu_after = probe.cpu_seconds() if probe else {}
-    samples = [s for out in outs for s in out]
-    result = PhaseResult(label, bool(rate), samples, start, sum(skipped))
-    result.cpu_pct = {name: (cpu_after[name] - cpu_before[name]) / wall * 100 for name in cpu_after}
-    client_cpu = (client_after.user + client_after.system) - (client_before.user + client_before.system)
-    result.cpu_pct["client"] = client_cpu / wall * 100
-    # Whatever else runs on the machine competes for the same cores: show it.
-    result.cpu_pct["other"] = result.cpu_pct["machine"] - sum(
-        v for k, v in result.cpu_pct.items() if k != "machine"
-    )
-    time.sleep(STATS_SETTLE_SECS)
-    db_after = db_counters()
-    posts = max(1, len(samples))
-    result.db_per_post = {
-        alias: (
-            (db_after[alias][0] - db_before[alias][0]) / posts,
-            (db_after[alias][1] - db_before[alias][1]) / posts,
-        )
-        for alias in db_after
-    }
-    if any(t.is_alive() for t in threads):
-        print(f"  {label}: some clients were still waiting at the deadline", file=sys.stderr)
-    return result
 
 
 # ---------------------------------------------------------------------------- SQL per post
@@ -643,7 +310,6 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of one post and one reply")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
     import django
 

@@ -44,7 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness as h  # noqa: E402
+from bench.bulk_team import BenchTeam, add_members, create_bench_team, issue_tokens, user_slack_id  # noqa: E402
+from bench.cluster import Cluster, add_server_args  # noqa: E402
+from bench.probes import ServerProbe  # noqa: E402
+from bench.receivers import Receivers, merge_counters, socket_specs, wait_for_quiet  # noqa: E402
+from bench.stats import timed  # noqa: E402
 
 SERVER_GROUPS = ("daphne", "redis", "postgres")
 
@@ -67,11 +71,11 @@ class Phase:
 def run_phase(
     label: str,
     args: argparse.Namespace,
-    team: h.BenchTeam,
+    team: BenchTeam,
     members: list[int],
     subscribers: dict[int, int],
-    receivers: h.Receivers,
-    probe: h.ServerProbe,
+    receivers: Receivers,
+    probe: ServerProbe,
     broadcast: bool,
     change_pct: float,
     away: set[int],
@@ -132,7 +136,7 @@ def run_phase(
     )
 
 
-def wait_for_entries(receivers: h.Receivers, expected: int, stall_secs: float = 10.0) -> list[dict[str, Any]]:
+def wait_for_entries(receivers: Receivers, expected: int, stall_secs: float = 10.0) -> list[dict[str, Any]]:
     """The receivers' progress once `expected` presence entries arrived, or none arrived
     for `stall_secs` (a loaded machine may hold a batch back for seconds)."""
     last, since = -1, time.monotonic()
@@ -157,17 +161,17 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=4, help="receiver processes")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="per receiver process")
     parser.add_argument("--quick", action="store_true", help="500 online, 20 s phases")
-    h.add_server_args(parser, daphnes=2)
+    add_server_args(parser, daphnes=2)
     args = parser.parse_args()
     if args.quick:
         args.online, args.secs = 500, 20.0
 
-    with h.Cluster.from_args(args) as cluster:
-        with h.timed(f"team with {args.online} members and their tokens (bulk ORM)"):
-            team = h.create_bench_team("presence")
-            members = h.add_members(team, args.online)
-            tokens = h.issue_tokens(team, members)
-        specs = h.socket_specs(tokens, cluster.daphnes, {"batch_presence_aware": True})
+    with Cluster.from_args(args) as cluster:
+        with timed(f"team with {args.online} members and their tokens (bulk ORM)"):
+            team = create_bench_team("presence")
+            members = add_members(team, args.online)
+            tokens = issue_tokens(team, members)
+        specs = socket_specs(tokens, cluster.daphnes, {"batch_presence_aware": True})
         rng = random.Random(11)
         subscriptions = {
             i: rng.sample([m for m in members if m != member], min(args.subs, len(members) - 1))
@@ -177,20 +181,18 @@ def main() -> None:
         for wanted in subscriptions.values():
             for member in wanted:
                 subscribers[member] = subscribers.get(member, 0) + 1
-        with h.Receivers(specs, args.receivers) as receivers:
-            with h.timed(f"opening {len(specs)} sockets"):
+        with Receivers(specs, args.receivers) as receivers:
+            with timed(f"opening {len(specs)} sockets"):
                 replies = receivers.call("connect", concurrency=args.connect_concurrency)
             failed = sum(r["failed"] for r in replies)
             if failed:
-                raise SystemExit(
-                    f"{failed} sockets did not open: {dict(h.merge_counters(replies, 'errors'))}"
-                )
-            with h.timed(f"presence_sub of {args.subs} members on every socket, and their answers"):
+                raise SystemExit(f"{failed} sockets did not open: {dict(merge_counters(replies, 'errors'))}")
+            with timed(f"presence_sub of {args.subs} members on every socket, and their answers"):
                 receivers.call("phase", tag="presence", want=0)
                 receivers.call(
                     "send",
                     frames={
-                        i: {"type": "presence_sub", "ids": [h.user_slack_id(m) for m in wanted]}
+                        i: {"type": "presence_sub", "ids": [user_slack_id(m) for m in wanted]}
                         for i, wanted in subscriptions.items()
                     },
                 )
@@ -201,16 +203,16 @@ def main() -> None:
                     if sum(r["presence_entries"] for r in receivers.call("progress")) >= answers:
                         break
                     time.sleep(0.25)
-                h.wait_for_quiet(receivers, quiet_secs=1.0)
+                wait_for_quiet(receivers, quiet_secs=1.0)
             probe = cluster.probe()
             away: set[int] = set()  # members set away by the bench, across phases
             phases = [
                 run_phase(label, args, team, members, subscribers, receivers, probe, False, pct, away)
                 for label, pct in (("idle", 0.0), ("subscribed", args.change_pct))
             ]
-            with h.timed("dropping every subscription (presence_sub [])"):
+            with timed("dropping every subscription (presence_sub [])"):
                 receivers.call("send", frames={i: {"type": "presence_sub", "ids": []} for i in subscriptions})
-                h.wait_for_quiet(receivers, quiet_secs=2.0)
+                wait_for_quiet(receivers, quiet_secs=2.0)
             phases.append(
                 run_phase(
                     "broadcast",
@@ -225,7 +227,7 @@ def main() -> None:
                     away,
                 )
             )
-            closes = h.merge_counters(receivers.call("collect"), "closes")
+            closes = merge_counters(receivers.call("collect"), "closes")
 
         print()
         print(

@@ -47,7 +47,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import harness as h  # noqa: E402
+from bench.bulk_team import (  # noqa: E402
+    ChannelSpec,
+    add_channels,
+    add_members,
+    bump_boot_version,
+    create_bench_team,
+    issue_tokens,
+    slack_channel_id,
+)
+from bench.cluster import Cluster, add_server_args  # noqa: E402
+from bench.posting import serial_posts  # noqa: E402
+from bench.probes import STATS_SETTLE_SECS, CpuMeter, db_counters, format_cpu  # noqa: E402
+from bench.receivers import (  # noqa: E402
+    Receivers,
+    describe_error_samples,
+    merge_counters,
+    socket_specs,
+    wait_for_delivery,
+    wait_for_quiet,
+)
+from bench.stats import percentile, quantiles_ms, timed  # noqa: E402
 
 
 def statement_calls() -> dict[str, int] | None:
@@ -108,27 +128,27 @@ def main() -> None:
         action="store_true",
         help="reconnect through rtm.connect even where the server sent a reconnect_url",
     )
-    h.add_server_args(parser, daphnes=2)
+    add_server_args(parser, daphnes=2)
     args = parser.parse_args()
     if args.quick:
         args.sockets = 300
 
-    with h.Cluster.from_args(args) as cluster:
-        with h.timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
-            team = h.create_bench_team("reconnect")
-            members = h.add_members(team, args.sockets)
-            (channel_id,) = h.add_channels(
-                team, [h.ChannelSpec("storm", "public", [team.owner_id, *members], team.owner_id)]
+    with Cluster.from_args(args) as cluster:
+        with timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
+            team = create_bench_team("reconnect")
+            members = add_members(team, args.sockets)
+            (channel_id,) = add_channels(
+                team, [ChannelSpec("storm", "public", [team.owner_id, *members], team.owner_id)]
             )
-            tokens = h.issue_tokens(team, members)
-            h.bump_boot_version(team)
-        channel = h.slack_channel_id(channel_id)
+            tokens = issue_tokens(team, members)
+            bump_boot_version(team)
+        channel = slack_channel_id(channel_id)
         post_url = cluster.daphnes[0].http
-        specs = h.socket_specs(tokens, cluster.daphnes)
-        with h.Receivers(specs, args.receivers, args.sample_every) as receivers:
+        specs = socket_specs(tokens, cluster.daphnes)
+        with Receivers(specs, args.receivers, args.sample_every) as receivers:
             started = time.monotonic()
             replies = receivers.call("connect", concurrency=args.connect_concurrency)
-            errors = h.merge_counters(replies, "errors")
+            errors = merge_counters(replies, "errors")
             failed = sum(r["failed"] for r in replies)
             print(
                 f"connected {args.sockets - failed}/{args.sockets} sockets over "
@@ -140,16 +160,16 @@ def main() -> None:
                 raise SystemExit(f"{failed} sockets never connected: {dict(errors)}")
 
             receivers.call("phase", tag="warmup", want=1)
-            h.serial_posts(post_url, team.owner_token, channel, "warmup", 1)
-            got, _ = h.wait_for_delivery(receivers, args.sockets, 10.0, 120.0)
-            h.wait_for_quiet(receivers, 1.0, 60.0)
+            serial_posts(post_url, team.owner_token, channel, "warmup", 1)
+            got, _ = wait_for_delivery(receivers, args.sockets, 10.0, 120.0)
+            wait_for_quiet(receivers, 1.0, 60.0)
             print(f"warm-up post seen by {got}/{args.sockets} sockets", flush=True)
 
             if args.no_reconnect_url:
                 receivers.call("forget_reconnect_urls")
             receivers.call("drop")
             time.sleep(1.5)  # let the servers run every disconnect
-            away = h.serial_posts(post_url, team.owner_token, channel, "away", args.messages)
+            away = serial_posts(post_url, team.owner_token, channel, "away", args.messages)
             if away.ok != args.messages:
                 raise SystemExit(f"posting while away failed: {dict(away.errors)}")
             print(
@@ -160,10 +180,10 @@ def main() -> None:
             receivers.call("phase", tag="away", want=args.messages)
             connect_queries = rtm_connect_queries(tokens[0])
 
-            time.sleep(h.STATS_SETTLE_SECS)
+            time.sleep(STATS_SETTLE_SECS)
             calls_before = statement_calls()
-            db_before = h.db_counters()
-            meter = h.CpuMeter(cluster.probe(), receivers.pids)
+            db_before = db_counters()
+            meter = CpuMeter(cluster.probe(), receivers.pids)
             meter.start()
             start_at = time.monotonic() + 0.5
             print(f"reconnecting {args.sockets} sockets at once ...", flush=True)
@@ -171,11 +191,11 @@ def main() -> None:
                 "reconnect", timeout=args.limit + 60, start_at=start_at, limit=args.limit
             )
             cpu = meter.stop()
-            time.sleep(h.STATS_SETTLE_SECS)
-            db_after = h.db_counters()
+            time.sleep(STATS_SETTLE_SECS)
+            db_after = db_counters()
             calls_after = statement_calls()
         report(args, replies, cpu, db_before, db_after, calls_before, calls_after, connect_queries)
-        for line in h.describe_error_samples(replies, team):
+        for line in describe_error_samples(replies, team):
             print("note: " + line)
         for problem in cluster.check_daphnes()[:10]:
             print("daphne log: " + problem)
@@ -186,7 +206,7 @@ def main() -> None:
 
 
 def percentile_int(values: list[int], q: float) -> int:
-    return int(h.percentile(values, q)) if values else 0
+    return int(percentile(values, q)) if values else 0
 
 
 def report(
@@ -203,16 +223,16 @@ def report(
     done = sorted(t for r in replies for t in r["done"])
     attempts = sorted(a for r in replies for a in r["attempts"])
     opened = sorted(t for r in replies for t in r["opened"])
-    errors = h.merge_counters(replies, "errors")
-    closes = h.merge_counters(replies, "closes")
+    errors = merge_counters(replies, "errors")
+    closes = merge_counters(replies, "closes")
     retries = sum(r["retries"] for r in replies)
     via_url = sum(r.get("reconnect_urls", 0) for r in replies)
     dupes = sum(r["dupes"] for r in replies)
     delivered = sum(r["delivered"] for r in replies)
     all_done = len(done) == n
     last = done[-1] if done else float("nan")
-    d50, d99, _ = h.quantiles_ms(done)
-    o50, o99, omax = h.quantiles_ms(opened)
+    d50, d99, _ = quantiles_ms(done)
+    o50, o99, omax = quantiles_ms(opened)
 
     print()
     print(f"reconnect storm: {n} sockets over {args.daphnes} daphne, {args.messages} messages missed each")
@@ -237,7 +257,7 @@ def report(
         print("failed attempts: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common(5)))
     if closes:
         print(f"server close codes: {dict(closes)}")
-    print(f"CPU % of one core during the storm: {h.format_cpu(cpu)}")
+    print(f"CPU % of one core during the storm: {format_cpu(cpu)}")
 
     print()
     aliases = list(db_after)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 
-from bench.harness import setup_embedded_django  # noqa: E402
+from bench.cluster import setup_embedded_django  # noqa: E402
 
 ROWS_PER_INSERT = 100_000
 COMMON = "deploy"
