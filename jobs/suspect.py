@@ -101,11 +101,18 @@ def is_suspect(host: str) -> bool:
     return suspect
 
 
+_SEEN_KEPT = 10_000  # past this many hosts, the sightings that have lapsed are dropped
+
+
 def _saw(host: str, suspect: bool) -> None:
-    if suspect:
-        _seen_suspect[host] = time.monotonic() + LOCAL_SIGHT_SECS
-    else:
+    if not suspect:
         _seen_suspect.pop(host, None)
+        return
+    now = time.monotonic()
+    if len(_seen_suspect) >= _SEEN_KEPT:  # a worker sees ever new hosts: forget lapsed ones
+        for lapsed in [h for h, until in list(_seen_suspect.items()) if until <= now]:
+            _seen_suspect.pop(lapsed, None)
+    _seen_suspect[host] = now + LOCAL_SIGHT_SECS
 
 
 def _suspect(host: str) -> None:
