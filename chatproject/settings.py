@@ -97,13 +97,27 @@ UNFURL_ALLOWED_NETWORKS = [
     n.strip() for n in os.environ.get("CHAT_UNFURL_ALLOWED_NETWORKS", "").split(",") if n.strip()
 ]
 UNFURL_MAX_AGE_SECS = int(os.environ.get("CHAT_UNFURL_MAX_AGE_SECS", "3600"))
-# Per host: a quarter of one worker's threads, so a hanging host holds no more than that
-# while its breaker judges it, and a popular healthy host is not held to a trickle.
-UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "4"))
+# Per host: a quarter of one worker's threads, so a popular healthy host is not held to
+# a trickle (with half of ten hosts hanging, the other five can still use every thread
+# the hanging ones leave), and one host is never fetched more than this at once.
+UNFURL_HOST_CONCURRENCY = int(os.environ.get("CHAT_UNFURL_HOST_CONCURRENCY", "8"))
 # The preview worker's threads (a Celery threads pool: a fetch mostly waits on the
-# network, so a thread is what a waiting fetch should cost, not a process).
-UNFURL_WORKER_THREADS = int(os.environ.get("CHAT_UNFURL_WORKER_THREADS", "16"))
+# network, so a thread is what a waiting fetch should cost, not a process). More threads
+# than hanging hosts can hold past the suspect bar (UNFURL_SUSPECT_THREADS): the rest
+# serve hosts that answer. In bench/unfurl.py 32 threads still leave CPU to spare; at
+# 48 its process is CPU-bound, and every refused link costs a healthy host a preview.
+UNFURL_WORKER_THREADS = int(os.environ.get("CHAT_UNFURL_WORKER_THREADS", "32"))
 UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10"))
+# A call still waiting for its answer after this long (a page's answer usually starts
+# well within it), or any call to a host whose last such call did, counts as suspect;
+# suspect calls share this many of a worker's threads (jobs.suspect), so hosts that hang
+# cannot hold every thread while their breakers judge them. A slow but healthy host is
+# only held back while that pool is full.
+UNFURL_SUSPECT_AFTER_SECS = float(os.environ.get("CHAT_UNFURL_SUSPECT_AFTER_SECS", "1"))
+UNFURL_SUSPECT_THREADS = int(os.environ.get("CHAT_UNFURL_SUSPECT_THREADS", "4"))
+# Of the preview worker's threads, only this many touch the databases (jobs.db_threads):
+# they keep the worker's connections (see DB_POOL below).
+UNFURL_DB_THREADS = int(os.environ.get("CHAT_UNFURL_DB_THREADS", "4"))
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))
 JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
@@ -151,9 +165,10 @@ DB_POOL_MAX = int(os.environ.get("CHAT_DB_POOL_MAX", "20"))
 HTTP_THREADS = int(os.environ.get("CHAT_HTTP_THREADS", "16"))
 # Celery closes a pool around every task, so workers keep plain persistent connections
 # instead (./run sets this), one per thread and database: a prefork process runs one task
-# at a time, but each of the preview worker's UNFURL_WORKER_THREADS threads keeps its own:
-# up to threads x (1 + shards) connections (48 with 16 threads and the embedded two
-# shards). The embedded PostgreSQL allows 300 in all; a server of your own needs room too.
+# at a time; the preview worker's fetching threads never touch a database, and its
+# UNFURL_DB_THREADS threads that do keep up to UNFURL_DB_THREADS x (1 + shards)
+# connections (12 with the embedded two shards). The embedded PostgreSQL allows 300 in
+# all; a server of your own needs room too.
 DB_POOL = _env_bool("CHAT_DB_POOL", True)
 
 

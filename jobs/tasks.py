@@ -16,6 +16,7 @@ from django.db import OperationalError
 from jobs.backoff import backoff
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.bulkhead import BulkheadFull
+from jobs.db_threads import on_db_thread
 from jobs.fetch import RateLimited, UpstreamFailure
 from jobs.pending import PendingWork
 from jobs.unfurl import unfurl
@@ -60,7 +61,7 @@ def unfurl_link(
     first_tried_at = first_tried_at or time.time()
     try:
         # The team's shard now, not when the post queued this: it may have moved since.
-        shard = team_entry(team_id).shard
+        shard = on_db_thread(team_entry, team_id).shard
     except ApiError:
         return "no such team"
     try:

@@ -17,8 +17,10 @@ from django.core.cache import cache
 
 from jobs.breakers import BreakerPolicy, Outcome, SharedCircuitBreaker
 from jobs.bulkhead import bulkhead
+from jobs.db_threads import on_db_thread
 from jobs.fetch import ClientFailure, FetchRefused, IpNetwork, RateLimited, UpstreamFailure, fetch
 from jobs.preview import Preview, merge_oembed, parse_page
+from jobs.suspect import refuse_early, suspect_guard
 from messaging.actions.previews import attach_preview
 
 PREVIEW_CACHE_SECS = 24 * 3600
@@ -33,7 +35,7 @@ def classify(exc: BaseException) -> Outcome:
     return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
 
 
-# One web host runs at most UNFURL_HOST_CONCURRENCY (4) fetches at a time and may get few
+# One web host runs at most UNFURL_HOST_CONCURRENCY (8) fetches at a time and may get few
 # links, so it is judged from as few as 2 calls, tripping at three quarters failing (both
 # of 2, 3 of 4), over the last 10 s only: a host that suddenly hangs must not be shielded
 # by a minute of earlier successes. A preview taking over 3 s is a failure for a chat
@@ -58,20 +60,27 @@ def _cache_key(url: str) -> str:
 
 def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
     # The breaker goes first: it must see every attempt (and reject a hanging host's)
-    # even while the bulkhead is full of that host's stuck calls.
+    # even while the bulkhead is full of that host's stuck calls. Only a link to a host
+    # this process just saw suspect, with no suspect thread free, is turned away before
+    # it (without a Redis round trip: a flood of such links would each cost three).
     # A call hanging when the circuit opens (or a probe past the slow-call time) stops
     # waiting: the worker it holds is worth more to healthy hosts than the rest of a 10 s
-    # timeout.
+    # timeout. Before that, a call waiting past the suspect bar needs one of the few
+    # threads suspect hosts may hold (jobs.suspect), or it stops waiting too.
     kwargs = {"accept": accept} if accept else {}
+    refuse_early(host)
+    # A suspect host's call with no suspect thread free is refused before it takes a
+    # bulkhead lease (two Redis round trips it would not use).
     with (
         host_breaker(host).calling() as call,
+        suspect_guard(host, call) as guard,
         bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS),
     ):
         page = fetch(
             url,
             _allowed_networks(),
             total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS,
-            give_up=call.should_give_up,
+            give_up=guard.should_give_up,
             **kwargs,
         )
     return page.body, page.url, page.charset
@@ -113,5 +122,5 @@ def unfurl(shard: str, team_id: int, channel_id: int, ts: int, url: str) -> str:
     preview = preview_for(url)
     if preview is None:
         return "no preview"
-    attached = attach_preview(shard, team_id, channel_id, ts, url, preview.as_attachment(url))
+    attached = on_db_thread(attach_preview, shard, team_id, channel_id, ts, url, preview.as_attachment(url))
     return "attached" if attached else "message changed"

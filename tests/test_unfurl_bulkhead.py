@@ -26,7 +26,7 @@ def test_hosts_that_hang_leave_threads_to_healthy_hosts(world: World, api) -> No
     token, general = world.acme["alice"].token, world.acme.channels["general"]
     cap = settings.UNFURL_HOST_CONCURRENCY
     hanging_hosts = CONCURRENCY // cap - 1  # together they may hold all but `cap` threads
-    links_each = cap + 2
+    links_each = CONCURRENCY // hanging_hosts + 1  # more than the threads, together
     assert hanging_hosts * links_each > CONCURRENCY  # without the bulkhead they would hold every one
     # Fetches wait up to 8 s; a hanging host's circuit opens once its stuck calls pass the
     # slow-call limit (3 s), which frees them earlier.

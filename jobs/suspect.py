@@ -1,0 +1,182 @@
+"""A cap on the preview worker's threads that hosts not known to answer in time may hold.
+
+A host is suspect while its breaker is half-open (the call is a probe) or once one of
+its calls has waited past UNFURL_SUSPECT_AFTER_SECS for an answer; that is remembered in
+Redis, for every worker, until one of its calls answers within the bar. A call to a
+suspect host, and any call the moment it waits that long, must hold one of this
+process's UNFURL_SUSPECT_THREADS slots. With none free it is refused, or stops waiting
+(SuspectPoolFull: the job is rescheduled, and the host's breaker does not count it, since
+the host may be merely slow). However many hosts hang, after the bar they hold at most
+that many threads, and the rest keep serving hosts that answer.
+
+The slots are per process, not in Redis: what they protect is this process's threads
+(and a worker that dies frees its slots with it). The host's suspicion is shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis import RedisError
+
+from jobs.breakers import AdmittedCall
+from jobs.bulkhead import BulkheadFull
+
+logger = logging.getLogger(__name__)
+
+# A host that was slow once and then never linked again is forgotten after this long.
+SUSPICION_TTL_SECS = 3600
+SUSPECT_POOL = "unfurl:suspect"
+
+
+class SuspectPoolFull(BulkheadFull):
+    """Every suspect slot of this worker is taken: try the link later."""
+
+
+# How long this process trusts its own sight of a host's suspicion: long enough that a
+# flood of links to hanging hosts is refused without a Redis round trip each, short
+# enough that a host another worker cleared is held back here for a moment only.
+LOCAL_SIGHT_SECS = 1.0
+
+
+class _Slots:
+    """A counting semaphore that can also say whether it is full."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.taken = 0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self.lock:
+            if self.taken >= self.size:
+                return False
+            self.taken += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self.taken -= 1
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.size
+
+
+@lru_cache(maxsize=1)
+def _slots() -> _Slots:
+    return _Slots(settings.UNFURL_SUSPECT_THREADS)
+
+
+_seen_suspect: dict[str, float] = {}  # host -> until when (monotonic) this process trusts it
+
+
+def refuse_early(host: str) -> None:
+    """SuspectPoolFull at once, without Redis, when every suspect slot here is taken and
+    this process saw host suspect within the last second: the common case when many
+    links to hanging hosts arrive, each of which would only be refused later."""
+    if _slots().full and _seen_suspect.get(host, 0.0) > time.monotonic():
+        raise SuspectPoolFull(SUSPECT_POOL)
+
+
+def _suspicion_key(host: str) -> str:
+    return f"unfurl:slow:{host}"
+
+
+def is_suspect(host: str) -> bool:
+    """Whether a call to host waited past the bar since one last answered within it.
+    False when Redis cannot say (like the breakers, this fails open)."""
+    try:
+        suspect = bool(get_redis_connection("default").exists(_suspicion_key(host)))
+    except RedisError:
+        return False
+    _saw(host, suspect)
+    return suspect
+
+
+_SEEN_KEPT = 10_000  # past this many hosts, the sightings that have lapsed are dropped
+
+
+def _saw(host: str, suspect: bool) -> None:
+    if not suspect:
+        _seen_suspect.pop(host, None)
+        return
+    now = time.monotonic()
+    if len(_seen_suspect) >= _SEEN_KEPT:  # a worker sees ever new hosts: forget lapsed ones
+        for lapsed in [h for h, until in list(_seen_suspect.items()) if until <= now]:
+            _seen_suspect.pop(lapsed, None)
+    _seen_suspect[host] = now + LOCAL_SIGHT_SECS
+
+
+def _suspect(host: str) -> None:
+    _saw(host, True)
+    try:
+        get_redis_connection("default").set(_suspicion_key(host), time.time(), ex=SUSPICION_TTL_SECS)
+    except RedisError:
+        pass
+
+
+def _clear(host: str) -> None:
+    _saw(host, False)
+    try:
+        get_redis_connection("default").delete(_suspicion_key(host))
+    except RedisError:
+        pass
+
+
+class SuspectGuard:
+    """One call's standing: whether it holds a suspect slot, and when it must take one."""
+
+    def __init__(self, host: str, call: AdmittedCall) -> None:
+        self.host = host
+        self.call = call
+        self.holding = False
+        self.was_suspect = False
+
+    def _take_slot(self) -> None:
+        if not _slots().acquire():
+            raise SuspectPoolFull(SUSPECT_POOL)
+        self.holding = True
+
+    def admit(self) -> None:
+        self.was_suspect = self.call.probe or is_suspect(self.host)
+        if self.was_suspect:
+            self._take_slot()
+
+    def should_give_up(self) -> bool:
+        """Asked while the host is silent: past the bar, the call needs a slot (raises
+        SuspectPoolFull without one); then, whether its breaker says to stop waiting."""
+        waited = time.monotonic() - self.call.started
+        if not self.holding and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
+            _suspect(self.host)
+            self.was_suspect = True
+            self._take_slot()
+        return self.call.should_give_up()
+
+    def release(self, answered: bool) -> None:
+        if self.holding:
+            _slots().release()
+            self.holding = False
+        in_time = time.monotonic() - self.call.started <= settings.UNFURL_SUSPECT_AFTER_SECS
+        if answered and in_time and self.was_suspect:
+            _clear(self.host)
+
+
+@contextmanager
+def suspect_guard(host: str, call: AdmittedCall) -> Iterator[SuspectGuard]:
+    """Run a fetch under the suspect rule; pass the guard's `should_give_up` to fetch."""
+    guard = SuspectGuard(host, call)
+    guard.admit()
+    answered = False
+    try:
+        yield guard
+        answered = True
+    finally:
+        guard.release(answered)

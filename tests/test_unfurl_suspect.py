@@ -1,0 +1,104 @@
+"""Hosts not known to answer in time share a few of the preview worker's threads
+(jobs.suspect): hanging hosts cannot hold every thread while their breakers judge them,
+and a slow but healthy host still gets its previews while that pool has room.
+
+A module of its own for the same reason as test_unfurl_bulkhead: its worker must be the
+only one consuming the queue.
+"""
+
+import threading
+import time
+from contextlib import ExitStack
+
+import pytest
+from django.test import override_settings
+
+from jobs import suspect, unfurl
+from jobs.breakers import breaker_status
+from jobs.suspect import SuspectPoolFull, is_suspect
+from jobs.unfurl import preview_for
+from tests.conftest import World
+from tests.servers import running_worker
+from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
+from tests.upstream import running_upstream
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+THREADS, PER_HOST, SUSPECT_THREADS = 8, 2, 2
+
+
+def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, api) -> None:
+    """Links to hanging hosts could take every thread of the worker (their per-host
+    bulkheads allow it); one second in, all but the suspect pool's stop waiting, so a
+    healthy host's preview comes before any hanging host's breaker could have opened (3 s)."""
+    token, general = world.acme["alice"].token, world.acme.channels["general"]
+    hanging_hosts = THREADS // PER_HOST
+    env = {
+        **WORKER_ENV,
+        "CHAT_UNFURL_TIMEOUT_SECS": "8",
+        "CHAT_UNFURL_HOST_CONCURRENCY": str(PER_HOST),
+        "CHAT_UNFURL_SUSPECT_THREADS": str(SUSPECT_THREADS),
+    }
+    with ExitStack() as stack:
+        stack.enter_context(running_worker(QUEUES, THREADS, env, POOL))
+        hanging = [stack.enter_context(running_upstream()) for _ in range(hanging_hosts)]
+        healthy = stack.enter_context(running_upstream())
+        for upstream in hanging:
+            upstream.mode = "hold"
+            stack.callback(upstream.release.set)
+        for n in range(PER_HOST + 1):
+            for upstream in hanging:
+                posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")
+                assert posted["ok"]
+        # Their per-host bulkheads let them take every thread (the rest wait in the queue,
+        # or, once a host is suspect, are refused): the healthy link comes after them.
+        _wait(lambda: sum(len(u.hits) for u in hanging) >= THREADS // 2, 20, 0.02)
+        first_hang = min(at for u in hanging for at, _ in u.hits)
+        text = f"fine {healthy.base}/page"
+        assert api("chat.postMessage", token, channel=general, text=text)["ok"]
+        _wait(lambda: _previews(api, token, general).get(text), 20, 0.05)
+        assert time.time() - first_hang < 2.6  # no breaker opened: the stuck-call rule needs 3 s
+        # The worker's verdict is shared: every hanging host is suspect for all workers.
+        assert all(is_suspect(f"127.0.0.1:{u.port}") for u in hanging)
+        assert not is_suspect(f"127.0.0.1:{healthy.port}")
+
+
+@pytest.fixture
+def one_suspect_thread():
+    with override_settings(
+        UNFURL_ALLOWED_NETWORKS=["127.0.0.1/32"], UNFURL_SUSPECT_THREADS=1, UNFURL_TOTAL_TIMEOUT_SECS=6
+    ):
+        unfurl._allowed_networks.cache_clear()
+        suspect._slots.cache_clear()
+        yield
+    unfurl._allowed_networks.cache_clear()
+    suspect._slots.cache_clear()
+
+
+def test_a_slow_host_is_suspect_until_it_answers_in_time(one_suspect_thread) -> None:
+    with running_upstream() as slow, running_upstream() as hanging:
+        host = f"127.0.0.1:{slow.port}"
+        slow.mode = "slow"  # answers in 1.5 s: past the bar, within the slow-call limit
+        assert preview_for(f"{slow.base}/a") is not None  # the pool had room: no harm done
+        assert is_suspect(host)
+        assert breaker_status(f"unfurl:{host}").failures == 0
+        # A hanging call takes the one suspect thread once it waits past the bar.
+        hanging.mode = "hold"
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+        time.sleep(0.1)
+        # The slow host is refused at once, without a request, and its breaker holds no
+        # grudge: the pool was full, the host did nothing wrong.
+        hits, started = len(slow.hits), time.monotonic()
+        with pytest.raises(SuspectPoolFull):
+            preview_for(f"{slow.base}/b")
+        assert time.monotonic() - started < 0.2 and len(slow.hits) == hits
+        assert breaker_status(f"unfurl:{host}").failures == 0
+        hanging.release.set()
+        holder.join()
+        # Answering within the bar again clears the suspicion.
+        slow.mode = "ok"
+        assert preview_for(f"{slow.base}/c") is not None
+        assert not is_suspect(host)
+        assert preview_for(f"{slow.base}/d") is not None
