@@ -55,8 +55,9 @@ MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket
 # Back-to-back flushes are at least this far apart: every flush costs each socket a send
 # and its client a wakeup and a read, however few events it carries, so pacing by the
 # flush's own cost alone would make a cheaper flush mean more of them. An event after a
-# quiet spell still goes out at once. (bench/fanout.py figures with and without the floor
-# overlapped run to run: p50 48-81 ms with it, 59-81 ms without.)
+# quiet spell still goes out at once. (bench/fanout.py on a quiet machine, daphne on uvloop,
+# p50 over several runs each: 24-30 ms with this floor, 27-29 without it, 21-31 with a 10 ms
+# floor timed from each flush's start, which cost ~15% more CPU: no setting won clearly.)
 MIN_FLUSH_INTERVAL_SECS = 0.02
 
 
