@@ -132,8 +132,8 @@ METRICS_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 # /readyz answers within this long even when a part hangs.
 READY_TIMEOUT_SECS = float(os.environ.get("CHAT_READY_TIMEOUT_SECS", "1.0"))
-# /metrics names the hosts members link to (breaker keys) and the load on every queue: from
-# anywhere but this machine it answers only to this bearer token (see ops/views.py).
+# /metrics names the hosts members link to (breaker keys) and the load on every queue: it
+# answers only to this bearer token, and to nobody while it is unset (see ops/views.py).
 METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "")
 
 # Slack export import/export: where uploaded archives and finished exports are kept,

@@ -30,6 +30,10 @@ def _database_url(alias: str) -> str:
     return f"postgres://{user}@{config['HOST']}:{config['PORT']}/{config['NAME']}"
 
 
+METRICS_TOKEN = "test-metrics-scrape"  # what the servers started here want on /metrics
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 def test_environment() -> dict[str, str]:
     """Environment that points a child process at this test run's databases and Redis."""
     env = dict(os.environ)
@@ -39,6 +43,7 @@ def test_environment() -> dict[str, str]:
         CHAT_REDIS_URL=settings.REDIS_URL,
         SECRET_KEY=settings.SECRET_KEY,
         CHAT_LOG_LEVEL="WARNING",
+        CHAT_METRICS_TOKEN=METRICS_TOKEN,
     )
     return env
 

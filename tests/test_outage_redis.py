@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import World
 from tests.outages import api, request, second_redis, wait_until
 from tests.rtm_client import RtmSocket, messages
-from tests.servers import running_daphne
+from tests.servers import METRICS_AUTH, running_daphne
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
@@ -41,7 +41,7 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     assert api(server, "chat.postMessage", alice, channel=general, text="before").json()["ok"]
     socket.until(lambda f: f.get("text") == "before")
 
-    deferred_before = _deferred(request(f"{server.http}/metrics").body.decode())
+    deferred_before = _deferred(request(f"{server.http}/metrics", headers=METRICS_AUTH).body.decode())
     redis_server.stop()
     during = []
     for n in range(3):
@@ -65,7 +65,7 @@ def test_redis_down_posts_persist_and_sockets_catch_up(world: World, own_redis) 
     assert report["parts"]["redis"]["error"] and "127.0.0.1" not in readiness.body.decode()
     assert all(report["parts"][part]["ok"] for part in ("default", "shard_0", "shard_1"))
     assert readiness.secs < 3
-    metrics = request(f"{server.http}/metrics")  # without the part kept in Redis
+    metrics = request(f"{server.http}/metrics", headers=METRICS_AUTH)  # without the part kept in Redis
     assert metrics.status == 200 and "chat_redis_up 0.0" in metrics.body.decode()
     assert _deferred(metrics.body.decode()) - deferred_before == 3
 

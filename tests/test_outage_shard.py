@@ -127,7 +127,7 @@ def test_a_shard_down_fails_fast_for_its_teams_only_and_recovers(split_shards) -
     assert report["parts"]["default"]["ok"] and report["parts"]["redis"]["ok"]
     assert report["failing_fast"] == ["shard_1"]
     assert readiness.secs < 3
-    metrics = request(f"{server.http}/metrics").body.decode()
+    metrics = request(f"{server.http}/metrics", headers=servers.METRICS_AUTH).body.decode()
     assert re.search(r'chat_shard_errors_total\{kind="unreachable",shard="shard_1"\} [1-9]', metrics)
     fast = re.search(r'chat_shard_fast_failures_total\{shard="shard_1"\} (\d+)', metrics)
     assert fast and int(fast.group(1)) >= 20
