@@ -2,6 +2,7 @@
 the socket's reconnect with catch-up, and a resync that keeps the outbox."""
 
 import pytest
+from django_redis import get_redis_connection
 
 from messaging.events import prune_event_log
 from tests.browser import open_client, screenshot
@@ -95,7 +96,9 @@ def test_reconnect_catches_up_and_resync_keeps_the_outbox(world: World, chromium
     # goes through the reconnect_url the server sent, not through rtm.connect.
     connects = []
     bob.on("request", lambda r: "/api/rtm.connect" in r.url and connects.append(r.url))
-    bob.wait_for_timeout(300)  # reconnect_url came in hello's own write: handled by now
+    # reconnect_url came in hello's own write, so its message event is next in the page's
+    # queue; this only has to outlast that one task.
+    bob.wait_for_timeout(300)
     bob.context.set_offline(True)
     bob.wait_for_selector("#client[data-state=reconnecting]")
     assert bob.locator("#banner").is_visible()
@@ -106,6 +109,18 @@ def test_reconnect_catches_up_and_resync_keeps_the_outbox(world: World, chromium
     _settled(bob, ["while you were away"])
     assert not bob.locator("#banner").is_visible()
     assert connects == []
+
+    # A reconnect_url the server refuses (here its ticket is gone) falls back to rtm.connect.
+    redis = get_redis_connection("default")
+    for key in redis.scan_iter("*rtm:reconnect:*"):
+        redis.delete(key)
+    bob.context.set_offline(True)
+    bob.wait_for_selector("#client[data-state=reconnecting]")
+    alice_api.chat_postMessage(channel=general, text="after a refused reconnect_url")
+    bob.context.set_offline(False)
+    bob.wait_for_selector("#client[data-state=live]")
+    _settled(bob, ["after a refused reconnect_url"])
+    assert connects, "the refused reconnect_url fell back to rtm.connect"
 
     # The log is pruned past bob's cursor while he is away: the socket answers
     # resync_required, the client boots again, and what he queued still goes out once.

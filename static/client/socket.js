@@ -7,6 +7,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const PING_EVERY_MS = 15000; // a silent dead socket is noticed within two pings
 const CLOSE_RESYNC = 4002;
+const CLOSE_BUSY = 4029; // admission refused for now: a reconnect ticket stays good
 
 export class Connection {
   // connectUrl(): a fresh socket URL (rtm.connect); onFrame(frame); onState(state);
@@ -21,6 +22,8 @@ export class Connection {
     this.awaitingPong = false;
     this.nextId = 1;
     this.reconnectUrl = null; // one use, a few minutes: the server renews it while live
+    this.resyncing = false; // booting again: no socket until start()
+    this.retryAfterMs = 0; // what the server's last refusal asked for
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => this.drop());
   }
@@ -28,16 +31,18 @@ export class Connection {
   start(url, cursor) {
     this.cursor = cursor;
     this.reconnectUrl = null; // from before a resync
+    this.resyncing = false;
     this.open(url);
   }
 
-  open(url) {
+  open(url, reconnecting = false) {
     this.close();
     const target = new URL(url, window.location.href);
     target.searchParams.set('since', String(this.cursor));
     const ws = new WebSocket(target.toString());
     this.ws = ws;
     let resync = false;
+    let greeted = false;
     ws.onmessage = (message) => {
       let frame;
       try {
@@ -47,6 +52,8 @@ export class Connection {
       }
       if (typeof frame.event_id === 'number' && frame.event_id > this.cursor) this.cursor = frame.event_id;
       if (frame.type === 'hello') {
+        greeted = true;
+        if (reconnecting) this.reconnectUrl = null; // spent: the server sends the next one
         this.attempts = 0;
         this.startPings();
         this.onState('live');
@@ -56,6 +63,9 @@ export class Connection {
         this.awaitingPong = false;
       } else if (frame.type === 'error' && frame.error?.code === 'resync_required') {
         resync = true;
+        this.reconnectUrl = null; // its cursor is gone from the log too
+      } else if (frame.type === 'error' && frame.error?.code === 'ratelimited') {
+        this.retryAfterMs = 1000 * (Number(frame.error.retry_after) || 0);
       } else if (frame.type === 'goodbye') {
         this.drop();
         return;
@@ -66,7 +76,14 @@ export class Connection {
       if (this.ws !== ws) return; // replaced or closed on purpose
       this.ws = null;
       this.stopPings();
+      if (reconnecting && !greeted && event.code !== CLOSE_BUSY) {
+        // Refused (expired, or not the latest), which a browser cannot tell from a network
+        // failure (both close 1006): rtm.connect next time.
+        this.reconnectUrl = null;
+      }
       if (resync || event.code === CLOSE_RESYNC) {
+        this.resyncing = true;
+        this.reconnectUrl = null;
         this.onState('resyncing');
         this.onResync();
       } else {
@@ -122,12 +139,14 @@ export class Connection {
     this.onState('reconnecting');
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempts);
     this.attempts += 1;
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter spreads a storm
+    // Jitter spreads a storm; a refusal's retry_after (already jittered) is a floor.
+    const delay = Math.max(this.retryAfterMs, ceiling / 2 + Math.random() * (ceiling / 2));
+    this.retryAfterMs = 0;
     this.timer = setTimeout(() => this.reconnect(), delay);
   }
 
   reconnectNow() {
-    if (this.live) return;
+    if (this.live || this.resyncing) return;
     clearTimeout(this.timer);
     this.attempts = 0;
     this.reconnect();
@@ -135,12 +154,13 @@ export class Connection {
 
   async reconnect() {
     this.timer = null;
-    if (this.live) return;
-    // Spent either way: a refused one (expired, or not the latest) falls back to rtm.connect.
+    if (this.live || this.resyncing) return;
+    // Kept until the server greets or refuses it (see open): a busy refusal leaves it good
+    // for the next try.
     const reconnectUrl = this.reconnectUrl;
-    this.reconnectUrl = null;
     try {
-      this.open(reconnectUrl || (await this.connectUrl()));
+      if (reconnectUrl) this.open(reconnectUrl, true);
+      else this.open(await this.connectUrl());
     } catch (error) {
       this.scheduleReconnect();
     }
