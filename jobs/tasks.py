@@ -61,7 +61,7 @@ def unfurl_link(
     first_tried_at = first_tried_at or time.time()
     try:
         # The team's shard now, not when the post queued this: it may have moved since.
-        shard = on_db_thread(team_entry, team_id).shard
+        shard = on_db_thread("default", team_entry, team_id).shard
     except ApiError:
         return "no such team"
     try:

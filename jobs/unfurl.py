@@ -122,5 +122,6 @@ def unfurl(shard: str, team_id: int, channel_id: int, ts: int, url: str) -> str:
     preview = preview_for(url)
     if preview is None:
         return "no preview"
-    attached = on_db_thread(attach_preview, shard, team_id, channel_id, ts, url, preview.as_attachment(url))
+    attachment = preview.as_attachment(url)
+    attached = on_db_thread(shard, attach_preview, shard, team_id, channel_id, ts, url, attachment)
     return "attached" if attached else "message changed"
