@@ -92,6 +92,32 @@ def address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -
     )
 
 
+# Longer than any real host and port (a DNS name is at most 253 characters): past it,
+# the netloc is padding meant to make keys (a port of thousands of zeros) unique.
+MAX_NETLOC_CHARS = 300
+
+
+def host_key(url: str) -> str:
+    """The server a URL names, as one string however it is spelled: the IDNA-encoded,
+    lowercased host without a trailing dot, and the port the fetch will dial
+    (example.com, EXAMPLE.com., example.com:080 are all example.com:80). Its breaker,
+    bulkhead and suspicion are keyed on this, so respelling a link cannot escape them.
+    FetchRefused for a URL fetch would refuse anyway."""
+    parts = urlsplit(url)
+    if len(parts.netloc) > MAX_NETLOC_CHARS:
+        raise FetchRefused(f"host part too long in {url[:200]!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname.rstrip(".").encode("idna").decode("ascii").lower()
+    except (ValueError, UnicodeError):
+        raise FetchRefused(f"bad host or port in {url[:200]!r}") from None
+    if not host:
+        raise FetchRefused(f"no host in {url[:200]!r}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork]) -> str:
     """The address to dial for host, or FetchRefused if any address it names is forbidden."""
     try:
