@@ -4,9 +4,10 @@ A host is suspect while its breaker is half-open (the call is a probe) or once o
 its calls has waited past UNFURL_SUSPECT_AFTER_SECS for an answer; that is remembered in
 Redis, for every worker, until one of its calls answers within the bar. A call to a
 suspect host, and any call the moment it waits that long, must hold one of this
-process's UNFURL_SUSPECT_THREADS slots. With none free it is refused, or stops waiting
-(SuspectPoolFull: the job is rescheduled, and the host's breaker does not count it, since
-the host may be merely slow). However many hosts hang, after the bar they hold at most
+process's UNFURL_SUSPECT_THREADS slots, at most one per host (a probe needs none). With
+none free to it, it is refused, or stops waiting (SuspectPoolFull: the job is
+rescheduled, and the host's breaker does not count it, since the host may be merely
+slow). However many hosts hang, after the bar they hold at most
 that many threads, and the rest keep serving hosts that answer.
 
 The slots are per process, not in Redis: what they protect is this process's threads
@@ -47,27 +48,33 @@ LOCAL_SIGHT_SECS = 1.0
 
 
 class _Slots:
-    """A counting semaphore that can also say whether it is full."""
+    """A counting semaphore of at most one slot per host, that can say whether it is full.
+
+    One per host: one link to each of a few hanging hosts must not be joined by their
+    other links, and a host that hangs gains nothing from more than one stuck call here."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.taken = 0
+        self.holders: set[str] = set()
         self.lock = threading.Lock()
 
-    def acquire(self) -> bool:
+    def acquire(self, host: str) -> bool:
         with self.lock:
-            if self.taken >= self.size:
+            if len(self.holders) >= self.size or host in self.holders:
                 return False
-            self.taken += 1
+            self.holders.add(host)
             return True
 
-    def release(self) -> None:
+    def release(self, host: str) -> None:
         with self.lock:
-            self.taken -= 1
+            self.holders.discard(host)
+
+    def held_by(self, host: str) -> bool:
+        return host in self.holders
 
     @property
     def full(self) -> bool:
-        return self.taken >= self.size
+        return len(self.holders) >= self.size
 
 
 @lru_cache(maxsize=1)
@@ -79,10 +86,12 @@ _seen_suspect: dict[str, float] = {}  # host -> until when (monotonic) this proc
 
 
 def refuse_early(host: str) -> None:
-    """SuspectPoolFull at once, without Redis, when every suspect slot here is taken and
-    this process saw host suspect within the last second: the common case when many
-    links to hanging hosts arrive, each of which would only be refused later."""
-    if _slots().full and _seen_suspect.get(host, 0.0) > time.monotonic():
+    """SuspectPoolFull at once, without Redis, when host already holds its suspect slot
+    here, or every slot is taken and this process saw host suspect within the last
+    second: the common case when many links to hanging hosts arrive, each of which would
+    only be refused later."""
+    slots = _slots()
+    if slots.held_by(host) or (slots.full and _seen_suspect.get(host, 0.0) > time.monotonic()):
         raise SuspectPoolFull(SUSPECT_POOL)
 
 
@@ -141,20 +150,23 @@ class SuspectGuard:
         self.was_suspect = False
 
     def _take_slot(self) -> None:
-        if not _slots().acquire():
+        if not _slots().acquire(self.host):
             raise SuspectPoolFull(SUSPECT_POOL)
         self.holding = True
 
     def admit(self) -> None:
+        # A probe needs no slot: its breaker lets only max_probes through across every
+        # worker, and it stops waiting at the slow-call time. Were it to need one, hanging
+        # hosts filling the pool would keep every half-open breaker from ever closing.
         self.was_suspect = self.call.probe or is_suspect(self.host)
-        if self.was_suspect:
+        if self.was_suspect and not self.call.probe:
             self._take_slot()
 
     def should_give_up(self) -> bool:
         """Asked while the host is silent: past the bar, the call needs a slot (raises
         SuspectPoolFull without one); then, whether its breaker says to stop waiting."""
         waited = time.monotonic() - self.call.started
-        if not self.holding and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
+        if not self.holding and not self.call.probe and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
             _suspect(self.host)
             self.was_suspect = True
             self._take_slot()
@@ -162,7 +174,7 @@ class SuspectGuard:
 
     def release(self, answered: bool) -> None:
         if self.holding:
-            _slots().release()
+            _slots().release(self.host)
             self.holding = False
         in_time = time.monotonic() - self.call.started <= settings.UNFURL_SUSPECT_AFTER_SECS
         if answered and in_time and self.was_suspect:

@@ -8,13 +8,14 @@ only one consuming the queue.
 
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from django.test import override_settings
 
 from jobs import suspect, unfurl
-from jobs.breakers import breaker_status
+from jobs.breakers import CLOSED, OPEN, breaker_status
 from jobs.suspect import SuspectPoolFull, is_suspect
 from jobs.unfurl import preview_for
 from tests.conftest import World
@@ -63,16 +64,25 @@ def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, 
         assert not is_suspect(f"127.0.0.1:{healthy.port}")
 
 
-@pytest.fixture
-def one_suspect_thread():
+@contextmanager
+def suspect_threads(threads: int, timeout: float = 6) -> Iterator[None]:
+    """This process as a preview worker with `threads` suspect slots, fetching locally."""
     with override_settings(
-        UNFURL_ALLOWED_NETWORKS=["127.0.0.1/32"], UNFURL_SUSPECT_THREADS=1, UNFURL_TOTAL_TIMEOUT_SECS=6
+        UNFURL_ALLOWED_NETWORKS=["127.0.0.1/32"],
+        UNFURL_SUSPECT_THREADS=threads,
+        UNFURL_TOTAL_TIMEOUT_SECS=timeout,
     ):
         unfurl._allowed_networks.cache_clear()
         suspect._slots.cache_clear()
         yield
     unfurl._allowed_networks.cache_clear()
     suspect._slots.cache_clear()
+
+
+@pytest.fixture
+def one_suspect_thread():
+    with suspect_threads(1):
+        yield
 
 
 def test_a_slow_host_is_suspect_until_it_answers_in_time(one_suspect_thread) -> None:
@@ -102,3 +112,45 @@ def test_a_slow_host_is_suspect_until_it_answers_in_time(one_suspect_thread) -> 
         assert preview_for(f"{slow.base}/c") is not None
         assert not is_suspect(host)
         assert preview_for(f"{slow.base}/d") is not None
+
+
+def test_a_hanging_host_holds_one_suspect_thread_at_most() -> None:
+    """Its second link is refused at once: the other slot stays for other hosts."""
+    with suspect_threads(2), running_upstream() as hanging, running_upstream() as slow:
+        hanging.mode, slow.mode = "hold", "slow"
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        try:
+            _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+            time.sleep(0.1)
+            with pytest.raises(SuspectPoolFull):
+                preview_for(f"{hanging.base}/y")
+            # A slow host passing the bar still finds a slot.
+            assert preview_for(f"{slow.base}/a") is not None
+        finally:
+            hanging.release.set()
+            holder.join()
+
+
+def test_a_probe_needs_no_suspect_thread() -> None:
+    """With every suspect slot held by a hanging host, a half-open breaker still probes
+    (its own max_probes bound it) and closes: it would otherwise stay half-open for good."""
+    with suspect_threads(1, timeout=12), running_upstream() as hanging, running_upstream() as failing:
+        key = f"unfurl:127.0.0.1:{failing.port}"
+        failing.mode, hanging.mode = "error", "hold"
+        for n in range(2):
+            with pytest.raises(Exception, match="500"):
+                preview_for(f"{failing.base}/{n}")
+        opened = breaker_status(key)
+        assert opened.state == OPEN
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        try:
+            _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+            failing.mode = "ok"
+            time.sleep(max(0.0, opened.retry_at - time.time() + 0.1))
+            assert preview_for(f"{failing.base}/probe") is not None
+            assert breaker_status(key).state == CLOSED
+        finally:
+            hanging.release.set()
+            holder.join()
