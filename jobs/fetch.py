@@ -147,16 +147,46 @@ def _open_connection(
     return connection
 
 
+def _buffered(response: http.client.HTTPResponse, sock: socket.socket) -> bool:
+    """Whether the body can be read on without waiting: bytes the response's reader took
+    in with the headers, which a select on the socket cannot see (a peek that does not
+    wait, so it also takes what the socket has already)."""
+    assert response.fp is not None
+    sock.settimeout(0)
+    try:
+        return bool(response.fp.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+
+
 def _read_capped(
-    response: http.client.HTTPResponse, sock: socket.socket, deadline: float, max_bytes: int
+    response: http.client.HTTPResponse,
+    sock: socket.socket,
+    deadline: float,
+    max_bytes: int,
+    give_up: Callable[[], bool] | None = None,
+    host: str = "",
 ) -> bytes:
+    """The body, up to max_bytes; `give_up` is asked while it does not come, and between
+    its pieces as it trickles in: a host that sends its headers at once and then the page
+    a byte at a time is as stuck as one that never answers."""
     chunks, size = [], 0
+    asked = time.monotonic()
     while size < max_bytes and not response.isclosed():  # closed: the body was read whole
+        if give_up is not None:
+            if not _buffered(response, sock):
+                _await_answer(sock, deadline, give_up, host)
+            if time.monotonic() - asked >= GIVE_UP_CHECK_SECS:
+                asked = time.monotonic()
+                if give_up():
+                    raise UpstreamFailure(f"{host}: gave up waiting for the page")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UpstreamFailure("fetch took longer than allowed")
         sock.settimeout(remaining)
-        chunk = response.read(min(65536, max_bytes - size))
+        # read1: whatever has come, at most one read of the socket, so a trickle comes
+        # back here (to be judged) between its pieces.
+        chunk = response.read1(min(65536, max_bytes - size))
         if not chunk:
             break
         chunks.append(chunk)
@@ -227,7 +257,7 @@ def fetch(
             if content_type.strip().lower() not in accept:
                 raise FetchRefused(f"not a page we preview: {content_type or 'no content type'}")
             charset = params.split("charset=")[-1].strip() if "charset=" in params else "utf-8"
-            body = _read_capped(response, sock, deadline, max_bytes)
+            body = _read_capped(response, sock, deadline, max_bytes, give_up, parts.hostname)
             return FetchedPage(url, status, content_type.strip().lower(), charset, body)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             raise UpstreamFailure(f"{parts.hostname}: {exc}") from exc

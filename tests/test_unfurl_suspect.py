@@ -154,3 +154,20 @@ def test_a_probe_needs_no_suspect_thread() -> None:
         finally:
             hanging.release.set()
             holder.join()
+
+
+def test_a_host_that_trickles_its_page_is_suspect(one_suspect_thread) -> None:
+    """Headers at once, then a byte at a time: past the bar the call needs a suspect
+    thread like one still waiting for its headers, and with none free it stops."""
+    with running_upstream() as hanging, running_upstream() as trickling:
+        hanging.mode, trickling.mode = "hold", "trickle"
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        try:
+            _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+            with pytest.raises(SuspectPoolFull):  # not the timeout's UpstreamFailure
+                preview_for(f"{trickling.base}/a")
+            assert is_suspect(f"127.0.0.1:{trickling.port}")
+        finally:
+            hanging.release.set()
+            holder.join()
