@@ -17,7 +17,10 @@ from tests.servers import running_worker
 from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
 from tests.upstream import running_upstream
 
-pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+pytestmark = [
+    pytest.mark.django_db(databases="__all__", transaction=True),
+    pytest.mark.usefixtures("forget_suspicion"),
+]
 
 
 def test_a_locked_shard_does_not_stop_previews_on_the_other(world: World, api) -> None:

@@ -9,7 +9,10 @@ from jobs.unfurl import preview_for
 from tests.test_unfurl_suspect import one_suspect_thread  # noqa: F401 - fixture
 from tests.upstream import running_upstream
 
-pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+pytestmark = [
+    pytest.mark.django_db(databases="__all__", transaction=True),
+    pytest.mark.usefixtures("forget_suspicion"),
+]
 
 
 @pytest.mark.parametrize(
