@@ -43,11 +43,16 @@ class FetchRefused(Exception):
     """Bad input: not a URL we fetch, a forbidden address, not HTML. Never retried."""
 
 
-class ClientFailure(Exception):
+class HostAnswered(Exception):
+    """Mixed into the errors raised once the host's answer came: whatever it said, it is
+    not hanging (jobs.suspect clears its suspicion when that came in time)."""
+
+
+class ClientFailure(HostAnswered):
     """The upstream answered 4xx: the link is bad, the host is fine."""
 
 
-class RateLimited(Exception):
+class RateLimited(HostAnswered):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited; retry after {retry_after}s")
         self.retry_after = retry_after
@@ -55,6 +60,14 @@ class RateLimited(Exception):
 
 class UpstreamFailure(Exception):
     """5xx, timeout, connection error: the host is unwell."""
+
+
+class ServerError(UpstreamFailure, HostAnswered):
+    """The upstream answered 5xx."""
+
+
+class NotAPage(FetchRefused, HostAnswered):
+    """The upstream answered with something we do not preview."""
 
 
 @dataclass(frozen=True)
@@ -252,10 +265,10 @@ def fetch(
             if 400 <= status < 500:
                 raise ClientFailure(f"{status} from {parts.hostname}")
             if status >= 500:
-                raise UpstreamFailure(f"{status} from {parts.hostname}")
+                raise ServerError(f"{status} from {parts.hostname}")
             content_type, _, params = (response.getheader("Content-Type") or "").partition(";")
             if content_type.strip().lower() not in accept:
-                raise FetchRefused(f"not a page we preview: {content_type or 'no content type'}")
+                raise NotAPage(f"not a page we preview: {content_type or 'no content type'}")
             charset = params.split("charset=")[-1].strip() if "charset=" in params else "utf-8"
             body = _read_capped(response, sock, deadline, max_bytes, give_up, parts.hostname)
             return FetchedPage(url, status, content_type.strip().lower(), charset, body)

@@ -2,13 +2,13 @@
 
 A host is suspect while its breaker is half-open (the call is a probe) or once one of
 its calls has waited past UNFURL_SUSPECT_AFTER_SECS for an answer; that is remembered in
-Redis, for every worker, until one of its calls answers within the bar. A call to a
-suspect host, and any call the moment it waits that long, must hold one of this
-process's UNFURL_SUSPECT_THREADS slots, at most one per host (a probe needs none). With
-none free to it, it is refused, or stops waiting (SuspectPoolFull: the job is
-rescheduled, and the host's breaker does not count it, since the host may be merely
-slow). However many hosts hang, after the bar they hold at most
-that many threads, and the rest keep serving hosts that answer.
+Redis, for every worker, until one of its calls answers within the bar (with anything: a
+404 in time says the host is not hanging). A call to a suspect host, and any call the
+moment it waits that long, must hold one of this process's UNFURL_SUSPECT_THREADS slots,
+at most one per host (a probe needs none). With none free to it, it is refused, or stops
+waiting (SuspectPoolFull: the job is rescheduled, and the host's breaker does not count
+it, since the host may be merely slow). However many hosts hang, after the bar they hold
+at most that many threads, and the rest keep serving hosts that answer.
 
 The slots are per process, not in Redis: what they protect is this process's threads
 (and a worker that dies frees its slots with it). The host's suspicion is shared.
@@ -29,6 +29,7 @@ from redis import RedisError
 
 from jobs.breakers import AdmittedCall
 from jobs.bulkhead import BulkheadFull
+from jobs.fetch import HostAnswered
 
 logger = logging.getLogger(__name__)
 
@@ -190,5 +191,8 @@ def suspect_guard(host: str, call: AdmittedCall) -> Iterator[SuspectGuard]:
     try:
         yield guard
         answered = True
+    except HostAnswered:
+        answered = True  # a quick 404, 429, 5xx or non-page: not hanging, whatever it said
+        raise
     finally:
         guard.release(answered)

@@ -175,3 +175,15 @@ def test_a_host_that_trickles_its_page_is_suspect(one_suspect_thread) -> None:
         finally:
             hanging.release.set()
             holder.join()
+
+
+def test_any_answer_in_time_clears_suspicion(one_suspect_thread) -> None:
+    """A suspect host that answers at once, even with a 404, is not hanging."""
+    with running_upstream() as upstream:
+        host = f"127.0.0.1:{upstream.port}"
+        upstream.mode = "slow"
+        assert preview_for(f"{upstream.base}/a") is not None
+        assert is_suspect(host)
+        upstream.mode = "notfound"
+        assert preview_for(f"{upstream.base}/gone") is None
+        assert not is_suspect(host)
