@@ -14,8 +14,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.cache import cache
 
-from jobs.breakers import BreakerPolicy, Outcome, SharedCircuitBreaker
-from jobs.bulkhead import bulkhead
+from jobs.breakers import BreakerOpen, BreakerPolicy, Outcome, SharedCircuitBreaker
+from jobs.bulkhead import BulkheadFull, bulkhead
 from jobs.db_threads import on_db_thread
 from jobs.fetch import (
     ClientFailure,
@@ -110,8 +110,8 @@ def preview_for(url: str) -> Preview | None:
                 oembed_url = preview.oembed_url
                 oembed, _, _ = _fetch_guarded(host_key(oembed_url), oembed_url, OEMBED_TYPES)
                 preview = merge_oembed(preview, oembed)
-            except (FetchRefused, ClientFailure):
-                pass
+            except (FetchRefused, ClientFailure, RateLimited, UpstreamFailure, BulkheadFull, BreakerOpen):
+                pass  # the page alone still makes a preview: not worth fetching it again later
     except (FetchRefused, ClientFailure, LookupError):
         cache.set(_cache_key(url), {}, FAILURE_CACHE_SECS)
         return None

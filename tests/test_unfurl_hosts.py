@@ -52,3 +52,18 @@ def test_respelling_the_port_does_not_escape_the_breaker(one_suspect_thread) -> 
             preview_for(f"http://127.0.0.1:00{failing.port}/x")
         assert len(failing.hits) == hits
     assert preview_for("http://example.com:" + "0" * 4300 + "80/") is None
+
+
+def test_a_failed_oembed_keeps_the_page_preview(one_suspect_thread) -> None:  # noqa: F811
+    """The page was fetched already: its oembed host failing must not throw it away."""
+    with running_upstream() as page, running_upstream() as oembed:
+        oembed.mode = "error"
+        page.page = (
+            b'<html><head><meta property="og:description" content="Only a description">'
+            b'<link rel="alternate" type="application/json+oembed" href="'
+            + oembed.base.encode()
+            + b'/oembed"></head></html>'
+        )
+        preview = preview_for(f"{page.base}/p")
+        assert preview is not None and preview.description == "Only a description"
+        assert oembed.hits

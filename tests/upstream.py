@@ -25,6 +25,7 @@ class Upstream:
     hits: list[tuple[float, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)  # ends "hold"
     answer_secs: float = 0.0  # how long a page takes to come (a real host's network time)
+    page: bytes = PAGE  # what it serves ({path} filled in)
 
     @property
     def base(self) -> str:
@@ -60,7 +61,7 @@ def running_upstream() -> Iterator[Upstream]:
                 self.end_headers()
                 return
             status = {"error": 500, "notfound": 404}.get(mode, 200)
-            body = PAGE.replace(b"{path}", self.path.encode()) if status == 200 else b"nope"
+            body = state.page.replace(b"{path}", self.path.encode()) if status == 200 else b"nope"
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
