@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -83,7 +84,11 @@ def _slots() -> _Slots:
     return _Slots(settings.UNFURL_SUSPECT_THREADS)
 
 
-_seen_suspect: dict[str, float] = {}  # host -> until when (monotonic) this process trusts it
+# host -> until when (monotonic) this process trusts its sighting; the most recent last.
+# Bounded: a worker sees ever new hosts, and only the latest sightings are worth keeping.
+_seen_suspect: OrderedDict[str, float] = OrderedDict()
+_seen_lock = threading.Lock()
+_SEEN_KEPT = 10_000
 
 
 def refuse_early(host: str) -> None:
@@ -111,18 +116,13 @@ def is_suspect(host: str) -> bool:
     return suspect
 
 
-_SEEN_KEPT = 10_000  # past this many hosts, the sightings that have lapsed are dropped
-
-
 def _saw(host: str, suspect: bool) -> None:
-    if not suspect:
+    with _seen_lock:
         _seen_suspect.pop(host, None)
-        return
-    now = time.monotonic()
-    if len(_seen_suspect) >= _SEEN_KEPT:  # a worker sees ever new hosts: forget lapsed ones
-        for lapsed in [h for h, until in list(_seen_suspect.items()) if until <= now]:
-            _seen_suspect.pop(lapsed, None)
-    _seen_suspect[host] = now + LOCAL_SIGHT_SECS
+        if suspect:
+            _seen_suspect[host] = time.monotonic() + LOCAL_SIGHT_SECS
+            if len(_seen_suspect) > _SEEN_KEPT:
+                _seen_suspect.popitem(last=False)  # the oldest sighting
 
 
 def _suspect(host: str) -> None:

@@ -187,3 +187,12 @@ def test_any_answer_in_time_clears_suspicion(one_suspect_thread) -> None:
         upstream.mode = "notfound"
         assert preview_for(f"{upstream.base}/gone") is None
         assert not is_suspect(host)
+
+
+def test_local_sightings_are_bounded() -> None:
+    """A worker sees ever new hosts: past the bound the oldest sighting goes, at once."""
+    for n in range(suspect._SEEN_KEPT + 1):
+        suspect._saw(f"host{n}.test:80", True)
+    assert len(suspect._seen_suspect) == suspect._SEEN_KEPT
+    assert "host0.test:80" not in suspect._seen_suspect
+    assert f"host{suspect._SEEN_KEPT}.test:80" in suspect._seen_suspect
