@@ -43,6 +43,14 @@ class SuspectPoolFull(BulkheadFull):
     """Every suspect slot of this worker is taken: try the link later."""
 
 
+def _refused(when: str) -> SuspectPoolFull:
+    """SuspectPoolFull to raise, counted (`when`: early, admit or waiting)."""
+    from ops.metrics import UNFURL_SUSPECT_REFUSALS  # only once refused: keeps imports light
+
+    UNFURL_SUSPECT_REFUSALS.labels(when).inc()
+    return SuspectPoolFull(SUSPECT_POOL)
+
+
 # How long this process trusts its own sight of a host's suspicion: long enough that a
 # flood of links to hanging hosts is refused without a Redis round trip each, short
 # enough that a host another worker cleared is held back here for a moment only.
@@ -98,7 +106,7 @@ def refuse_early(host: str) -> None:
     only be refused later."""
     slots = _slots()
     if slots.held_by(host) or (slots.full and _seen_suspect.get(host, 0.0) > time.monotonic()):
-        raise SuspectPoolFull(SUSPECT_POOL)
+        raise _refused("early")
 
 
 def _suspicion_key(host: str) -> str:
@@ -150,9 +158,9 @@ class SuspectGuard:
         self.holding = False
         self.was_suspect = False
 
-    def _take_slot(self) -> None:
+    def _take_slot(self, when: str) -> None:
         if not _slots().acquire(self.host):
-            raise SuspectPoolFull(SUSPECT_POOL)
+            raise _refused(when)
         self.holding = True
 
     def admit(self) -> None:
@@ -161,7 +169,7 @@ class SuspectGuard:
         # hosts filling the pool would keep every half-open breaker from ever closing.
         self.was_suspect = self.call.probe or is_suspect(self.host)
         if self.was_suspect and not self.call.probe:
-            self._take_slot()
+            self._take_slot("admit")
 
     def should_give_up(self) -> bool:
         """Asked while the host is silent: past the bar, the call needs a slot (raises
@@ -170,7 +178,7 @@ class SuspectGuard:
         if not self.holding and not self.call.probe and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
             _suspect(self.host)
             self.was_suspect = True
-            self._take_slot()
+            self._take_slot("waiting")
         return self.call.should_give_up()
 
     def release(self, answered: bool) -> None:

@@ -18,6 +18,7 @@ from jobs import suspect, unfurl
 from jobs.breakers import CLOSED, OPEN, breaker_status
 from jobs.suspect import SuspectPoolFull, is_suspect
 from jobs.unfurl import preview_for
+from ops.metrics import UNFURL_SUSPECT_REFUSALS
 from tests.conftest import World
 from tests.servers import running_worker
 from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
@@ -68,6 +69,10 @@ def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, 
         assert not is_suspect(f"127.0.0.1:{healthy.port}")
 
 
+def _refusals() -> float:
+    return sum(UNFURL_SUSPECT_REFUSALS.labels(when)._value.get() for when in ("early", "admit", "waiting"))
+
+
 @contextmanager
 def suspect_threads(threads: int, timeout: float = 6) -> Iterator[None]:
     """This process as a preview worker with `threads` suspect slots, fetching locally."""
@@ -105,8 +110,10 @@ def test_a_slow_host_is_suspect_until_it_answers_in_time(one_suspect_thread) -> 
         # The slow host is refused at once, without a request, and its breaker holds no
         # grudge: the pool was full, the host did nothing wrong.
         hits, started = len(slow.hits), time.monotonic()
+        refusals = _refusals()
         with pytest.raises(SuspectPoolFull):
             preview_for(f"{slow.base}/b")
+        assert _refusals() == refusals + 1  # counted for the metrics
         assert time.monotonic() - started < 0.2 and len(slow.hits) == hits
         assert breaker_status(f"unfurl:{host}").failures == 0
         hanging.release.set()
