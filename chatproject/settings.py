@@ -118,6 +118,9 @@ UNFURL_SUSPECT_THREADS = int(os.environ.get("CHAT_UNFURL_SUSPECT_THREADS", "4"))
 # Of the preview worker's threads, only this many touch the databases (jobs.db_threads):
 # they keep the worker's connections (see DB_POOL below).
 UNFURL_DB_THREADS = int(os.environ.get("CHAT_UNFURL_DB_THREADS", "4"))
+# How long a preview job waits for its database thread (queueing included) before it is
+# rescheduled: longer than attach_preview's own lock (2 s) and statement (5 s) timeouts.
+UNFURL_DB_WAIT_SECS = float(os.environ.get("CHAT_UNFURL_DB_WAIT_SECS", "10"))
 # Retrying jobs back off exponentially from the base to the cap (seconds).
 JOB_BASE_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_BASE_BACKOFF_SECS", "2"))
 JOB_MAX_BACKOFF_SECS = float(os.environ.get("CHAT_JOB_MAX_BACKOFF_SECS", "600"))
@@ -197,8 +200,12 @@ def _database(url: str, alias: str) -> dict:
             "reconnect_timeout": 0.2,
             "reconnect_failed": _pool_gave_up,
         }
-    # Fail fast when a shard's server is gone instead of hanging a worker.
+    # Fail fast when a shard's server is gone instead of hanging a worker; and notice a
+    # server that vanished mid-connection (a partition sends no reset) within about a
+    # minute instead of the kernel's two hours, so a thread waiting on it is let go.
     options["connect_timeout"] = 3
+    options.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+    options["tcp_user_timeout"] = 60_000
     return config
 
 

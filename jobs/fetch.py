@@ -43,11 +43,16 @@ class FetchRefused(Exception):
     """Bad input: not a URL we fetch, a forbidden address, not HTML. Never retried."""
 
 
-class ClientFailure(Exception):
+class HostAnswered(Exception):
+    """Mixed into the errors raised once the host's answer came: whatever it said, it is
+    not hanging (jobs.suspect clears its suspicion when that came in time)."""
+
+
+class ClientFailure(HostAnswered):
     """The upstream answered 4xx: the link is bad, the host is fine."""
 
 
-class RateLimited(Exception):
+class RateLimited(HostAnswered):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited; retry after {retry_after}s")
         self.retry_after = retry_after
@@ -55,6 +60,14 @@ class RateLimited(Exception):
 
 class UpstreamFailure(Exception):
     """5xx, timeout, connection error: the host is unwell."""
+
+
+class ServerError(UpstreamFailure, HostAnswered):
+    """The upstream answered 5xx."""
+
+
+class NotAPage(FetchRefused, HostAnswered):
+    """The upstream answered with something we do not preview."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,32 @@ def address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -
     )
 
 
+# Longer than any real host and port (a DNS name is at most 253 characters): past it,
+# the netloc is padding meant to make keys (a port of thousands of zeros) unique.
+MAX_NETLOC_CHARS = 300
+
+
+def host_key(url: str) -> str:
+    """The server a URL names, as one string however it is spelled: the IDNA-encoded,
+    lowercased host without a trailing dot, and the port the fetch will dial
+    (example.com, EXAMPLE.com., example.com:080 are all example.com:80). Its breaker,
+    bulkhead and suspicion are keyed on this, so respelling a link cannot escape them.
+    FetchRefused for a URL fetch would refuse anyway."""
+    parts = urlsplit(url)
+    if len(parts.netloc) > MAX_NETLOC_CHARS:
+        raise FetchRefused(f"host part too long in {url[:200]!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname.rstrip(".").encode("idna").decode("ascii").lower()
+    except (ValueError, UnicodeError):
+        raise FetchRefused(f"bad host or port in {url[:200]!r}") from None
+    if not host:
+        raise FetchRefused(f"no host in {url[:200]!r}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork]) -> str:
     """The address to dial for host, or FetchRefused if any address it names is forbidden."""
     try:
@@ -121,16 +160,46 @@ def _open_connection(
     return connection
 
 
+def _buffered(response: http.client.HTTPResponse, sock: socket.socket) -> bool:
+    """Whether the body can be read on without waiting: bytes the response's reader took
+    in with the headers, which a select on the socket cannot see (a peek that does not
+    wait, so it also takes what the socket has already)."""
+    assert response.fp is not None
+    sock.settimeout(0)
+    try:
+        return bool(response.fp.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+
+
 def _read_capped(
-    response: http.client.HTTPResponse, sock: socket.socket, deadline: float, max_bytes: int
+    response: http.client.HTTPResponse,
+    sock: socket.socket,
+    deadline: float,
+    max_bytes: int,
+    give_up: Callable[[], bool] | None = None,
+    host: str = "",
 ) -> bytes:
+    """The body, up to max_bytes; `give_up` is asked while it does not come, and between
+    its pieces as it trickles in: a host that sends its headers at once and then the page
+    a byte at a time is as stuck as one that never answers."""
     chunks, size = [], 0
+    asked = time.monotonic()
     while size < max_bytes and not response.isclosed():  # closed: the body was read whole
+        if give_up is not None:
+            if not _buffered(response, sock):
+                _await_answer(sock, deadline, give_up, host)
+            if time.monotonic() - asked >= GIVE_UP_CHECK_SECS:
+                asked = time.monotonic()
+                if give_up():
+                    raise UpstreamFailure(f"{host}: gave up waiting for the page")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UpstreamFailure("fetch took longer than allowed")
         sock.settimeout(remaining)
-        chunk = response.read(min(65536, max_bytes - size))
+        # read1: whatever has come, at most one read of the socket, so a trickle comes
+        # back here (to be judged) between its pieces.
+        chunk = response.read1(min(65536, max_bytes - size))
         if not chunk:
             break
         chunks.append(chunk)
@@ -196,12 +265,12 @@ def fetch(
             if 400 <= status < 500:
                 raise ClientFailure(f"{status} from {parts.hostname}")
             if status >= 500:
-                raise UpstreamFailure(f"{status} from {parts.hostname}")
+                raise ServerError(f"{status} from {parts.hostname}")
             content_type, _, params = (response.getheader("Content-Type") or "").partition(";")
             if content_type.strip().lower() not in accept:
-                raise FetchRefused(f"not a page we preview: {content_type or 'no content type'}")
+                raise NotAPage(f"not a page we preview: {content_type or 'no content type'}")
             charset = params.split("charset=")[-1].strip() if "charset=" in params else "utf-8"
-            body = _read_capped(response, sock, deadline, max_bytes)
+            body = _read_capped(response, sock, deadline, max_bytes, give_up, parts.hostname)
             return FetchedPage(url, status, content_type.strip().lower(), charset, body)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             raise UpstreamFailure(f"{parts.hostname}: {exc}") from exc

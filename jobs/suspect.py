@@ -2,12 +2,13 @@
 
 A host is suspect while its breaker is half-open (the call is a probe) or once one of
 its calls has waited past UNFURL_SUSPECT_AFTER_SECS for an answer; that is remembered in
-Redis, for every worker, until one of its calls answers within the bar. A call to a
-suspect host, and any call the moment it waits that long, must hold one of this
-process's UNFURL_SUSPECT_THREADS slots. With none free it is refused, or stops waiting
-(SuspectPoolFull: the job is rescheduled, and the host's breaker does not count it, since
-the host may be merely slow). However many hosts hang, after the bar they hold at most
-that many threads, and the rest keep serving hosts that answer.
+Redis, for every worker, until one of its calls answers within the bar (with anything: a
+404 in time says the host is not hanging). A call to a suspect host, and any call the
+moment it waits that long, must hold one of this process's UNFURL_SUSPECT_THREADS slots,
+at most one per host (a probe needs none). With none free to it, it is refused, or stops
+waiting (SuspectPoolFull: the job is rescheduled, and the host's breaker does not count
+it, since the host may be merely slow). However many hosts hang, after the bar they hold
+at most that many threads, and the rest keep serving hosts that answer.
 
 The slots are per process, not in Redis: what they protect is this process's threads
 (and a worker that dies frees its slots with it). The host's suspicion is shared.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -28,6 +30,7 @@ from redis import RedisError
 
 from jobs.breakers import AdmittedCall
 from jobs.bulkhead import BulkheadFull
+from jobs.fetch import HostAnswered
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,14 @@ class SuspectPoolFull(BulkheadFull):
     """Every suspect slot of this worker is taken: try the link later."""
 
 
+def _refused(when: str) -> SuspectPoolFull:
+    """SuspectPoolFull to raise, counted (`when`: early, admit or waiting)."""
+    from ops.metrics import UNFURL_SUSPECT_REFUSALS  # only once refused: keeps imports light
+
+    UNFURL_SUSPECT_REFUSALS.labels(when).inc()
+    return SuspectPoolFull(SUSPECT_POOL)
+
+
 # How long this process trusts its own sight of a host's suspicion: long enough that a
 # flood of links to hanging hosts is refused without a Redis round trip each, short
 # enough that a host another worker cleared is held back here for a moment only.
@@ -47,27 +58,33 @@ LOCAL_SIGHT_SECS = 1.0
 
 
 class _Slots:
-    """A counting semaphore that can also say whether it is full."""
+    """A counting semaphore of at most one slot per host, that can say whether it is full.
+
+    One per host: one link to each of a few hanging hosts must not be joined by their
+    other links, and a host that hangs gains nothing from more than one stuck call here."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.taken = 0
+        self.holders: set[str] = set()
         self.lock = threading.Lock()
 
-    def acquire(self) -> bool:
+    def acquire(self, host: str) -> bool:
         with self.lock:
-            if self.taken >= self.size:
+            if len(self.holders) >= self.size or host in self.holders:
                 return False
-            self.taken += 1
+            self.holders.add(host)
             return True
 
-    def release(self) -> None:
+    def release(self, host: str) -> None:
         with self.lock:
-            self.taken -= 1
+            self.holders.discard(host)
+
+    def held_by(self, host: str) -> bool:
+        return host in self.holders
 
     @property
     def full(self) -> bool:
-        return self.taken >= self.size
+        return len(self.holders) >= self.size
 
 
 @lru_cache(maxsize=1)
@@ -75,15 +92,21 @@ def _slots() -> _Slots:
     return _Slots(settings.UNFURL_SUSPECT_THREADS)
 
 
-_seen_suspect: dict[str, float] = {}  # host -> until when (monotonic) this process trusts it
+# host -> until when (monotonic) this process trusts its sighting; the most recent last.
+# Bounded: a worker sees ever new hosts, and only the latest sightings are worth keeping.
+_seen_suspect: OrderedDict[str, float] = OrderedDict()
+_seen_lock = threading.Lock()
+_SEEN_KEPT = 10_000
 
 
 def refuse_early(host: str) -> None:
-    """SuspectPoolFull at once, without Redis, when every suspect slot here is taken and
-    this process saw host suspect within the last second: the common case when many
-    links to hanging hosts arrive, each of which would only be refused later."""
-    if _slots().full and _seen_suspect.get(host, 0.0) > time.monotonic():
-        raise SuspectPoolFull(SUSPECT_POOL)
+    """SuspectPoolFull at once, without Redis, when host already holds its suspect slot
+    here, or every slot is taken and this process saw host suspect within the last
+    second: the common case when many links to hanging hosts arrive, each of which would
+    only be refused later."""
+    slots = _slots()
+    if slots.held_by(host) or (slots.full and _seen_suspect.get(host, 0.0) > time.monotonic()):
+        raise _refused("early")
 
 
 def _suspicion_key(host: str) -> str:
@@ -101,18 +124,13 @@ def is_suspect(host: str) -> bool:
     return suspect
 
 
-_SEEN_KEPT = 10_000  # past this many hosts, the sightings that have lapsed are dropped
-
-
 def _saw(host: str, suspect: bool) -> None:
-    if not suspect:
+    with _seen_lock:
         _seen_suspect.pop(host, None)
-        return
-    now = time.monotonic()
-    if len(_seen_suspect) >= _SEEN_KEPT:  # a worker sees ever new hosts: forget lapsed ones
-        for lapsed in [h for h, until in list(_seen_suspect.items()) if until <= now]:
-            _seen_suspect.pop(lapsed, None)
-    _seen_suspect[host] = now + LOCAL_SIGHT_SECS
+        if suspect:
+            _seen_suspect[host] = time.monotonic() + LOCAL_SIGHT_SECS
+            if len(_seen_suspect) > _SEEN_KEPT:
+                _seen_suspect.popitem(last=False)  # the oldest sighting
 
 
 def _suspect(host: str) -> None:
@@ -140,29 +158,32 @@ class SuspectGuard:
         self.holding = False
         self.was_suspect = False
 
-    def _take_slot(self) -> None:
-        if not _slots().acquire():
-            raise SuspectPoolFull(SUSPECT_POOL)
+    def _take_slot(self, when: str) -> None:
+        if not _slots().acquire(self.host):
+            raise _refused(when)
         self.holding = True
 
     def admit(self) -> None:
+        # A probe needs no slot: its breaker lets only max_probes through across every
+        # worker, and it stops waiting at the slow-call time. Were it to need one, hanging
+        # hosts filling the pool would keep every half-open breaker from ever closing.
         self.was_suspect = self.call.probe or is_suspect(self.host)
-        if self.was_suspect:
-            self._take_slot()
+        if self.was_suspect and not self.call.probe:
+            self._take_slot("admit")
 
     def should_give_up(self) -> bool:
         """Asked while the host is silent: past the bar, the call needs a slot (raises
         SuspectPoolFull without one); then, whether its breaker says to stop waiting."""
         waited = time.monotonic() - self.call.started
-        if not self.holding and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
+        if not self.holding and not self.call.probe and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
             _suspect(self.host)
             self.was_suspect = True
-            self._take_slot()
+            self._take_slot("waiting")
         return self.call.should_give_up()
 
     def release(self, answered: bool) -> None:
         if self.holding:
-            _slots().release()
+            _slots().release(self.host)
             self.holding = False
         in_time = time.monotonic() - self.call.started <= settings.UNFURL_SUSPECT_AFTER_SECS
         if answered and in_time and self.was_suspect:
@@ -178,5 +199,8 @@ def suspect_guard(host: str, call: AdmittedCall) -> Iterator[SuspectGuard]:
     try:
         yield guard
         answered = True
+    except HostAnswered:
+        answered = True  # a quick 404, 429, 5xx or non-page: not hanging, whatever it said
+        raise
     finally:
         guard.release(answered)

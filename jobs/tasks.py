@@ -19,6 +19,7 @@ from jobs.bulkhead import BulkheadFull
 from jobs.db_threads import on_db_thread
 from jobs.fetch import RateLimited, UpstreamFailure
 from jobs.pending import PendingWork
+from jobs.suspect import SuspectPoolFull
 from jobs.unfurl import unfurl
 from messaging.events import prune_event_log
 from teams.directory import team_entry
@@ -61,7 +62,7 @@ def unfurl_link(
     first_tried_at = first_tried_at or time.time()
     try:
         # The team's shard now, not when the post queued this: it may have moved since.
-        shard = on_db_thread(team_entry, team_id).shard
+        shard = on_db_thread("default", team_entry, team_id).shard
     except ApiError:
         return "no such team"
     try:
@@ -74,6 +75,8 @@ def unfurl_link(
         count_deferral(exc.key)
         delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
         return _reschedule(self, delay, first_tried_at, attempt, f"breaker {exc.key} open")
+    except SuspectPoolFull:
+        return _reschedule(self, backoff(attempt), first_tried_at, attempt, "no suspect thread free")
     except BulkheadFull as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, f"{exc.key} busy")
     except RateLimited as exc:

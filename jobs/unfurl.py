@@ -10,15 +10,22 @@ import hashlib
 import ipaddress
 from dataclasses import asdict
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 
-from jobs.breakers import BreakerPolicy, Outcome, SharedCircuitBreaker
-from jobs.bulkhead import bulkhead
+from jobs.breakers import BreakerOpen, BreakerPolicy, Outcome, SharedCircuitBreaker
+from jobs.bulkhead import BulkheadFull, bulkhead
 from jobs.db_threads import on_db_thread
-from jobs.fetch import ClientFailure, FetchRefused, IpNetwork, RateLimited, UpstreamFailure, fetch
+from jobs.fetch import (
+    ClientFailure,
+    FetchRefused,
+    IpNetwork,
+    RateLimited,
+    UpstreamFailure,
+    fetch,
+    host_key,
+)
 from jobs.preview import Preview, merge_oembed, parse_page
 from jobs.suspect import refuse_early, suspect_guard
 from messaging.actions.previews import attach_preview
@@ -95,16 +102,16 @@ def preview_for(url: str) -> Preview | None:
     cached = cache.get(_cache_key(url))
     if cached is not None:
         return Preview(**cached) if cached else None
-    host = urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
     try:
-        body, final_url, charset = _fetch_guarded(host, url)
+        body, final_url, charset = _fetch_guarded(host_key(url), url)
         preview = parse_page(final_url, body.decode(charset if charset else "utf-8", errors="replace"))
         if preview.oembed_url and not preview.title:
             try:
-                oembed, _, _ = _fetch_guarded(host, preview.oembed_url, OEMBED_TYPES)
+                oembed_url = preview.oembed_url
+                oembed, _, _ = _fetch_guarded(host_key(oembed_url), oembed_url, OEMBED_TYPES)
                 preview = merge_oembed(preview, oembed)
-            except (FetchRefused, ClientFailure):
-                pass
+            except (FetchRefused, ClientFailure, RateLimited, UpstreamFailure, BulkheadFull, BreakerOpen):
+                pass  # the page alone still makes a preview: not worth fetching it again later
     except (FetchRefused, ClientFailure, LookupError):
         cache.set(_cache_key(url), {}, FAILURE_CACHE_SECS)
         return None
@@ -122,5 +129,6 @@ def unfurl(shard: str, team_id: int, channel_id: int, ts: int, url: str) -> str:
     preview = preview_for(url)
     if preview is None:
         return "no preview"
-    attached = on_db_thread(attach_preview, shard, team_id, channel_id, ts, url, preview.as_attachment(url))
+    attachment = preview.as_attachment(url)
+    attached = on_db_thread(shard, attach_preview, shard, team_id, channel_id, ts, url, attachment)
     return "attached" if attached else "message changed"

@@ -28,6 +28,11 @@ SHARD_ERRORS = Counter(
 SHARD_FAST_FAILURES = Counter(
     "chat_shard_fast_failures", "Requests refused at once because their shard is marked down", ["shard"]
 )
+UNFURL_SUSPECT_REFUSALS = Counter(
+    "chat_unfurl_suspect_refusals",
+    "Preview fetches refused or stopped for want of a suspect thread (jobs.suspect)",
+    ["when"],  # early (no Redis asked), admit, waiting
+)
 
 
 def count_http(method: str, status: int) -> None:

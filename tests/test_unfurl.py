@@ -11,7 +11,10 @@ from tests.conftest import World
 from tests.servers import running_worker
 from tests.upstream import running_upstream
 
-pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+pytestmark = [
+    pytest.mark.django_db(databases="__all__", transaction=True),
+    pytest.mark.usefixtures("forget_suspicion"),
+]
 WORKER_ENV = {
     "CHAT_UNFURL_ALLOWED_NETWORKS": "127.0.0.1/32",
     "CHAT_UNFURL_TIMEOUT_SECS": "2",

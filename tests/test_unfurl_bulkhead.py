@@ -17,7 +17,10 @@ from tests.servers import running_worker
 from tests.test_unfurl import CONCURRENCY, POOL, QUEUES, WORKER_ENV, _previews, _wait
 from tests.upstream import running_upstream
 
-pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+pytestmark = [
+    pytest.mark.django_db(databases="__all__", transaction=True),
+    pytest.mark.usefixtures("forget_suspicion"),
+]
 
 
 def test_hosts_that_hang_leave_threads_to_healthy_hosts(world: World, api) -> None:

@@ -21,10 +21,11 @@ PAGE = b"""<!doctype html><html><head>
 @dataclass
 class Upstream:
     port: int
-    mode: str = "ok"  # ok | error | hang | hold | slow | notfound | redirect:<url>
+    mode: str = "ok"  # ok | error | hang | hold | slow | trickle | notfound | redirect:<url>
     hits: list[tuple[float, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)  # ends "hold"
     answer_secs: float = 0.0  # how long a page takes to come (a real host's network time)
+    page: bytes = PAGE  # what it serves ({path} filled in)
 
     @property
     def base(self) -> str:
@@ -60,11 +61,17 @@ def running_upstream() -> Iterator[Upstream]:
                 self.end_headers()
                 return
             status = {"error": 500, "notfound": 404}.get(mode, 200)
-            body = PAGE.replace(b"{path}", self.path.encode()) if status == 200 else b"nope"
+            body = state.page.replace(b"{path}", self.path.encode()) if status == 200 else b"nope"
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if mode == "trickle":  # the headers at once, then the page a byte at a time
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from chatproject.dbrouter import current_shard, on_shard
 from messaging.events import append_event
@@ -10,6 +10,9 @@ from messaging.models import Channel, Message
 from messaging.mrkdwn import extract_links
 from messaging.shapes import message_changed_payload, message_json
 from teams import ids
+
+PREVIEW_LOCK_TIMEOUT_MS = 2000
+PREVIEW_STATEMENT_TIMEOUT_MS = 5000
 
 
 def request_previews(team_id: int, message: Message, *, already: list[str] | None = None) -> None:
@@ -32,6 +35,12 @@ def attach_preview(shard: str, team_id: int, channel_id: int, ts: int, url: str,
     """Add a link's preview to its message (message_changed). False when the message is
     gone, no longer has that link, or already shows its preview."""
     with on_shard(shard), transaction.atomic(using=shard):
+        with connections[shard].cursor() as cursor:
+            # A message row locked by a long transaction (or a statement that hangs) fails
+            # this store soon, to be retried later, instead of holding one of the preview
+            # worker's few database threads (jobs.db_threads) until it ends.
+            cursor.execute(f"SET LOCAL lock_timeout = {PREVIEW_LOCK_TIMEOUT_MS}")
+            cursor.execute(f"SET LOCAL statement_timeout = {PREVIEW_STATEMENT_TIMEOUT_MS}")
         message = (
             Message.objects.select_for_update()
             .filter(team_id=team_id, channel_id=channel_id, ts=ts)
