@@ -15,7 +15,7 @@ from django.conf import settings
 from tests.conftest import World
 from tests.servers import running_worker
 from tests.test_unfurl import CONCURRENCY, POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import running_upstream
+from tests.upstream import holding_upstreams
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -36,11 +36,7 @@ def test_hosts_that_hang_leave_threads_to_healthy_hosts(world: World, api) -> No
     env = {**WORKER_ENV, "CHAT_UNFURL_TIMEOUT_SECS": "8"}
     with ExitStack() as stack:
         stack.enter_context(running_worker(QUEUES, CONCURRENCY, env, POOL))
-        hanging = [stack.enter_context(running_upstream()) for _ in range(hanging_hosts)]
-        healthy = stack.enter_context(running_upstream())
-        for upstream in hanging:
-            upstream.mode = "hold"
-            stack.callback(upstream.release.set)
+        hanging, healthy = holding_upstreams(stack, hanging_hosts)
         for n in range(links_each):
             for upstream in hanging:
                 posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")

@@ -22,7 +22,7 @@ from ops.metrics import UNFURL_SUSPECT_REFUSALS
 from tests.conftest import World
 from tests.servers import running_worker
 from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import running_upstream
+from tests.upstream import holding_upstreams, running_upstream
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -46,11 +46,7 @@ def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, 
     }
     with ExitStack() as stack:
         stack.enter_context(running_worker(QUEUES, THREADS, env, POOL))
-        hanging = [stack.enter_context(running_upstream()) for _ in range(hanging_hosts)]
-        healthy = stack.enter_context(running_upstream())
-        for upstream in hanging:
-            upstream.mode = "hold"
-            stack.callback(upstream.release.set)
+        hanging, healthy = holding_upstreams(stack, hanging_hosts)
         for n in range(PER_HOST + 1):
             for upstream in hanging:
                 posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -84,3 +84,14 @@ def running_upstream() -> Iterator[Upstream]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def holding_upstreams(stack: ExitStack, count: int) -> tuple[list[Upstream], Upstream]:
+    """`count` upstreams that hold every request until the test ends, and one healthy one,
+    all closed by `stack`."""
+    holding = [stack.enter_context(running_upstream()) for _ in range(count)]
+    healthy = stack.enter_context(running_upstream())
+    for upstream in holding:
+        upstream.mode = "hold"
+        stack.callback(upstream.release.set)
+    return holding, healthy
