@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import psutil
 
@@ -119,16 +119,24 @@ def host_key(url: str) -> str:
     parts = urlsplit(url)
     if len(parts.netloc) > MAX_NETLOC_CHARS:
         raise FetchRefused(f"host part too long in {url[:200]!r}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
+    hostname, port = _dial_target(parts, url)
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        host = parts.hostname.rstrip(".").encode("idna").decode("ascii").lower()
-    except (ValueError, UnicodeError):
+        host = hostname.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
         raise FetchRefused(f"bad host or port in {url[:200]!r}") from None
     if not host:
         raise FetchRefused(f"no host in {url[:200]!r}")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dial_target(parts: SplitResult, url: str) -> tuple[str, int]:
+    """The host and port a fetch of `url` dials; FetchRefused for what it never fetches."""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
+    try:
+        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise FetchRefused(f"bad port in {url[:200]!r}") from None
 
 
 def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork]) -> str:
@@ -234,14 +242,9 @@ def fetch(
     deadline = time.monotonic() + total_timeout
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchRefused(f"not an http(s) URL: {url[:200]!r}")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise FetchRefused(f"bad port in {url[:200]!r}") from None
-        address = resolve_checked(parts.hostname, port, networks)
-        connection = _open_connection(parts.scheme, parts.hostname, port, address, deadline)
+        hostname, port = _dial_target(parts, url)
+        address = resolve_checked(hostname, port, networks)
+        connection = _open_connection(parts.scheme, hostname, port, address, deadline)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
