@@ -63,11 +63,10 @@ def unfurl_link(
     try:
         # The team's shard now, not when the post queued this: it may have moved since.
         shard = on_db_thread("default", team_entry, team_id).shard
-    except ApiError:
-        return "no such team"
-    try:
         return unfurl(shard, team_id, channel_id, ts, url)
     except ApiError as exc:
+        if exc.code == "team_not_found":
+            return "no such team"
         if exc.code != "team_is_moving":
             raise
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, "team is moving")
@@ -83,7 +82,7 @@ def unfurl_link(
         return _reschedule(self, exc.retry_after + backoff(0), first_tried_at, attempt, "rate limited")
     except UpstreamFailure as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc))
-    except OperationalError as exc:  # the message's shard is down (or marked down): later
+    except OperationalError as exc:  # the control DB or the message's shard is slow or down: later
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc).strip())
 
 

@@ -1,17 +1,23 @@
 """A shard that cannot store previews (its rows locked by a long transaction) holds up
 only its own teams' previews: the preview worker has a few database threads per
 database (jobs.db_threads), and a store that waits too long is rescheduled, not lost.
+So is a job whose control database does not answer when it looks up the team's shard.
 
 A module of its own: its worker (one database thread per database) must be the only
 one consuming the queue.
 """
 
 import time
+from contextlib import ExitStack
 
 import pytest
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connections, transaction
+from django.db.backends.utils import CursorWrapper
 
 from messaging.models import Message
+from teams.directory import team_entry_cache_key
+from teams.models import Team
 from tests.conftest import World
 from tests.servers import running_worker
 from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
@@ -46,3 +52,31 @@ def test_a_locked_shard_does_not_stop_previews_on_the_other(world: World, api) -
             time.sleep(3.0)  # past the store's lock timeout: its job was rescheduled
         # The lock gone, the rescheduled job stores the acme preview.
         _wait(lambda: _previews(api, acme_token, acme_general).get(stuck_text), 20, 0.1)
+
+
+def test_a_stalled_control_database_reschedules_the_preview(world: World, api) -> None:
+    token, general = world.acme["alice"].token, world.acme.channels["general"]
+    env = {**WORKER_ENV, "CHAT_UNFURL_DB_WAIT_SECS": "0.5"}
+    with running_upstream() as upstream:
+        text = f"directory {upstream.base}/a"
+        assert api("chat.postMessage", token, channel=general, text=text)["ok"]  # needs the directory
+        # The job must ask the control database for the team's shard, and find it locked.
+        cache.delete(team_entry_cache_key(world.acme.team.id))
+        with ExitStack() as worker:
+            with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Team._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+                worker.enter_context(running_worker(QUEUES, 4, env, POOL))  # only now: the post is done
+                _wait(lambda: _lookups_waiting(cursor), 10, 0.05)
+                time.sleep(1.0)  # past the job's wait for its database thread: it gave up on it
+                assert not upstream.hits
+            # The lock released, the rescheduled job finds the shard and stores the preview.
+            _wait(lambda: _previews(api, token, general).get(text), 8, 0.1)
+
+
+def _lookups_waiting(cursor: CursorWrapper) -> bool:
+    # The worker's directory lookup is blocked behind the test's lock.
+    cursor.execute(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+        [Team._meta.db_table],
+    )
+    return cursor.fetchone()[0] > 0
