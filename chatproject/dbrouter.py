@@ -2,7 +2,8 @@
 
 Code that touches a team's rows runs inside `on_shard(alias)` (the Web API, actions,
 tasks do this once per request/job); a team-scoped query outside it raises instead of
-silently landing on the wrong database.
+silently landing on the wrong database. Also the one way to cap a transaction's
+statement and lock waits (set_local_timeouts).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.db import OperationalError, models
 
 from chatproject import shard_outage
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 CONTROL_DB = "default"
 _current_shard: ContextVar[str | None] = ContextVar("current_shard", default=None)
@@ -48,6 +52,17 @@ def on_shard(alias: str) -> Iterator[str]:
         raise
     finally:
         _current_shard.reset(token)
+
+
+def set_local_timeouts(cursor: CursorWrapper, *, statement_ms: int, lock_ms: int | None = None) -> None:
+    """Cap the statements (and, given lock_ms, the lock waits) of the transaction the
+    cursor is in, so a slow or locked database fails this work instead of holding it."""
+    if not cursor.db.in_atomic_block:
+        # Outside a transaction SET LOCAL is a no-op (a warning in the server log only).
+        raise RuntimeError("set_local_timeouts must run inside a transaction")
+    if lock_ms is not None:
+        cursor.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
+    cursor.execute(f"SET LOCAL statement_timeout = {int(statement_ms)}")
 
 
 class ShardRouter:

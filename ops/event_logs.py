@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 
+from chatproject.dbrouter import set_local_timeouts
 from teams.models import Team
 
 STATEMENT_TIMEOUT_MS = 5000  # a count over a huge log must not hold an admin page forever
@@ -41,7 +42,7 @@ def _read_shard(alias: str, domains: dict[int, str]) -> ShardEventLog:
     report = ShardEventLog(alias)
     try:
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            set_local_timeouts(cursor, statement_ms=STATEMENT_TIMEOUT_MS)
             cursor.execute("SELECT pg_total_relation_size('messaging_event')")
             (report.table_bytes,) = cursor.fetchone()
             cursor.execute(_PER_TEAM_SQL)

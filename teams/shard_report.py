@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Count
 
+from chatproject.dbrouter import set_local_timeouts
 from teams.directory import accepts_new_teams, place_new_team
 from teams.errors import ApiError
 from teams.models import Team
@@ -37,7 +38,7 @@ def _server(alias: str) -> str:
 def _measure(report: ShardReport) -> None:
     try:
         with transaction.atomic(using=report.alias), connections[report.alias].cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {SIZE_STATEMENT_TIMEOUT_MS}")
+            set_local_timeouts(cursor, statement_ms=SIZE_STATEMENT_TIMEOUT_MS)
             cursor.execute(
                 "SELECT pg_database_size(current_database()),"
                 " (SELECT reltuples::bigint FROM pg_class WHERE relname = 'messaging_event')"

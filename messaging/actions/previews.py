@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connections, transaction
 
-from chatproject.dbrouter import current_shard, on_shard
+from chatproject.dbrouter import current_shard, on_shard, set_local_timeouts
 from messaging.events import append_event
 from messaging.models import Channel, Message
 from messaging.mrkdwn import extract_links
@@ -39,8 +39,9 @@ def attach_preview(shard: str, team_id: int, channel_id: int, ts: int, url: str,
             # A message row locked by a long transaction (or a statement that hangs) fails
             # this store soon, to be retried later, instead of holding one of the preview
             # worker's few database threads (jobs.db_threads) until it ends.
-            cursor.execute(f"SET LOCAL lock_timeout = {PREVIEW_LOCK_TIMEOUT_MS}")
-            cursor.execute(f"SET LOCAL statement_timeout = {PREVIEW_STATEMENT_TIMEOUT_MS}")
+            set_local_timeouts(
+                cursor, statement_ms=PREVIEW_STATEMENT_TIMEOUT_MS, lock_ms=PREVIEW_LOCK_TIMEOUT_MS
+            )
         message = (
             Message.objects.select_for_update()
             .filter(team_id=team_id, channel_id=channel_id, ts=ts)
