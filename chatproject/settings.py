@@ -315,6 +315,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A job taken by a worker that dies without a word (killed, machine lost) is handed out
 # again after this long. It must exceed the longest job plus the longest retry countdown
 # (a countdown is held unacknowledged too), or a job runs twice at once.
+# A drain that has not let go of the work it took (jobs.pending) by then is presumed dead:
+# far longer than a batch takes, short next to how stale an index or a preview may get.
+PENDING_LEASE_SECS = float(os.environ.get("CHAT_PENDING_LEASE_SECS", "300"))
 JOB_VISIBILITY_SECS = int(os.environ.get("CHAT_JOB_VISIBILITY_SECS", str(6 * 3600)))
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_VISIBILITY_SECS}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
@@ -323,6 +326,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-presence": {"task": "presence.sweep", "schedule": 30.0},
     "resume-transfers": {"task": "jobs.resume_transfers", "schedule": 60.0},
     "prune-exports": {"task": "jobs.prune_exports", "schedule": 3600.0},
+    "reclaim-pending": {"task": "jobs.reclaim_pending", "schedule": 60.0},
 }
 
 LOGGING = {

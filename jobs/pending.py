@@ -2,14 +2,22 @@
 Redis set in one round trip, and only the first write in a window publishes the job that
 drains the set. A broker publish per write cost more than the write itself (search
 indexing: more CPU than the post; link previews: a post with 3 links took 4x a plain one).
+
+A drain claims what it takes under a lease (a sorted set scored by the lease's end) and
+lets go once the work is done or handed on (a retry message carries it). A worker killed
+in between leaves its claims to run out: the next drain of the group takes them again,
+and `reclaim` (a beat job) starts that drain for groups no write wakes. Items may then be
+worked twice, which every drain here tolerates; none is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from django.conf import settings
 from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
@@ -19,6 +27,35 @@ logger = logging.getLogger(__name__)
 # stops trying for a while, so an outage costs one slow post per process per interval.
 BROKER_DOWN_RETRY_SECS = 30.0
 DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
+
+# KEYS: items, claims, groups with claims. ARGV: now, lease end, batch, group, max age.
+# Expired claims first (their drain died), then new items; all leased to this drain. The
+# group is listed under its earliest lease end, for `reclaim`.
+_TAKE_LUA = """
+local taken = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local want = tonumber(ARGV[3]) - #taken
+if want > 0 then
+  for _, item in ipairs(redis.call('SPOP', KEYS[1], want)) do table.insert(taken, item) end
+end
+if #taken == 0 then return taken end
+for _, item in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], item) end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+local earliest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
+return taken
+"""
+
+# KEYS: claims, groups with claims. ARGV: group, then the items let go.
+_RELEASE_LUA = """
+redis.call('ZREM', KEYS[1], unpack(ARGV, 2))
+local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #earliest == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], earliest[2], ARGV[1])
+end
+return 0
+"""
 
 
 class PendingWork:
@@ -47,6 +84,12 @@ class PendingWork:
     def _flag_key(self, group: str) -> str:
         return f"{self.name}:drain-scheduled:{group}"
 
+    def _claims_key(self, group: str) -> str:
+        return f"{self.name}:claimed:{group}"
+
+    def _groups_key(self) -> str:
+        return f"{self.name}:claimed-groups"
+
     def add(self, group: str, items: Sequence[str | int], what: str) -> None:
         """Mark `items` for the group's next drain. Never raises: called after a write
         commits, a Redis or broker outage must not fail the write (`what` names the work
@@ -73,14 +116,49 @@ class PendingWork:
             self.broker_down_until = time.monotonic() + BROKER_DOWN_RETRY_SECS
             logger.warning("%s not queued: %s", what, exc)
 
-    def take(self, group: str) -> list[bytes]:
-        """Claim up to a batch of the group's items (each once, whichever job asks);
-        schedule another drain now if more wait."""
+    @contextlib.contextmanager
+    def claimed(self, group: str) -> Iterator[list[bytes]]:
+        """Up to a batch of the group's items (each to one drain at a time), let go when the
+        block ends, however it ends: done, or handed on in a retry message, or failed (as an
+        error would fail them again). Only a drain that dies inside keeps its claims, until
+        their lease runs out. Schedules another drain now if more wait."""
+        taken = self._take(group)
+        try:
+            yield taken
+        finally:
+            if taken:
+                self._release(group, taken)
+
+    def _take(self, group: str) -> list[bytes]:
         connection = get_redis_connection("default")
         connection.delete(self._flag_key(group))  # writes from now on schedule the next drain
-        taken: list[bytes] = connection.spop(self._items_key(group), self.batch) or []
+        now = time.time()
+        keys = [self._items_key(group), self._claims_key(group), self._groups_key()]
+        lease_end = now + settings.PENDING_LEASE_SECS
+        args = [now, lease_end, self.batch, group, self.max_age_secs]
+        taken: list[bytes] = connection.register_script(_TAKE_LUA)(keys, args)
         if len(taken) == self.batch and connection.set(
             self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS
         ):
             self.schedule(group, 0.0)
         return taken
+
+    def _release(self, group: str, items: list[bytes]) -> None:
+        connection = get_redis_connection("default")
+        keys = [self._claims_key(group), self._groups_key()]
+        connection.register_script(_RELEASE_LUA)(keys, [group, *items])
+
+    def reclaim(self) -> list[str]:
+        """Start a drain for every group whose claims outlived their lease (the drain that
+        held them died); returns those groups."""
+        connection = get_redis_connection("default")
+        now = time.time()
+        groups = [g.decode() for g in connection.zrangebyscore(self._groups_key(), "-inf", now)]
+        for group in groups:
+            if not connection.exists(self._claims_key(group)):  # expired with the claims
+                connection.zrem(self._groups_key(), group)
+                continue
+            # Not listed again before the drain's own lease would end: one drain per lease.
+            connection.zadd(self._groups_key(), {group: now + settings.PENDING_LEASE_SECS})
+            self.schedule(group, 0.0)
+        return groups

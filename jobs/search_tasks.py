@@ -57,30 +57,36 @@ def index_messages_task(
     """(Re)index these messages of a team, or with none given, the team's pending ones.
     Idempotent: it reads the rows as they are now."""
     first_queued_at = first_queued_at or time.time()
-    if not message_ids:
-        message_ids = [int(i) for i in PENDING.take(str(team_id))]
-        if not message_ids:
+    if message_ids:
+        return _index(self, team_id, message_ids, first_queued_at, attempt)
+    with PENDING.claimed(str(team_id)) as taken:
+        if not taken:
             return 0
+        message_ids = [int(i) for i in taken]
         self.request.args = [team_id, message_ids]  # a retry must carry what was taken
+        return _index(self, team_id, message_ids, first_queued_at, attempt)
+
+
+def _index(task: Task, team_id: int, message_ids: list[int], first_queued_at: float, attempt: int) -> int:
     try:
         # Looked up now, not when queued: the team may have moved shards since.
         team = team_entry(team_id)
-    except ApiError:
+        if team.status == Team.Status.MOVING:
+            # Writing search vectors on the source during a move would change rows the move
+            # has copied and verified (teams.moves): wait for the flip, then index the new home.
+            return _reschedule(task, backoff(attempt), first_queued_at, attempt, "team is moving")
+        return index_behind_breaker(team.shard, team_id, message_ids)
+    except ApiError as exc:
+        if exc.code != "team_not_found":
+            raise
         logger.info("not indexing %d messages of team %d: no such team", len(message_ids), team_id)
         return 0
-    if team.status == Team.Status.MOVING:
-        # Writing search vectors on the source during a move would change rows the move
-        # has copied and verified (teams.moves): wait for the flip, then index the new home.
-        return _reschedule(self, backoff(attempt), first_queued_at, attempt, "team is moving")
-    shard = team.shard
-    try:
-        return index_behind_breaker(shard, team_id, message_ids)
     except BreakerOpen as exc:
         count_deferral(exc.key)
         delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
-        return _reschedule(self, delay, first_queued_at, attempt, f"breaker {exc.key} open")
-    except (OperationalError, InterfaceError) as exc:
-        return _reschedule(self, backoff(attempt), first_queued_at, attempt, str(exc).strip())
+        return _reschedule(task, delay, first_queued_at, attempt, f"breaker {exc.key} open")
+    except (OperationalError, InterfaceError) as exc:  # the shard, or the control database
+        return _reschedule(task, backoff(attempt), first_queued_at, attempt, str(exc).strip())
 
 
 def _reschedule(task: Task, delay: float, first_queued_at: float, attempt: int, why: str) -> int:

@@ -13,6 +13,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import OperationalError
 
+from jobs import search_tasks
 from jobs.backoff import backoff
 from jobs.breakers import BreakerOpen, count_deferral
 from jobs.bulkhead import BulkheadFull
@@ -136,10 +137,15 @@ def drain_unfurls(self: Task, entries: list[list[Any]] | None = None, attempt: i
     """Queue one `unfurl_link` job per pending link, through one broker connection; returns
     how many. A link whose job cannot be queued is retried with this job."""
     if entries is None:
-        entries = [json.loads(raw) for raw in PENDING_UNFURLS.take(_LINKS)]
+        with PENDING_UNFURLS.claimed(_LINKS) as taken:
+            return _queue_unfurls(self, [json.loads(raw) for raw in taken], attempt)
+    return _queue_unfurls(self, entries, attempt)
+
+
+def _queue_unfurls(task: Task, entries: list[list[Any]], attempt: int) -> int:
     queued = 0
     try:
-        with self.app.producer_or_acquire() as producer:
+        with task.app.producer_or_acquire() as producer:
             for entry in entries:
                 unfurl_link.apply_async(tuple(entry), producer=producer)
                 queued += 1
@@ -148,5 +154,11 @@ def drain_unfurls(self: Task, entries: list[list[Any]] | None = None, attempt: i
         if attempt >= UNFURL_DRAIN_RETRIES:
             logger.warning("%d previews not queued, giving up: %s", len(rest), exc)
             return queued
-        raise self.retry(args=[rest], kwargs={"attempt": attempt + 1}, countdown=backoff(attempt)) from exc
+        raise task.retry(args=[rest], kwargs={"attempt": attempt + 1}, countdown=backoff(attempt)) from exc
     return queued
+
+
+@shared_task(name="jobs.reclaim_pending", ignore_result=True)
+def reclaim_pending() -> list[str]:
+    """Drain again what drains that died had taken (jobs.pending); beat runs this."""
+    return [group for work in (PENDING_UNFURLS, search_tasks.PENDING) for group in work.reclaim()]

@@ -50,15 +50,18 @@ RING_SIZE = 512  # recent events per team kept for replay (a few MB with their f
 MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
 VIEW_READ_TRIES = 3
 RECEIVE_BATCH = 200
-FLUSH_PACING = 2.0  # the hub spends at most about half of the loop writing events out
+# After a flush that took D (wall time), the next waits 2D: the loop keeps two thirds of
+# its time for requests and sockets. Pacing by the flush's CPU time instead starved the
+# posts sharing the process (bench/fanout.py, 1,000 sockets: post p50 13 -> 30 ms, delivery
+# p50 50 -> 80 ms).
+FLUSH_PACING = 2.0
 MAX_FLUSH_INTERVAL_SECS = 0.05  # layer messages handled (and written per socket) at once at most
-# Back-to-back flushes are at least this far apart: every flush costs each socket a send
-# and its client a wakeup and a read, however few events it carries, so pacing by the
-# flush's own cost alone would make a cheaper flush mean more of them. An event after a
-# quiet spell still goes out at once. (bench/fanout.py on a quiet machine, daphne on uvloop,
-# p50 over several runs each: 24-30 ms with this floor, 27-29 without it, 21-31 with a 10 ms
-# floor timed from each flush's start, which cost ~15% more CPU: no setting won clearly.)
-MIN_FLUSH_INTERVAL_SECS = 0.02
+# Back-to-back flushes are at least this far apart, so a stream of cheap flushes (a small
+# team) is not a send and a client wakeup per event. Small: it is latency every event of a
+# small team pays (bench/fanout.py, 10 sockets, 100 posts/s: p50 18.1 ms with a 20 ms floor,
+# 8.1 ms with this one); at 1,000 sockets the pacing above decides and the floor does not
+# matter (p50 46-62 ms with either, interleaved runs).
+MIN_FLUSH_INTERVAL_SECS = 0.005
 
 
 class HubClosed(Exception):
