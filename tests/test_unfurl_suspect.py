@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from django.test import override_settings
 
-from jobs import suspect, unfurl
+from jobs import fetch, suspect, unfurl
 from jobs.breakers import CLOSED, OPEN, breaker_status
 from jobs.suspect import SuspectPoolFull, is_suspect
 from jobs.unfurl import preview_for
@@ -22,7 +22,7 @@ from ops.metrics import UNFURL_SUSPECT_REFUSALS
 from tests.conftest import World
 from tests.servers import running_worker
 from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import holding_upstreams, running_upstream
+from tests.upstream import holding_upstreams, running_upstream, silent_listener
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -175,6 +175,28 @@ def test_a_host_that_trickles_its_page_is_suspect(one_suspect_thread) -> None:
             with pytest.raises(SuspectPoolFull):  # not the timeout's UpstreamFailure
                 preview_for(f"{trickling.base}/a")
             assert is_suspect(f"127.0.0.1:{trickling.port}")
+        finally:
+            hanging.release.set()
+            holder.join()
+
+
+@pytest.mark.parametrize("stuck", ["connecting", "shaking hands"])
+def test_a_host_that_hangs_before_the_request_is_suspect(one_suspect_thread, stuck: str) -> None:
+    """Connecting, or the TLS handshake, hanging is judged at the bar like a wait for
+    the answer (with no suspect thread free, it stops), not at the 3 s connect limit."""
+    with running_upstream() as hanging, silent_listener() as (port, first):
+        hanging.mode = "hold"
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        try:
+            _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+            if stuck == "connecting":
+                first.connect(("127.0.0.1", port))  # the one place taken: the next SYN is dropped
+            started = time.monotonic()
+            with pytest.raises(SuspectPoolFull):  # not the connect limit's UpstreamFailure
+                preview_for(f"https://127.0.0.1:{port}/a")
+            assert time.monotonic() - started < fetch.CONNECT_TIMEOUT_SECS
+            assert is_suspect(f"127.0.0.1:{port}")
         finally:
             hanging.release.set()
             holder.join()
