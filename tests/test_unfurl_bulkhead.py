@@ -33,7 +33,9 @@ def test_hosts_that_hang_leave_threads_to_healthy_hosts(world: World, api) -> No
     assert hanging_hosts * links_each > CONCURRENCY  # without the bulkhead they would hold every one
     # Fetches wait up to 8 s; a hanging host's circuit opens once its stuck calls pass the
     # slow-call limit (3 s), which frees them earlier.
-    env = {**WORKER_ENV, "CHAT_UNFURL_TIMEOUT_SECS": "8"}
+    # A host that stops answering keeps fewer calls than its bulkhead allows (jobs.silent):
+    # let it keep them all, for this test is about the bulkhead.
+    env = {**WORKER_ENV, "CHAT_UNFURL_TIMEOUT_SECS": "8", "CHAT_UNFURL_SILENT_HOST_CALLS": str(cap)}
     with ExitStack() as stack:
         stack.enter_context(running_worker(QUEUES, CONCURRENCY, env, POOL))
         hanging, healthy = holding_upstreams(stack, hanging_hosts)
