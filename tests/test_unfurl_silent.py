@@ -16,10 +16,9 @@ from jobs.breakers import breaker_status
 from jobs.silent import HostSilent
 from jobs.unfurl import preview_for
 from tests.conftest import World
-from tests.servers import running_worker
-from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
+from tests.test_unfurl import _previews, _wait, worker_beside_hanging_hosts
 from tests.test_unfurl_suspect import suspect_threads
-from tests.upstream import holding_upstreams, running_upstream
+from tests.upstream import running_upstream
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -34,15 +33,14 @@ def test_a_host_that_stops_answering_holds_few_threads(world: World, api) -> Non
     would let it take them all: it gets SILENT, the rest are refused, and a healthy
     host's link finds a thread."""
     token, general = world.acme["alice"].token, world.acme.channels["general"]
-    env = {
-        **WORKER_ENV,
-        "CHAT_UNFURL_TIMEOUT_SECS": "8",
-        "CHAT_UNFURL_HOST_CONCURRENCY": str(THREADS),
-        "CHAT_UNFURL_SILENT_HOST_CALLS": str(SILENT),
-    }
     with ExitStack() as stack:
-        stack.enter_context(running_worker(QUEUES, THREADS, env, POOL))
-        (hanging,), healthy = holding_upstreams(stack, 1)
+        (hanging,), healthy = worker_beside_hanging_hosts(
+            stack,
+            THREADS,
+            1,
+            CHAT_UNFURL_HOST_CONCURRENCY=str(THREADS),
+            CHAT_UNFURL_SILENT_HOST_CALLS=str(SILENT),
+        )
         for n in range(THREADS):
             assert api("chat.postMessage", token, channel=general, text=f"hangs {hanging.base}/{n}")["ok"]
         _wait(lambda: hanging.hits, 20, 0.02)

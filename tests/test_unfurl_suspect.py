@@ -20,9 +20,8 @@ from jobs.suspect import SuspectPoolFull, is_suspect
 from jobs.unfurl import preview_for
 from ops.metrics import UNFURL_SUSPECT_REFUSALS
 from tests.conftest import World
-from tests.servers import running_worker
-from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import holding_upstreams, running_upstream, silent_listener
+from tests.test_unfurl import _previews, _wait, worker_beside_hanging_hosts
+from tests.upstream import running_upstream, silent_listener
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -38,15 +37,14 @@ def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, 
     healthy host's preview comes before any hanging host's breaker opens."""
     token, general = world.acme["alice"].token, world.acme.channels["general"]
     hanging_hosts = THREADS // PER_HOST
-    env = {
-        **WORKER_ENV,
-        "CHAT_UNFURL_TIMEOUT_SECS": "8",
-        "CHAT_UNFURL_HOST_CONCURRENCY": str(PER_HOST),
-        "CHAT_UNFURL_SUSPECT_THREADS": str(SUSPECT_THREADS),
-    }
     with ExitStack() as stack:
-        stack.enter_context(running_worker(QUEUES, THREADS, env, POOL))
-        hanging, healthy = holding_upstreams(stack, hanging_hosts)
+        hanging, healthy = worker_beside_hanging_hosts(
+            stack,
+            THREADS,
+            hanging_hosts,
+            CHAT_UNFURL_HOST_CONCURRENCY=str(PER_HOST),
+            CHAT_UNFURL_SUSPECT_THREADS=str(SUSPECT_THREADS),
+        )
         for n in range(PER_HOST + 1):
             for upstream in hanging:
                 posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")
