@@ -13,8 +13,10 @@ or not (FetchRefused, ClientFailure, RateLimited: never count).
 
 from __future__ import annotations
 
+import errno
 import http.client
 import ipaddress
+import os
 import select
 import socket
 import ssl
@@ -154,18 +156,62 @@ def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork])
 
 
 def _open_connection(
-    scheme: str, host: str, port: int, address: str, deadline: float
+    scheme: str,
+    host: str,
+    port: int,
+    address: str,
+    deadline: float,
+    give_up: Callable[[], bool] | None = None,
 ) -> http.client.HTTPConnection:
     timeout = min(CONNECT_TIMEOUT_SECS, max(0.1, deadline - time.monotonic()))
     try:
-        sock = socket.create_connection((address, port), timeout=timeout)
-        if scheme == "https":
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        if give_up is None:
+            sock = socket.create_connection((address, port), timeout=timeout)
+            if scheme == "https":
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        else:
+            sock = _connect_watching(scheme, host, port, address, time.monotonic() + timeout, give_up)
+            sock.settimeout(timeout)
     except (OSError, ssl.SSLError) as exc:
         raise UpstreamFailure(f"cannot connect to {host}: {exc}") from exc
     connection = http.client.HTTPConnection(host, port)
     connection.sock = sock  # dial the checked address, not whatever DNS says next
     return connection
+
+
+def _connect_watching(
+    scheme: str, host: str, port: int, address: str, until: float, give_up: Callable[[], bool]
+) -> socket.socket:
+    """Connect (and shake hands) without blocking, asking `give_up` between slices: a host
+    that drops the connection attempt, or takes it and never shakes hands, hangs as surely
+    as one that never answers, and is judged as soon."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        error = sock.connect_ex((address, port))
+        if error not in (0, errno.EINPROGRESS):
+            raise OSError(error, os.strerror(error))
+        if not _wait_for(sock, until, give_up, host, "connecting", write=True):
+            raise TimeoutError("connect timed out")
+        if error := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            raise OSError(error, os.strerror(error))
+        if scheme != "https":
+            return sock
+        context = ssl.create_default_context()
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                write = False
+            except ssl.SSLWantWriteError:
+                write = True
+            if not _wait_for(tls, until, give_up, host, "in the TLS handshake", write=write):
+                raise TimeoutError("TLS handshake timed out")
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _buffered(response: http.client.HTTPResponse, sock: socket.socket) -> bool:
@@ -218,14 +264,29 @@ def _read_capped(
 def _await_answer(sock: socket.socket, deadline: float, give_up: Callable[[], bool], host: str) -> None:
     """Return once the answer starts (or the deadline passes: reading then times out);
     raise UpstreamFailure as soon as `give_up()` says waiting is pointless."""
-    while (remaining := deadline - time.monotonic()) > 0:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return
-        readable, _, _ = select.select([sock], [], [], min(GIVE_UP_CHECK_SECS, remaining))
-        if readable:
-            return
+    _wait_for(sock, deadline, give_up, host, "waiting for an answer")
+
+
+def _wait_for(
+    sock: socket.socket,
+    until: float,
+    give_up: Callable[[], bool],
+    host: str,
+    doing: str,
+    write: bool = False,
+) -> bool:
+    """Whether sock became readable (or writable) before `until`, asking `give_up` every
+    GIVE_UP_CHECK_SECS meanwhile; UpstreamFailure once it says to stop."""
+    while (remaining := until - time.monotonic()) > 0:
+        if not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        waited_on = ([], [sock]) if write else ([sock], [])
+        readable, writable, _ = select.select(*waited_on, [], min(GIVE_UP_CHECK_SECS, remaining))
+        if readable or writable:
+            return True
         if give_up():
-            raise UpstreamFailure(f"{host}: gave up waiting for an answer")
+            raise UpstreamFailure(f"{host}: gave up {doing}")
+    return False
 
 
 def fetch(
@@ -244,7 +305,7 @@ def fetch(
         parts = urlsplit(url)
         hostname, port = _dial_target(parts, url)
         address = resolve_checked(hostname, port, networks)
-        connection = _open_connection(parts.scheme, hostname, port, address, deadline)
+        connection = _open_connection(parts.scheme, hostname, port, address, deadline, give_up)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"

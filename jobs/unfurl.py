@@ -27,6 +27,7 @@ from jobs.fetch import (
     host_key,
 )
 from jobs.preview import Preview, merge_oembed, parse_page
+from jobs.silent import paced
 from jobs.suspect import refuse_early, suspect_guard
 from messaging.actions.previews import attach_preview
 
@@ -73,12 +74,15 @@ def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -
     # A call hanging when the circuit opens (or a probe past the slow-call time) stops
     # waiting: the worker it holds is worth more to healthy hosts than the rest of a 10 s
     # timeout. Before that, a call waiting past the suspect bar needs one of the few
-    # threads suspect hosts may hold (jobs.suspect), or it stops waiting too.
+    # threads suspect hosts may hold (jobs.suspect), or it stops waiting too; and before
+    # the bar a host that is not answering may hold only a few threads (jobs.silent),
+    # checked first since it costs no Redis round trip.
     kwargs = {"accept": accept} if accept else {}
     refuse_early(host)
     # A suspect host's call with no suspect thread free is refused before it takes a
     # bulkhead lease (two Redis round trips it would not use).
     with (
+        paced(host),
         host_breaker(host).calling() as call,
         suspect_guard(host, call) as guard,
         bulkhead(f"unfurl:{host}", settings.UNFURL_HOST_CONCURRENCY, BULKHEAD_LEASE_SECS),

@@ -1,6 +1,7 @@
 """Link previews through real Celery workers, a real local upstream, real Redis breakers."""
 
 import time
+from contextlib import ExitStack
 
 import pytest
 from django.conf import settings
@@ -9,7 +10,7 @@ from chatproject.launcher import worker_pools
 from jobs.breakers import CLOSED, HALF_OPEN, OPEN, breaker_status
 from tests.conftest import World
 from tests.servers import running_worker
-from tests.upstream import running_upstream
+from tests.upstream import Upstream, holding_upstreams, running_upstream
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -25,6 +26,17 @@ WORKER_ENV = {
 
 # The preview worker as `./run` starts it (its pool and concurrency).
 QUEUES, POOL, CONCURRENCY = worker_pools(settings.UNFURL_WORKER_THREADS)["unfurl"]
+
+
+def worker_beside_hanging_hosts(
+    stack: ExitStack, threads: int, hosts: int, **env: str
+) -> tuple[list[Upstream], Upstream]:
+    """A preview worker of `threads` threads (fetches waiting up to 8 s, and `env`), with
+    `hosts` upstreams that hold every request and one healthy one, all closed by `stack`.
+    Its test must be the only one consuming the queue (a module of its own)."""
+    env = {**WORKER_ENV, "CHAT_UNFURL_TIMEOUT_SECS": "8", **env}
+    stack.enter_context(running_worker(QUEUES, threads, env, POOL))
+    return holding_upstreams(stack, hosts)
 
 
 @pytest.fixture(scope="module")

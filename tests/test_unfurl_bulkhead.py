@@ -13,9 +13,7 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import World
-from tests.servers import running_worker
-from tests.test_unfurl import CONCURRENCY, POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import holding_upstreams
+from tests.test_unfurl import CONCURRENCY, _previews, _wait, worker_beside_hanging_hosts
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -33,10 +31,12 @@ def test_hosts_that_hang_leave_threads_to_healthy_hosts(world: World, api) -> No
     assert hanging_hosts * links_each > CONCURRENCY  # without the bulkhead they would hold every one
     # Fetches wait up to 8 s; a hanging host's circuit opens once its stuck calls pass the
     # slow-call limit (3 s), which frees them earlier.
-    env = {**WORKER_ENV, "CHAT_UNFURL_TIMEOUT_SECS": "8"}
+    # A host that stops answering keeps fewer calls than its bulkhead allows (jobs.silent):
+    # let it keep them all, for this test is about the bulkhead.
     with ExitStack() as stack:
-        stack.enter_context(running_worker(QUEUES, CONCURRENCY, env, POOL))
-        hanging, healthy = holding_upstreams(stack, hanging_hosts)
+        hanging, healthy = worker_beside_hanging_hosts(
+            stack, CONCURRENCY, hanging_hosts, CHAT_UNFURL_SILENT_HOST_CALLS=str(cap)
+        )
         for n in range(links_each):
             for upstream in hanging:
                 posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")

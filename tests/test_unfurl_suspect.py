@@ -14,15 +14,14 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from django.test import override_settings
 
-from jobs import suspect, unfurl
+from jobs import fetch, suspect, unfurl
 from jobs.breakers import CLOSED, OPEN, breaker_status
 from jobs.suspect import SuspectPoolFull, is_suspect
 from jobs.unfurl import preview_for
 from ops.metrics import UNFURL_SUSPECT_REFUSALS
 from tests.conftest import World
-from tests.servers import running_worker
-from tests.test_unfurl import POOL, QUEUES, WORKER_ENV, _previews, _wait
-from tests.upstream import holding_upstreams, running_upstream
+from tests.test_unfurl import _previews, _wait, worker_beside_hanging_hosts
+from tests.upstream import running_upstream, silent_listener
 
 pytestmark = [
     pytest.mark.django_db(databases="__all__", transaction=True),
@@ -38,15 +37,14 @@ def test_hanging_hosts_hold_only_the_suspect_threads_past_the_bar(world: World, 
     healthy host's preview comes before any hanging host's breaker opens."""
     token, general = world.acme["alice"].token, world.acme.channels["general"]
     hanging_hosts = THREADS // PER_HOST
-    env = {
-        **WORKER_ENV,
-        "CHAT_UNFURL_TIMEOUT_SECS": "8",
-        "CHAT_UNFURL_HOST_CONCURRENCY": str(PER_HOST),
-        "CHAT_UNFURL_SUSPECT_THREADS": str(SUSPECT_THREADS),
-    }
     with ExitStack() as stack:
-        stack.enter_context(running_worker(QUEUES, THREADS, env, POOL))
-        hanging, healthy = holding_upstreams(stack, hanging_hosts)
+        hanging, healthy = worker_beside_hanging_hosts(
+            stack,
+            THREADS,
+            hanging_hosts,
+            CHAT_UNFURL_HOST_CONCURRENCY=str(PER_HOST),
+            CHAT_UNFURL_SUSPECT_THREADS=str(SUSPECT_THREADS),
+        )
         for n in range(PER_HOST + 1):
             for upstream in hanging:
                 posted = api("chat.postMessage", token, channel=general, text=f"hangs {upstream.base}/{n}")
@@ -175,6 +173,28 @@ def test_a_host_that_trickles_its_page_is_suspect(one_suspect_thread) -> None:
             with pytest.raises(SuspectPoolFull):  # not the timeout's UpstreamFailure
                 preview_for(f"{trickling.base}/a")
             assert is_suspect(f"127.0.0.1:{trickling.port}")
+        finally:
+            hanging.release.set()
+            holder.join()
+
+
+@pytest.mark.parametrize("stuck", ["connecting", "shaking hands"])
+def test_a_host_that_hangs_before_the_request_is_suspect(one_suspect_thread, stuck: str) -> None:
+    """Connecting, or the TLS handshake, hanging is judged at the bar like a wait for
+    the answer (with no suspect thread free, it stops), not at the 3 s connect limit."""
+    with running_upstream() as hanging, silent_listener() as (port, first):
+        hanging.mode = "hold"
+        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        holder.start()
+        try:
+            _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
+            if stuck == "connecting":
+                first.connect(("127.0.0.1", port))  # the one place taken: the next SYN is dropped
+            started = time.monotonic()
+            with pytest.raises(SuspectPoolFull):  # not the connect limit's UpstreamFailure
+                preview_for(f"https://127.0.0.1:{port}/a")
+            assert time.monotonic() - started < fetch.CONNECT_TIMEOUT_SECS
+            assert is_suspect(f"127.0.0.1:{port}")
         finally:
             hanging.release.set()
             holder.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -95,3 +96,17 @@ def holding_upstreams(stack: ExitStack, count: int) -> tuple[list[Upstream], Ups
         upstream.mode = "hold"
         stack.callback(upstream.release.set)
     return holding, healthy
+
+
+@contextmanager
+def silent_listener() -> Iterator[tuple[int, socket.socket]]:
+    """A port that takes one connection and never reads from it (a TLS handshake with
+    it hangs), and then drops every further attempt to connect (connecting hangs): its
+    accept queue holds one, and nothing accepts. Yields the port and a socket that
+    connects to it, to take that one place."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.socket() as first:
+            yield port, first
