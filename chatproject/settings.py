@@ -316,12 +316,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# A job taken by a worker that dies without a word (killed, machine lost) is handed out
-# again after this long. It must exceed the longest job plus the longest retry countdown
-# (a countdown is held unacknowledged too), or a job runs twice at once.
 # A drain that has not let go of the work it took (jobs.pending) by then is presumed dead:
 # far longer than a batch takes, short next to how stale an index or a preview may get.
 PENDING_LEASE_SECS = float(os.environ.get("CHAT_PENDING_LEASE_SECS", "300"))
+# A job taken by a worker that dies without a word (killed, machine lost) is handed out
+# again after this long. It must exceed the longest job plus the longest retry countdown
+# (a countdown is held unacknowledged too), or a job runs twice at once.
 JOB_VISIBILITY_SECS = int(os.environ.get("CHAT_JOB_VISIBILITY_SECS", str(6 * 3600)))
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_VISIBILITY_SECS}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

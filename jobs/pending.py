@@ -17,8 +17,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from celery.exceptions import Reject
 from django.conf import settings
 from django_redis import get_redis_connection
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +48,15 @@ redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
 return taken
 """
 
-# KEYS: claims, groups with claims. ARGV: group, then the items let go.
+# KEYS: claims, groups with claims. ARGV: group, this drain's lease end, then its items.
+# Only items still under this drain's lease: one a later drain took again (re-marked by
+# an edit, or past this lease) is that drain's to let go.
 _RELEASE_LUA = """
-redis.call('ZREM', KEYS[1], unpack(ARGV, 2))
+local lease = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == lease then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
 local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #earliest == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -57,10 +66,14 @@ end
 return 0
 """
 
+# A drain ending with these could not hand its work on (the broker or Redis is away):
+# it keeps its claims, and the lease brings the work back.
+_HANDOFF_FAILURES: tuple[type[BaseException], ...] = (Reject, OSError, KombuOperationalError, RedisError)
+
 
 class PendingWork:
     """One kind of batched work, in groups (a team, or everything): `add` after commit,
-    `take` in the drain job. `schedule(group, countdown)` publishes that group's drain job."""
+    `claimed` in the drain job. `schedule(group, countdown)` publishes that group's drain job."""
 
     def __init__(
         self,
@@ -74,6 +87,8 @@ class PendingWork:
         self.name = name
         self.schedule = schedule
         self.delay_secs = delay_secs  # writes within this window share one drain job
+        if batch > 5000:  # the release script passes a batch as arguments: Lua caps those
+            raise ValueError("a drain batch is at most 5000 items")
         self.batch = batch  # items one drain job takes; it schedules the next if more wait
         self.max_age_secs = max_age_secs  # unclaimed items go with the set past this
         self.broker_down_until = 0.0  # per process: see BROKER_DOWN_RETRY_SECS
@@ -119,46 +134,64 @@ class PendingWork:
     @contextlib.contextmanager
     def claimed(self, group: str) -> Iterator[list[bytes]]:
         """Up to a batch of the group's items (each to one drain at a time), let go when the
-        block ends, however it ends: done, or handed on in a retry message, or failed (as an
-        error would fail them again). Only a drain that dies inside keeps its claims, until
-        their lease runs out. Schedules another drain now if more wait."""
-        taken = self._take(group)
+        block ends: done, handed on in a retry message, or failed by an error (which would
+        fail them again). A drain that dies inside, or cannot reach the broker or Redis to
+        hand them on, keeps its claims until their lease runs out. Schedules another drain
+        now if more wait."""
+        lease_end, taken = self._take(group)
         try:
             yield taken
-        finally:
-            if taken:
-                self._release(group, taken)
+        except _HANDOFF_FAILURES:
+            raise
+        except BaseException:  # Retry included: the retry message carries them
+            self._release(group, lease_end, taken)
+            raise
+        self._release(group, lease_end, taken)
 
-    def _take(self, group: str) -> list[bytes]:
+    def _take(self, group: str) -> tuple[float, list[bytes]]:
         connection = get_redis_connection("default")
         connection.delete(self._flag_key(group))  # writes from now on schedule the next drain
         now = time.time()
         keys = [self._items_key(group), self._claims_key(group), self._groups_key()]
         lease_end = now + settings.PENDING_LEASE_SECS
-        args = [now, lease_end, self.batch, group, self.max_age_secs]
+        claims_ttl = max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS)  # outlives a lease
+        args = [now, repr(lease_end), self.batch, group, int(claims_ttl)]
         taken: list[bytes] = connection.register_script(_TAKE_LUA)(keys, args)
         if len(taken) == self.batch and connection.set(
             self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS
         ):
-            self.schedule(group, 0.0)
-        return taken
+            try:
+                self.schedule(group, 0.0)
+            except Exception as exc:  # this batch goes on; the next write schedules the rest
+                connection.delete(self._flag_key(group))
+                logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
+        return lease_end, taken
 
-    def _release(self, group: str, items: list[bytes]) -> None:
-        connection = get_redis_connection("default")
-        keys = [self._claims_key(group), self._groups_key()]
-        connection.register_script(_RELEASE_LUA)(keys, [group, *items])
+    def _release(self, group: str, lease_end: float, items: list[bytes]) -> None:
+        if not items:
+            return
+        try:
+            connection = get_redis_connection("default")
+            keys = [self._claims_key(group), self._groups_key()]
+            connection.register_script(_RELEASE_LUA)(keys, [group, repr(lease_end), *items])
+        except RedisError as exc:  # the work is done or handed on; only the claims linger
+            logger.warning("%s claims of %s kept (their lease brings them back): %s", self.name, group, exc)
 
     def reclaim(self) -> list[str]:
         """Start a drain for every group whose claims outlived their lease (the drain that
         held them died); returns those groups."""
         connection = get_redis_connection("default")
         now = time.time()
-        groups = [g.decode() for g in connection.zrangebyscore(self._groups_key(), "-inf", now)]
-        for group in groups:
+        started = []
+        for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
+            group = raw.decode()
             if not connection.exists(self._claims_key(group)):  # expired with the claims
                 connection.zrem(self._groups_key(), group)
                 continue
             # Not listed again before the drain's own lease would end: one drain per lease.
             connection.zadd(self._groups_key(), {group: now + settings.PENDING_LEASE_SECS})
             self.schedule(group, 0.0)
-        return groups
+            started.append(group)
+        if started:
+            logger.warning("%s work of drains that died taken up again: %s", self.name, ", ".join(started))
+        return started
