@@ -115,8 +115,8 @@ UNFURL_TOTAL_TIMEOUT_SECS = float(os.environ.get("CHAT_UNFURL_TIMEOUT_SECS", "10
 # only held back while that pool is full.
 UNFURL_SUSPECT_AFTER_SECS = float(os.environ.get("CHAT_UNFURL_SUSPECT_AFTER_SECS", "1"))
 UNFURL_SUSPECT_THREADS = int(os.environ.get("CHAT_UNFURL_SUSPECT_THREADS", "4"))
-# Before that bar, a host has at most this many calls in flight per worker, plus one per
-# call that answered since the oldest of them started (jobs.silent): a host that starts
+# Before that bar, a host none of whose calls in flight has answered since the oldest of
+# them started has at most this many of them per worker (jobs.silent): a host that starts
 # hanging holds this many threads for that second, not every thread that picks its links.
 UNFURL_SILENT_HOST_CALLS = int(os.environ.get("CHAT_UNFURL_SILENT_HOST_CALLS", "2"))
 # Of the preview worker's threads, only this many touch the databases (jobs.db_threads):
