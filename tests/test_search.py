@@ -7,6 +7,7 @@ test runs the after-commit enqueue with Celery in eager mode instead of a worker
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -330,6 +331,19 @@ def test_reindex_command(world: World, api, capsys) -> None:
     assert _texts(api, acme["alice"].token, "papaya") == ["papaya salad"]
     with pytest.raises(CommandError, match="no team with domain 'nope'"):
         call_command("reindex", team="nope")
+
+
+def test_a_message_too_big_for_one_vector_is_indexed_by_its_start(world: World, api) -> None:
+    """Distinct words past a tsvector's 1 MB: to_tsvector of the whole text would raise,
+    failing the batch (and counting against the shard's search breaker) on every retry."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    words = " ".join(f"w{n:07d}x" for n in range(150_000))  # 1.5 MB, all distinct
+    post(api, alice, general, "zebra crossing", attachments=json.dumps([{"text": words}]))
+    post(api, alice, general, "zebra neighbour")
+    index(acme)  # raised "string is too long for tsvector" before
+    assert _texts(api, alice, "zebra") == ["zebra neighbour", "zebra crossing"]
+    assert _texts(api, alice, "w0000001x") == ["zebra crossing"]  # early attachment words count
+    assert _texts(api, alice, "w0149999x") == []  # past INDEXED_CHARS: not indexed
 
 
 def test_index_ignores_other_teams_ids(world: World, api) -> None:

@@ -20,14 +20,21 @@ BATCH_SIZE = 500  # messages per UPDATE: bounds how long one statement holds row
 # sender wrote (bots put most of their words there), not of link previews (`from_url`),
 # which arrive later and are someone else's words. Slack's `<url|label>` markup needs no
 # cleaning: the default parser splits it into the url, host and label words.
+#
+# Only the first INDEXED_CHARS characters are indexed. A tsvector holds at most 1 MB, and a
+# post may carry up to 2 MB of attachments: past the limit to_tsvector raises, which would
+# fail every batch holding that message (a message-sized error counted against the whole
+# shard's search breaker) and every import of an export holding it. 100,000 characters
+# (2.5 Slack messages) make at most a few hundred KB of vector, whatever the words.
+INDEXED_CHARS = 100_000
 VECTOR_SQL = f"""
-CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}',
+CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}', left(
     CASE WHEN m.attachments IS NULL THEN m.text ELSE m.text || ' ' || coalesce((
         SELECT string_agg(concat_ws(' ', a ->> 'pretext', a ->> 'title', a ->> 'text', a ->> 'fallback'), ' ')
           FROM jsonb_array_elements(
                CASE jsonb_typeof(m.attachments) WHEN 'array' THEN m.attachments ELSE '[]'::jsonb END) AS a
          WHERE jsonb_typeof(a) = 'object' AND NOT a ? 'from_url'
-    ), '') END)
+    ), '') END, {INDEXED_CHARS}))
 END
 """
 
