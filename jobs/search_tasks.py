@@ -29,7 +29,13 @@ MAX_AGE_SECS = 24 * 3600
 
 def classify(exc: BaseException) -> Outcome:
     """Only the shard itself failing counts against its search breaker."""
-    return Outcome.FAILURE if isinstance(exc, (OperationalError, InterfaceError)) else Outcome.IGNORED
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return Outcome.IGNORED
+    # psycopg files "program limit exceeded" (SQLSTATE class 54: a vector, an array or a
+    # row too big) under OperationalError, but it is one row's data at fault, not the
+    # shard: counted, one member's oversized post could open the breaker for every team.
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    return Outcome.IGNORED if sqlstate.startswith("54") else Outcome.FAILURE
 
 
 def search_breaker(shard: str) -> SharedCircuitBreaker:

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import OperationalError, connections, transaction
 
 from chatproject.celery import app as celery_app
 from chatproject.dbrouter import on_shard
 from jobs import search_tasks
+from jobs.breakers import Outcome
 from messaging.models import Message
 from messaging.search import run
 from messaging.search.index import index_messages
@@ -344,6 +346,21 @@ def test_a_message_too_big_for_one_vector_is_indexed_by_its_start(world: World, 
     assert _texts(api, alice, "zebra") == ["zebra neighbour", "zebra crossing"]
     assert _texts(api, alice, "w0000001x") == ["zebra crossing"]  # early attachment words count
     assert _texts(api, alice, "w0149999x") == []  # past INDEXED_CHARS: not indexed
+
+
+def test_only_the_shard_failing_counts_against_its_breaker(world: World) -> None:
+    """A statement past PostgreSQL's limits is the data's fault; a timeout is the shard's."""
+
+    def error_of(sql: str, timeout_ms: int) -> OperationalError:
+        with pytest.raises(OperationalError) as raised, transaction.atomic(using="shard_0"):
+            with connections["shard_0"].cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                cursor.execute(sql)
+        return raised.value
+
+    too_big = "SELECT to_tsvector(string_agg(md5(i::text), ' ')) FROM generate_series(1, 40000) i"
+    assert search_tasks.classify(error_of(too_big, 30_000)) is Outcome.IGNORED
+    assert search_tasks.classify(error_of("SELECT pg_sleep(1)", 50)) is Outcome.FAILURE
 
 
 def test_index_ignores_other_teams_ids(world: World, api) -> None:
