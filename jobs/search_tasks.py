@@ -31,11 +31,12 @@ def classify(exc: BaseException) -> Outcome:
     """Only the shard itself failing counts against its search breaker."""
     if not isinstance(exc, (OperationalError, InterfaceError)):
         return Outcome.IGNORED
-    # psycopg files "program limit exceeded" (SQLSTATE class 54: a vector, an array or a
-    # row too big) under OperationalError, but it is one row's data at fault, not the
-    # shard: counted, one member's oversized post could open the breaker for every team.
+    # psycopg files these under OperationalError, but they are one row at fault, not the
+    # shard: "program limit exceeded" (SQLSTATE class 54: a vector, an array or a row too
+    # big; counted, one member's oversized post could open the breaker for every team),
+    # and "lock not available" (55P03: a row some transaction holds past our lock_timeout).
     sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
-    return Outcome.IGNORED if sqlstate.startswith("54") else Outcome.FAILURE
+    return Outcome.IGNORED if sqlstate.startswith("54") or sqlstate == "55P03" else Outcome.FAILURE
 
 
 def search_breaker(shard: str) -> SharedCircuitBreaker:

@@ -8,6 +8,8 @@ test runs the after-commit enqueue with Celery in eager mode instead of a worker
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +21,7 @@ from chatproject.dbrouter import on_shard
 from jobs import search_tasks
 from jobs.breakers import Outcome
 from messaging.models import Message
+from messaging.search import index as search_index
 from messaging.search import run
 from messaging.search.index import index_messages
 from teams import ids
@@ -361,6 +364,42 @@ def test_only_the_shard_failing_counts_against_its_breaker(world: World) -> None
     too_big = "SELECT to_tsvector(string_agg(md5(i::text), ' ')) FROM generate_series(1, 40000) i"
     assert search_tasks.classify(error_of(too_big, 30_000)) is Outcome.IGNORED
     assert search_tasks.classify(error_of("SELECT pg_sleep(1)", 50)) is Outcome.FAILURE
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_a_locked_row_reschedules_the_job_instead_of_waiting(world: World, api, monkeypatch) -> None:
+    """The batch skips a locked row and redoes it alone; that wait is bounded, so a
+    transaction left open on the row cannot hold the job (and its drain's claim) forever."""
+    acme = world.acme
+    post(api, acme["alice"].token, acme.channels["general"], "held words")
+    with on_shard(acme.team.shard):
+        message_id = Message.objects.get(team_id=acme.team.id, text="held words").id
+    monkeypatch.setattr(search_index, "ONE_ROW_LOCK_MS", 200)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic(using=acme.team.shard), connections[acme.team.shard].cursor() as cursor:
+                cursor.execute("SELECT 1 FROM messaging_message WHERE id = %s FOR UPDATE", [message_id])
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as raised:
+            index_messages(acme.team.shard, acme.team.id, [message_id])
+        assert time.monotonic() - started < 5
+        assert search_tasks.classify(raised.value) is Outcome.IGNORED
+    finally:
+        release.set()
+        holder.join(10)
+    assert index_messages(acme.team.shard, acme.team.id, [message_id]) == 1
+    assert _texts(api, acme["alice"].token, "held") == ["held words"]
 
 
 def test_index_ignores_other_teams_ids(world: World, api) -> None:

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from django.db import connections
+from django.db import connections, transaction
+
+from chatproject.dbrouter import set_local_timeouts
 
 SEARCH_CONFIG = "english"  # the text search configuration of the vectors and of every query
 BATCH_SIZE = 500  # messages per UPDATE: bounds how long one statement holds row locks
+ONE_ROW_LOCK_MS = 5_000  # an edit holds a message's row for milliseconds
+ONE_ROW_STATEMENT_MS = 30_000
 
 # What a message contributes to search: its text, plus the text of the attachments its
 # sender wrote (bots put most of their words there), not of link previews (`from_url`),
@@ -84,10 +88,20 @@ def index_messages(shard: str, team_id: int, message_ids: Sequence[int]) -> int:
             done += len(indexed)
             for message_id in chunk:
                 if message_id not in indexed:
-                    # Locked a moment ago (or gone): holding no other lock, waiting is safe.
-                    cursor.execute(_INDEX_ONE, {"team_id": team_id, "id": message_id})
-                    done += cursor.rowcount
+                    done += _index_one(shard, team_id, message_id)
     return done
+
+
+def _index_one(shard: str, team_id: int, message_id: int) -> int:
+    """A row the batch skipped: locked a moment ago (or gone). Holding no other lock,
+    waiting for it is safe, but only for a while: a transaction left open on it would
+    otherwise hold this job, and its drain's claim, without end. Past the wait the
+    OperationalError (lock_not_available) reschedules the job, and the shard's breaker
+    does not count it (jobs.search_tasks.classify)."""
+    with transaction.atomic(using=shard), connections[shard].cursor() as cursor:
+        set_local_timeouts(cursor, statement_ms=ONE_ROW_STATEMENT_MS, lock_ms=ONE_ROW_LOCK_MS)
+        cursor.execute(_INDEX_ONE, {"team_id": team_id, "id": message_id})
+        return cursor.rowcount
 
 
 @dataclass(frozen=True)
