@@ -35,6 +35,7 @@ import pybreaker
 from django_redis import get_redis_connection
 from redis import RedisError
 
+from jobs import breaker_sight
 from jobs.breaker_log import log_transition
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,10 @@ class BreakerPolicy:
     host then trips within seconds, a single failure never does); stay open 5 s, doubling
     on each failed probe up to 5 min, +-20% jitter so workers do not probe in lockstep;
     2 probes in half-open, both must succeed to close. A call slower than 5 s fails, and
-    calls still running count as failures from then on; >= min_calls of them with no
-    call answered in time meanwhile open it whatever the window holds (a host that
-    stopped answering is not shielded by its earlier successes)."""
+    calls still running count as failures from then on; >= min_calls such slow calls
+    (running, or ended since the last call answered in time) with none answered in time
+    meanwhile open it whatever the window holds (a host that stopped answering is not
+    shielded by its earlier successes)."""
 
     failure_rate: float = 0.5
     min_calls: int = 10
@@ -100,7 +102,9 @@ class BreakerStatus:
 # KEYS: state hash, window hash, probe zset, in-flight zset, known set.
 # ARGV: 1 now, 2 bucket secs, 3 window secs, 4 failure rate, 5 min calls, 6 open secs
 #       (jittered), 7 max open secs (jittered), 8 max probes, 9 lease secs, 10 slow secs,
-#       11 key ttl, 12 call token, 13 outcome (record), 14 '1' if the call was a probe.
+#       11 key ttl, 12 call token, 13 outcome (record), 14 '1' if the call was a probe,
+#       15 '1' if it ran past the slow threshold (record), 16 rejections this process
+#       made on its own since its last report (admit; jobs.breaker_sight).
 _PRELUDE = """
 local s, w, probes, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
@@ -108,7 +112,7 @@ local function open_it(from)
   local trips = redis.call('HINCRBY', s, 'trips', 1)
   local secs = math.min(tonumber(ARGV[6]) * 2 ^ (trips - 1), tonumber(ARGV[7]))
   redis.call('HSET', s, 'state', 'open', 'open_until', now + secs, 'last_transition', from .. '->open',
-             'last_transition_at', now)
+             'last_transition_at', now, 'slow_since_answer', 0)
   redis.call('DEL', w, probes, inflight)
   return from .. '->open'
 end
@@ -126,11 +130,13 @@ local function should_trip()
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now - tonumber(ARGV[9]))
   local stuck = redis.call('ZCOUNT', inflight, '-inf', now - tonumber(ARGV[10]))
-  -- A host that stopped answering: min_calls calls stuck past the slow threshold and no
-  -- call answered in time since then. Its successes earlier in the window must not
-  -- shield it until they age out (every worker would wait on it meanwhile).
+  -- A host that stopped answering: min_calls calls past the slow threshold, still
+  -- running or ended since the last call answered in time, and none answered since.
+  -- Its successes earlier in the window must not shield it until they age out (every
+  -- worker would wait on it meanwhile).
   local answered = tonumber(redis.call('HGET', s, 'last_success_at') or '0')
-  if stuck >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
+  local slow_ended = tonumber(redis.call('HGET', s, 'slow_since_answer') or '0')
+  if stuck + slow_ended >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
   calls, failures = calls + stuck, failures + stuck
   return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
 end
@@ -141,6 +147,7 @@ _ADMIT = (
     _PRELUDE
     + """
 redis.call('SADD', KEYS[5], s)
+if tonumber(ARGV[16]) > 0 then redis.call('HINCRBY', s, 'rejections', ARGV[16]) end
 local state = redis.call('HGET', s, 'state') or 'closed'
 local transition = ''
 redis.call('HSETNX', s, 'state', state)
@@ -196,7 +203,7 @@ if ARGV[14] == '1' then
   if outcome == 'success' then
     if redis.call('HINCRBY', s, 'probe_successes', 1) >= tonumber(ARGV[8]) then
       redis.call('HSET', s, 'state', 'closed', 'trips', 0, 'last_transition', 'half-open->closed',
-                 'last_transition_at', now, 'last_success_at', now)
+                 'last_transition_at', now, 'last_success_at', now, 'slow_since_answer', 0)
       redis.call('DEL', w, inflight)
       return 'half-open->closed'
     end
@@ -208,7 +215,11 @@ if state ~= 'closed' or outcome == 'ignored' then return '' end
 local bucket = math.floor(now / tonumber(ARGV[2]))
 redis.call('HINCRBY', w, bucket .. ':c', 1)
 if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
-if outcome == 'success' then redis.call('HSET', s, 'last_success_at', now) end
+if outcome == 'success' then
+  redis.call('HSET', s, 'last_success_at', now, 'slow_since_answer', 0)
+elseif outcome == 'failure' and ARGV[15] == '1' then
+  redis.call('HINCRBY', s, 'slow_since_answer', 1)
+end
 redis.call('EXPIRE', w, ARGV[3])
 if should_trip() then return open_it('closed') end
 return ''
@@ -290,12 +301,15 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         try:
             yield AdmittedCall(self, probe, started)
         except BaseException as exc:
-            self._record(self.classify(exc), token, probe)
+            slow = time.monotonic() - started > self.policy.slow_call_secs
+            self._record(self.classify(exc), token, probe, slow)
             raise
         slow = time.monotonic() - started > self.policy.slow_call_secs
-        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, token, probe)
+        self._record(Outcome.FAILURE if slow else Outcome.SUCCESS, token, probe, slow)
 
-    def _script_args(self, token: str, outcome: str = "", probe: bool = False) -> list[Any]:
+    def _script_args(
+        self, token: str, outcome: str = "", probe: bool = False, slow: bool = False
+    ) -> list[Any]:
         policy, jitter = self.policy, random.uniform(0.8, 1.2)
         return [
             time.time(),
@@ -312,29 +326,34 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             token,
             outcome,
             "1" if probe else "0",
+            "1" if slow else "0",
         ]
 
     def _admit(self) -> tuple[str | None, bool]:
         """The call's token and whether it is a probe; raises BreakerOpen."""
+        if (seen_retry_at := breaker_sight.rejected_here(self.key)) is not None:
+            raise BreakerOpen(self.key, seen_retry_at)
         token = secrets.token_hex(8)
+        unreported = breaker_sight.take_unreported(self.key)
         try:
             decision, _state, retry_at, transition = get_redis_connection("default").eval(
-                _ADMIT, 5, *_keys(self.key), *self._script_args(token)
+                _ADMIT, 5, *_keys(self.key), *self._script_args(token), unreported
             )
         except RedisError as exc:
             _warn_redis_down(exc)
             return None, False
         self._report(_text(transition))
         if _text(decision) == "reject":
+            breaker_sight.saw_rejecting(self.key, float(retry_at))
             raise BreakerOpen(self.key, float(retry_at))
         return token, _text(decision) == "probe"
 
-    def _record(self, outcome: Outcome, token: str | None, probe: bool) -> None:
+    def _record(self, outcome: Outcome, token: str | None, probe: bool, slow: bool) -> None:
         if token is None:
             return  # admitted while Redis was down: nothing to record it against
         try:
             transition = get_redis_connection("default").eval(
-                _RECORD, 5, *_keys(self.key), *self._script_args(token, outcome.value, probe)
+                _RECORD, 5, *_keys(self.key), *self._script_args(token, outcome.value, probe, slow)
             )
         except RedisError as exc:
             _warn_redis_down(exc)
@@ -411,6 +430,7 @@ def _text(value: Any) -> str:
 
 def force(key: str, state: str) -> None:
     """Manual control: forced-open, forced-closed, disabled, or back to automatic."""
+    breaker_sight.forget(key)
     connection = get_redis_connection("default")
     state_key = _keys(key)[0]
     connection.sadd(KNOWN_BREAKERS, state_key)
@@ -439,6 +459,7 @@ def count_deferral(key: str) -> None:
 
 def reset(key: str) -> None:
     """Forget everything about a breaker: closed, empty window, no trips."""
+    breaker_sight.forget(key)
     connection = get_redis_connection("default")
     connection.delete(*_keys(key)[:4])
     connection.srem(KNOWN_BREAKERS, _keys(key)[0])

@@ -173,12 +173,21 @@ class SuspectGuard:
 
     def should_give_up(self) -> bool:
         """Asked while the host is silent: past the bar, the call needs a slot (raises
-        SuspectPoolFull without one); then, whether its breaker says to stop waiting."""
+        SuspectPoolFull without one); holding one, it stops at the slow-call limit; and
+        before that, when its breaker says to stop waiting."""
         waited = time.monotonic() - self.call.started
         if not self.holding and not self.call.probe and waited > settings.UNFURL_SUSPECT_AFTER_SECS:
             _suspect(self.host)
             self.was_suspect = True
             self._take_slot("waiting")
+        if self.holding and waited > self.call.breaker.policy.slow_call_secs:
+            # The call has failed by the breaker's own rule, whatever it still brings, and
+            # the slot is the host's only one here. Waiting on to the fetch's timeout kept
+            # the breaker from hearing of it: with one stuck call per host per worker,
+            # a host that hung opened its circuit only when those timed out (10 s), and
+            # until then held every slot (bench/unfurl.py: circuits opened 10-14 s into
+            # the phase, one not at all in 20 s).
+            return True
         return self.call.should_give_up()
 
     def release(self, answered: bool) -> None:

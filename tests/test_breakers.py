@@ -174,6 +174,35 @@ def test_manual_control_and_inspection() -> None:
     assert key in {status.key for status in all_breakers()}
 
 
+def test_a_process_rejects_for_an_open_circuit_without_redis_for_a_second_at_most() -> None:
+    """A flood of calls to an open circuit costs one script call per second per process
+    (jobs.breaker_sight); the rejections are still counted, and a manual change made
+    here takes effect at once."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST))
+    force(key, FORCED_OPEN)
+    redis = get_redis_connection("default")
+
+    def script_calls() -> int:
+        return int(redis.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)  # asks Redis, and remembers the answer
+    before = script_calls()
+    for _ in range(50):
+        with pytest.raises(BreakerOpen) as rejected:
+            breaker.call(lambda: None)
+    assert script_calls() == before
+    assert rejected.value.retry_at > time.time() + 30  # the circuit's own retry time
+    time.sleep(1.1)
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)  # the memory lapsed: Redis again, with the count
+    assert script_calls() == before + 1
+    assert breaker_status(key).rejections == 52
+    force(key, "forced-closed")
+    assert breaker.call(lambda: 1) == 1  # not rejected from memory
+
+
 def test_bulkhead_caps_concurrency_across_processes_and_leases_expire() -> None:
     key = _key()
     start = _barrier(6)
@@ -243,6 +272,32 @@ def test_a_host_that_stops_answering_is_not_shielded_by_its_earlier_successes() 
         breaker.call(lambda: None)
     for call in hanging:
         call.join()
+
+
+def test_slow_calls_ending_one_at_a_time_are_not_shielded_by_earlier_successes_either() -> None:
+    """A worker lets one call per silent host wait (jobs.suspect), and it ends at the slow
+    threshold: two such calls in a row, none answered in time between, open the circuit
+    though the window still holds the host's 20 successes (2 of 22 failing)."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**{**FAST, "min_calls": 2, "slow_call_secs": 0.2}))
+    for _ in range(20):
+        breaker.call(lambda: None)
+
+    def given_up_when_slow() -> None:
+        time.sleep(0.25)
+        raise RuntimeError("gave up waiting")  # counted as a failure (the default classify)
+
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)
+    breaker.call(lambda: None)  # the host answered in time: it is not hanging
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)
+    assert breaker_status(key).state == CLOSED
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)  # the second in a row
+    assert breaker_status(key).state == OPEN
+    with pytest.raises(BreakerOpen):
+        breaker.call(lambda: None)
 
 
 def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:

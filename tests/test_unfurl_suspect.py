@@ -6,6 +6,7 @@ A module of its own for the same reason as test_unfurl_bulkhead: its worker must
 only one consuming the queue.
 """
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -148,17 +149,47 @@ def test_a_probe_needs_no_suspect_thread() -> None:
                 preview_for(f"{failing.base}/{n}")
         opened = breaker_status(key)
         assert opened.state == OPEN
-        holder = threading.Thread(target=preview_for, args=(f"{hanging.base}/x",))
+        # A holder's call stops at the slow-call limit (3 s), before the breaker's open
+        # time ends: one after another keep the slot held.
+        done = threading.Event()
+        holder = threading.Thread(target=_keep_calling, args=(hanging.base, done))
         holder.start()
         try:
             _wait(lambda: is_suspect(f"127.0.0.1:{hanging.port}"), 5, 0.05)
             failing.mode = "ok"
             time.sleep(max(0.0, opened.retry_at - time.time() + 0.1))
+            _wait(lambda: suspect._slots().full, 5, 0.01)
             assert preview_for(f"{failing.base}/probe") is not None
             assert breaker_status(key).state == CLOSED
         finally:
+            done.set()
             hanging.release.set()
             holder.join()
+
+
+def _keep_calling(base: str, done: threading.Event) -> None:
+    n = 0
+    while not done.is_set():
+        n += 1
+        with contextlib.suppress(Exception):  # stopped waiting, refused: call again
+            preview_for(f"{base}/{n}")
+
+
+def test_a_call_holding_a_suspect_thread_stops_at_the_slow_call_limit(one_suspect_thread) -> None:
+    """Past that limit the call has failed (the breaker says so of slow calls): it lets
+    its slot go and is counted, instead of holding the slot to the fetch's timeout and
+    keeping the breaker from hearing of it."""
+    with running_upstream() as hanging:
+        hanging.mode = "hold"
+        try:
+            started = time.monotonic()
+            with pytest.raises(fetch.UpstreamFailure, match="gave up"):
+                preview_for(f"{hanging.base}/x")
+            assert 3.0 < time.monotonic() - started < 3.0 + 2 * fetch.GIVE_UP_CHECK_SECS + 0.5
+            assert not suspect._slots().held_by(f"127.0.0.1:{hanging.port}")
+            assert breaker_status(f"unfurl:127.0.0.1:{hanging.port}").failures == 1
+        finally:
+            hanging.release.set()
 
 
 def test_a_host_that_trickles_its_page_is_suspect(one_suspect_thread) -> None:
