@@ -251,6 +251,10 @@ class Cluster:
                     f"tcp:port={port}:interface=127.0.0.1:backlog={settings.LISTEN_BACKLOG}",
                     "--websocket_connect_timeout",
                     str(settings.WEBSOCKET_HANDSHAKE_SECS),
+                    # Access lines to a file, as ./run has them: without one daphne writes
+                    # them to stdout through Twisted's logging, which ./run does not pay.
+                    "--access-log",
+                    str(logs / f"access-{port}.log"),
                     "chatproject.asgi:application",
                 ],
                 cwd=ROOT,
