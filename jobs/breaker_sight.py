@@ -4,9 +4,9 @@ While a host is down, every link to it is rejected, and each rejection cost a Re
 script call: with half of ten hosts hanging, the preview worker spent about a tenth of
 its CPU turning links away (bench/unfurl.py), CPU its healthy hosts' previews needed.
 So a rejection is remembered here for SIGHT_SECS, never past the circuit's own retry
-time, and the calls meanwhile are rejected without Redis. They are added to the
-breaker's rejection count with its next script call. A manual change (force, reset)
-made in this process clears the memory at once; other processes follow within
+time, and the calls meanwhile are rejected without Redis; they are added to the
+breaker's rejection count every SIGHT_SECS (jobs.breakers). A manual change (force,
+reset) made in this process clears the memory at once; other processes follow within
 SIGHT_SECS.
 """
 
@@ -52,12 +52,15 @@ def saw_rejecting(key: str, retry_at: float) -> None:
                 _open.clear()  # all fresh: forgetting only costs a Redis call each
 
 
-def take_unreported(key: str) -> int:
-    """Rejections made here since the last report, for the next script call to count."""
+def take_unreported() -> dict[str, int]:
+    """Rejections made here since the last report, per breaker, for Redis to count."""
+    global _unreported
     with _lock:
-        return _unreported.pop(key, 0)
+        taken, _unreported = _unreported, {}
+        return taken
 
 
 def forget(key: str) -> None:
     with _lock:
         _open.pop(key, None)
+        _unreported.pop(key, None)

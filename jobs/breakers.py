@@ -103,8 +103,7 @@ class BreakerStatus:
 # ARGV: 1 now, 2 bucket secs, 3 window secs, 4 failure rate, 5 min calls, 6 open secs
 #       (jittered), 7 max open secs (jittered), 8 max probes, 9 lease secs, 10 slow secs,
 #       11 key ttl, 12 call token, 13 outcome (record), 14 '1' if the call was a probe,
-#       15 '1' if it ran past the slow threshold (record), 16 rejections this process
-#       made on its own since its last report (admit; jobs.breaker_sight).
+#       15 '1' if it ran past the slow threshold (record).
 _PRELUDE = """
 local s, w, probes, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
@@ -147,7 +146,6 @@ _ADMIT = (
     _PRELUDE
     + """
 redis.call('SADD', KEYS[5], s)
-if tonumber(ARGV[16]) > 0 then redis.call('HINCRBY', s, 'rejections', ARGV[16]) end
 local state = redis.call('HGET', s, 'state') or 'closed'
 local transition = ''
 redis.call('HSETNX', s, 'state', state)
@@ -332,12 +330,12 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     def _admit(self) -> tuple[str | None, bool]:
         """The call's token and whether it is a probe; raises BreakerOpen."""
         if (seen_retry_at := breaker_sight.rejected_here(self.key)) is not None:
+            _start_reporting_rejections()
             raise BreakerOpen(self.key, seen_retry_at)
         token = secrets.token_hex(8)
-        unreported = breaker_sight.take_unreported(self.key)
         try:
             decision, _state, retry_at, transition = get_redis_connection("default").eval(
-                _ADMIT, 5, *_keys(self.key), *self._script_args(token), unreported
+                _ADMIT, 5, *_keys(self.key), *self._script_args(token)
             )
         except RedisError as exc:
             _warn_redis_down(exc)
@@ -403,6 +401,36 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     def half_open(self) -> None:
         force(self.key, HALF_OPEN)
+
+
+_reporter: threading.Thread | None = None
+_reporter_lock = threading.Lock()
+
+
+def _start_reporting_rejections() -> None:
+    """Count in Redis, every second, the rejections this process made on its own (one
+    thread per process, started by the first; a forked child starts its own)."""
+    global _reporter
+    with _reporter_lock:
+        if _reporter is None or not _reporter.is_alive():
+            _reporter = threading.Thread(target=_report_rejections, name="breaker-rejections", daemon=True)
+            _reporter.start()
+
+
+def _report_rejections() -> None:
+    while True:
+        time.sleep(breaker_sight.SIGHT_SECS)
+        counts = breaker_sight.take_unreported()
+        if not counts:
+            continue
+        try:
+            pipe = get_redis_connection("default").pipeline(transaction=False)
+            for key, count in counts.items():
+                pipe.hincrby(_keys(key)[0], "rejections", count)
+                pipe.expire(_keys(key)[0], KEY_TTL_SECS)
+            pipe.execute()
+        except RedisError as exc:
+            _warn_redis_down(exc)  # those counts are lost; the rejections were made
 
 
 @dataclass(frozen=True)

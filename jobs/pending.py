@@ -7,13 +7,23 @@ A drain claims what it takes under a lease (a sorted set scored by the lease's e
 lets go once the work is done or handed on (a retry message carries it). A worker killed
 in between leaves its claims to run out: the next drain of the group takes them again,
 and `reclaim` (a beat job) starts that drain for groups no write wakes. Items may then be
-worked twice, which every drain here tolerates; none is lost.
+worked twice, which every drain here tolerates; none is lost silently.
+
+An item may be what killed its drain (a message that takes the worker's memory, a crash
+in a C library): taken again with the rest, it would kill every drain of its group
+forever. So items whose lease lapsed come back in half as big a batch each time they
+lapse again, without new items beside them: an item that kills its worker ends up alone,
+and once it has lapsed more often than halving a batch down to one takes, it is set
+aside (logged, and kept SET_ASIDE_TTL_SECS in a Redis set) instead of taken again. A
+drain that ends because it could not hand its work on did not die: its items' lapse is
+not counted (Redis permitting).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -30,32 +40,65 @@ logger = logging.getLogger(__name__)
 # stops trying for a while, so an outage costs one slow post per process per interval.
 BROKER_DOWN_RETRY_SECS = 30.0
 DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
+SET_ASIDE_TTL_SECS = 7 * 24 * 3600  # items that kept killing their drain, for a look
 
-# KEYS: items, claims, groups with claims. ARGV: now, lease end, batch, group, max age.
-# Expired claims first (their drain died), then new items; all leased to this drain. The
-# group is listed under its earliest lease end, for `reclaim`.
+# KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside.
+# ARGV: now, lease end, batch, group, max age, lapses before an item is set aside, set
+# aside ttl. Returns {taken, set aside, 1 if more wait}.
+# Claims whose lease lapsed first (their drain died): batch / 2^(most lapses among them)
+# of them and nothing else, so an item that kills its drain ends up alone. Else new
+# items. All leased to this drain; the group is listed under its earliest lease end,
+# for `reclaim`.
 _TAKE_LUA = """
-local taken = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local want = tonumber(ARGV[3]) - #taken
-if want > 0 then
-  for _, item in ipairs(redis.call('SPOP', KEYS[1], want)) do table.insert(taken, item) end
+local batch = tonumber(ARGV[3])
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, batch)
+local taken, set_aside, more = {}, {}, 0
+if #lapsed > 0 then
+  local worst = 0
+  for _, item in ipairs(lapsed) do
+    worst = math.max(worst, tonumber(redis.call('HGET', KEYS[4], item) or '0'))
+  end
+  local limit = math.max(1, math.floor(batch / 2 ^ worst))
+  for i = 1, math.min(limit, #lapsed) do
+    local item = lapsed[i]
+    if redis.call('HINCRBY', KEYS[4], item, 1) > tonumber(ARGV[6]) then
+      redis.call('ZREM', KEYS[2], item)
+      redis.call('HDEL', KEYS[4], item)
+      redis.call('SADD', KEYS[5], item)
+      redis.call('EXPIRE', KEYS[5], ARGV[7])
+      table.insert(set_aside, item)
+    else
+      table.insert(taken, item)
+    end
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  if #lapsed > limit or #lapsed == batch or redis.call('SCARD', KEYS[1]) > 0 then more = 1 end
+else
+  taken = redis.call('SPOP', KEYS[1], batch)
+  if #taken == batch then more = 1 end
 end
-if #taken == 0 then return taken end
 for _, item in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], item) end
-redis.call('EXPIRE', KEYS[2], ARGV[5])
+if #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
 local earliest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
-return taken
+if #earliest == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
+end
+return {taken, set_aside, more}
 """
 
-# KEYS: claims, groups with claims. ARGV: group, this drain's lease end, then its items.
-# Only items still under this drain's lease: one a later drain took again (re-marked by
-# an edit, or past this lease) is that drain's to let go.
+# KEYS: claims, groups with claims, lapses. ARGV: group, this drain's lease end, then its
+# items. Only items still under this drain's lease: one a later drain took again
+# (re-marked by an edit, or past this lease) is that drain's to let go.
 _RELEASE_LUA = """
 local lease = tonumber(ARGV[2])
 for i = 3, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == lease then redis.call('ZREM', KEYS[1], ARGV[i]) end
+  if score and tonumber(score) == lease then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
 end
 local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #earliest == 0 then
@@ -90,6 +133,8 @@ class PendingWork:
         if batch > 5000:  # the release script passes a batch as arguments: Lua caps those
             raise ValueError("a drain batch is at most 5000 items")
         self.batch = batch  # items one drain job takes; it schedules the next if more wait
+        # Halving a batch down to one takes this many lapses; two more set an item aside.
+        self.max_lapses = math.ceil(math.log2(batch)) + 2 if batch > 1 else 2
         self.max_age_secs = max_age_secs  # unclaimed items go with the set past this
         self.broker_down_until = 0.0  # per process: see BROKER_DOWN_RETRY_SECS
 
@@ -104,6 +149,12 @@ class PendingWork:
 
     def _groups_key(self) -> str:
         return f"{self.name}:claimed-groups"
+
+    def _lapses_key(self, group: str) -> str:
+        return f"{self.name}:lapses:{group}"
+
+    def set_aside_key(self, group: str) -> str:
+        return f"{self.name}:set-aside:{group}"
 
     def add(self, group: str, items: Sequence[str | int], what: str) -> None:
         """Mark `items` for the group's next drain. Never raises: called after a write
@@ -142,6 +193,7 @@ class PendingWork:
         try:
             yield taken
         except _HANDOFF_FAILURES:
+            self._not_a_death(group, taken)
             raise
         except BaseException:  # Retry included: the retry message carries them
             self._release(group, lease_end, taken)
@@ -152,14 +204,26 @@ class PendingWork:
         connection = get_redis_connection("default")
         connection.delete(self._flag_key(group))  # writes from now on schedule the next drain
         now = time.time()
-        keys = [self._items_key(group), self._claims_key(group), self._groups_key()]
+        keys = [
+            self._items_key(group),
+            self._claims_key(group),
+            self._groups_key(),
+            self._lapses_key(group),
+            self.set_aside_key(group),
+        ]
         lease_end = now + settings.PENDING_LEASE_SECS
-        claims_ttl = max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS)  # outlives a lease
-        args = [now, repr(lease_end), self.batch, group, int(claims_ttl)]
-        taken: list[bytes] = connection.register_script(_TAKE_LUA)(keys, args)
-        if len(taken) == self.batch and connection.set(
-            self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS
-        ):
+        ttl = self._claims_ttl()
+        args = [now, repr(lease_end), self.batch, group, ttl, self.max_lapses, SET_ASIDE_TTL_SECS]
+        taken, set_aside, more = connection.register_script(_TAKE_LUA)(keys, args)
+        if set_aside:
+            logger.error(
+                "%s of %s set aside, their drains died %d times in a row: %s",
+                self.name,
+                group,
+                self.max_lapses + 1,
+                ", ".join(item.decode(errors="replace") for item in set_aside),
+            )
+        if more and connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
             try:
                 self.schedule(group, 0.0)
             except Exception as exc:  # this batch goes on; the next write schedules the rest
@@ -167,12 +231,29 @@ class PendingWork:
                 logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
         return lease_end, taken
 
+    def _claims_ttl(self) -> int:
+        return int(max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS))  # outlives a lease
+
+    def _not_a_death(self, group: str, items: list[bytes]) -> None:
+        """The lease of these items will lapse, but not because they killed this drain:
+        take back in advance the lapse their next take counts."""
+        if not items:
+            return
+        try:
+            pipe = get_redis_connection("default").pipeline(transaction=False)
+            for item in items:
+                pipe.hincrby(self._lapses_key(group), item, -1)
+            pipe.expire(self._lapses_key(group), self._claims_ttl())
+            pipe.execute()
+        except RedisError:
+            pass  # one halving more for them, at worst
+
     def _release(self, group: str, lease_end: float, items: list[bytes]) -> None:
         if not items:
             return
         try:
             connection = get_redis_connection("default")
-            keys = [self._claims_key(group), self._groups_key()]
+            keys = [self._claims_key(group), self._groups_key(), self._lapses_key(group)]
             connection.register_script(_RELEASE_LUA)(keys, [group, repr(lease_end), *items])
         except RedisError as exc:  # the work is done or handed on; only the claims linger
             logger.warning("%s claims of %s kept (their lease brings them back): %s", self.name, group, exc)
