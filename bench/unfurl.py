@@ -108,15 +108,6 @@ def run_phase(bases: list[str], healthy: set[str], seconds: float, workers: int)
     }
 
 
-def _forget_suspicion(hosts: list[str]) -> None:
-    from django_redis import get_redis_connection
-
-    from jobs import suspect
-
-    get_redis_connection("default").delete(*(f"unfurl:slow:{host}" for host in hosts))
-    suspect._seen_suspect.clear()
-
-
 def reject_latency(samples: int = 2000) -> list[float]:
     from jobs.breakers import FORCED_OPEN, BreakerOpen, force, reset
     from jobs.unfurl import host_breaker
@@ -188,6 +179,7 @@ def main() -> None:
     from contextlib import ExitStack
 
     from jobs.breakers import DISABLED, force, reset
+    from jobs.suspect import forget_every_suspicion
     from tests.upstream import running_upstream
 
     with ExitStack() as stack:
@@ -215,7 +207,7 @@ def main() -> None:
             force(key, DISABLED)
         # Both sick phases start as their hosts start hanging: none is suspect yet (the
         # first phase's verdicts would spare the second its first seconds).
-        _forget_suspicion([b.removeprefix("http://") for b in bases])
+        forget_every_suspicion()
         without = run_phase(bases, healthy, args.seconds, args.workers)
         for key in keys:
             reset(key)

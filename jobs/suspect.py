@@ -109,8 +109,22 @@ def refuse_early(host: str) -> None:
         raise _refused("early")
 
 
+_SUSPICION_PREFIX = "unfurl:slow:"
+
+
 def _suspicion_key(host: str) -> str:
-    return f"unfurl:slow:{host}"
+    return f"{_SUSPICION_PREFIX}{host}"
+
+
+def forget_every_suspicion() -> None:
+    """No host suspect any more, for every worker and in this process (tests and
+    benchmarks: their local upstreams reuse ports, and a port's suspicion is kept an hour)."""
+    connection = get_redis_connection("default")
+    stale = list(connection.scan_iter(f"{_SUSPICION_PREFIX}*"))
+    if stale:
+        connection.delete(*stale)
+    with _seen_lock:
+        _seen_suspect.clear()
 
 
 def is_suspect(host: str) -> bool:

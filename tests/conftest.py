@@ -113,12 +113,6 @@ def api(client: Client) -> Api:
 def forget_suspicion() -> None:
     """No host suspect from an earlier test: local upstreams reuse ports, and a reused
     port's suspicion (kept an hour) would hold back a later test's healthy upstream."""
-    from django_redis import get_redis_connection
+    from jobs.suspect import forget_every_suspicion
 
-    from jobs import suspect
-
-    connection = get_redis_connection("default")
-    stale = list(connection.scan_iter("unfurl:slow:*"))
-    if stale:
-        connection.delete(*stale)
-    suspect._seen_suspect.clear()
+    forget_every_suspicion()
