@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
 from jobs import search_tasks
 from jobs.backoff import backoff
@@ -83,7 +83,7 @@ def unfurl_link(
         return _reschedule(self, exc.retry_after + backoff(0), first_tried_at, attempt, "rate limited")
     except UpstreamFailure as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc))
-    except OperationalError as exc:  # the control DB or the message's shard is slow or down: later
+    except (OperationalError, InterfaceError) as exc:  # the control DB or the shard is slow or down: later
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc).strip())
 
 

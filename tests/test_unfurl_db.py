@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
 
+from chatproject.celery import app as celery_app
 from messaging.models import Message
 from teams.directory import team_entry_cache_key
 from teams.models import Team
@@ -67,10 +68,22 @@ def test_a_stalled_control_database_reschedules_the_preview(world: World, api) -
                 cursor.execute(f"LOCK TABLE {Team._meta.db_table} IN ACCESS EXCLUSIVE MODE")
                 worker.enter_context(running_worker(QUEUES, 4, env, POOL))  # only now: the post is done
                 _wait(lambda: _lookups_waiting(cursor), 10, 0.05)
-                time.sleep(1.0)  # past the job's wait for its database thread: it gave up on it
-                assert not upstream.hits
+                # Past its wait for the database thread, the job gave up on it and came back
+                # later: a retry waits in the worker for its countdown (or runs, and waits on
+                # the lock again, then comes back once more).
+                _wait(_unfurl_retries_waiting, 10, 0.1)
+                assert not upstream.hits  # no preview is fetched for a team not found yet
             # The lock released, the rescheduled job finds the shard and stores the preview.
             _wait(lambda: _previews(api, token, general).get(text), 8, 0.1)
+
+
+def _unfurl_retries_waiting() -> bool:
+    scheduled = celery_app.control.inspect(timeout=0.5).scheduled() or {}
+    return any(
+        entry["request"]["name"] == "jobs.unfurl" and entry["request"]["kwargs"].get("attempt", 0) >= 1
+        for entries in scheduled.values()
+        for entry in entries
+    )
 
 
 def _lookups_waiting(cursor: CursorWrapper) -> bool:
