@@ -14,9 +14,10 @@ in a C library): taken again with the rest, it would kill every drain of its gro
 forever. So items whose lease lapsed come back in half as big a batch each time they
 lapse again, without new items beside them: an item that kills its worker ends up alone,
 and once it has lapsed more often than halving a batch down to one takes, it is set
-aside (logged, and kept SET_ASIDE_TTL_SECS in a Redis set) instead of taken again. A
-drain that ends because it could not hand its work on did not die: its items' lapse is
-not counted (Redis permitting).
+aside (logged, and kept SET_ASIDE_TTL_SECS in a Redis set, where `manage.py pending`
+lists, requeues or discards them) instead of taken again. A drain that ends because it
+could not hand its work on did not die: its items' lapse is not counted (Redis
+permitting).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from celery.exceptions import Reject
 from django.conf import settings
@@ -109,9 +111,32 @@ end
 return 0
 """
 
+# KEYS: items, set aside, lapses. ARGV: the items' ttl. Set-aside items pending again, as
+# never lapsed. Returns how many.
+_REQUEUE_LUA = """
+local items = redis.call('SMEMBERS', KEYS[2])
+for _, item in ipairs(items) do
+  redis.call('SADD', KEYS[1], item)
+  redis.call('HDEL', KEYS[3], item)
+end
+if #items > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('DEL', KEYS[2])
+return #items
+"""
+
 # A drain ending with these could not hand its work on (the broker or Redis is away):
 # it keeps its claims, and the lease brings the work back.
 _HANDOFF_FAILURES: tuple[type[BaseException], ...] = (Reject, OSError, KombuOperationalError, RedisError)
+
+
+@dataclass
+class GroupState:
+    """What one group of a kind of work holds now (see PendingWork.groups)."""
+
+    group: str
+    pending: int = 0  # items no drain has taken
+    claimed: int = 0  # items a drain holds under its lease
+    set_aside: list[str] = field(default_factory=list)  # items that kept killing their drains
 
 
 class PendingWork:
@@ -217,19 +242,29 @@ class PendingWork:
         taken, set_aside, more = connection.register_script(_TAKE_LUA)(keys, args)
         if set_aside:
             logger.error(
-                "%s of %s set aside, their drains died %d times in a row: %s",
+                "%s of %s set aside, their drains died %d times in a row: %s "
+                "(once fixed: manage.py pending --requeue %s %s)",
                 self.name,
                 group,
                 self.max_lapses + 1,
                 ", ".join(item.decode(errors="replace") for item in set_aside),
+                self.name,
+                group,
             )
-        if more and connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
+        if more:
+            self._drain_now(group)
+        return lease_end, taken
+
+    def _drain_now(self, group: str) -> None:
+        """Start a drain of the group unless one is already due. A broker that refuses is
+        logged: the group's next write schedules it."""
+        connection = get_redis_connection("default")
+        if connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
             try:
                 self.schedule(group, 0.0)
-            except Exception as exc:  # this batch goes on; the next write schedules the rest
+            except Exception as exc:
                 connection.delete(self._flag_key(group))
                 logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
-        return lease_end, taken
 
     def _claims_ttl(self) -> int:
         return int(max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS))  # outlives a lease
@@ -276,3 +311,44 @@ class PendingWork:
         if started:
             logger.warning("%s work of drains that died taken up again: %s", self.name, ", ".join(started))
         return started
+
+    # --- operators (manage.py pending) ---------------------------------------------------
+
+    def groups(self) -> list[GroupState]:
+        """Every group with items pending, claimed or set aside, by group."""
+        connection = get_redis_connection("default")
+        found: dict[str, GroupState] = {}
+
+        def keys_of(key_for: Callable[[str], str]) -> Iterator[tuple[GroupState, bytes]]:
+            prefix = key_for("")
+            for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+                group = key.decode()[len(prefix) :]
+                yield found.setdefault(group, GroupState(group)), key
+
+        for state, key in keys_of(self._items_key):
+            state.pending = connection.scard(key)
+        for state, key in keys_of(self._claims_key):
+            state.claimed = connection.zcard(key)
+        for state, key in keys_of(self.set_aside_key):
+            state.set_aside = sorted(item.decode(errors="replace") for item in connection.smembers(key))
+        return [found[group] for group in sorted(found)]
+
+    def requeue_set_aside(self, group: str) -> int:
+        """Give the group's set-aside items another chance (whatever killed their drains
+        is fixed): pending again, no lapse counted, and a drain started. Returns how many."""
+        keys = [self._items_key(group), self.set_aside_key(group), self._lapses_key(group)]
+        requeued = int(get_redis_connection("default").eval(_REQUEUE_LUA, 3, *keys, self.max_age_secs))
+        if requeued:
+            logger.warning("%s of %s: %d set-aside items requeued", self.name, group, requeued)
+            self._drain_now(group)
+        return requeued
+
+    def discard_set_aside(self, group: str) -> int:
+        """Drop the group's set-aside items for good. Returns how many."""
+        pipe = get_redis_connection("default").pipeline(transaction=True)
+        pipe.scard(self.set_aside_key(group))
+        pipe.delete(self.set_aside_key(group))
+        discarded = int(pipe.execute()[0])
+        if discarded:
+            logger.warning("%s of %s: %d set-aside items discarded", self.name, group, discarded)
+        return discarded

@@ -4,15 +4,20 @@ again. Real Redis; the last test a real search worker."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django_redis import get_redis_connection
 
 from chatproject.celery import app
 from jobs import search_tasks
-from jobs.pending import PendingWork
+from jobs.management.commands import pending as pending_command
+from jobs.pending import GroupState, PendingWork
 from jobs.tasks import reclaim_pending
 from tests.conftest import World
 from tests.servers import running_worker
@@ -159,6 +164,58 @@ def test_a_drain_that_cannot_hand_its_work_on_did_not_die(settings) -> None:
     with work.claimed("g") as taken:
         assert sorted(taken) == [b"a", b"b", b"c", b"d"]
     assert not get_redis_connection("default").exists(work.set_aside_key("g"))
+
+
+def test_set_aside_items_are_listed_then_requeued_or_discarded(settings, monkeypatch) -> None:
+    """manage.py pending: an operator sees what was set aside, and once whatever killed the
+    drains is fixed, requeues it (worked like new, its lapses forgotten), or discards it."""
+    settings.PENDING_LEASE_SECS = 0.1
+    scheduled: list[str] = []
+    work = PendingWork(
+        f"test-{uuid.uuid4().hex}",
+        lambda group, countdown: scheduled.append(group),
+        delay_secs=0.0,
+        batch=2,
+        max_age_secs=60,
+    )
+    monkeypatch.setattr(pending_command, "_kinds", lambda: {work.name: work})
+    work.add("g", ["ok", "poison"], "test items")
+    worked, _, deaths = _drain_until_done(work, b"poison", 0.1)
+    assert worked == [b"ok"] and deaths == work.max_lapses + 1
+    work.add("h", ["waiting"], "test items")
+
+    listed = json.loads(_manage("pending", "--json"))[work.name]
+    assert listed == [
+        {"group": "g", "pending": 0, "claimed": 0, "set_aside": ["poison"]},
+        {"group": "h", "pending": 1, "claimed": 0, "set_aside": []},
+    ]
+    assert "set aside: poison" in _manage("pending")
+
+    scheduled.clear()
+    assert _manage("pending", "--requeue", work.name, "g").strip() == f"{work.name} g: 1 items requeued"
+    assert scheduled == ["g"]  # a drain for it now
+    redis = get_redis_connection("default")
+    assert not redis.exists(work.set_aside_key("g"))
+    assert work.groups()[0] == GroupState("g", pending=1)
+
+    # It still kills its drains: set aside again after as many deaths as the first time (its
+    # lapses were forgotten), and this time discarded for good.
+    _, _, deaths = _drain_until_done(work, b"poison", 0.1)
+    assert deaths == work.max_lapses + 1
+    assert redis.smembers(work.set_aside_key("g")) == {b"poison"}
+    assert _manage("pending", "--discard", work.name, "g").strip() == f"{work.name} g: 1 items discarded"
+    assert work.groups() == [GroupState("h", pending=1)]
+
+    with pytest.raises(CommandError, match="nothing set aside"):
+        _manage("pending", "--requeue", work.name, "g")
+    with pytest.raises(CommandError, match="no kind of work 'nope'"):
+        _manage("pending", "--discard", "nope", "g")
+
+
+def _manage(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)
