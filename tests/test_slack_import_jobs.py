@@ -124,7 +124,16 @@ def test_ctrl_c_on_the_command_puts_the_existing_team_back(archive: Path) -> Non
     created = create_team("intco", "Int", "owner@int.test", shard="shard_1")
     command = [sys.executable, "manage.py", "import_slack", str(archive), "--team", "intco"]
     env = {**servers.test_environment(), **WORKER_ENV}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As from an operator's terminal: a suite started in the background (nohup, CI
+        # runners) passes SIGINT on ignored, and the command would never hear the Ctrl-C.
+        preexec_fn=_default_sigint,
+    )
     try:
         job = _wait_for(lambda j: j.phase == "messages" and j.done > 0, _job_for(created.team.id))
         process.send_signal(signal.SIGINT)
@@ -140,6 +149,10 @@ def test_ctrl_c_on_the_command_puts_the_existing_team_back(archive: Path) -> Non
         assert list(
             Member.objects.filter(team_id=created.team.id, is_bot=False).values_list("id", flat=True)
         ) == [created.owner_id]
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _job_for(team_id: int, timeout: float = 60) -> TransferJob:
