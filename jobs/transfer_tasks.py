@@ -25,6 +25,7 @@ from jobs.slack_export import retention
 from jobs.slack_export.exporter import run_export
 from jobs.slack_export.importer import ImportFailed, abandon_import, run_import
 from jobs.slack_export.progress import S, set_status
+from jobs.slack_export.storage import StorageFailure
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Call
         count_deferral(exc.key)
         delay = max(exc.retry_at - time.time(), 0.0) + backoff(attempt)
         return _pause(task, job_id, attempt, delay, f"breaker {exc.key} open")
-    except (OperationalError, InterfaceError, RedisError) as exc:
+    except (OperationalError, InterfaceError, RedisError, StorageFailure) as exc:
         return _pause(task, job_id, attempt, backoff(attempt), str(exc).strip())
     finally:
         if redis.get(_lock_key(job_id)) in (token, token.encode()):

@@ -4,7 +4,9 @@ largest file, not the archive.
 
 Refused: `../` and absolute names, symlinks, more files or bytes than the limits, a
 compression ratio past the limit (zip bombs), text that is not UTF-8, malformed JSON.
-Every refusal is an ArchiveError naming the file and the problem.
+Every refusal is an ArchiveError naming the file and the problem. Reading goes through
+the transfer store's breaker (jobs.slack_export.storage): a store that fails is not the
+archive's fault, and raises StorageFailure (the job pauses) rather than an ArchiveError.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from django.conf import settings
+
+from jobs.slack_export.storage import StorageFailure, is_store_failure, on_store
 
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 _READ_CHUNK = 1 << 16
@@ -87,11 +91,12 @@ class SlackArchive:
     def open(path: str | Path, limits: ArchiveLimits | None = None) -> SlackArchive:
         limits = limits or ArchiveLimits.from_settings()
         path = Path(path)
-        if path.is_dir():
-            return FolderArchive(path, limits)
-        if not path.is_file():
-            raise ArchiveError(path.name, "no such file or folder")
-        return ZipArchive(path, limits)
+        with on_store():
+            if path.is_dir():
+                return FolderArchive(path, limits)
+            if not path.is_file():
+                raise ArchiveError(path.name, "no such file or folder")
+            return ZipArchive(path, limits)
 
     def __enter__(self) -> SlackArchive:
         return self
@@ -125,7 +130,7 @@ class SlackArchive:
         """The whole file, never more than its declared size (a lying header fails here)."""
         declared = self.files[name]
         chunks, total = [], 0
-        with self._stream(name) as stream:
+        with on_store(), self._stream(name) as stream:
             while chunk := stream.read(_READ_CHUNK):
                 total += len(chunk)
                 if total > declared or total > self.limits.max_file_bytes:
@@ -204,7 +209,9 @@ def check_central_directory(path: Path, max_files: int) -> None:
             # zipfile's reading of the end record (and its zip64 record); private but
             # unchanged since zip64 support, and the only way to agree with it exactly.
             end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
-        except OSError:
+        except OSError as exc:  # too short to seek back from its end: zipfile says what is wrong
+            if is_store_failure(exc):
+                raise
             return
         if not end:
             return
@@ -242,6 +249,8 @@ class ZipArchive(SlackArchive):
         except zipfile.BadZipFile as exc:
             raise ArchiveError(path.name, f"not a zip archive or truncated ({exc})") from None
         except OSError as exc:
+            if is_store_failure(exc):
+                raise
             raise ArchiveError(path.name, f"cannot be read ({exc.strerror})") from None
         self._members: dict[str, zipfile.ZipInfo] = {}
         try:
@@ -274,6 +283,8 @@ class ZipArchive(SlackArchive):
     def read_bytes(self, name: str) -> bytes:
         try:
             return super().read_bytes(name)
+        except StorageFailure:
+            raise
         except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
             raise ArchiveError(name, f"damaged in the zip ({exc or 'truncated'})") from None
         except (OSError, NotImplementedError) as exc:

@@ -15,6 +15,7 @@ them, as they would in a long uninterrupted read.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from jobs.slack_export.importer import RETRYABLE
 from jobs.slack_export.manifest import is_safe_folder_name
 from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
+from jobs.slack_export.storage import on_store
 from jobs.slack_export.writer import ExportWriter
 from messaging.models import Channel, ChannelMember, Message, Pin, Reaction
 from messaging.shapes import channel_json, dm_member_ids, message_json
@@ -237,11 +239,12 @@ def _plan(run: _Run) -> dict[str, Any]:
         c.id: _conversation_json(team, c, members[c.id] or dm_member_ids(c), pins[c.id]) for c in channels
     }
     head = run.staging / "head.zip"
-    with ExportWriter(head.with_suffix(".tmp"), STAGING_COMPRESS_LEVEL) as writer:
-        writer.json_file("users.json", users)
-        for kind, name in _FILES.items():
-            writer.json_file(name, [shapes[c.id] for c in channels if c.kind == kind])
-    _commit_file(head.with_suffix(".tmp"), head)
+    with on_store():
+        with ExportWriter(head.with_suffix(".tmp"), STAGING_COMPRESS_LEVEL) as writer:
+            writer.json_file("users.json", users)
+            for kind, name in _FILES.items():
+                writer.json_file(name, [shapes[c.id] for c in channels if c.kind == kind])
+        _commit_file(head.with_suffix(".tmp"), head)
     plan = {
         "conversations": [
             {
@@ -260,8 +263,9 @@ def _plan(run: _Run) -> dict[str, Any]:
         "total": sum(n for _newest, n in heads.values()),
     }
     staged = run.staging / "plan.json"
-    staged.with_suffix(".tmp").write_text(json.dumps(plan))
-    _commit_file(staged.with_suffix(".tmp"), staged)
+    with on_store():
+        staged.with_suffix(".tmp").write_text(json.dumps(plan))
+        _commit_file(staged.with_suffix(".tmp"), staged)
     return plan
 
 
@@ -286,18 +290,20 @@ def _write_segments(run: _Run, plan: dict[str, Any]) -> None:
     while index < len(conversations):
         path = _segment_path(run.staging, segment)
         written = 0
-        with _reading(run.team_id), ExportWriter(path.with_suffix(".tmp"), STAGING_COMPRESS_LEVEL) as writer:
-            while index < len(conversations) and written < settings.EXPORT_SEGMENT_MESSAGES:
-                conv = conversations[index]
-                budget = settings.EXPORT_SEGMENT_MESSAGES - written
-                messages = run.messages(conv, after, plan["newest_reaction"])
-                count, stopped_at = writer.conversation(conv["folder"], messages, budget=budget)
-                written += count
-                if stopped_at is None:
-                    index, after = index + 1, -1
-                else:
-                    after = ids.parse_ts(stopped_at)
-        _commit_file(path.with_suffix(".tmp"), path)
+        # One step on the store per segment (its shard reads have their own breaker).
+        with on_store(), _reading(run.team_id):
+            with ExportWriter(path.with_suffix(".tmp"), STAGING_COMPRESS_LEVEL) as writer:
+                while index < len(conversations) and written < settings.EXPORT_SEGMENT_MESSAGES:
+                    conv = conversations[index]
+                    budget = settings.EXPORT_SEGMENT_MESSAGES - written
+                    messages = run.messages(conv, after, plan["newest_reaction"])
+                    count, stopped_at = writer.conversation(conv["folder"], messages, budget=budget)
+                    written += count
+                    if stopped_at is None:
+                        index, after = index + 1, -1
+                    else:
+                        after = ids.parse_ts(stopped_at)
+            _commit_file(path.with_suffix(".tmp"), path)
         segment += 1
         run.job.done = checkpoint.get("messages_done", 0) + written
         save_checkpoint(
@@ -309,13 +315,23 @@ def _write_segments(run: _Run, plan: dict[str, Any]) -> None:
 def _assemble(run: _Run, partial: Path) -> None:
     """Join the staged parts into one zip, in order (a rerun joins them again)."""
     run.report("zipping", run.job.done, run.job.total, force=True)
-    with ExportWriter(partial) as writer:
-        writer.copy_entries(run.staging / "head.zip")
-        for index in range(run.job.checkpoint.get("segments", 0)):
-            writer.copy_entries(_segment_path(run.staging, index))
+    parts = [run.staging / "head.zip"]
+    parts += [_segment_path(run.staging, index) for index in range(run.job.checkpoint.get("segments", 0))]
+    with on_store():
+        writer = ExportWriter(partial)
+    try:
+        for part in parts:
+            with on_store():  # a step per part: a long join is not one slow call
+                writer.copy_entries(part)
             # Still alive: keeps the job's lock and `updated` fresh, or a long join would
             # look stalled and a second run would start writing the same file.
             run.report("zipping", run.job.done, run.job.total)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a rerun joins the parts again, from the start
+            writer.close()
+        raise
+    with on_store():
+        writer.close()
 
 
 def staging_dir(job: TransferJob) -> Path:
@@ -344,13 +360,15 @@ def run_export(job_id: int, progress: Progress | None = None) -> TransferJob:
         save_checkpoint(job, planned=False, segments=0, conversation=0, after_ts=-1, messages_done=0)
     try:
         if not job.checkpoint.get("planned"):
-            shutil.rmtree(staging, ignore_errors=True)  # an earlier run's plan never finished
-            staging.mkdir(parents=True)
+            with on_store():
+                shutil.rmtree(staging, ignore_errors=True)  # an earlier run's plan never finished
+                staging.mkdir(parents=True)
             plan = _plan(run)
             job.total = plan["total"]
             save_checkpoint(job, planned=True, starts=[0])
         else:
-            plan = json.loads((staging / "plan.json").read_text())
+            with on_store():
+                plan = json.loads((staging / "plan.json").read_text())
             job.total = plan["total"]
             job.done = job.checkpoint.get("messages_done", 0)
             save_checkpoint(job, starts=[*job.checkpoint.get("starts", []), job.done])
@@ -365,7 +383,8 @@ def run_export(job_id: int, progress: Progress | None = None) -> TransferJob:
         shutil.rmtree(staging, ignore_errors=True)
         set_status(job, S.FAILED, error=f"export failed: {exc}")
         raise
-    partial.replace(output)  # only a complete export is ever served
+    with on_store():
+        partial.replace(output)  # only a complete export is ever served
     written = job.checkpoint.get("messages_done", 0)
     job.counts = {"members": plan["members"], "channels": plan["channels"], "messages": written}
     job.done = job.total

@@ -30,6 +30,7 @@ from jobs.slack_export.pipeline import batch_writer
 from jobs.slack_export.plan import id_map, make_plan, owner_user
 from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
 from jobs.slack_export.shard import shard_breaker
+from jobs.slack_export.storage import StorageFailure
 from teams.directory import TeamEntry, forget_team
 from teams.errors import ApiError
 from teams.models import Team
@@ -40,10 +41,10 @@ MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the r
 Progress = Callable[[TransferJob], None]
 
 
-# The shard (or its breaker) said "not now": the job pauses instead of failing.
-# Redis too: a blip while the job refreshes its lock or reports progress must not throw
-# away hours of import work.
-RETRYABLE = (BreakerOpen, OperationalError, InterfaceError, RedisError)
+# The shard or the transfer store (or a breaker) said "not now": the job pauses instead
+# of failing. Redis too: a blip while the job refreshes its lock or reports progress must
+# not throw away hours of import work.
+RETRYABLE = (BreakerOpen, OperationalError, InterfaceError, RedisError, StorageFailure)
 
 
 class ImportFailed(Exception):

@@ -1,0 +1,106 @@
+"""The transfer store's breaker (jobs.slack_export.storage): a store that fails pauses
+imports and exports instead of failing them, and refuses uploads with a retryable error;
+an archive's own faults never count against the store.
+
+The store fails for real here: a file of the export is /dev/full, where every write
+fails with ENOSPC, as on a full volume."""
+
+from __future__ import annotations
+
+import errno
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from jobs import breakers
+from jobs.models import TransferJob
+from jobs.slack_export.archive import ArchiveError, SlackArchive
+from jobs.slack_export.exporter import partial_file, start_export
+from jobs.slack_export.importer import run_import
+from jobs.slack_export.reserve import start_import
+from jobs.slack_export.storage import STORAGE_KEY, StorageFailure, on_store
+from jobs.transfer_tasks import enqueue
+from teams.directory import team_entry
+from tests import slack_fixtures as fx
+from tests.conftest import World
+from tests.servers import running_worker
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+WORKER_ENV = {"CHAT_TRANSFER_LOCK_SECS": "3", "CHAT_JOB_BASE_BACKOFF_SECS": "30"}
+
+
+@pytest.fixture(autouse=True)
+def store_breaker_reset() -> Iterator[None]:
+    breakers.reset(STORAGE_KEY)
+    yield
+    breakers.reset(STORAGE_KEY)
+
+
+def _wait_for(job: TransferJob, statuses: tuple[str, ...], timeout: float = 60) -> TransferJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job.id} is {job.status}, not {statuses}")
+
+
+def test_store_failures_count_and_an_archives_faults_do_not(tmp_path: Path) -> None:
+    with pytest.raises(StorageFailure) as failed, on_store(), open("/dev/full", "wb") as full:
+        full.write(b"x" * 4096)
+        full.flush()
+    assert failed.value.errno == errno.ENOSPC
+    with pytest.raises(FileNotFoundError), on_store():
+        (tmp_path / "nowhere").read_bytes()
+    (tmp_path / "damaged.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArchiveError):
+        SlackArchive.open(tmp_path / "damaged.zip")
+    status = breakers.breaker_status(STORAGE_KEY)
+    assert (status.calls, status.failures) == (1, 1)  # the last two said nothing of the store
+
+
+def test_a_full_store_pauses_the_export_until_there_is_room(world: World, tmp_path: Path) -> None:
+    job = start_export(team_entry(world.acme.team.id), output=tmp_path / "acme.zip")
+    partial_file(job).symlink_to("/dev/full")  # the join of the parts finds the volume full
+    with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
+        enqueue(job)
+        paused = _wait_for(job, ("paused", "failed", "done"))
+        assert paused.status == "paused", paused.errors
+        status = breakers.breaker_status(STORAGE_KEY)
+        assert status.failures >= 1 and status.state == "closed"  # one failure does not open it
+        partial_file(job).unlink()  # room again
+        enqueue(job)  # its retry is half a minute away; resume now
+        done = _wait_for(job, ("done", "failed"))
+    assert done.status == "done", done.errors
+    with zipfile.ZipFile(tmp_path / "acme.zip") as archive:
+        assert {member["name"] for member in json.loads(archive.read("users.json"))} >= {"alice", "bob"}
+
+
+def test_an_open_store_breaker_pauses_imports_and_refuses_uploads(
+    world: World, client: Client, tmp_path: Path
+) -> None:
+    archive = fx.write_zip(tmp_path / "in.zip", fx.export_files())
+    job = start_import(archive, shard="shard_1")
+    breakers.force(STORAGE_KEY, breakers.FORCED_OPEN)
+    with archive.open("rb") as handle:
+        response = client.post(
+            "/api/admin.teams.import",
+            {"file": handle},
+            HTTP_AUTHORIZATION=f"Bearer {world.acme['alice'].token}",
+        )
+    assert response.status_code == 503 and response.json() == {"ok": False, "error": "service_unavailable"}
+    assert response["Retry-After"]
+    with running_worker("io", concurrency=1, extra_env=WORKER_ENV):
+        enqueue(job)
+        paused = _wait_for(job, ("paused", "failed", "done"))
+        assert paused.status == "paused", paused.errors
+        assert breakers.breaker_status(STORAGE_KEY).deferrals >= 1
+    breakers.reset(STORAGE_KEY)
+    assert run_import(job.id).status == "done"  # resumed where it paused
