@@ -123,6 +123,15 @@ def test_hostile_text_renders_as_text(world: World, chromium, web_server) -> Non
     with on_shard(world.acme.team.shard):
         Member.objects.filter(id=member_pk(carol.user_id)).update(display_name=XSS)
     carol_api = web(web_server, carol.token)
+    # Images of this origin would be GETs with the reader's cookie: never loaded.
+    carol_api.chat_postMessage(
+        channel=general,
+        text="card with a forged image",
+        attachments=[
+            {"title": "card", "image_url": "/api/auth.revoke"},
+            {"thumb_url": f"{web_server}/api/x"},
+        ],
+    )
     carol_api.chat_postMessage(channel=general, text=XSS)
     carol_api.chat_postMessage(
         channel=general, text="<javascript:alert(1)|click me> and <https://example.com|fine>"
@@ -134,6 +143,7 @@ def test_hostile_text_renders_as_text(world: World, chromium, web_server) -> Non
     assert XSS in shown.locator(".text").inner_text()
     assert shown.locator(".author").inner_text() == XSS
     assert page.locator("#channel-topic").inner_text() == XSS
+    _message(page, "forged image").locator(".attachment").first.wait_for()
     assert page.locator("#messages img:not(.emoji), #messages script, #pane-header script").count() == 0
     links = _message(page, "click me").locator("a")
     assert links.count() == 1 and links.get_attribute("href") == "https://example.com"

@@ -69,6 +69,17 @@ def test_session_api_calls_need_the_csrf_token(world: World) -> None:
         HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value,
     )
     assert accepted.json()["message"]["user"] == world.acme["alice"].user_id
+    # A GET carries the cookie too (an image in a message, a link from another site): it
+    # calls nothing, whatever the method, token in the query or not.
+    private = world.acme.channels["secret"]
+    for url in (
+        f"/api/conversations.invite?channel={private}&users={world.acme['carol'].user_id}",
+        f"/api/chat.postMessage?channel={world.acme.channels['general']}&text=forged",
+        "/api/auth.revoke",
+    ):
+        forged = client.get(url)
+        assert forged.status_code == 403 and forged.json() == {"ok": False, "error": "invalid_csrf"}, url
+    assert client.post("/api/auth.test", HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value).json()["ok"]
 
 
 def test_signed_out_api_call_is_not_authed(world: World) -> None:

@@ -65,7 +65,11 @@ def _bearer(request: HttpRequest) -> str | None:
 def _session_caller(request: HttpRequest) -> Caller:
     if not request.user.is_authenticated:
         raise ApiError("not_authed")
-    # Token calls are CSRF-exempt (no ambient credential); session calls are not.
+    # Token calls are CSRF-exempt (no ambient credential); session calls are not, and only
+    # POST is checked: a cookie sent with a GET (an <img> in a message, a link from another
+    # site) would otherwise call any method as whoever's browser loaded it.
+    if request.method != "POST":
+        raise ApiError("invalid_csrf", "cookie calls must be POST, with the CSRF token", status=403)
     if CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {}) is not None:
         raise ApiError("invalid_csrf", status=403)
     return caller_from_session(request)

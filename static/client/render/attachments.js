@@ -1,7 +1,6 @@
 // Message attachments: link preview cards and bots' attachments, as safe DOM.
 import { link, renderMrkdwn } from './mrkdwn.js';
-
-const SAFE_IMAGE = /^(https:|\/)/i; // the CSP allows images from https: and this origin
+import { safeImageUrl } from './safe_url.js';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -53,8 +52,8 @@ function card(attachment) {
     }
     node.append(fields);
   }
-  const picture = attachment.image_url || attachment.thumb_url;
-  if (picture && SAFE_IMAGE.test(picture)) node.append(image(picture, 'preview-image'));
+  const picture = safeImageUrl(attachment.image_url || attachment.thumb_url);
+  if (picture) node.append(image(picture, 'preview-image'));
   if (attachment.footer) node.append(el('div', 'footer', attachment.footer));
   return node;
 }

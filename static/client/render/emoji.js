@@ -1,5 +1,6 @@
 // :emoji: names: a standard set shown as characters, and the team's custom emoji as images.
 import { state } from '../store.js';
+import { safeImageUrl } from './safe_url.js';
 
 export const STANDARD = {
   '+1': '👍', thumbsup: '👍', '-1': '👎', thumbsdown: '👎', smile: '😄', smiley: '😃', grinning: '😀',
@@ -29,7 +30,10 @@ export function lookupEmoji(name) {
   for (let hop = 0; hop < MAX_ALIAS_HOPS; hop += 1) {
     const custom = state.emoji[current];
     if (custom === undefined) break;
-    if (!custom.startsWith('alias:')) return /^(https?:|\/)/.test(custom) ? { url: custom } : null;
+    if (!custom.startsWith('alias:')) {
+      const url = safeImageUrl(custom);
+      return url ? { url } : null;
+    }
     current = custom.slice('alias:'.length);
   }
   const base = current.split('::')[0];
