@@ -327,3 +327,40 @@ def test_a_cursor_from_before_an_import_gets_resync_required(server, tmp_path) -
     fresh.until(lambda f: f.get("type") == "hello")
     assert [f for f in fresh.drain(0.5) if f.get("type") == "error"] == []
     fresh.close()
+
+
+def test_a_join_or_leave_after_the_cursor_makes_the_socket_boot_again(world: World, daphnes) -> None:
+    """A socket judges the events after its cursor by the member's conversations as they
+    stand now: an invite or a kick in between would show them a private message from
+    before they were invited, or hide one from before they left. It resyncs instead, on the
+    process whose hub remembers the member (from its ring) and on one that reads the log
+    (its hub starts at the connect)."""
+    alice = web(daphnes[0], world.acme["alice"].token)
+    carol = web(daphnes[0], world.acme["carol"].token)
+    secret, carol_id = world.acme.channels["secret"], world.acme["carol"].user_id
+    live = RtmSocket(carol.rtm_connect()["url"])  # the first hub now holds carol's conversations
+    live.until(lambda f: f.get("type") == "hello")
+
+    def boots_again(boot_urls: list[str]) -> None:  # tickets are one-time: one per process
+        for server, boot_url in zip(daphnes, boot_urls, strict=False):
+            socket = RtmSocket(boot_url.replace(f":{daphnes[0].port}/", f":{server.port}/"))
+            assert socket.until(lambda f: f.get("type") == "error")["error"]["code"] == "resync_required"
+            assert not {"before carol", "before the kick"} & set(messages(socket.seen))
+            socket.close()
+
+    invited_boots = [carol.rtm_connect()["url"] for _ in daphnes]
+    alice.chat_postMessage(channel=secret, text="before carol")
+    alice.conversations_invite(channel=secret, users=carol_id)
+    live.until(lambda f: f.get("type") == "group_joined")  # the first hub is past the invite
+    boots_again(invited_boots)
+    fresh = RtmSocket(carol.rtm_connect()["url"])  # booted again, past the invite: live
+    alice.chat_postMessage(channel=secret, text="after carol")
+    assert fresh.until(lambda f: f.get("text") == "after carol")
+
+    kicked_boot = carol.rtm_connect()["url"]  # the first process only: the second's hub lives on
+    alice.chat_postMessage(channel=secret, text="before the kick")
+    alice.conversations_kick(channel=secret, user=carol_id)
+    live.until(lambda f: f.get("type") == "group_left")
+    boots_again([kicked_boot])
+    live.close()
+    fresh.close()

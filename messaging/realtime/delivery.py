@@ -8,6 +8,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.db import connections
+
 from chatproject.dbrouter import on_shard
 from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
 from messaging.models import ChannelMember, Event, EventSequence
@@ -70,15 +72,42 @@ def read_head(shard: str, team_id: int) -> int:
     return int(last or 0)
 
 
-def member_channel_ids(shard: str, team_id: int, member_id: int) -> set[int]:
-    with on_shard(shard):
-        memberships = ChannelMember.objects.filter(team_id=team_id, member_id=member_id)
-        return set(memberships.values_list("channel_id", flat=True))
-
-
 _JOIN_LEAVE = frozenset({"member_joined_channel", "member_left_channel"})
 _JOINED_BY_AUDIENCE = frozenset({"group_joined", "im_created", "mpim_open"})
 _JOINS = _JOINED_BY_AUDIENCE | {"member_joined_channel", "channel_created"}
+MEMBERSHIP_KINDS = _JOINS | _JOIN_LEAVE  # events that may change someone's conversations
+
+
+def member_channel_ids(shard: str, team_id: int, member_id: int, checked_upto: int) -> set[int]:
+    """The member's conversations now, for a socket whose events up to `checked_upto` are
+    known not to change them (see TeamHub.channel_ids). ResyncRequired when one committed
+    since does: the socket would judge the events before it by memberships it reflects.
+
+    One statement reads the memberships and the log's head: the same snapshot, so the head
+    is exactly the last event they reflect (ids are handed out in commit order)."""
+    with on_shard(shard), connections[shard].cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT last_event_id FROM {EventSequence._meta.db_table} WHERE team_id = %s),"
+            f" ARRAY(SELECT channel_id FROM {ChannelMember._meta.db_table}"
+            " WHERE team_id = %s AND member_id = %s)",
+            [team_id, team_id, member_id],
+        )
+        as_of, channel_ids = cursor.fetchone()
+        if as_of is not None and as_of > checked_upto:
+            ensure_memberships_unchanged(shard, team_id, member_id, checked_upto, as_of)
+    return set(channel_ids)
+
+
+def ensure_memberships_unchanged(shard: str, team_id: int, member_id: int, after: int, upto: int) -> None:
+    """ResyncRequired when an event in (after, upto] of the log changes the member's
+    conversations."""
+    with on_shard(shard):
+        rows = Event.objects.filter(
+            team_id=team_id, event_id__gt=after, event_id__lte=upto, type__in=MEMBERSHIP_KINDS
+        )
+        for event in rows:
+            if member_id in membership_subjects(layer_message(event)):
+                raise ResyncRequired(f"member {member_id} joined or left a conversation at {event.event_id}")
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:

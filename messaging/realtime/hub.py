@@ -26,11 +26,13 @@ from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
+    MEMBERSHIP_KINDS,
     REPLAY_BATCH,
     AccessEnded,
     ResyncRequired,
     Socket,
     Viewer,
+    ensure_memberships_unchanged,
     frames_for,
     member_channel_ids,
     membership_subjects,
@@ -284,6 +286,12 @@ class TeamHub:
         """The member's conversations, for a socket resuming after `cursor`: the cached
         copy, else read from the database (then cached).
 
+        Either holds every join and leave up to the head (or later), while the socket is
+        yet to be replayed the events after its cursor, which are judged by it: so none of
+        those may change the member's conversations (a message in a private channel from
+        before they were invited would reach them; one from before they left would not).
+        When one does, ResyncRequired: the client boots again, from a cursor past it.
+
         A socket ahead of this hub (its cursor past the head) reads the database, uncached:
         the cached copy is as of the head, and the events between head and cursor, which the
         socket skips, would never be applied to its copy.
@@ -293,13 +301,17 @@ class TeamHub:
         the ring no longer holds them all (more than RING_SIZE events passed, or it was
         cleared), the read is done again: a leave it missed would stay in the cache."""
         if cursor > self.head:
-            return await blocking(member_channel_ids)(self.shard, self.team_id, member_id)
+            return await blocking(member_channel_ids)(self.shard, self.team_id, member_id, cursor)
         view = self.views.get(member_id)
-        if view is not None:
-            return set(view.channel_ids)
+        if view is None:
+            view = await self._read_view(member_id)
+        await self._ensure_unchanged_since(member_id, cursor)
+        return set(view.channel_ids)
+
+    async def _read_view(self, member_id: int) -> Viewer:
         for _ in range(VIEW_READ_TRIES):
             as_of, clears = self.head, self.clears
-            channel_ids = await blocking(member_channel_ids)(self.shard, self.team_id, member_id)
+            channel_ids = await blocking(member_channel_ids)(self.shard, self.team_id, member_id, as_of)
             view = Viewer(member_id, channel_ids)
             for message in self.ring_after(as_of):
                 if member_id in membership_subjects(message):
@@ -310,9 +322,19 @@ class TeamHub:
                     self.views.pop(next(iter(self.views)))
                 self.views[member_id] = view
                 break
-        # Still not covered (a flood of events, every try): used for this socket only, whose
-        # replay from its cursor applies the membership changes after it again.
-        return set(view.channel_ids)
+        # Still not covered (a flood of events, every try): used for this socket only.
+        return view
+
+    async def _ensure_unchanged_since(self, member_id: int, cursor: int) -> None:
+        """ResyncRequired when an event after the cursor, up to the head, changes the
+        member's conversations: from the ring, and from the log for what is older."""
+        oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
+        if oldest > cursor + 1:
+            unchanged = blocking(ensure_memberships_unchanged)
+            await unchanged(self.shard, self.team_id, member_id, cursor, oldest - 1)
+        for message in self.ring_after(cursor):
+            if message["event"].get("type") in MEMBERSHIP_KINDS and member_id in membership_subjects(message):
+                raise ResyncRequired(f"member {member_id} joined or left at {message['event_id']}")
 
     def ring_after(self, event_id: int) -> list[dict[str, Any]]:
         """The ring's events after `event_id` (the ring is contiguous, ending at the head)."""
