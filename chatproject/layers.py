@@ -39,3 +39,10 @@ class SharedDecodePubSubLayer(RedisPubSubChannelLayer):
         while queue is not None and not queue.empty() and len(messages) < limit:
             messages.append(self.deserialize(queue.get_nowait()))
         return messages
+
+    async def delete_channel(self, channel: str) -> None:
+        """Unsubscribe a channel no receive ever waited on (cancelling a receive is the
+        only other way the layer lets go of one): a subscriber that failed to start."""
+        layer = self._get_layer()
+        if layer.channels.pop(channel, None) is not None:
+            await layer._get_shard(channel).unsubscribe(channel)

@@ -1,5 +1,6 @@
 """Races and grants at the team hub: a socket ahead of the hub, revoked reconnects."""
 
+import asyncio
 import time
 
 import pytest
@@ -182,3 +183,22 @@ def test_a_socket_ahead_of_the_hub_misses_no_leave_it_skipped(world: World, serv
     back.until(lambda f: f.get("text") == "last")
     assert "after the kick" not in messages(back.seen)
     back.close()
+
+
+def test_events_a_skip_passes_are_dropped_not_taken_for_a_gap_forever() -> None:
+    """Events that arrived after a gap the log can no longer fill (pruned, or an import)
+    are behind the head once the hub skips past it: left pending, each later event would
+    look like a gap again and resync every socket."""
+    from messaging.realtime.hub import TeamHub
+
+    def event(event_id: int) -> dict:
+        return {"event_id": event_id, "event": {"type": "message"}, "channel_id": None, "audience": None}
+
+    async def skip() -> TeamHub:
+        hub = TeamHub(1, "shard_0", lambda _hub: None)
+        hub.head, hub.pending = 10, {12: event(12), 16: event(16)}
+        hub._skip_to(15)
+        return hub
+
+    hub = asyncio.run(skip())
+    assert (hub.head, hub.pending, [m["event_id"] for m in hub.ring]) == (16, {}, [16])

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import OperationalError
+from redis.exceptions import RedisError
 
 from chatproject.dbrouter import on_shard
 from messaging.actions.posting import post_message
@@ -264,7 +265,10 @@ class RtmConsumer(AsyncWebsocketConsumer):
             return
         kind = frame.get("type")
         if kind != "ping":
-            await self.presence.activity()
+            try:
+                await self.presence.activity()
+            except RedisError as exc:  # presence waits for Redis; the socket's frame does not
+                logger.warning("activity of member %s not recorded: %s", self.caller.member_id, exc)
         if kind == "ping":
             await self.send_json(
                 {
@@ -345,15 +349,18 @@ class RtmConsumer(AsyncWebsocketConsumer):
         ):
             return
         self.typing_sent[channel_id] = now
-        await self.layer.group_send(
-            team_group(self.caller.team_id),
-            {
-                "type": "team.typing",
-                "channel_id": channel_id,
-                "channel": frame["channel"],
-                "user": self.caller.user_slack_id,
-            },
-        )
+        try:
+            await self.layer.group_send(
+                team_group(self.caller.team_id),
+                {
+                    "type": "team.typing",
+                    "channel_id": channel_id,
+                    "channel": frame["channel"],
+                    "user": self.caller.user_slack_id,
+                },
+            )
+        except RedisError as exc:  # a typing indicator is not worth the socket
+            logger.info("typing of member %s not sent: %s", self.caller.member_id, exc)
 
     async def presence_change(self, message: dict[str, Any]) -> None:
         """A presence change sent to the whole team (hub._presence_to_everyone): only

@@ -123,6 +123,9 @@ class TeamHub:
             await self.layer.group_discard(team_group(self.team_id), self.channel_name)
         if self.receiver is not None:
             self.receiver.cancel()
+        elif self.channel_name and hasattr(self.layer, "delete_channel"):  # start() failed
+            with contextlib.suppress(Exception):
+                await self.layer.delete_channel(self.channel_name)
 
     async def _receive(self) -> None:
         while True:
@@ -268,6 +271,9 @@ class TeamHub:
         """Events up to `event_id` are gone from the log: live sockets must boot again."""
         self._resync_everyone()
         self.head = max(self.head, event_id)
+        # Those that arrived anyway are behind the head now: left pending, they would look
+        # like a gap after every later event, and resync every socket each time.
+        self.pending = {n: message for n, message in self.pending.items() if n > self.head}
         self._advance()
 
     def _resync_everyone(self) -> None:
