@@ -37,7 +37,10 @@ local function should_trip()
   -- Its successes earlier in the window must not shield it until they age out (every
   -- worker would wait on it meanwhile).
   local answered = tonumber(redis.call('HGET', s, 'last_success_at') or '0')
-  local slow_ended = tonumber(redis.call('HGET', s, 'slow_since_answer') or '0')
+  local slow_ended = 0
+  if tonumber(redis.call('HGET', s, 'slow_at') or '0') >= now - tonumber(ARGV[3]) then
+    slow_ended = tonumber(redis.call('HGET', s, 'slow_since_answer') or '0')
+  end
   if stuck + slow_ended >= tonumber(ARGV[5]) and answered < now - tonumber(ARGV[10]) then return true end
   calls, failures = calls + stuck, failures + stuck
   return calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[4])
@@ -119,7 +122,13 @@ if outcome == 'failure' then redis.call('HINCRBY', w, bucket .. ':f', 1) end
 if outcome == 'success' then
   redis.call('HSET', s, 'last_success_at', now, 'slow_since_answer', 0)
 elseif outcome == 'failure' and ARGV[15] == '1' then
+  -- In a row, and within a window of each other: slow links posted an hour apart say
+  -- nothing of a host that answers everyone else in time.
+  if tonumber(redis.call('HGET', s, 'slow_at') or '0') < now - tonumber(ARGV[3]) then
+    redis.call('HSET', s, 'slow_since_answer', 0)
+  end
   redis.call('HINCRBY', s, 'slow_since_answer', 1)
+  redis.call('HSET', s, 'slow_at', now)
 end
 redis.call('EXPIRE', w, ARGV[3])
 if should_trip() then return open_it('closed') end

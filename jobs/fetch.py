@@ -17,6 +17,7 @@ import errno
 import http.client
 import ipaddress
 import os
+import re
 import select
 import socket
 import ssl
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import psutil
 
@@ -289,6 +290,28 @@ def _wait_for(
     return False
 
 
+# Control characters and spaces: no browser sends them, and http.client refuses them
+# only after connecting, which would count against the host.
+_NOT_IN_A_REQUEST = re.compile(r"[\x00-\x20\x7f]")
+# What stays as written in a request target: RFC 3986's reserved and unreserved characters
+# (letters, digits and "_.-~" never change) and "%" of escapes already there.
+_KEPT_IN_A_TARGET = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _request_target(parts: SplitResult) -> tuple[str, str]:
+    """The request's path and Host header in ASCII, as a browser sends the same link:
+    non-ASCII percent-encoded as UTF-8, a non-ASCII host name in IDNA. FetchRefused for a
+    link no request can carry (a bad link, never the host's fault)."""
+    raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if _NOT_IN_A_REQUEST.search(raw) or _NOT_IN_A_REQUEST.search(parts.netloc):
+        raise FetchRefused("not a link: control characters or spaces in it")
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise FetchRefused(f"not a host name: {parts.hostname!r}") from None
+    return quote(raw, safe=_KEPT_IN_A_TARGET), host if parts.port is None else f"{host}:{parts.port}"
+
+
 def fetch(
     url: str,
     allowed_networks: Iterable[IpNetwork] = (),
@@ -303,12 +326,11 @@ def fetch(
     deadline = time.monotonic() + total_timeout
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
+        path, host_header = _request_target(parts)  # before connecting: a bad link costs nothing
         hostname, port = _dial_target(parts, url)
         address = resolve_checked(hostname, port, networks)
         connection = _open_connection(parts.scheme, hostname, port, address, deadline, give_up)
         try:
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
             connection.request(
                 "GET",
                 path,

@@ -108,7 +108,7 @@ def merge_oembed(preview: Preview, body: bytes) -> Preview:
     """Fill what the page lacked from its oEmbed document."""
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested past the stack
         return preview
     if not isinstance(data, dict):
         return preview

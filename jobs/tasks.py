@@ -80,7 +80,9 @@ def unfurl_link(
     except BulkheadFull as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, f"{exc.key} busy")
     except RateLimited as exc:
-        return _reschedule(self, exc.retry_after + backoff(0), first_tried_at, attempt, "rate limited")
+        # Its Retry-After, and longer each time: a host that keeps saying "1 s" is not asked
+        # every few seconds for the whole hour a preview may take.
+        return _reschedule(self, exc.retry_after + backoff(attempt), first_tried_at, attempt, "rate limited")
     except UpstreamFailure as exc:
         return _reschedule(self, backoff(attempt), first_tried_at, attempt, str(exc))
     except (OperationalError, InterfaceError) as exc:  # the control DB or the shard is slow or down: later

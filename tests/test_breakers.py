@@ -303,6 +303,28 @@ def test_slow_calls_ending_one_at_a_time_are_not_shielded_by_earlier_successes_e
         breaker.call(lambda: None)
 
 
+def test_slow_calls_a_window_apart_are_not_in_a_row() -> None:
+    """Two slow links posted far apart (by anyone, to a host that answers everyone else)
+    say nothing of the host: only slow calls within a window of each other add up."""
+    key = _key()
+    policy = {**FAST, "min_calls": 2, "window_secs": 1, "slow_call_secs": 0.2}
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**policy))
+
+    def given_up_when_slow() -> None:
+        time.sleep(0.25)
+        raise RuntimeError("gave up waiting")
+
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)
+    time.sleep(1.2)  # past the window
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)
+    assert breaker_status(key).state == CLOSED
+    with pytest.raises(RuntimeError):
+        breaker.call(given_up_when_slow)  # within the window of the last: two in a row
+    assert breaker_status(key).state == OPEN
+
+
 def test_a_call_hanging_when_its_circuit_opens_stops_waiting() -> None:
     """Another worker's calls open the circuit while this one waits on a silent host:
     it gives up then, not at its 10 s timeout, and its worker is free again."""

@@ -83,6 +83,20 @@ def test_failures_are_classified() -> None:
         fetch(f"{upstream.base}/", LOCAL)
 
 
+def test_links_no_request_can_carry_are_refused_and_non_ascii_ones_are_encoded() -> None:
+    """A control character or a space is the link's fault, found before connecting (the
+    host's breaker never hears of it); non-ASCII goes out as a browser sends it."""
+    with running_upstream() as upstream:
+        for bad in ("/a\x01b", "/a\x7fb", "/a b", "/a?q=\r\nX-Injected: 1"):
+            with pytest.raises(FetchRefused):
+                fetch(f"{upstream.base}{bad}", LOCAL)
+        assert not upstream.hits
+        page = fetch(f"{upstream.base}/wiki/Köln?q=ä%20b", LOCAL)
+        assert page.status == 200 and upstream.hits[-1][1] == "/wiki/K%C3%B6ln?q=%C3%A4%20b"
+    with pytest.raises(FetchRefused):
+        fetch("http://a..b\u0080.example/", LOCAL)
+
+
 def test_rate_limited_carries_retry_after(monkeypatch) -> None:
     import http.server
 
