@@ -2,6 +2,8 @@
 
 import pytest
 
+from chatproject.dbrouter import on_shard
+from messaging.models import Event
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -145,11 +147,17 @@ def test_archive_unarchive_rename_topic_purpose(world: World, api) -> None:
     assert api("conversations.archive", alice, channel=channel)["error"] == "already_archived"
     assert api("chat.postMessage", alice, channel=channel, text="hi")["error"] == "is_archived"
     assert _ok(api("conversations.info", alice, channel=channel))["channel"]["is_archived"]
+    with on_shard(world.acme.team.shard):  # every member's channel list changes, not only its members'
+        archived = Event.objects.filter(team_id=world.acme.team.id, type="channel_archive").latest("event_id")
+        assert archived.channel_id is None and archived.audience is None
+    assert api("conversations.unarchive", bob, channel=channel)["error"] == "not_in_channel"
     _ok(api("conversations.unarchive", alice, channel=channel))
     assert api("conversations.unarchive", alice, channel=channel)["error"] == "not_archived"
     assert api("conversations.archive", alice, channel=world.acme.channels["general"])["error"] == (
         "cant_archive_general"
     )
+    general = world.acme.channels["general"]
+    assert api("conversations.rename", bob, channel=general, name="mine")["error"] == "restricted_action"
 
 
 def test_open_dm_and_group_dm(world: World, api) -> None:

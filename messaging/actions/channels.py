@@ -207,14 +207,16 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
         raise ApiError("cant_archive_general")
     if channel.is_archived == archived:
         raise ApiError("already_archived" if archived else "not_archived")
-    if archived and not access.is_member and not _is_admin(caller):
+    if not access.is_member and not _is_admin(caller):  # either way: not anyone's to undo
         raise ApiError("not_in_channel")
     with transaction.atomic(using=current_shard()):
         Channel.objects.filter(id=channel.id).update(is_archived=archived)
         channel.is_archived = archived
         payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
         event = _event_name(channel, "archive" if archived else "unarchive")
-        append_event(caller.team_id, event, payload, channel_id=channel.id)
+        # A public channel's archiving changes everyone's channel list, as a rename does.
+        audience_channel = channel.id if _is_private(channel) else None
+        append_event(caller.team_id, event, payload, channel_id=audience_channel)
     return channel
 
 
@@ -224,6 +226,8 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
     name = validate_channel_name(name)
     if channel.is_archived:
         raise ApiError("is_archived")
+    if channel.is_general and not _is_admin(caller):  # everyone's channel: admins name it
+        raise ApiError("restricted_action")
     if channel.name == name:
         return channel
     try:
