@@ -339,7 +339,10 @@ def force(key: str, state: str) -> None:
 def count_deferral(key: str) -> None:
     """A job put off because this breaker rejected it (kept apart from failures)."""
     try:
-        get_redis_connection("default").hincrby(_keys(key)[0], "deferrals", 1)
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.hincrby(_keys(key)[0], "deferrals", 1)
+        pipe.expire(_keys(key)[0], KEY_TTL_SECS)  # after a reset, this may be all the key holds
+        pipe.execute()
     except RedisError as exc:
         _warn_redis_down(exc)
 

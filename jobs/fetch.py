@@ -350,8 +350,10 @@ def fetch(
                 raise RateLimited(_retry_after(response.getheader("Retry-After")))
             if 400 <= status < 500:
                 raise ClientFailure(f"{status} from {parts.hostname}")
-            if status >= 500:
+            if 500 <= status < 600:
                 raise ServerError(f"{status} from {parts.hostname}")
+            if status >= 600:  # not HTTP (LinkedIn's 999 to bots): the host's refusal, not a fault
+                raise ClientFailure(f"{status} from {parts.hostname}")
             content_type, _, params = (response.getheader("Content-Type") or "").partition(";")
             if content_type.strip().lower() not in accept:
                 raise NotAPage(f"not a page we preview: {content_type or 'no content type'}")

@@ -79,8 +79,11 @@ def _run_locked(task: Task, job_id: int, attempt: int, work: Callable[[int, Call
     except (OperationalError, InterfaceError, RedisError, StorageFailure) as exc:
         return _pause(task, job_id, attempt, backoff(attempt), str(exc).strip())
     finally:
-        if redis.get(_lock_key(job_id)) in (token, token.encode()):
-            redis.delete(_lock_key(job_id))
+        try:
+            if redis.get(_lock_key(job_id)) in (token, token.encode()):
+                redis.delete(_lock_key(job_id))
+        except RedisError as exc:  # the lock expires on its own; the retry raised above stands
+            logger.warning("transfer job %s could not let go of its lock: %s", job_id, exc)
 
 
 def _pause(task: Task, job_id: int, attempt: int, delay: float, why: str) -> str:
