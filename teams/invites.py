@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 from chatproject.dbrouter import on_shard
+from teams import sign_in_limits
 from teams.actions import create_member
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
@@ -58,12 +59,20 @@ def read_invite(token: str) -> Invite:
 
 def accept_invite(request: HttpRequest, invite: Invite, name: str, password: str) -> Account:
     """Join the team as the invited email. An existing account must prove its password:
-    an invitation never resets anyone's password."""
+    an invitation never resets anyone's password. One nobody ever signed in to (an import
+    made it for an email in its archive) has none to prove: the invitation, sent to that
+    address, claims it, as it would a new one."""
     existing = Account.objects.filter(email=invite.email).first()
-    if existing is not None:
+    if existing is not None and existing.has_usable_password():
+        address = sign_in_limits.client_address(request)
+        wait = sign_in_limits.wait_secs(invite.email, address)
+        if wait:
+            raise ApiError("ratelimited", f"too many failed sign-ins: try again in {wait // 60 + 1} minutes")
         account = authenticate(request, username=invite.email, password=password)
         if account is None:
+            sign_in_limits.failed(invite.email, address)
             raise ApiError("wrong_password", "that email already has an account: use its password")
+        sign_in_limits.succeeded(invite.email, address)
         create_member(invite.team, invite.email, name=name or None, password=None)
         return account
     if len(password) < 8:

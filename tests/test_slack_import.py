@@ -86,6 +86,30 @@ def test_an_existing_account_claims_its_imported_member_by_invitation(imported: 
     ).exists()
 
 
+def test_an_account_the_import_made_is_claimed_by_invitation_with_a_new_password(
+    imported: TransferJob,
+) -> None:
+    """Nobody ever signed in to the account an import made for an email in its archive:
+    an invitation sent to that address sets its password, instead of asking for one that
+    does not exist (which locked the person out of every team). One with a password still
+    has to give it."""
+    from django.test import RequestFactory
+
+    from teams.actions import create_team
+    from teams.directory import team_entry
+    from teams.errors import ApiError
+    from teams.invites import Invite, accept_invite
+
+    made = Account.objects.get(email="carol@old.test")
+    assert not made.has_usable_password()
+    team = team_entry(create_team("newco", "NewCo", "boss@new.test", shard="shard_0").team.id)
+    request = RequestFactory().post("/")
+    claimed = accept_invite(request, Invite(team, "carol@old.test"), "Carol", "a new password")
+    assert claimed.id == made.id and Account.objects.get(id=made.id).check_password("a new password")
+    with pytest.raises(ApiError, match="already has an account"):
+        accept_invite(request, Invite(team, "carol@old.test"), "Carol", "someone else's guess")
+
+
 def test_conversations_kinds_topics_and_members(imported: TransferJob) -> None:
     with on_shard("shard_1"):
         channels = Channel.objects.filter(team_id=imported.team_id)
