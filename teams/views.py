@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from teams import sign_in_limits
 from teams.auth import SESSION_TEAM_KEY
 from teams.directory import team_entry
 from teams.invites import may_administer
@@ -25,9 +29,35 @@ def _open_memberships(request: HttpRequest) -> list[TeamMembership]:
     )
 
 
+class ThrottledSignInForm(AuthenticationForm):
+    """Refused without checking the password once too many guesses failed (sign_in_limits)."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Wrong email or password. Please try again.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        email, address = self.cleaned_data.get("username") or "", sign_in_limits.client_address(self.request)
+        wait = sign_in_limits.wait_secs(email, address)
+        if wait:
+            raise ValidationError(
+                f"Too many failed sign-ins: try again in {math.ceil(wait / 60)} minutes.", code="throttled"
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError as exc:
+            if exc.code == "invalid_login":
+                sign_in_limits.failed(email, address)
+            raise
+        sign_in_limits.succeeded(email, address)
+        return cleaned
+
+
 class SignInView(auth_views.LoginView):
     template_name = "teams/sign_in.html"
     redirect_authenticated_user = True
+    form_class = ThrottledSignInForm
 
     def get_success_url(self) -> str:
         memberships = _open_memberships(self.request)

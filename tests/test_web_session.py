@@ -102,3 +102,15 @@ def test_deactivated_member_session_is_refused(world: World) -> None:
         .json()["error"]
         == "token_revoked"
     )
+
+
+def test_password_guessing_is_throttled(world: World) -> None:
+    """Ten wrong passwords for an email, and even the right one is refused for a while,
+    without being checked; other people signing in from the same address are not."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    client = _csrf_client()
+    for _ in range(10):
+        assert b"Wrong email or password" in _sign_in(client, "dan@acme.test", "a guess").content
+    refused = _sign_in(client, "dan@acme.test", "the right one")
+    assert refused.status_code == 200 and b"Too many failed sign-ins: try again in" in refused.content
+    assert _sign_in(_csrf_client(), "bob@acme.test", "pw").status_code == 302
