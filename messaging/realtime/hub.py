@@ -7,7 +7,8 @@ log, once for the whole process), and are kept in a ring of recent events. A soc
 catches up from its cursor (from the ring when it is recent, else from the log), and in
 the same step, with no await in between, becomes live: from then on the hub hands it
 every event in order, so nothing is lost or doubled. The hub also caches each member's
-conversations, kept current by the events it orders, so a reconnect needs no query.
+conversations, kept current by the events it orders, so a reconnect needs no query
+(member_views.py).
 
 This process's hubs, and the sweeper that stops idle ones, are in hubs.py.
 """
@@ -26,20 +27,16 @@ from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
-    MEMBERSHIP_KINDS,
     REPLAY_BATCH,
     AccessEnded,
     ResyncRequired,
     Socket,
-    Viewer,
-    ensure_memberships_unchanged,
     frames_for,
-    member_channel_ids,
-    membership_subjects,
     read_events,
     read_head,
 )
 from messaging.realtime.fanout import Flush
+from messaging.realtime.member_views import MemberViews
 from messaging.realtime.pool import blocking
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
@@ -48,9 +45,8 @@ logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
+SUBSCRIBED_WITHIN_SECS = 1.0  # a new hub's subscription is in effect by then (see start)
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
-MEMBER_CACHE_SIZE = 20_000  # members whose conversations a hub remembers
-VIEW_READ_TRIES = 3
 RECEIVE_BATCH = 200
 # After a flush that took D (wall time), the next waits 2D: the loop keeps two thirds of
 # its time for requests and sockets. Pacing by the flush's CPU time instead starved the
@@ -88,7 +84,7 @@ class TeamHub:
         self.last_flush = 0.0
         self.flush_interval = 0.0
         self.live: dict[Socket, None] = {}  # insertion-ordered set
-        self.views: dict[int, Viewer] = {}  # member id -> their conversations as of `head`
+        self.members = MemberViews(self)  # their conversations as of `head`
         self.gap_timer: asyncio.Task[None] | None = None
         self.started: asyncio.Future[None] | None = None
         self.receiver: asyncio.Task[None] | None = None
@@ -97,17 +93,29 @@ class TeamHub:
         self.moving = False
         self.stopped = False
         self.channel_name = ""
-        self.clears = 0  # times the ring was emptied (a cached view must not span one)
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self, layer: Any) -> None:
-        """Subscribe, then read the log's head: whatever commits later also arrives live."""
+        """Subscribe, then read the log's head: whatever commits later also arrives live,
+        once Redis has taken the subscription. The layer sends SUBSCRIBE without waiting
+        for Redis to confirm it: an event published before Redis took it would only be
+        noticed as a gap when the team's next one arrives (in a quiet DM, much later), so
+        the log is read once more after a moment."""
         self.layer = layer
         self.channel_name = await layer.new_channel("hub.")
         await layer.group_add(team_group(self.team_id), self.channel_name)
         self.head = await blocking(read_head)(self.shard, self.team_id)
         self.receiver = asyncio.get_running_loop().create_task(self._receive())
+        spawn(self._catch_up_after(SUBSCRIBED_WITHIN_SECS))
+
+    async def _catch_up_after(self, secs: float) -> None:
+        await asyncio.sleep(secs)
+        if not self.closed:
+            try:
+                await self.catch_up()
+            except Exception:  # the next event's gap check, or redis_watch, tries again
+                logger.exception("hub of team %s could not read the log after starting", self.team_id)
 
     async def stop(self) -> None:
         """Unsubscribe. Not from the receiving task: cancelling its receive is what makes
@@ -179,10 +187,7 @@ class TeamHub:
                 ready.clear()
                 continue
             self.ring.append(message)
-            for member_id in membership_subjects(message):
-                view = self.views.get(member_id)
-                if view is not None:
-                    view.may_see(message)
+            self.members.apply(message)
             ready.append(message)
         if ready:
             self.ready += ready
@@ -281,66 +286,11 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.ring.clear()
-        self.clears += 1
-        self.views.clear()
+        self.members.clear()
         for sock in sockets:
             spawn(sock.resync())
 
     # --- sockets -------------------------------------------------------------------------
-
-    async def channel_ids(self, member_id: int, cursor: int) -> set[int]:
-        """The member's conversations, for a socket resuming after `cursor`: the cached
-        copy, else read from the database (then cached).
-
-        Either holds every join and leave up to the head (or later), while the socket is
-        yet to be replayed the events after its cursor, which are judged by it: so none of
-        those may change the member's conversations (a message in a private channel from
-        before they were invited would reach them; one from before they left would not).
-        When one does, ResyncRequired: the client boots again, from a cursor past it.
-
-        A socket ahead of this hub (its cursor past the head) reads the database, uncached:
-        the cached copy is as of the head, and the events between head and cursor, which the
-        socket skips, would never be applied to its copy.
-
-        Joins and leaves the hub orders during the read may or may not be in what was read:
-        they are applied again from the ring (adding or removing twice changes nothing). If
-        the ring no longer holds them all (more than RING_SIZE events passed, or it was
-        cleared), the read is done again: a leave it missed would stay in the cache."""
-        if cursor > self.head:
-            return await blocking(member_channel_ids)(self.shard, self.team_id, member_id, cursor)
-        view = self.views.get(member_id)
-        if view is None:
-            view = await self._read_view(member_id)
-        await self._ensure_unchanged_since(member_id, cursor)
-        return set(view.channel_ids)
-
-    async def _read_view(self, member_id: int) -> Viewer:
-        for _ in range(VIEW_READ_TRIES):
-            as_of, clears = self.head, self.clears
-            channel_ids = await blocking(member_channel_ids)(self.shard, self.team_id, member_id, as_of)
-            view = Viewer(member_id, channel_ids)
-            for message in self.ring_after(as_of):
-                if member_id in membership_subjects(message):
-                    view.may_see(message)
-            covered = self.head == as_of or bool(self.ring and self.ring[0]["event_id"] <= as_of + 1)
-            if covered and self.clears == clears:
-                if len(self.views) >= MEMBER_CACHE_SIZE:
-                    self.views.pop(next(iter(self.views)))
-                self.views[member_id] = view
-                break
-        # Still not covered (a flood of events, every try): used for this socket only.
-        return view
-
-    async def _ensure_unchanged_since(self, member_id: int, cursor: int) -> None:
-        """ResyncRequired when an event after the cursor, up to the head, changes the
-        member's conversations: from the ring, and from the log for what is older."""
-        oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
-        if oldest > cursor + 1:
-            unchanged = blocking(ensure_memberships_unchanged)
-            await unchanged(self.shard, self.team_id, member_id, cursor, oldest - 1)
-        for message in self.ring_after(cursor):
-            if message["event"].get("type") in MEMBERSHIP_KINDS and member_id in membership_subjects(message):
-                raise ResyncRequired(f"member {member_id} joined or left at {message['event_id']}")
 
     def ring_after(self, event_id: int) -> list[dict[str, Any]]:
         """The ring's events after `event_id` (the ring is contiguous, ending at the head)."""
