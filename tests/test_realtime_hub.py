@@ -202,3 +202,19 @@ def test_events_a_skip_passes_are_dropped_not_taken_for_a_gap_forever() -> None:
 
     hub = asyncio.run(skip())
     assert (hub.head, hub.pending, [m["event_id"] for m in hub.ring]) == (16, {}, [16])
+
+
+def test_an_event_a_new_hub_was_not_yet_subscribed_for_arrives_without_a_next_one(
+    world: World, server, api, monkeypatch
+) -> None:
+    """Redis may take a new hub's subscription after an event committed past the hub's
+    head was published: the hub reads the log again a moment after starting, so that
+    event arrives though nothing follows it (played here by an event never published)."""
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's first socket: a new hub
+    assert bob.recv()["type"] == "hello"
+    with monkeypatch.context() as patch:
+        patch.setattr(events, "publish", lambda event: None)
+        dm = api("conversations.open", world.acme["alice"].token, users=world.acme["bob"].user_id)
+        api("chat.postMessage", world.acme["alice"].token, channel=dm["channel"]["id"], text="quiet dm")
+    assert bob.until(lambda f: f.get("text") == "quiet dm", timeout=5)["type"] == "message"
+    bob.close()
