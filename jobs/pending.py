@@ -162,6 +162,7 @@ class PendingWork:
         self.max_lapses = math.ceil(math.log2(batch)) + 2 if batch > 1 else 2
         self.max_age_secs = max_age_secs  # unclaimed items go with the set past this
         self.broker_down_until = 0.0  # per process: see BROKER_DOWN_RETRY_SECS
+        self.redis_down_until = 0.0  # likewise, for Redis itself
 
     def _items_key(self, group: str) -> str:
         return f"{self.name}:pending:{group}"
@@ -184,28 +185,37 @@ class PendingWork:
     def add(self, group: str, items: Sequence[str | int], what: str) -> None:
         """Mark `items` for the group's next drain. Never raises: called after a write
         commits, a Redis or broker outage must not fail the write (`what` names the work
-        in the warning that says it was lost)."""
+        in the warning that says it was lost). With the broker away (a publish failed in
+        the last BROKER_DOWN_RETRY_SECS) the items are still kept, and no drain is asked
+        for: `reclaim` starts one once the broker is back."""
         if not items:
             return
-        if time.monotonic() < self.broker_down_until:
-            logger.info("%s skipped: broker down", what)
+        now = time.monotonic()
+        if now < self.redis_down_until:
+            logger.info("%s skipped: Redis down", what)
             return
         try:
             connection = get_redis_connection("default")
             pipe = connection.pipeline(transaction=False)
             pipe.sadd(self._items_key(group), *items)
             pipe.expire(self._items_key(group), self.max_age_secs)
+            if now < self.broker_down_until:
+                pipe.execute()
+                return
             pipe.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS)
             first_in_window = pipe.execute()[2]
-            if first_in_window:
-                try:
-                    self.schedule(group, self.delay_secs)
-                except Exception:
-                    connection.delete(self._flag_key(group))  # let the next write schedule it
-                    raise
         except Exception as exc:
-            self.broker_down_until = time.monotonic() + BROKER_DOWN_RETRY_SECS
+            self.redis_down_until = now + BROKER_DOWN_RETRY_SECS
             logger.warning("%s not queued: %s", what, exc)
+            return
+        if first_in_window:
+            try:
+                self.schedule(group, self.delay_secs)
+            except Exception as exc:
+                self.broker_down_until = now + BROKER_DOWN_RETRY_SECS
+                logger.warning("%s kept, its drain not started (the beat's reclaim will): %s", what, exc)
+                with contextlib.suppress(Exception):
+                    connection.delete(self._flag_key(group))  # the next write may schedule it
 
     @contextlib.contextmanager
     def claimed(self, group: str) -> Iterator[list[bytes]]:
@@ -295,10 +305,17 @@ class PendingWork:
 
     def reclaim(self) -> list[str]:
         """Start a drain for every group whose claims outlived their lease (the drain that
-        held them died); returns those groups."""
+        held them died), and for every group whose items wait with no drain asked for (the
+        broker was away when they came); returns those groups."""
         connection = get_redis_connection("default")
         now = time.time()
         started = []
+        prefix = self._items_key("")
+        for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+            group = key.decode()[len(prefix) :]
+            if connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
+                self.schedule(group, 0.0)
+                started.append(group)
         for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
             group = raw.decode()
             if not connection.exists(self._claims_key(group)):  # expired with the claims
@@ -309,7 +326,7 @@ class PendingWork:
             self.schedule(group, 0.0)
             started.append(group)
         if started:
-            logger.warning("%s work of drains that died taken up again: %s", self.name, ", ".join(started))
+            logger.warning("%s drains started for work left waiting: %s", self.name, ", ".join(started))
         return started
 
     # --- operators (manage.py pending) ---------------------------------------------------

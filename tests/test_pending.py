@@ -57,6 +57,30 @@ def test_a_dead_drains_claims_return_after_their_lease(settings) -> None:
     assert redis.zscore(work._groups_key(), "g") is None
 
 
+def test_items_come_while_the_broker_is_away_are_kept_and_drained_by_reclaim() -> None:
+    """A drain that could not be asked for does not lose its items, nor do the writes after
+    it (which skip the broker for a while rather than wait on it): the beat's reclaim
+    starts their drain."""
+    scheduled: list[str] = []
+    broker_up = False
+
+    def schedule(group: str, countdown: float) -> None:
+        if not broker_up:
+            raise ConnectionError("the broker is away")
+        scheduled.append(group)
+
+    work = PendingWork(f"test-{uuid.uuid4().hex}", schedule, delay_secs=0.0, batch=10, max_age_secs=60)
+    work.add("g", ["a"], "test items")  # its drain could not be asked for
+    work.add("g", ["b"], "test items")  # the broker is skipped for a while: kept all the same
+    broker_up = True
+    work.add("g", ["c"], "test items")
+    assert scheduled == []
+    assert work.reclaim() == ["g"] and scheduled == ["g"]
+    with work.claimed("g") as taken:
+        assert sorted(taken) == [b"a", b"b", b"c"]
+    assert work.reclaim() == []
+
+
 def test_a_drain_lets_go_when_its_work_fails() -> None:
     scheduled: list[str] = []
     work = _work(scheduled)
