@@ -67,7 +67,7 @@ def accept_invite(request: HttpRequest, invite: Invite, name: str, password: str
         address = sign_in_limits.client_address(request)
         wait = sign_in_limits.wait_secs(invite.email, address)
         if wait:
-            raise ApiError("ratelimited", f"too many failed sign-ins: try again in {wait // 60 + 1} minutes")
+            raise ApiError("ratelimited", sign_in_limits.wait_message(wait))
         account = authenticate(request, username=invite.email, password=password)
         if account is None:
             sign_in_limits.failed(invite.email, address)

@@ -7,6 +7,7 @@ as API rate limits do; signing in must not depend on it."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from django.conf import settings
@@ -38,6 +39,10 @@ def wait_secs(email: str, address: str) -> int:
     if int(by_email or 0) < FAILURES_PER_EMAIL and int(by_address or 0) < FAILURES_PER_ADDRESS:
         return 0
     return WINDOW_SECS - int(time.time() % WINDOW_SECS) + 1
+
+
+def wait_message(wait_secs: int) -> str:
+    return f"Too many failed sign-ins: try again in {math.ceil(wait_secs / 60)} minutes."
 
 
 def failed(email: str, address: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.contrib.auth import views as auth_views
@@ -41,9 +40,7 @@ class ThrottledSignInForm(AuthenticationForm):
         email, address = self.cleaned_data.get("username") or "", sign_in_limits.client_address(self.request)
         wait = sign_in_limits.wait_secs(email, address)
         if wait:
-            raise ValidationError(
-                f"Too many failed sign-ins: try again in {math.ceil(wait / 60)} minutes.", code="throttled"
-            )
+            raise ValidationError(sign_in_limits.wait_message(wait), code="throttled")
         try:
             cleaned = super().clean()
         except ValidationError as exc:

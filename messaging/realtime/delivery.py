@@ -80,7 +80,7 @@ MEMBERSHIP_KINDS = _JOINS | _JOIN_LEAVE  # events that may change someone's conv
 
 def member_channel_ids(shard: str, team_id: int, member_id: int, checked_upto: int) -> set[int]:
     """The member's conversations now, for a socket whose events up to `checked_upto` are
-    known not to change them (see TeamHub.channel_ids). ResyncRequired when one committed
+    known not to change them (see MemberViews.channel_ids). ResyncRequired when one committed
     since does: the socket would judge the events before it by memberships it reflects.
 
     One statement reads the memberships and the log's head: the same snapshot, so the head
