@@ -73,6 +73,16 @@ class NotAPage(FetchRefused, HostAnswered):
     """The upstream answered with something we do not preview."""
 
 
+class Redirected(HostAnswered):
+    """The host answered with a redirect to another host (fetch with other_hosts=False):
+    that one is fetched on its own account, and its failures are its own."""
+
+    def __init__(self, location: str, hops: int) -> None:
+        super().__init__(f"redirected to {location[:200]}")
+        self.location = location
+        self.hops = hops  # redirects this call followed, this one included
+
+
 @dataclass(frozen=True)
 class FetchedPage:
     url: str
@@ -319,12 +329,16 @@ def fetch(
     max_bytes: int = MAX_BYTES,
     total_timeout: float = TOTAL_TIMEOUT_SECS,
     give_up: Callable[[], bool] | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    other_hosts: bool = True,
 ) -> FetchedPage:
     """GET `url` within `total_timeout`; `give_up`, asked while the host is silent, ends
-    the wait early (its circuit opened: the call is a failure already counted)."""
+    the wait early (its circuit opened: the call is a failure already counted). With
+    `other_hosts` False, a redirect to another host ends the call with Redirected."""
     networks = list(allowed_networks)
     deadline = time.monotonic() + total_timeout
-    for _ in range(MAX_REDIRECTS + 1):
+    first_host = host_key(url) if not other_hosts else ""
+    for hop in range(max_redirects + 1):
         parts = urlsplit(url)
         path, host_header = _request_target(parts)  # before connecting: a bad link costs nothing
         hostname, port = _dial_target(parts, url)
@@ -345,6 +359,8 @@ def fetch(
             status = response.status
             if status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                 url = urljoin(url, response.getheader("Location", ""))
+                if first_host and host_key(url) != first_host:
+                    raise Redirected(url, hop + 1)
                 continue
             if status == 429:
                 raise RateLimited(_retry_after(response.getheader("Retry-After")))
@@ -364,7 +380,7 @@ def fetch(
             raise UpstreamFailure(f"{parts.hostname}: {exc}") from exc
         finally:
             connection.close()
-    raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
+    raise FetchRefused(f"more than {max_redirects} redirects")
 
 
 def _retry_after(value: str | None) -> float:

@@ -18,10 +18,12 @@ from jobs.breakers import BreakerOpen, BreakerPolicy, Outcome, SharedCircuitBrea
 from jobs.bulkhead import BulkheadFull, bulkhead
 from jobs.db_threads import on_db_thread
 from jobs.fetch import (
+    MAX_REDIRECTS,
     ClientFailure,
     FetchRefused,
     IpNetwork,
     RateLimited,
+    Redirected,
     UpstreamFailure,
     fetch,
     host_key,
@@ -39,7 +41,10 @@ OEMBED_TYPES = ("application/json", "application/json+oembed", "text/javascript"
 
 def classify(exc: BaseException) -> Outcome:
     """Only the upstream's own failures count against its breaker (a full bulkhead,
-    a refused or bad link, a 4xx or a 429 say nothing about its health)."""
+    a refused or bad link, a 4xx or a 429 say nothing about its health). A redirect
+    elsewhere is an answer: what the other host then does is on its own breaker."""
+    if isinstance(exc, Redirected):
+        return Outcome.SUCCESS
     return Outcome.FAILURE if isinstance(exc, UpstreamFailure) else Outcome.IGNORED
 
 
@@ -66,7 +71,25 @@ def _cache_key(url: str) -> str:
     return "unfurl:" + hashlib.sha256(url.encode()).hexdigest()
 
 
-def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
+def _fetch(url: str, accept: tuple[str, ...] | None = None) -> tuple[bytes, str, str]:
+    """Fetch, each host on its own account: a redirect to another host is followed under
+    that host's breaker, bulkheads and suspicion, so a link to a shortener that points at
+    a hanging page counts against the page's host, not the shortener's (anyone could
+    otherwise open a shortener's circuit for everyone with such links)."""
+    redirects_left = MAX_REDIRECTS
+    while True:
+        try:
+            return _fetch_guarded(host_key(url), url, accept, redirects_left)
+        except Redirected as hop:
+            redirects_left -= hop.hops
+            if redirects_left < 0:
+                raise FetchRefused(f"more than {MAX_REDIRECTS} redirects") from None
+            url = hop.location
+
+
+def _fetch_guarded(
+    host: str, url: str, accept: tuple[str, ...] | None, max_redirects: int
+) -> tuple[bytes, str, str]:
     # The breaker goes first: it must see every attempt (and reject a hanging host's)
     # even while the bulkhead is full of that host's stuck calls. Only a link to a host
     # this process just saw suspect, with no suspect thread free, is turned away before
@@ -92,6 +115,8 @@ def _fetch_guarded(host: str, url: str, accept: tuple[str, ...] | None = None) -
             _allowed_networks(),
             total_timeout=settings.UNFURL_TOTAL_TIMEOUT_SECS,
             give_up=guard.should_give_up,
+            max_redirects=max_redirects,
+            other_hosts=False,
             **kwargs,
         )
     return page.body, page.url, page.charset
@@ -107,12 +132,11 @@ def preview_for(url: str) -> Preview | None:
     if cached is not None:
         return Preview(**cached) if cached else None
     try:
-        body, final_url, charset = _fetch_guarded(host_key(url), url)
+        body, final_url, charset = _fetch(url)
         preview = parse_page(final_url, body.decode(charset if charset else "utf-8", errors="replace"))
         if preview.oembed_url and not preview.title:
             try:
-                oembed_url = preview.oembed_url
-                oembed, _, _ = _fetch_guarded(host_key(oembed_url), oembed_url, OEMBED_TYPES)
+                oembed, _, _ = _fetch(preview.oembed_url, OEMBED_TYPES)
                 preview = merge_oembed(preview, oembed)
             except (FetchRefused, ClientFailure, RateLimited, UpstreamFailure, BulkheadFull, BreakerOpen):
                 pass  # the page alone still makes a preview: not worth fetching it again later

@@ -67,3 +67,24 @@ def test_a_failed_oembed_keeps_the_page_preview(one_suspect_thread) -> None:  # 
         preview = preview_for(f"{page.base}/p")
         assert preview is not None and preview.description == "Only a description"
         assert oembed.hits
+
+
+def test_a_redirect_elsewhere_charges_the_host_that_fails(one_suspect_thread) -> None:  # noqa: F811
+    """A shortener pointing at a failing page: the page's host is charged, the shortener
+    answered. Otherwise anyone could open a shortener's circuit for everyone with links
+    to pages that fail."""
+    with running_upstream() as shortener, running_upstream() as page:
+        page.mode = "error"
+        shortener.mode = f"redirect:{page.base}/landed"
+        for n in range(2):
+            with pytest.raises(Exception, match="500"):
+                preview_for(f"{shortener.base}/s{n}")
+        with pytest.raises(BreakerOpen, match=str(page.port)):  # the page's circuit, not the shortener's
+            preview_for(f"{shortener.base}/s2")
+        assert breaker_status(f"unfurl:127.0.0.1:{page.port}").state == OPEN
+        short = breaker_status(f"unfurl:127.0.0.1:{shortener.port}")
+        assert (short.state, short.failures) == ("closed", 0)
+        page.mode = "ok"
+        shortener.mode = f"redirect:{shortener.base}/here"  # same host: followed in one call
+        assert preview_for(f"{shortener.base}/loop") is None  # ... and still bounded: no preview
+        assert len(shortener.hits) == 3 + 4  # the three above, then 1 + 3 redirects followed
