@@ -13,6 +13,7 @@ or not (FetchRefused, ClientFailure, RateLimited: never count).
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import http.client
 import ipaddress
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import psutil
@@ -152,10 +154,40 @@ def _dial_target(parts: SplitResult, url: str) -> tuple[str, int]:
         raise FetchRefused(f"bad port in {url[:200]!r}") from None
 
 
-def resolve_checked(host: str, port: int, allowed_networks: Iterable[IpNetwork]) -> str:
-    """The address to dial for host, or FetchRefused if any address it names is forbidden."""
+# Lookups at once per process. The system resolver has no per-call time limit, so a
+# lookup runs on one of these and the fetch stops waiting at its deadline; a name server
+# that never answers holds such a thread (not a worker) for the resolver's own timeout.
+RESOLVER_THREADS = 8
+_resolver = concurrent.futures.ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+
+
+def _getaddrinfo(
+    host: str, port: int, deadline: float | None, give_up: Callable[[], bool] | None
+) -> list[Any]:
+    if deadline is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            return lookup.result(timeout=min(GIVE_UP_CHECK_SECS, remaining))
+        except concurrent.futures.TimeoutError:
+            if give_up is not None and give_up():
+                break
+    lookup.cancel()
+    raise UpstreamFailure(f"{host}: no answer from its name servers in time")
+
+
+def resolve_checked(
+    host: str,
+    port: int,
+    allowed_networks: Iterable[IpNetwork],
+    deadline: float | None = None,
+    give_up: Callable[[], bool] | None = None,
+) -> str:
+    """The address to dial for host, or FetchRefused if any address it names is forbidden.
+    With a deadline, UpstreamFailure when the lookup takes past it (or `give_up` says so)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port, deadline, give_up)
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchRefused(f"cannot resolve {host!r}: {exc}") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -342,7 +374,7 @@ def fetch(
         parts = urlsplit(url)
         path, host_header = _request_target(parts)  # before connecting: a bad link costs nothing
         hostname, port = _dial_target(parts, url)
-        address = resolve_checked(hostname, port, networks)
+        address = resolve_checked(hostname, port, networks, deadline, give_up)
         connection = _open_connection(parts.scheme, hostname, port, address, deadline, give_up)
         try:
             connection.request(

@@ -97,6 +97,23 @@ def test_links_no_request_can_carry_are_refused_and_non_ascii_ones_are_encoded()
         fetch("http://a..b\u0080.example/", LOCAL)
 
 
+def test_a_name_server_that_never_answers_is_within_the_whole_fetch_time(monkeypatch) -> None:
+    """The system resolver has no time limit of its own to give: the fetch stops waiting
+    for it at its deadline, as for any silent upstream. (The resolver is the one thing
+    played here: a name server that never answers cannot be set up for a test.)"""
+    import time
+
+    def silent_name_server(*args, **kwargs):
+        time.sleep(3)
+        raise socket.gaierror("timed out")
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_name_server)
+    started = time.monotonic()
+    with pytest.raises(UpstreamFailure, match="name servers"):
+        fetch("http://never.example/", total_timeout=0.5)
+    assert time.monotonic() - started < 1.0
+
+
 def test_rate_limited_carries_retry_after(monkeypatch) -> None:
     import http.server
 
