@@ -127,8 +127,9 @@ MAX_NETLOC_CHARS = 300
 
 def host_key(url: str) -> str:
     """The server a URL names, as one string however it is spelled: the IDNA-encoded,
-    lowercased host without a trailing dot, and the port the fetch will dial
-    (example.com, EXAMPLE.com., example.com:080 are all example.com:80). Its breaker,
+    lowercased host without a trailing dot (an IPv4 address dotted), and the port the
+    fetch will dial (example.com, EXAMPLE.com., example.com:080 are all example.com:80;
+    134744072 and 0x8.0x8.0x8.0x8 are 8.8.8.8). Its breaker,
     bulkhead and suspicion are keyed on this, so respelling a link cannot escape them.
     FetchRefused for a URL fetch would refuse anyway."""
     parts = urlsplit(url)
@@ -141,6 +142,10 @@ def host_key(url: str) -> str:
         raise FetchRefused(f"bad host or port in {url[:200]!r}") from None
     if not host:
         raise FetchRefused(f"no host in {url[:200]!r}")
+    try:  # an IPv4 address in any spelling the resolver reads (134744072, 0x8.8.8.8, 010.8.8.8)
+        host = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        pass  # a name, or IPv6
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -25,6 +25,10 @@ pytestmark = [
         ("https://example.com/", "example.com:443"),
         ("http://bücher.de/", "xn--bcher-kva.de:80"),
         ("http://[::1]:8080/", "[::1]:8080"),
+        ("http://134744072/", "8.8.8.8:80"),
+        ("http://0x08080808:80/", "8.8.8.8:80"),
+        ("http://010.010.010.010/", "8.8.8.8:80"),
+        ("http://0x8.8.8.8/", "8.8.8.8:80"),
     ],
 )
 def test_spellings_of_one_server_share_a_key(url: str, key: str) -> None:
