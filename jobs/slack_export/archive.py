@@ -130,7 +130,7 @@ class SlackArchive:
         """The whole file, never more than its declared size (a lying header fails here)."""
         declared = self.files[name]
         chunks, total = [], 0
-        with on_store(), self._stream(name) as stream:
+        with on_store(frequent=True), self._stream(name) as stream:
             while chunk := stream.read(_READ_CHUNK):
                 total += len(chunk)
                 if total > declared or total > self.limits.max_file_bytes:
