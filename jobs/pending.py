@@ -265,16 +265,19 @@ class PendingWork:
             self._drain_now(group)
         return lease_end, taken
 
-    def _drain_now(self, group: str) -> None:
-        """Start a drain of the group unless one is already due. A broker that refuses is
-        logged: the group's next write schedules it."""
+    def _drain_now(self, group: str) -> bool:
+        """Start a drain of the group unless one is already due; whether one was started.
+        A broker that refuses is logged: the group's next write (or reclaim) schedules it."""
         connection = get_redis_connection("default")
-        if connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
-            try:
-                self.schedule(group, 0.0)
-            except Exception as exc:
-                connection.delete(self._flag_key(group))
-                logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
+        if not connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
+            return False
+        try:
+            self.schedule(group, 0.0)
+        except Exception as exc:
+            connection.delete(self._flag_key(group))
+            logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
+            return False
+        return True
 
     def _claims_ttl(self) -> int:
         return int(max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS))  # outlives a lease
@@ -313,8 +316,7 @@ class PendingWork:
         prefix = self._items_key("")
         for key in connection.scan_iter(match=f"{prefix}*", count=1000):
             group = key.decode()[len(prefix) :]
-            if connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
-                self.schedule(group, 0.0)
+            if self._drain_now(group):
                 started.append(group)
         for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
             group = raw.decode()
