@@ -13,7 +13,8 @@ stops everything it started when done.
 It creates a team with --sockets members in bulk (ORM), all in one channel with the
 owner, one token each. Receivers are bench/light_ws.py clients (an asyncio Protocol per
 socket, frames parsed from the receive buffer) in --receivers processes; each socket boots
-with rtm.connect and connects to the daphnes in turn. The owner posts chat.postMessage at
+with rtm.connect and connects to its daphne (each daphne holds an equal block of the
+sockets, and each receiver a share of every block). The owner posts chat.postMessage at
 --rate posts/s for --seconds (open loop: post n is due at start + n/rate, from several
 keep-alive connections), each text carrying the monotonic time it was sent.
 

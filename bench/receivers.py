@@ -94,9 +94,14 @@ def merge_counters(replies: list[dict[str, Any]], key: str) -> Counter[str]:
 def socket_specs(
     tokens: list[str], daphnes: list[Daphne], connect_args: dict[str, Any] | None = None
 ) -> list[SocketSpec]:
-    """Sockets spread round-robin over the daphnes."""
+    """Sockets spread over the daphnes in equal blocks of consecutive indexes. Not
+    round-robin: with as many receiver processes as daphnes, a receiver (which takes every
+    n-th socket) would hold only one daphne's sockets, and the sampled sockets (every
+    10th by default) would all be on the first daphne, so latency would be measured on
+    one daphne and parsed by one receiver."""
+    count = max(1, len(tokens))
     return [
-        SocketSpec(i, t, daphnes[i % len(daphnes)].http, dict(connect_args or {}))
+        SocketSpec(i, t, daphnes[i * len(daphnes) // count].http, dict(connect_args or {}))
         for i, t in enumerate(tokens)
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -185,12 +186,21 @@ def publish_to_group(group: str, message: dict[str, Any]) -> None:
     _redis().publish(*group_publish_args(group, message))
 
 
+# Called with (team id, the published bytes) on the publishing thread before Redis is: the
+# gateway's hubs of this process take their team's events from here without the round
+# trip through Redis (messaging.realtime.hubs). Each must be quick and must not raise.
+local_listeners: list[Callable[[int, bytes], None]] = []
+
+
 def publish(event: AppendedEvent) -> None:
     """Publish to the team's channel-layer group; a Redis outage loses nothing (the log has
     it, and the backlog publishes it once Redis is back)."""
     group, message = team_group(event.team_id), event.as_layer_message()
+    channel, data = group_publish_args(group, message)
+    for listener in local_listeners:
+        listener(event.team_id, data)
     try:
-        publish_to_group(group, message)
+        _redis().publish(channel, data)
     except redis.RedisError as exc:
         EVENTS_PUBLISHED.labels("deferred").inc()
         logger.warning("event %s of team %s not published yet: %s", event.event_id, event.team_id, exc)

@@ -1,7 +1,8 @@
 """One subscription per team per process: the hub orders the team's events once and writes
 each event's pre-encoded frame to every local socket that may see it.
 
-A team's events arrive once per daphne process (not once per socket), pass one ordering
+A team's events arrive once per daphne process (not once per socket; those this process
+published are also handed over directly, see take_published), pass one ordering
 gate (the next event id; a gap waits briefly for a late publish, then is filled from the
 log, once for the whole process), and are kept in a ring of recent events. A socket
 catches up from its cursor (from the ring when it is recent, else from the log), and in
@@ -93,6 +94,7 @@ class TeamHub:
         self.moving = False
         self.stopped = False
         self.channel_name = ""
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by start: where take_published runs
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -103,6 +105,7 @@ class TeamHub:
         noticed as a gap when the team's next one arrives (in a quiet DM, much later), so
         the log is read once more after a moment."""
         self.layer = layer
+        self.loop = asyncio.get_running_loop()
         self.channel_name = await layer.new_channel("hub.")
         await layer.group_add(team_group(self.team_id), self.channel_name)
         self.head = await blocking(read_head)(self.shard, self.team_id)
@@ -166,10 +169,26 @@ class TeamHub:
                 if self.closed:  # moving
                     continue
                 self._advance()
-                if self.pending and self.gap_timer is None:
-                    self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
+                self._watch_gap()
             except Exception:  # one bad message must not stop the team's stream
                 logger.exception("hub of team %s failed on %d messages", self.team_id, len(messages))
+
+    def take_published(self, data: bytes) -> None:
+        """An event this process just published (hubs.py), taken ahead of its copy from
+        Redis, which the gate then drops as already seen. A hub still starting (its head not
+        read yet) leaves it to Redis."""
+        if self.closed or self.receiver is None:
+            return
+        try:
+            self._take([self.layer.deserialize(data)])
+            self._watch_gap()
+        except Exception:  # its copy from Redis, or the gap filler, brings it
+            logger.exception("hub of team %s failed on a local event", self.team_id)
+
+    def _watch_gap(self) -> None:
+        """Events wait behind a missing one: fill it from the log unless it arrives soon."""
+        if self.pending and self.gap_timer is None:
+            self.gap_timer = asyncio.get_running_loop().create_task(self._fill_gap_later())
 
     # --- the ordered stream ------------------------------------------------------------
 
