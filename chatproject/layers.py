@@ -4,11 +4,15 @@ decoding each published message once per process instead of once per subscriber.
 Every local socket subscribed to a group receives the same raw bytes; sharing one
 decoded message lets the gateway also encode each event's frame once per process.
 Subscribers must treat the message as read-only (the gateway only adds a cache key).
+
+It also tells the gateway when a subscriber connection connected again (on_reconnect):
+what was published while it was away never arrives.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -20,6 +24,7 @@ class SharedDecodePubSubLayer(RedisPubSubChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+        self._watched: dict[Any, _Reconnected] = {}  # redis-py keeps only weak references
 
     def deserialize(self, message: bytes) -> Any:
         decoded = self._decoded.get(message)
@@ -46,3 +51,23 @@ class SharedDecodePubSubLayer(RedisPubSubChannelLayer):
         layer = self._get_layer()
         if layer.channels.pop(channel, None) is not None:
             await layer._get_shard(channel).unsubscribe(channel)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time one of this event loop's subscriber connections connects
+        again after it was lost (Redis restarted, or dropped it: a subscriber over its
+        output buffer limit loses what the buffer held). The layer's own callback, which
+        sends the subscriptions again, runs first. Only connections that exist now are
+        watched (they do after the first subscription); calling again adds none twice."""
+        for shard in self._get_layer()._shards:
+            connection = getattr(shard._pubsub, "connection", None)
+            if connection is not None and connection not in self._watched:
+                watcher = self._watched[connection] = _Reconnected(callback)
+                connection.register_connect_callback(watcher.connected)
+
+
+class _Reconnected:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+    def connected(self, connection: Any) -> None:
+        self.callback()

@@ -9,6 +9,7 @@ from django.db import connections, transaction
 from messaging import events
 from messaging.models import ChannelMember, Event
 from messaging.realtime.delivery import read_head
+from messaging.realtime.hub import SUBSCRIBED_WITHIN_SECS
 from teams.actions import reset_member_tokens, set_member_active
 from teams.directory import forget_team
 from teams.models import Team
@@ -217,4 +218,41 @@ def test_an_event_a_new_hub_was_not_yet_subscribed_for_arrives_without_a_next_on
         dm = api("conversations.open", world.acme["alice"].token, users=world.acme["bob"].user_id)
         api("chat.postMessage", world.acme["alice"].token, channel=dm["channel"]["id"], text="quiet dm")
     assert bob.until(lambda f: f.get("text") == "quiet dm", timeout=5)["type"] == "message"
+    bob.close()
+
+
+def test_an_event_lost_with_a_dropped_subscriber_connection_arrives_without_a_next_one(
+    world: World, server, api
+) -> None:
+    """Redis drops a subscriber connection whose output buffer passes its limit (a slow
+    process under load), losing what it held, and the layer connects again and
+    resubscribes: in a quiet conversation no later event would reveal the gap. The
+    reconnect makes the process's hubs read the log. (The limit is lowered here so that
+    one large message drops the daphne's subscriber.)"""
+    import redis
+    from django.conf import settings
+
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    assert bob.recv()["type"] == "hello"
+    dm = api("conversations.open", world.acme["alice"].token, users=world.acme["bob"].user_id)["channel"][
+        "id"
+    ]
+    api("chat.postMessage", world.acme["alice"].token, channel=dm, text="before")
+    bob.until(lambda f: f.get("text") == "before")
+    time.sleep(SUBSCRIBED_WITHIN_SECS + 0.5)  # past the new hub's own read of the log
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    limits = client.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    subscribers = {c["id"] for c in client.client_list(_type="pubsub")}
+    large = "lost with its connection " + "x" * 30_000
+    client.config_set("client-output-buffer-limit", "pubsub 1024 1024 0")
+    try:
+        # Published by this process (not the daphne), through the Redis the daphne uses.
+        api("chat.postMessage", world.acme["alice"].token, channel=dm, text=large)
+        deadline = time.monotonic() + 5
+        while subscribers <= {c["id"] for c in client.client_list(_type="pubsub")}:
+            assert time.monotonic() < deadline, "Redis dropped no subscriber"
+            time.sleep(0.02)
+    finally:
+        client.config_set("client-output-buffer-limit", limits)
+    assert bob.until(lambda f: f.get("text") == large, timeout=10)["type"] == "message"
     bob.close()

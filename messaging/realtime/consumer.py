@@ -29,7 +29,7 @@ from messaging.actions.posting import post_message
 from messaging.api.ratelimit import check_rate_limit
 from messaging.api.registry import REGISTRY
 from messaging.events import team_group
-from messaging.realtime import redis_watch, shutdown
+from messaging.realtime import shutdown
 from messaging.realtime.admission import admit_connection, jittered_retry_after
 from messaging.realtime.boot import socket_url
 from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
@@ -153,7 +153,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def _go_live(self, team: TeamEntry, ticket: Ticket, reconnect_ticket: str) -> None:
         shutdown.register(self)
-        redis_watch.ensure_watching()
         OPEN_SOCKETS.inc()
         self.counted = True
         self.presence = PresenceLink(

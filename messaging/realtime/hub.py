@@ -117,7 +117,7 @@ class TeamHub:
         if not self.closed:
             try:
                 await self.catch_up()
-            except Exception:  # the next event's gap check, or redis_watch, tries again
+            except Exception:  # the next event's gap check, or a resubscription (hubs.py), tries again
                 logger.exception("hub of team %s could not read the log after starting", self.team_id)
 
     async def stop(self) -> None:
@@ -274,7 +274,7 @@ class TeamHub:
             self.gap_timer = None
 
     async def catch_up(self) -> None:
-        """Read the log after the head (after a Redis outage: see redis_watch)."""
+        """Read the log after the head (after the subscription was lost: see hubs.py)."""
         while not self.closed:
             try:
                 batch = await blocking(read_events)(self.shard, self.team_id, self.head)

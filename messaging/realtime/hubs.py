@@ -2,6 +2,13 @@
 stopped by the sweeper after HUB_IDLE_SECS without a socket (until then, after a mass
 disconnect, a hub's ring still holds what the returning sockets missed). The sweeper
 also renews live sockets' reconnect URLs before they expire.
+
+While the layer's subscriber connection is away (Redis restarted, or dropped it: a
+subscriber over its pub/sub output buffer limit, under load, loses all the buffer held),
+what is published never reaches this process, and nothing would reveal the gap until
+the team's next event (in a quiet conversation, much later). So the layer reports each
+time that connection connects again (chatproject/layers.py), and once Redis has had time
+to take the subscriptions it sent again, every hub reads the log after its head.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 from django.conf import settings
 
 from messaging import events
-from messaging.realtime.hub import TeamHub
+from messaging.realtime.hub import SUBSCRIBED_WITHIN_SECS, TeamHub
 from messaging.realtime.tickets import RECONNECT_TTL_SECS
 from messaging.realtime.wire import spawn
 
@@ -56,6 +63,8 @@ async def hub_for(layer: Any, team_id: int, shard: str) -> TeamHub:
             await hub.stop()
             raise
         hub.started.set_result(None)
+        if hasattr(layer, "on_reconnect"):  # the product's layer (tests may use another)
+            layer.on_reconnect(_reconnected)  # the connection exists once a hub subscribed
         if _sweeper is None or _sweeper.done():
             _sweeper = asyncio.get_running_loop().create_task(_sweep())
     else:
@@ -80,6 +89,20 @@ def _take_published(team_id: int, data: bytes) -> None:
 
 
 events.local_listeners.append(_take_published)
+
+
+def _reconnected() -> None:
+    spawn(_catch_up_all())
+
+
+async def _catch_up_all() -> None:
+    # The layer sent the subscriptions again without waiting for Redis to confirm them: a
+    # read of the log before Redis takes them could miss an event published in between.
+    await asyncio.sleep(SUBSCRIBED_WITHIN_SECS)
+    logger.warning("subscriptions restored: %d team hubs catch up from the event log", len(_hubs))
+    for hub in hubs():
+        with contextlib.suppress(Exception):  # one team's failure is its own
+            await hub.catch_up()
 
 
 async def _sweep() -> None:
