@@ -50,6 +50,8 @@ class PresenceLink:
         self.batch_aware = batch_aware
         self.subscribed: set[int] = set()
         self.batch: dict[str, str] = {}
+        # Per current-state read in flight: the users whose change arrived while it waited.
+        self.changed_during_reads: list[set[str]] = []
         self.flush_task: asyncio.Task[None] | None = None
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.activity_written = 0.0
@@ -127,16 +129,28 @@ class PresenceLink:
         await self._tell_current(await self._member_ids(refs))
 
     async def _tell_current(self, member_ids: list[int]) -> None:
-        if member_ids:
+        if not member_ids:
+            return
+        changed_meanwhile: set[str] = set()
+        self.changed_during_reads.append(changed_meanwhile)
+        try:
             states = await state.current_batched(self.team_id, member_ids)
-            for member_id, presence in states.items():
-                self.batch[ids.encode(ids.USER, member_id)] = presence
-            await self.flush()
+        finally:
+            self.changed_during_reads.remove(changed_meanwhile)
+        for member_id, presence in states.items():
+            user = ids.encode(ids.USER, member_id)
+            # A change that arrived while the read waited is at least as new as what it
+            # read (Redis may have answered before the change): the read must not undo it.
+            if user not in changed_meanwhile:
+                self.batch[user] = presence
+        await self.flush()
 
     def changed(self, user: str, presence: str) -> None:
         """A subscribed member's presence changed (from this process's subscriptions)."""
         if self.closed:
             return
+        for changed_meanwhile in self.changed_during_reads:
+            changed_meanwhile.add(user)
         self.batch[user] = presence
         if self.flush_task is None:
             self.flush_task = asyncio.get_running_loop().create_task(self._flush_later())

@@ -1,4 +1,5 @@
-"""One socket's presence when Redis fails under it: nothing it subscribed to outlives it.
+"""One socket's presence when Redis fails under it (nothing it subscribed to outlives it),
+and when a change races its subscription's first read.
 
 The channel layer here uses a Redis of its own, which the tests stop and start; presence
 state stays in the main Redis.
@@ -121,3 +122,40 @@ def test_subscriptions_keep_receiving_after_a_subscriber_raises(world: World, la
         return heard.changes
 
     assert asyncio.run(after_a_bug()) == [(bob, "active")]
+
+
+def test_a_change_arriving_while_the_current_state_is_read_is_not_undone_by_it(
+    world: World, monkeypatch
+) -> None:
+    """presence_sub reads the current state of the new subscriptions; a change pushed while
+    that read waits may be newer than what Redis answered, and must be what the socket
+    hears last."""
+    from django.conf import settings
+
+    team, carol = world.acme.team, member_pk(world.acme["carol"].user_id)
+    bob = world.acme["bob"].user_id  # no socket: away
+    frames: list[dict[str, Any]] = []
+    read = state.current_batched
+
+    async def sent(frame: dict[str, Any]) -> None:
+        frames.append(frame)
+
+    async def subscribe_with_a_change_during_the_read() -> None:
+        link = PresenceLink(SharedDecodePubSubLayer(hosts=[settings.REDIS_URL]), sent, team, carol, True)
+
+        async def read_then_bob_arrives(team_id: int, member_ids: list[int]) -> dict[int, str]:
+            found = await read(team_id, member_ids)  # Redis answered: away
+            link.changed(bob, "active")  # ... and bob's socket opened before the answer was used
+            return found
+
+        monkeypatch.setattr(state, "current_batched", read_then_bob_arrives)
+        await link.start()
+        try:
+            await link.subscribe([bob])
+            await link.flush()
+        finally:
+            await link.stop()
+
+    asyncio.run(subscribe_with_a_change_during_the_read())
+    told = [frame["presence"] for frame in frames if bob in frame.get("users", [])]
+    assert told and told[-1] == "active", frames
