@@ -236,3 +236,23 @@ def test_central_directory_size_is_bounded_before_it_is_read(tmp_path: Path, set
     settings.IMPORT_MAX_FILES = 20
     message = _refused(path)[0]
     assert message.startswith("archive has more than 20 files (a ") and "byte central directory" in message
+
+
+def test_a_file_is_parsed_item_by_item_and_a_late_problem_names_its_place(tmp_path: Path) -> None:
+    """Items come as the file is read (a large users.json is never held whole); a byte
+    order mark and leading space are allowed; a bad byte past the first read is placed by
+    its offset in the file."""
+    import codecs
+
+    from jobs.slack_export.archive import ArchiveError, SlackArchive
+
+    head = codecs.BOM_UTF8 + b" \n["
+    body = b'{"id": "U1"},' * 10_000
+    (tmp_path / "users.json").write_bytes(head + body + b'{"id": "\xff"}]')
+    with SlackArchive.open(tmp_path) as archive:
+        items = archive.read_list("users.json")
+        assert next(items) == {"id": "U1"}
+        offset = len(head) + len(body) + len(b'{"id": "')
+        problem = rf"users.json: not UTF-8 text \(byte 0xff at offset {offset}\)"
+        with pytest.raises(ArchiveError, match=problem):
+            list(items)

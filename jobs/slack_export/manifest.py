@@ -197,7 +197,7 @@ def read_manifest(archive: SlackArchive) -> Manifest:
         "users.json" if archive.has("users.json") or not archive.has("org_users.json") else "org_users.json"
     )
     raw_users = archive.read_list(users_file, required=True)
-    archive.read_list("channels.json", required=True)  # required even if empty
+    archive.require("channels.json")  # even if it lists nothing
     users: dict[str, ExportUser] = {}
     for raw in raw_users:
         user = _user(raw, users_file)
