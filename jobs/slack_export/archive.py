@@ -144,11 +144,13 @@ class SlackArchive:
     def read_list(self, name: str, *, required: bool = False) -> Iterator[dict[str, Any]]:
         """The objects of a top-level file that must be a JSON array of objects, as they are
         read; none when absent and optional."""
-        if not self.has(name):
-            if required:
-                self.require(name)
-            return iter(())
-        return self.objects(name, lambda index: "expected a JSON array of objects")
+        if required:
+            self.require(name)
+        return (
+            self.objects(name, lambda index: "expected a JSON array of objects")
+            if self.has(name)
+            else iter(())
+        )
 
     def day_files(self) -> list[DayFile]:
         """Every `folder/YYYY-MM-DD.json`, by folder then date (day files sort by name)."""

@@ -42,6 +42,12 @@ def _is_private(channel: Channel) -> bool:
     return channel.kind != K.PUBLIC
 
 
+def _listing_scope(channel: Channel) -> int | None:
+    """The channel_id of an event that changes channel lists: a public channel is in
+    everyone's (the whole team hears it), another kind only in its members'."""
+    return channel.id if _is_private(channel) else None
+
+
 def _event_name(channel: Channel, suffix: str) -> str:
     """Slack names private-channel events group_*, public ones channel_*."""
     return f"{'group' if channel.kind == K.PRIVATE else 'channel'}_{suffix}"
@@ -214,9 +220,7 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
         channel.is_archived = archived
         payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
         event = _event_name(channel, "archive" if archived else "unarchive")
-        # A public channel's archiving changes everyone's channel list, as a rename does.
-        audience_channel = channel.id if _is_private(channel) else None
-        append_event(caller.team_id, event, payload, channel_id=audience_channel)
+        append_event(caller.team_id, event, payload, channel_id=_listing_scope(channel))
     return channel
 
 
@@ -235,8 +239,9 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
             Channel.objects.filter(id=channel.id).update(name=name)
             channel.name = name
             payload = {"channel": {"id": channel.slack_id, "name": name, "created": channel.created}}
-            audience_channel = channel.id if _is_private(channel) else None
-            append_event(caller.team_id, _event_name(channel, "rename"), payload, channel_id=audience_channel)
+            append_event(
+                caller.team_id, _event_name(channel, "rename"), payload, channel_id=_listing_scope(channel)
+            )
     except IntegrityError:
         raise ApiError("name_taken") from None
     return channel

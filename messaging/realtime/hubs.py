@@ -101,8 +101,10 @@ async def _catch_up_all() -> None:
     await asyncio.sleep(SUBSCRIBED_WITHIN_SECS)
     logger.warning("subscriptions restored: %d team hubs catch up from the event log", len(_hubs))
     for hub in hubs():
-        with contextlib.suppress(Exception):  # one team's failure is its own
+        try:
             await hub.catch_up()
+        except Exception:  # one team's failure is its own; its next event's gap check tries again
+            logger.exception("hub of team %s could not read the log after a reconnect", hub.team_id)
 
 
 async def _sweep() -> None:
