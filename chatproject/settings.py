@@ -60,6 +60,21 @@ if SHARD_PLACEMENT not in ("least_loaded", "round_robin"):
 SHARDS_CLOSED = [a.strip() for a in os.environ.get("CHAT_SHARDS_CLOSED", "").split(",") if a.strip()]
 
 # Event log retention (realtime replay window) and API rate limits.
+# Mail (invitations). Without CHAT_SMTP_HOST each message is written as a file under
+# DATA_DIR/mail, so the embedded default needs no mail server.
+EMAIL_HOST = os.environ.get("CHAT_SMTP_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = int(os.environ.get("CHAT_SMTP_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("CHAT_SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("CHAT_SMTP_PASSWORD", "")
+    EMAIL_USE_TLS = _env_bool("CHAT_SMTP_STARTTLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(DATA_DIR / "mail")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("CHAT_MAIL_FROM", "Team chat <noreply@localhost>")
+
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
 RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
 # Reconnect storms: boots (rtm.connect/start) per second per team and overall, and new

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 from teams.auth import SESSION_TEAM_KEY
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
-from teams.invites import accept_invite, invite_token, may_administer, read_invite
+from teams.invites import accept_invite, issue_invite, may_administer, read_invite
 from teams.models import TeamMembership
 
 
@@ -37,14 +37,16 @@ def team_admin(request: HttpRequest) -> HttpResponse:
     team, _ = found
     context: dict[str, object] = {"team": team}
     if request.method == "POST":
-        email = request.POST.get("email", "")
         try:
-            token = invite_token(team, email)
+            issued = issue_invite(
+                team,
+                request.POST.get("email", ""),
+                lambda token: request.build_absolute_uri(reverse("accept_invite", args=[token])),
+            )
         except ApiError as exc:
             context["invite_error"] = exc.detail or exc.code
         else:
-            context["invite_email"] = email.strip().lower()
-            context["invite_link"] = request.build_absolute_uri(reverse("accept_invite", args=[token]))
+            context.update(invite_email=issued.email, invite_link=issued.link_for_admin, invite_sent=True)
     return render(request, "client/team_admin.html", context)
 
 

@@ -1,12 +1,19 @@
 """Invitations: a signed link naming a team and an email; accepting it makes the account
-(or uses the existing one, after its password is checked) and the member."""
+(or uses the existing one, after its password is checked) and the member.
+
+Every invitation is emailed. The inviting admin also sees a copy of the link, except for
+an address whose account was never signed in to (an import made it): that link sets the
+account's password, so only the address's owner may hold it. The copy the admin sees
+cannot claim such an account, even one an import makes after the link was issued."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.auth import authenticate
 from django.core import signing
+from django.core.mail import send_mail
 from django.db.models import Q
 from django.http import HttpRequest
 
@@ -25,6 +32,15 @@ INVITE_MAX_AGE_SECS = 7 * 24 * 3600  # a week, as Slack's invitations
 class Invite:
     team: TeamEntry
     email: str
+    # Sent to the address itself, so it may set the password of an account nobody ever
+    # signed in to. The admin's copy may not.
+    may_claim: bool = False
+
+
+@dataclass(frozen=True)
+class IssuedInvite:
+    email: str
+    link_for_admin: str | None  # None when the link went by email only
 
 
 def may_administer(team: TeamEntry, member_id: int) -> bool:
@@ -37,11 +53,36 @@ def may_administer(team: TeamEntry, member_id: int) -> bool:
         )
 
 
-def invite_token(team: TeamEntry, email: str) -> str:
+def _normal_email(email: str) -> str:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise ApiError("invalid_email", "that is not an email address")
-    return signing.dumps({"team": team.id, "email": email}, salt=INVITE_SALT, compress=True)
+    return email
+
+
+def invite_token(team: TeamEntry, email: str, *, may_claim: bool = False) -> str:
+    data = {"team": team.id, "email": _normal_email(email), "claim": may_claim}
+    return signing.dumps(data, salt=INVITE_SALT, compress=True)
+
+
+def _is_unclaimed(account: Account | None) -> bool:
+    return account is not None and not account.has_usable_password()
+
+
+def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) -> IssuedInvite:
+    """Email an invitation to `email`; `link_for` turns a token into an absolute URL."""
+    email = _normal_email(email)
+    emailed_link = link_for(invite_token(team, email, may_claim=True))
+    send_mail(
+        f"Join {team.name} on Team chat",
+        f"You are invited to join {team.name} ({team.domain}).\n\n"
+        f"Open this link within a week to join:\n{emailed_link}\n",
+        None,
+        [email],
+    )
+    if _is_unclaimed(Account.objects.filter(email=email).first()):
+        return IssuedInvite(email, None)
+    return IssuedInvite(email, link_for(invite_token(team, email)))
 
 
 def read_invite(token: str) -> Invite:
@@ -54,15 +95,20 @@ def read_invite(token: str) -> Invite:
     team = team_entry(int(data["team"]))
     if not team.is_open:
         raise ApiError("team_not_found", "this team is not open")
-    return Invite(team, data["email"])
+    return Invite(team, data["email"], may_claim=bool(data.get("claim")))
 
 
 def accept_invite(request: HttpRequest, invite: Invite, name: str, password: str) -> Account:
     """Join the team as the invited email. An existing account must prove its password:
     an invitation never resets anyone's password. One nobody ever signed in to (an import
-    made it for an email in its archive) has none to prove: the invitation, sent to that
-    address, claims it, as it would a new one."""
+    made it for an email in its archive) has none to prove: the emailed invitation claims
+    it, as it would a new one; the admin's copy of the link does not."""
     existing = Account.objects.filter(email=invite.email).first()
+    if _is_unclaimed(existing) and not invite.may_claim:
+        raise ApiError(
+            "claim_by_email",
+            "this address already has an account: open the invitation that was emailed to it",
+        )
     if existing is not None and existing.has_usable_password():
         address = sign_in_limits.client_address(request)
         wait = sign_in_limits.wait_secs(invite.email, address)

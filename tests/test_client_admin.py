@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.core import mail
 from django.test import Client
 
 from teams.models import Account, TeamMembership
@@ -44,6 +45,47 @@ def test_an_invitation_never_resets_an_existing_password(world: World) -> None:
     joined = stranger.post(link, {"name": "Dave", "password": "pw"})
     assert joined.status_code == 302 and joined["Location"] == "/"
     assert TeamMembership.objects.filter(account__email="dave@globex.test", team_id=world.acme.team.id)
+
+
+def _emailed_link(email: str) -> str:
+    sent = [m for m in mail.outbox if m.to == [email]]
+    assert len(sent) == 1 and "acme" in sent[0].subject.lower(), [m.subject for m in mail.outbox]
+    found = re.search(r"(http://testserver\S+)", sent[0].body)
+    assert found, sent[0].body
+    return found.group(1).replace("http://testserver", "")
+
+
+def test_an_account_nobody_signed_in_to_is_claimed_only_through_the_emailed_link(world: World) -> None:
+    """An import makes accounts for its archive's emails that nobody has signed in to.
+    Claiming one sets its password, so an admin (of any team) must never hold a link that
+    can: the admin page emails the link and shows none, and a link it showed for an
+    address before such an account existed cannot claim it afterwards."""
+    admin = _signed_in("alice@acme.test", world.acme.team.id)
+    shown_before = _invite_link(admin, "carol@elsewhere.test")
+    Account.objects.create_user("carol@elsewhere.test", None)  # what an import makes
+    mail.outbox.clear()
+
+    page = admin.post("/team-admin/", {"email": "carol@elsewhere.test"}).content.decode()
+    assert "Invitation emailed to" in page and 'id="invite-link"' not in page
+    emailed = _emailed_link("carol@elsewhere.test")
+
+    admins_try = Client().post(shown_before, {"name": "Mallory", "password": "attacker-pw"})
+    assert b"emailed to it" in admins_try.content
+    assert not Account.objects.get(email="carol@elsewhere.test").has_usable_password()
+
+    claimed = Client().post(emailed, {"name": "Carol", "password": "carol's own pw"})
+    assert claimed.status_code == 302 and claimed["Location"] == "/"
+    assert Account.objects.get(email="carol@elsewhere.test").check_password("carol's own pw")
+    assert TeamMembership.objects.filter(account__email="carol@elsewhere.test", team_id=world.acme.team.id)
+
+
+def test_every_invitation_is_emailed_and_a_new_address_also_gets_a_link_to_copy(world: World) -> None:
+    shown = _invite_link(_signed_in("alice@acme.test", world.acme.team.id), "erin@acme.test")
+    emailed = _emailed_link("erin@acme.test")
+    assert shown.startswith("/invite/") and emailed.startswith("/invite/")
+    joined = Client().post(shown, {"name": "Erin", "password": "long enough secret"})
+    assert joined.status_code == 302
+    assert TeamMembership.objects.filter(account__email="erin@acme.test", team_id=world.acme.team.id)
 
 
 def test_a_tampered_invitation_is_refused(world: World) -> None:

@@ -90,9 +90,10 @@ def test_an_account_the_import_made_is_claimed_by_invitation_with_a_new_password
     imported: TransferJob,
 ) -> None:
     """Nobody ever signed in to the account an import made for an email in its archive:
-    an invitation sent to that address sets its password, instead of asking for one that
-    does not exist (which locked the person out of every team). One with a password still
-    has to give it."""
+    the invitation emailed to that address sets its password, instead of asking for one
+    that does not exist (which locked the person out of every team). The admin's copy of
+    an invitation cannot (it would hand the account, and its history in the importing
+    team, to whoever invited it). Once it has a password, that has to be given."""
     from django.test import RequestFactory
 
     from teams.actions import create_team
@@ -104,10 +105,14 @@ def test_an_account_the_import_made_is_claimed_by_invitation_with_a_new_password
     assert not made.has_usable_password()
     team = team_entry(create_team("newco", "NewCo", "boss@new.test", shard="shard_0").team.id)
     request = RequestFactory().post("/")
-    claimed = accept_invite(request, Invite(team, "carol@old.test"), "Carol", "a new password")
+    with pytest.raises(ApiError, match="emailed to it"):
+        accept_invite(request, Invite(team, "carol@old.test"), "Mallory", "the admin's guess")
+    assert not Account.objects.get(id=made.id).has_usable_password()
+    emailed = Invite(team, "carol@old.test", may_claim=True)
+    claimed = accept_invite(request, emailed, "Carol", "a new password")
     assert claimed.id == made.id and Account.objects.get(id=made.id).check_password("a new password")
     with pytest.raises(ApiError, match="already has an account"):
-        accept_invite(request, Invite(team, "carol@old.test"), "Carol", "someone else's guess")
+        accept_invite(request, emailed, "Carol", "someone else's guess")
 
 
 def test_conversations_kinds_topics_and_members(imported: TransferJob) -> None:
