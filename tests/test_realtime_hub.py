@@ -256,3 +256,81 @@ def test_an_event_lost_with_a_dropped_subscriber_connection_arrives_without_a_ne
         client.config_set("client-output-buffer-limit", limits)
     assert bob.until(lambda f: f.get("text") == large, timeout=10)["type"] == "message"
     bob.close()
+
+
+class _JoiningSocket:
+    """What TeamHub.join needs of a socket, recording what it is written."""
+
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor
+        self.written: list[str] = []
+
+    def write(self, frames: list) -> None:
+        self.written += [frame.text for frame in frames]
+
+
+def _join_from_the_log(world: World, cursor: int, member: str, monkeypatch) -> tuple[_JoiningSocket, int]:
+    """A socket of `member` joins a hub that has just started (its ring holds nothing, so
+    the replay comes from the log): the socket, and how many statements read the log."""
+    from django.db.backends import utils
+
+    from messaging.realtime.hub import TeamHub
+    from messaging.realtime.pool import blocking
+
+    team = world.acme.team
+    log_reads = 0
+    execute = utils.CursorWrapper.execute
+
+    def counting(self, sql, params=None):  # every thread's statements, the hub's pool's too
+        nonlocal log_reads
+        log_reads += f'"{Event._meta.db_table}"' in sql
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(utils.CursorWrapper, "execute", counting)
+
+    async def join() -> _JoiningSocket:
+        hub = TeamHub(team.id, team.shard, lambda _hub: None)
+        hub.head = await blocking(read_head)(team.shard, team.id)
+        sock = _JoiningSocket(cursor)
+        sock.viewer = await hub.members.viewer_for(member_pk(world.acme[member].user_id), cursor)
+        try:
+            await hub.join(sock)
+        finally:
+            monkeypatch.undo()
+        return sock
+
+    return asyncio.run(join()), log_reads
+
+
+def test_a_cursor_older_than_the_ring_reads_the_log_once(world: World, api, monkeypatch) -> None:
+    """The check that no event after the cursor changed the member's conversations is
+    made on the events the replay reads from the log, not by reading them again first."""
+    team, general = world.acme.team, world.acme.channels["general"]
+    cursor = read_head(team.shard, team.id)
+    for n in range(3):
+        api("chat.postMessage", world.acme["alice"].token, channel=general, text=f"away {n}")
+    sock, log_reads = _join_from_the_log(world, cursor, "bob", monkeypatch)
+    assert [text for text in sock.written if "away" in text] == [
+        text for text in sock.written if '"type": "message"' in text
+    ] and len(sock.written) == 3
+    assert log_reads == 1
+
+
+def test_a_change_to_the_members_conversations_in_the_log_resyncs_before_any_replay(
+    world: World, api, monkeypatch
+) -> None:
+    """A kick after the cursor, beyond the first batch the join reads: the socket is told
+    to boot again before it is written a single event (one from before the kick would be
+    judged by the conversations after it)."""
+    from messaging.realtime import delivery
+    from messaging.realtime.delivery import ResyncRequired
+
+    team, secret = world.acme.team, world.acme.channels["secret"]
+    alice = world.acme["alice"].token
+    cursor = read_head(team.shard, team.id)
+    for n in range(3):
+        api("chat.postMessage", alice, channel=secret, text=f"before the kick {n}")
+    assert api("conversations.kick", alice, channel=secret, user=world.acme["bob"].user_id)["ok"]
+    monkeypatch.setattr(delivery, "REPLAY_BATCH", 2)
+    with pytest.raises(ResyncRequired, match="joined or left"):
+        _join_from_the_log(world, cursor, "bob", monkeypatch)

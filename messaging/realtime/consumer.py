@@ -183,7 +183,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
             self.hub = await hub_for(self.layer, team.id, team.shard)
             if not hasattr(self, "viewer"):
                 member_id = self.caller.member_id
-                self.viewer = Viewer(member_id, await self.hub.members.channel_ids(member_id, self.cursor))
+                self.viewer = await self.hub.members.viewer_for(member_id, self.cursor)
             try:
                 await self.hub.join(self)
                 return True

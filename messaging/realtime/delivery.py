@@ -105,9 +105,17 @@ def ensure_memberships_unchanged(shard: str, team_id: int, member_id: int, after
         rows = Event.objects.filter(
             team_id=team_id, event_id__gt=after, event_id__lte=upto, type__in=MEMBERSHIP_KINDS
         )
-        for event in rows:
-            if member_id in membership_subjects(layer_message(event)):
-                raise ResyncRequired(f"member {member_id} joined or left a conversation at {event.event_id}")
+        ensure_unchanged_by(member_id, [layer_message(row) for row in rows], upto)
+
+
+def ensure_unchanged_by(member_id: int, messages: list[dict[str, Any]], upto: int) -> None:
+    """ResyncRequired when one of `messages`, up to event `upto`, changes the member's
+    conversations."""
+    for message in messages:
+        if message["event_id"] > upto:
+            break
+        if message["event"].get("type") in MEMBERSHIP_KINDS and member_id in membership_subjects(message):
+            raise ResyncRequired(f"member {member_id} joined or left a conversation at {message['event_id']}")
 
 
 def _channel_id(payload: dict[str, Any]) -> int | None:
@@ -126,6 +134,10 @@ class Viewer:
 
     member_id: int
     channel_ids: set[int] = field(default_factory=set)
+    # Events of the log after the socket's cursor, up to this one, are still to be checked
+    # for a change to the member's conversations (MemberViews.viewer_for): the hub's join,
+    # which reads them from the log anyway, checks them before it replays any.
+    unchecked_upto: int = 0
 
     slack_id: str = field(init=False, default="")
 

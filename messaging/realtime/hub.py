@@ -32,6 +32,8 @@ from messaging.realtime.delivery import (
     AccessEnded,
     ResyncRequired,
     Socket,
+    ensure_memberships_unchanged,
+    ensure_unchanged_by,
     frames_for,
     read_events,
     read_head,
@@ -348,9 +350,24 @@ class TeamHub:
             batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
             if not batch:
                 raise ResyncRequired(f"nothing after {sock.cursor} below {self.head}")
+            await self._check_unchecked(sock, batch)
             if self._replay(sock, batch):
                 raise AccessEnded
         self.live[sock] = None  # no await since the last check: nothing slips between
+
+    async def _check_unchecked(self, sock: Socket, batch: list[dict[str, Any]]) -> None:
+        """ResyncRequired when an event the socket's view has not been checked against
+        (MemberViews.viewer_for) changes its member's conversations: all of them, before
+        the first is replayed. The first batch read from the log usually holds them all;
+        when it does not, the rest of them are looked up in the log, once."""
+        viewer = sock.viewer
+        upto, viewer.unchecked_upto = viewer.unchecked_upto, 0
+        if upto <= sock.cursor:
+            return
+        ensure_unchanged_by(viewer.member_id, batch, upto)
+        if batch[-1]["event_id"] < upto:
+            unchanged = blocking(ensure_memberships_unchanged)
+            await unchanged(self.shard, self.team_id, viewer.member_id, batch[-1]["event_id"], upto)
 
     def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> bool:
         """Catch-up frames go out as one write. True when one of them ended the socket's grant."""

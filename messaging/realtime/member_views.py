@@ -7,10 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from messaging.realtime.delivery import (
-    MEMBERSHIP_KINDS,
-    ResyncRequired,
     Viewer,
-    ensure_memberships_unchanged,
+    ensure_unchanged_by,
     member_channel_ids,
     membership_subjects,
 )
@@ -41,7 +39,7 @@ class MemberViews:
         self.clears += 1
         self.views.clear()
 
-    async def channel_ids(self, member_id: int, cursor: int) -> set[int]:
+    async def viewer_for(self, member_id: int, cursor: int) -> Viewer:
         """The member's conversations, for a socket resuming after `cursor`: the cached
         copy, else read from the database (then cached).
 
@@ -49,7 +47,9 @@ class MemberViews:
         yet to be replayed the events after its cursor, which are judged by it: so none of
         those may change the member's conversations (a message in a private channel from
         before they were invited would reach them; one from before they left would not).
-        When one does, ResyncRequired: the client boots again, from a cursor past it.
+        When one does, ResyncRequired: the client boots again, from a cursor past it. The
+        ring's events are checked here; older ones, which the join reads from the log to
+        replay them, are checked there (Viewer.unchecked_upto), so the log is read once.
 
         A socket ahead of this hub (its cursor past the head) reads the database, uncached:
         the cached copy is as of the head, and the events between head and cursor, which the
@@ -61,12 +61,18 @@ class MemberViews:
         cleared), the read is done again: a leave it missed would stay in the cache."""
         hub = self.hub
         if cursor > hub.head:
-            return await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id, cursor)
+            channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id, cursor)
+            return Viewer(member_id, channel_ids)
         view = self.views.get(member_id)
         if view is None:
             view = await self._read(member_id)
-        await self._ensure_unchanged_since(member_id, cursor)
-        return set(view.channel_ids)
+        # The ring as it is now, after the read: the view is as of its end, the head.
+        oldest = hub.ring[0]["event_id"] if hub.ring else hub.head + 1
+        ensure_unchanged_by(member_id, hub.ring_after(cursor), hub.head)
+        viewer = Viewer(member_id, set(view.channel_ids))
+        if oldest > cursor + 1:
+            viewer.unchecked_upto = oldest - 1
+        return viewer
 
     async def _read(self, member_id: int) -> Viewer:
         hub = self.hub
@@ -85,15 +91,3 @@ class MemberViews:
                 break
         # Still not covered (a flood of events, every try): used for this socket only.
         return view
-
-    async def _ensure_unchanged_since(self, member_id: int, cursor: int) -> None:
-        """ResyncRequired when an event after the cursor, up to the head, changes the
-        member's conversations: from the ring, and from the log for what is older."""
-        hub = self.hub
-        oldest = hub.ring[0]["event_id"] if hub.ring else hub.head + 1
-        if oldest > cursor + 1:
-            unchanged = blocking(ensure_memberships_unchanged)
-            await unchanged(hub.shard, hub.team_id, member_id, cursor, oldest - 1)
-        for message in hub.ring_after(cursor):
-            if message["event"].get("type") in MEMBERSHIP_KINDS and member_id in membership_subjects(message):
-                raise ResyncRequired(f"member {member_id} joined or left at {message['event_id']}")
