@@ -77,6 +77,13 @@ DEFAULT_FROM_EMAIL = os.environ.get("CHAT_MAIL_FROM", "Team chat <noreply@localh
 
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
 RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
+# Reverse proxies in front of daphne, each appending to X-Forwarded-For: the client's address
+# is the entry this many from the right (sign-in limits count failures per address). 0: none,
+# REMOTE_ADDR is the client's. Too high and a client picks its own address; too low and every
+# client has the proxy's, so failures from one pause sign-in for all.
+TRUSTED_PROXY_HOPS = int(os.environ.get("CHAT_TRUSTED_PROXY_HOPS", "0"))
+if TRUSTED_PROXY_HOPS < 0:
+    raise ValueError(f"CHAT_TRUSTED_PROXY_HOPS must be 0 or more, not {TRUSTED_PROXY_HOPS}")
 # Reconnect storms: boots (rtm.connect/start) per second per team and overall, and new
 # sockets per second; a burst of one second's worth is admitted at once.
 BOOT_RATE_PER_TEAM = float(os.environ.get("CHAT_BOOT_RATE_PER_TEAM", "200"))

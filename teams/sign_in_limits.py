@@ -1,8 +1,9 @@
-"""Online password guessing is throttled: failed password checks are counted per email and
-per client address in fixed windows kept in Redis, and past the limit a sign-in (or an
-invitation accepted with an existing account's password) is refused before the password
-is even checked. A success clears its email's count. Redis away: not throttled (logged),
-as API rate limits do; signing in must not depend on it."""
+"""Online password guessing is throttled: failed password checks are counted in fixed windows
+kept in Redis, per email from one client address, per client address, and per email from
+everywhere (with a much higher ceiling), and past any of those limits a sign-in (or an
+invitation accepted with an existing account's password) is refused before the password is
+even checked. Redis away: not throttled (logged), as API rate limits do; signing in must not
+depend on it."""
 
 from __future__ import annotations
 
@@ -11,32 +12,51 @@ import math
 import time
 
 from django.conf import settings
+from django.http import HttpRequest
 from django_redis import get_redis_connection
 from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
 WINDOW_SECS = 15 * 60
-FAILURES_PER_EMAIL = 10  # one person mistyping, many times over
-FAILURES_PER_ADDRESS = 50  # an office behind one address, many people mistyping
+# One person mistyping, many times over. Counted per email *and* address, so that someone
+# else's wrong guesses from elsewhere cannot pause a person's own sign-in.
+FAILURES_PER_EMAIL_FROM_ADDRESS = 10
+FAILURES_PER_ADDRESS = 50  # an office behind one address, many people mistyping; or one sprayer
+# Guesses at one email spread over many addresses. An address is refused (and stops being
+# counted) at its tenth, so reaching this takes failures from ten addresses or more.
+FAILURES_PER_EMAIL = 100
 
 
-def _keys(email: str, address: str) -> tuple[str, str]:
+def _keys(email: str, address: str) -> tuple[str, str, str]:
+    """The (email, address), address and email counters of the current window. The address
+    comes before the email in the pair's key and ends at a space, which neither an IP address
+    nor REMOTE_ADDR holds: an email made up to contain ":" and part of an address cannot name
+    another pair's counter."""
     window = int(time.time() // WINDOW_SECS)
-    return f"signin-fail:email:{email.strip().lower()}:{window}", f"signin-fail:addr:{address}:{window}"
+    email = email.strip().lower()
+    return (
+        f"signin-fail:pair:{window}:{address} {email}",
+        f"signin-fail:addr:{address}:{window}",
+        f"signin-fail:email:{email}:{window}",
+    )
 
 
 def wait_secs(email: str, address: str) -> int:
     """Seconds until this email may try a password again from this address; 0: now."""
     if not settings.RATE_LIMITS_ENABLED:
         return 0
-    email_key, address_key = _keys(email, address)
     try:
-        by_email, by_address = get_redis_connection("default").mget(email_key, address_key)
+        counts = get_redis_connection("default").mget(_keys(email, address))
     except RedisError as exc:
         logger.warning("sign-in attempts not counted: %s", exc)
         return 0
-    if int(by_email or 0) < FAILURES_PER_EMAIL and int(by_address or 0) < FAILURES_PER_ADDRESS:
+    by_pair, by_address, by_email = (int(count or 0) for count in counts)
+    if (
+        by_pair < FAILURES_PER_EMAIL_FROM_ADDRESS
+        and by_address < FAILURES_PER_ADDRESS
+        and by_email < FAILURES_PER_EMAIL
+    ):
         return 0
     return WINDOW_SECS - int(time.time() % WINDOW_SECS) + 1
 
@@ -59,6 +79,10 @@ def failed(email: str, address: str) -> None:
 
 
 def succeeded(email: str, address: str) -> None:
+    """Clears only this email's count from this address. The address's count stays: a
+    sprayer would otherwise reset it by signing in to an account of their own now and then;
+    so does the email's count from everywhere, which the owner's success would otherwise
+    reset for whoever is guessing at it from many addresses."""
     if not settings.RATE_LIMITS_ENABLED:
         return
     try:
@@ -67,5 +91,20 @@ def succeeded(email: str, address: str) -> None:
         pass  # the count runs out with its window
 
 
-def client_address(request: object) -> str:
-    return str(getattr(request, "META", {}).get("REMOTE_ADDR", "") or "unknown")
+def client_address(request: HttpRequest | None) -> str:
+    """The address the request came from, as the limits (and anything else keyed on the
+    client) should see it. Behind CHAT_TRUSTED_PROXY_HOPS reverse proxies, REMOTE_ADDR is the
+    nearest proxy's, so the address is the entry that many from the right of X-Forwarded-For:
+    the one the outermost trusted proxy appended for whoever connected to it. Entries left of
+    it are whatever the client sent and prove nothing. Fewer entries than hops: the request
+    did not come through the proxies, and only REMOTE_ADDR is known (as werkzeug's ProxyFix).
+    """
+    meta = request.META if request is not None else {}
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops > 0:
+        # Django joins repeated headers with ",", so a second X-Forwarded-For header counts
+        # as more entries on the left, as a proxy appending to the first would make them.
+        forwarded = [entry.strip() for entry in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+        if len(forwarded) >= hops and forwarded[-hops]:
+            return forwarded[-hops]
+    return str(meta.get("REMOTE_ADDR", "") or "unknown")

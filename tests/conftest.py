@@ -116,3 +116,14 @@ def forget_suspicion() -> None:
     from jobs.suspect import forget_every_suspicion
 
     forget_every_suspicion()
+
+
+@pytest.fixture
+def fresh_sign_in_counts() -> None:
+    """No failed sign-in counted by an earlier test or run: Redis outlives the test
+    databases, and a 15-minute window's counts would refuse a later test's first try."""
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    for key in redis.scan_iter("signin-fail:*"):
+        redis.delete(key)

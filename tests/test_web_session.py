@@ -1,26 +1,39 @@
 """Signing in with email and password, choosing a team, and the API over the session."""
 
 import json
+from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, RequestFactory, override_settings
 
 from teams.actions import create_member
+from teams.invites import invite_token
+from teams.sign_in_limits import client_address
 from tests.conftest import World
 
-pytestmark = pytest.mark.django_db(databases="__all__")
+pytestmark = [pytest.mark.django_db(databases="__all__"), pytest.mark.usefixtures("fresh_sign_in_counts")]
+
+# Documentation ranges (RFC 5737): an attacker's address, its victim's, a proxy's.
+ATTACKER, VICTIM, PROXY = "203.0.113.9", "198.51.100.7", "192.0.2.1"
 
 
 def _csrf_client() -> Client:
     return Client(enforce_csrf_checks=True)
 
 
-def _sign_in(client: Client, email: str, password: str):
-    client.get("/signin/")
+def _sign_in(client: Client, email: str, password: str, **headers: Any):
+    """`headers`: request META for both requests (REMOTE_ADDR, HTTP_X_FORWARDED_FOR)."""
+    client.get("/signin/", **headers)
     return client.post(
         "/signin/",
         {"username": email, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"].value},
+        **headers,
     )
+
+
+def _throttled(response: Any) -> bool:
+    assert response.status_code in (200, 302), response.status_code
+    return b"Too many failed sign-ins: try again in" in response.content
 
 
 def test_sign_in_with_one_team_goes_straight_to_it(world: World) -> None:
@@ -105,8 +118,9 @@ def test_deactivated_member_session_is_refused(world: World) -> None:
 
 
 def test_password_guessing_is_throttled(world: World) -> None:
-    """Ten wrong passwords for an email, and even the right one is refused for a while,
-    without being checked; other people signing in from the same address are not."""
+    """Ten wrong passwords for an email from one address, and even the right one is refused
+    from there for a while, without being checked; other people signing in from the same
+    address are not."""
     create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
     client = _csrf_client()
     for _ in range(10):
@@ -114,3 +128,112 @@ def test_password_guessing_is_throttled(world: World) -> None:
     refused = _sign_in(client, "dan@acme.test", "the right one")
     assert refused.status_code == 200 and b"Too many failed sign-ins: try again in" in refused.content
     assert _sign_in(_csrf_client(), "bob@acme.test", "pw").status_code == 302
+
+
+def test_guesses_from_elsewhere_do_not_pause_the_owner(world: World) -> None:
+    """Ten wrong passwords for dan from the attacker's address pause dan's sign-in from
+    there only: dan signs in from his own address, and his success does not lift the
+    attacker's pause."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    attacker = _csrf_client()
+    for _ in range(10):
+        assert (
+            b"Wrong email or password"
+            in _sign_in(attacker, "dan@acme.test", "a guess", REMOTE_ADDR=ATTACKER).content
+        )
+    assert _throttled(_sign_in(attacker, "dan@acme.test", "the right one", REMOTE_ADDR=ATTACKER))
+    dan = _sign_in(_csrf_client(), "dan@acme.test", "the right one", REMOTE_ADDR=VICTIM)
+    assert dan.status_code == 302
+    assert _throttled(_sign_in(_csrf_client(), "dan@acme.test", "the right one", REMOTE_ADDR=ATTACKER))
+
+
+def test_one_address_guessing_many_emails_is_paused(world: World) -> None:
+    """Fifty failures from one address, each for a different email, pause that address for
+    everyone behind it (signing in to an account of one's own on the way does not reset the
+    count); other addresses sign in as before."""
+    client = _csrf_client()
+    for n in range(50):
+        if n == 49:
+            assert _sign_in(_csrf_client(), "carol@acme.test", "pw", REMOTE_ADDR=ATTACKER).status_code == 302
+        assert not _throttled(_sign_in(client, f"nobody{n}@acme.test", "a guess", REMOTE_ADDR=ATTACKER))
+    assert _throttled(_sign_in(client, "bob@acme.test", "pw", REMOTE_ADDR=ATTACKER))
+    assert _sign_in(_csrf_client(), "bob@acme.test", "pw", REMOTE_ADDR=VICTIM).status_code == 302
+
+
+def test_guessing_one_email_from_many_addresses_is_paused(world: World) -> None:
+    """Nine failures from each of eleven addresses stay under each address's limits; the
+    hundredth for the one email, from a twelfth, pauses it from every address, its
+    owner's too. Other emails still sign in from the addresses that guessed."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    client = _csrf_client()
+    for n in range(11):
+        for _ in range(9):
+            assert not _throttled(_sign_in(client, "dan@acme.test", "a guess", REMOTE_ADDR=f"203.0.113.{n}"))
+    assert _sign_in(_csrf_client(), "dan@acme.test", "the right one", REMOTE_ADDR=VICTIM).status_code == 302
+    assert not _throttled(_sign_in(client, "dan@acme.test", "a guess", REMOTE_ADDR="203.0.113.11"))
+    assert _throttled(_sign_in(_csrf_client(), "dan@acme.test", "the right one", REMOTE_ADDR=VICTIM))
+    assert _sign_in(_csrf_client(), "bob@acme.test", "pw", REMOTE_ADDR="203.0.113.0").status_code == 302
+
+
+def test_behind_a_proxy_the_address_is_the_one_it_forwarded(world: World) -> None:
+    """With one trusted proxy every request comes from its address; the client's is the
+    last X-Forwarded-For entry, which the proxy appended. Entries left of it are the
+    client's own say: varying them does not escape the pause."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    with override_settings(TRUSTED_PROXY_HOPS=1):
+        attacker = _csrf_client()
+        for n in range(10):
+            spoofed = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"10.9.8.{n}, {ATTACKER}"}
+            assert not _throttled(_sign_in(attacker, "dan@acme.test", "a guess", **spoofed))
+        spoofed = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM},{ATTACKER}"}
+        assert _throttled(_sign_in(attacker, "dan@acme.test", "the right one", **spoofed))
+        dan = _sign_in(
+            _csrf_client(), "dan@acme.test", "the right one", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=VICTIM
+        )
+        assert dan.status_code == 302
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(world: World) -> None:
+    """With CHAT_TRUSTED_PROXY_HOPS at 0 (the default) X-Forwarded-For is whatever the
+    client wrote: a new one for every guess does not make a new address."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    with override_settings(TRUSTED_PROXY_HOPS=0):
+        attacker = _csrf_client()
+        for n in range(10):
+            made_up = {"REMOTE_ADDR": ATTACKER, "HTTP_X_FORWARDED_FOR": f"10.9.8.{n}"}
+            assert not _throttled(_sign_in(attacker, "dan@acme.test", "a guess", **made_up))
+        made_up = {"REMOTE_ADDR": ATTACKER, "HTTP_X_FORWARDED_FOR": VICTIM}
+        assert _throttled(_sign_in(attacker, "dan@acme.test", "the right one", **made_up))
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "address"),
+    [
+        (0, "10.0.0.1, 198.51.100.7", PROXY),
+        (1, "10.0.0.1, 198.51.100.7", "198.51.100.7"),
+        (2, "10.0.0.1,198.51.100.7, 192.0.2.9", "198.51.100.7"),
+        (2, "2001:db8::1, 192.0.2.9", "2001:db8::1"),
+        (2, "192.0.2.9", PROXY),  # fewer entries than proxies: it did not come through them
+        (1, "", PROXY),
+        (1, None, PROXY),
+    ],
+)
+def test_client_address(hops: int, forwarded: str | None, address: str) -> None:
+    meta = {"REMOTE_ADDR": PROXY} | ({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {})
+    with override_settings(TRUSTED_PROXY_HOPS=hops):
+        assert client_address(RequestFactory().post("/signin/", **meta)) == address
+
+
+def test_invitation_password_guesses_pause_only_their_address(world: World) -> None:
+    """Accepting an invitation with an existing account's password counts as signing in:
+    guesses from one address pause it there with the same message, not from the owner's."""
+    create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
+    url = f"/invite/{invite_token(world.globex.team, 'dan@acme.test')}/"
+    attacker = Client(REMOTE_ADDR=ATTACKER)
+    for _ in range(10):
+        assert b"already has an account" in attacker.post(url, {"name": "Dan", "password": "a guess"}).content
+    refused = attacker.post(url, {"name": "Dan", "password": "the right one"})
+    assert _throttled(refused)
+    assert (
+        Client(REMOTE_ADDR=VICTIM).post(url, {"name": "Dan", "password": "the right one"}).status_code == 302
+    )
