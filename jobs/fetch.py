@@ -8,7 +8,7 @@ address itself, so DNS cannot answer differently the second time. Each redirect 
 checked again. Time and size are capped.
 
 Errors say whether the upstream is at fault (UpstreamFailure: counts for its breaker)
-or not (FetchRefused, ClientFailure, RateLimited: never count).
+or not (FetchRefused, ClientFailure, RateLimited, ResolverBusy: never count).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import psutil
+
+from jobs.bulkhead import BulkheadFull
 
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_SECS = 3.0
@@ -164,6 +166,18 @@ def _dial_target(parts: SplitResult, url: str) -> tuple[str, int]:
 # that never answers holds such a thread (not a worker) for the resolver's own timeout.
 RESOLVER_THREADS = 8
 _resolver = concurrent.futures.ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+# How long a lookup may wait for one of those threads. A free one takes it at once; past
+# this, every thread is held by lookups that silent name servers keep for seconds, and
+# the fetch stops without having asked its host's name servers anything (ResolverBusy).
+# Well under the suspect bar (UNFURL_SUSPECT_AFTER_SECS, 1 s) and the host breaker's
+# slow-call limit (3 s): waiting for a thread must not make a healthy host look slow.
+RESOLVER_QUEUE_SECS = 0.5
+RESOLVER_POOL = "resolver"
+
+
+class ResolverBusy(BulkheadFull):
+    """Every lookup thread of this process is held by other names' lookups and this one
+    never started: its host did nothing wrong (no breaker counts it); try the link later."""
 
 
 def _getaddrinfo(
@@ -171,14 +185,23 @@ def _getaddrinfo(
 ) -> list[Any]:
     if deadline is None:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if deadline <= time.monotonic():  # earlier hops of this fetch took its time
+        raise UpstreamFailure(f"{host}: no time left to look it up")
     lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        # `give_up` judges the host, and a lookup still waiting for a thread says nothing
+        # of it (asked meanwhile, it made the host suspect, and then failed it).
+        return lookup.result(timeout=min(RESOLVER_QUEUE_SECS, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        if lookup.cancel():  # never started: it never will, and no name server was asked
+            raise ResolverBusy(RESOLVER_POOL) from None
+    # Started: it holds its thread until it ends, whenever this fetch stops waiting for it.
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             return lookup.result(timeout=min(GIVE_UP_CHECK_SECS, remaining))
         except concurrent.futures.TimeoutError:
             if give_up is not None and give_up():
                 break
-    lookup.cancel()
     raise UpstreamFailure(f"{host}: no answer from its name servers in time")
 
 
@@ -190,7 +213,8 @@ def resolve_checked(
     give_up: Callable[[], bool] | None = None,
 ) -> str:
     """The address to dial for host, or FetchRefused if any address it names is forbidden.
-    With a deadline, UpstreamFailure when the lookup takes past it (or `give_up` says so)."""
+    With a deadline, UpstreamFailure when the lookup takes past it (or `give_up` says so),
+    and ResolverBusy when it never got a lookup thread."""
     try:
         infos = _getaddrinfo(host, port, deadline, give_up)
     except (socket.gaierror, UnicodeError) as exc:

@@ -6,8 +6,9 @@ indexing: more CPU than the post; link previews: a post with 3 links took 4x a p
 A drain claims what it takes under a lease (a sorted set scored by the lease's end) and
 lets go once the work is done or handed on (a retry message carries it). A worker killed
 in between leaves its claims to run out: the next drain of the group takes them again,
-and `reclaim` (a beat job) starts that drain for groups no write wakes. Items may then be
-worked twice, which every drain here tolerates; none is lost silently.
+and `reclaim` (a beat job) starts that drain for groups no write wakes. A group whose
+drain the broker refused is listed in a set of its own, and `reclaim` starts those too.
+Items may then be worked twice, which every drain here tolerates; none is lost silently.
 
 An item may be what killed its drain (a message that takes the worker's memory, a crash
 in a C library): taken again with the rest, it would kill every drain of its group
@@ -33,6 +34,7 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django_redis import get_redis_connection
 from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 # stops trying for a while, so an outage costs one slow post per process per interval.
 BROKER_DOWN_RETRY_SECS = 30.0
 DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
+# Groups one reclaim starts from those the broker refused; a minute later the next takes
+# the rest (a bound: writers that skip the broker keep adding groups while it runs).
+RECLAIM_UNSCHEDULED_GROUPS = 10_000
 SET_ASIDE_TTL_SECS = 7 * 24 * 3600  # items that kept killing their drain, for a look
 
 # KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside.
@@ -129,6 +134,10 @@ return #items
 _HANDOFF_FAILURES: tuple[type[BaseException], ...] = (Reject, OSError, KombuOperationalError, RedisError)
 
 
+class _DrainRefused(Exception):
+    """The broker refused a group's drain job (the cause); the group is listed for reclaim."""
+
+
 @dataclass
 class GroupState:
     """What one group of a kind of work holds now (see PendingWork.groups)."""
@@ -176,6 +185,14 @@ class PendingWork:
     def _groups_key(self) -> str:
         return f"{self.name}:claimed-groups"
 
+    def _unscheduled_key(self) -> str:
+        return f"{self.name}:unscheduled-groups"
+
+    def _list_unscheduled(self, pipe: Pipeline, *groups: str) -> None:
+        """Add to `pipe` the listing of groups whose items wait with no drain asked for."""
+        pipe.sadd(self._unscheduled_key(), *groups)
+        pipe.expire(self._unscheduled_key(), self.max_age_secs)  # their items are gone by then
+
     def _lapses_key(self, group: str) -> str:
         return f"{self.name}:lapses:{group}"
 
@@ -200,6 +217,7 @@ class PendingWork:
             pipe.sadd(self._items_key(group), *items)
             pipe.expire(self._items_key(group), self.max_age_secs)
             if now < self.broker_down_until:
+                self._list_unscheduled(pipe, group)
                 pipe.execute()
                 return
             pipe.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS)
@@ -215,7 +233,10 @@ class PendingWork:
                 self.broker_down_until = now + BROKER_DOWN_RETRY_SECS
                 logger.warning("%s kept, its drain not started (the beat's reclaim will): %s", what, exc)
                 with contextlib.suppress(Exception):
-                    connection.delete(self._flag_key(group))  # the next write may schedule it
+                    pipe = connection.pipeline(transaction=False)
+                    pipe.delete(self._flag_key(group))  # the next write may schedule it
+                    self._list_unscheduled(pipe, group)
+                    pipe.execute()
 
     @contextlib.contextmanager
     def claimed(self, group: str) -> Iterator[list[bytes]]:
@@ -268,15 +289,26 @@ class PendingWork:
     def _drain_now(self, group: str) -> bool:
         """Start a drain of the group unless one is already due; whether one was started.
         A broker that refuses is logged: the group's next write (or reclaim) schedules it."""
+        try:
+            return self._start_drain(group)
+        except _DrainRefused as refused:
+            logger.warning("next %s drain of %s not scheduled: %s", self.name, group, refused.__cause__)
+            return False
+
+    def _start_drain(self, group: str) -> bool:
+        """As `_drain_now`, but _DrainRefused when the broker refuses (the group is then
+        listed as unscheduled, for `reclaim`)."""
         connection = get_redis_connection("default")
         if not connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
             return False
         try:
             self.schedule(group, 0.0)
         except Exception as exc:
-            connection.delete(self._flag_key(group))
-            logger.warning("next %s drain of %s not scheduled: %s", self.name, group, exc)
-            return False
+            pipe = connection.pipeline(transaction=False)
+            pipe.delete(self._flag_key(group))
+            self._list_unscheduled(pipe, group)
+            pipe.execute()
+            raise _DrainRefused(group) from exc
         return True
 
     def _claims_ttl(self) -> int:
@@ -307,29 +339,54 @@ class PendingWork:
             logger.warning("%s claims of %s kept (their lease brings them back): %s", self.name, group, exc)
 
     def reclaim(self) -> list[str]:
-        """Start a drain for every group whose claims outlived their lease (the drain that
-        held them died), and for every group whose items wait with no drain asked for (the
-        broker was away when they came); returns those groups."""
+        """Start a drain for every group whose items wait with no drain asked for (the
+        broker refused it, or was skipped while away), and for every group whose claims
+        outlived their lease (the drain that held them died); one drain per group, and
+        only where none is due already. Returns those groups. Once the broker refuses, the
+        rest wait for the next reclaim: each refusal may take its connect timeout."""
         connection = get_redis_connection("default")
         now = time.time()
-        started = []
-        prefix = self._items_key("")
-        for key in connection.scan_iter(match=f"{prefix}*", count=1000):
-            group = key.decode()[len(prefix) :]
-            if self._drain_now(group):
-                started.append(group)
-        for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
-            group = raw.decode()
-            if not connection.exists(self._claims_key(group)):  # expired with the claims
-                connection.zrem(self._groups_key(), group)
-                continue
-            # Not listed again before the drain's own lease would end: one drain per lease.
-            connection.zadd(self._groups_key(), {group: now + settings.PENDING_LEASE_SECS})
-            self.schedule(group, 0.0)
-            started.append(group)
+        started: list[str] = []
+        try:
+            self._start_unscheduled(started)
+            started_above = set(started)
+            for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
+                group = raw.decode()
+                if not connection.exists(self._claims_key(group)):  # expired with the claims
+                    connection.zrem(self._groups_key(), group)
+                    continue
+                # A drain started above, or due already, takes the lapsed claims first.
+                if group in started_above or self._start_drain(group):
+                    # Not listed again before the drain's own lease would end: one per lease.
+                    connection.zadd(self._groups_key(), {group: now + settings.PENDING_LEASE_SECS})
+                    if group not in started_above:
+                        started.append(group)
+        except _DrainRefused as refused:
+            logger.warning(
+                "%s drains not started, the broker refused (the next reclaim tries again): %s",
+                self.name,
+                refused.__cause__,
+            )
         if started:
             logger.warning("%s drains started for work left waiting: %s", self.name, ", ".join(started))
         return started
+
+    def _start_unscheduled(self, started: list[str]) -> None:
+        """Start the drains of groups the broker refused (listed when it did), adding each
+        started to `started`: popped from their set, so that each is started once however
+        many reclaims run; the rest put back, and _DrainRefused, when it refuses again."""
+        connection = get_redis_connection("default")
+        popped = connection.spop(self._unscheduled_key(), RECLAIM_UNSCHEDULED_GROUPS) or []
+        groups = [raw.decode() for raw in popped]
+        for n, group in enumerate(groups):
+            try:
+                if self._start_drain(group):
+                    started.append(group)
+            except _DrainRefused:
+                pipe = connection.pipeline(transaction=False)
+                self._list_unscheduled(pipe, *groups[n:])
+                pipe.execute()
+                raise
 
     # --- operators (manage.py pending) ---------------------------------------------------
 

@@ -81,6 +81,76 @@ def test_items_come_while_the_broker_is_away_are_kept_and_drained_by_reclaim() -
     assert work.reclaim() == []
 
 
+def _scans() -> int:
+    """SCAN calls Redis has served (all clients): none other runs beside these tests."""
+    return int(get_redis_connection("default").info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_reclaim_starts_one_drain_for_a_group_found_both_ways_without_scanning(settings) -> None:
+    """A group whose drain died, and whose next drain the broker refused, is found by both
+    of reclaim's ways (lapsed claims, refused drains): it gets one drain. And reclaim looks
+    only at what was listed for it, not at every key in Redis."""
+    settings.PENDING_LEASE_SECS = 0.2
+    scheduled: list[str] = []
+    broker_up = True
+
+    def schedule(group: str, countdown: float) -> None:
+        if not broker_up:
+            raise ConnectionError("the broker is away")
+        scheduled.append(group)
+
+    work = PendingWork(f"test-{uuid.uuid4().hex}", schedule, delay_secs=0.0, batch=10, max_age_secs=60)
+    work.add("g", ["a"], "test items")
+    dying = work.claimed("g")
+    assert dying.__enter__() == [b"a"]  # and its worker is killed: no exit
+    broker_up = False
+    work.add("g", ["b"], "test items")  # its drain refused
+    broker_up = True
+    time.sleep(0.3)  # the dead drain's lease lapses
+    scans = _scans()
+    assert work.reclaim() == ["g"]
+    assert scheduled == ["g", "g"]  # the first write's drain, and one now
+    assert _scans() == scans
+    assert work.reclaim() == []
+    with work.claimed("g") as lapsed:
+        assert lapsed == [b"a"]  # alone: it may be what killed its drain
+    with work.claimed("g") as taken:
+        assert taken == [b"b"]
+
+
+def test_a_reclaim_the_broker_refuses_keeps_every_group_for_the_next() -> None:
+    """Each group whose drain the broker refused is listed: a write's, one the writes
+    after it skipped the broker for, the next drain of a group with more than a batch. A
+    reclaim while it still refuses tries once (a try may take the broker's connect
+    timeout, and the groups may be thousands) and keeps them all for the next."""
+    tries: list[str] = []
+    broker_up = False
+
+    def schedule(group: str, countdown: float) -> None:
+        tries.append(group)
+        if not broker_up:
+            raise ConnectionError("the broker is away")
+
+    work = PendingWork(f"test-{uuid.uuid4().hex}", schedule, delay_secs=0.0, batch=2, max_age_secs=60)
+    work.add("g", ["a", "b", "c"], "test items")  # its drain refused
+    work.add("h", ["d"], "test items")  # the broker skipped for a while
+    assert tries == ["g"]
+    assert work.reclaim() == []
+    assert len(tries) == 2  # one try, not one per group
+    broker_up = True
+    assert sorted(work.reclaim()) == ["g", "h"]
+    assert work.reclaim() == []
+    broker_up = False
+    with work.claimed("g") as taken:
+        assert len(taken) == 2  # a batch: its next drain is refused
+    broker_up = True
+    assert work.reclaim() == ["g"]
+    with work.claimed("g") as rest:
+        assert len(rest) == 1
+    with work.claimed("h") as taken:
+        assert taken == [b"d"]
+
+
 def test_a_drain_lets_go_when_its_work_fails() -> None:
     scheduled: list[str] = []
     work = _work(scheduled)

@@ -7,23 +7,27 @@ fails with ENOSPC, as on a full volume."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from jobs import breakers
 from jobs.models import TransferJob
+from jobs.slack_export import storage
 from jobs.slack_export.archive import ArchiveError, SlackArchive
-from jobs.slack_export.exporter import partial_file, start_export
+from jobs.slack_export.exporter import partial_file, run_export, start_export
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
-from jobs.slack_export.storage import STORAGE_KEY, StorageFailure, on_store
+from jobs.slack_export.storage import STORAGE_KEY, STORAGE_POLICY, StorageFailure, on_store
 from jobs.transfer_tasks import enqueue
 from teams.directory import team_entry
 from tests import slack_fixtures as fx
@@ -64,6 +68,39 @@ def test_store_failures_count_and_an_archives_faults_do_not(tmp_path: Path) -> N
         SlackArchive.open(tmp_path / "damaged.zip")
     status = breakers.breaker_status(STORAGE_KEY)
     assert (status.calls, status.failures) == (1, 1)  # the last two said nothing of the store
+
+
+# The store's slow-call limit for the next test (minutes in production), and how long
+# each read of messages then takes on the shard: the export's one segment reads them
+# about 25 times (its snapshot, each conversation's chunks and reactions), 2.5 s in all.
+STORE_SLOW_SECS = 1.0
+SHARD_READ_SECS = 0.1
+
+
+def _slow_message_reads(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    if sql.startswith("SELECT") and '"messaging_message"' in sql:
+        execute("SELECT pg_sleep(%s)", [SHARD_READ_SECS], False, context)
+    return execute(sql, params, many, context)
+
+
+def test_a_slow_shard_is_not_a_slow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export segment's store steps are its file work: a shard that takes longer than
+    the store's slow-call limit to give a segment its messages is its own breaker's
+    business, and counts nothing against the store's (which pauses every transfer)."""
+    archive = fx.write_zip(tmp_path / "in.zip", fx.export_files())
+    imported = run_import(start_import(archive, shard="shard_0").id)
+    breakers.reset(STORAGE_KEY)  # the import's own store steps
+    monkeypatch.setattr(
+        storage, "STORAGE_POLICY", dataclasses.replace(STORAGE_POLICY, slow_call_secs=STORE_SLOW_SECS)
+    )
+    job = start_export(team_entry(int(imported.team_id or 0)), output=tmp_path / "out.zip")
+    started = time.monotonic()
+    with connections["shard_0"].execute_wrapper(_slow_message_reads):
+        job = run_export(job.id)
+    assert job.status == "done" and job.checkpoint["segments"] == 1
+    assert time.monotonic() - started > 2 * STORE_SLOW_SECS  # the shard was that slow
+    status = breakers.breaker_status(STORAGE_KEY)
+    assert status.calls > 0 and status.failures == 0
 
 
 def test_a_full_store_pauses_the_export_until_there_is_room(world: World, tmp_path: Path) -> None:

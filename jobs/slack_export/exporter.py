@@ -141,8 +141,12 @@ class _Run:
         if self.progress:
             self.progress(self.job)
 
-    def messages(self, conv: dict[str, Any], after: int, newest_reaction: int) -> Iterator[dict[str, Any]]:
-        """A conversation's messages in (after, its newest at the start], oldest first."""
+    def message_chunks(
+        self, conv: dict[str, Any], after: int, newest_reaction: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """A conversation's messages in (after, its newest at the start], oldest first, a
+        chunk at a time: each read (through the shard's breaker) and shaped before it is
+        yielded, so that writing it is file work only."""
         alias = current_shard()
         breaker = shard_breaker(alias)
         pinned = set(conv["pinned"])
@@ -156,12 +160,14 @@ class _Run:
                 if not chunk:
                     return
                 reactions = _reactions(self.team_id, conv["id"], after, chunk[-1].ts, newest_reaction)
+            shapes = []
             for message in chunk:
                 pinned_to = [conv["slack_id"]] if message.ts in pinned else []
                 shape = message_json(message, self.team_slack_id, pinned_to=pinned_to)
                 if message.id in reactions and not message.is_deleted:
                     shape["reactions"] = reactions[message.id]
-                yield shape
+                shapes.append(shape)
+            yield shapes
             after = chunk[-1].ts
             save_progress(self.job, "messages", self.job.done + len(chunk), self.job.total)
             if self.progress:
@@ -289,21 +295,35 @@ def _write_segments(run: _Run, plan: dict[str, Any]) -> None:
     after = checkpoint.get("after_ts", -1)
     while index < len(conversations):
         path = _segment_path(run.staging, segment)
+        staged = path.with_suffix(".tmp")
         written = 0
-        # One step on the store per segment (its shard reads have their own breaker).
-        with on_store(), _reading(run.team_id):
-            with ExportWriter(path.with_suffix(".tmp"), STAGING_COMPRESS_LEVEL) as writer:
+        # Store steps around the file work only: the shard's reads between them are its
+        # own breaker's. Timed with them, a shard slower per segment than the store's
+        # slow-call limit counted as a slow store, and could open the store's breaker,
+        # pausing every import and export.
+        with on_store():
+            writer = ExportWriter(staged, STAGING_COMPRESS_LEVEL)
+        with writer:  # closed on the way out, should reading or writing fail
+            with _reading(run.team_id):
                 while index < len(conversations) and written < settings.EXPORT_SEGMENT_MESSAGES:
                     conv = conversations[index]
-                    budget = settings.EXPORT_SEGMENT_MESSAGES - written
-                    messages = run.messages(conv, after, plan["newest_reaction"])
-                    count, stopped_at = writer.conversation(conv["folder"], messages, budget=budget)
-                    written += count
+                    days = writer.day_files(conv["folder"], budget=settings.EXPORT_SEGMENT_MESSAGES - written)
+                    stopped_at = None
+                    for chunk in run.message_chunks(conv, after, plan["newest_reaction"]):
+                        with on_store():
+                            stopped_at = days.write(chunk)
+                        if stopped_at is not None:
+                            break  # at the budget's day boundary, its day file ended
                     if stopped_at is None:
+                        with on_store():
+                            days.end()  # the conversation's last day file
                         index, after = index + 1, -1
                     else:
                         after = ids.parse_ts(stopped_at)
-            _commit_file(path.with_suffix(".tmp"), path)
+                    written += days.count
+            with on_store():
+                writer.close()
+                _commit_file(staged, path)
         segment += 1
         run.job.done = checkpoint.get("messages_done", 0) + written
         save_checkpoint(

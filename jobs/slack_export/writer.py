@@ -56,22 +56,54 @@ class ExportWriter:
         """Messages oldest first: (how many were written, None). With a `budget`, stops
         once that many are written, at the next day boundary (a day file is never split),
         and returns the ts of the last message written instead of None."""
-        day, entry, count, last = -1, None, 0, None
+        days = self.day_files(folder, budget=budget)
+        stopped_at = days.write(messages)
+        days.end()
+        return days.count, stopped_at
+
+    def day_files(self, folder: str, *, budget: int | None = None) -> DayFiles:
+        """A conversation's day files, to be written in pieces (see `conversation`)."""
+        return DayFiles(self._zip, folder, budget)
+
+
+class DayFiles:
+    """One conversation's day files, written as its messages come, oldest first, in as
+    many pieces as the caller likes: the exporter writes each chunk it read from the shard
+    as a store step of its own, so that the reads between them are not store time."""
+
+    def __init__(self, archive: zipfile.ZipFile, folder: str, budget: int | None) -> None:
+        self._zip = archive
+        self.folder = folder
+        self.budget = budget
+        self.count = 0  # messages written
+        self._day = -1
+        self._entry: IO[bytes] | None = None
+        self._last: str | None = None
+
+    def write(self, messages: Iterable[dict[str, Any]]) -> str | None:
+        """Write these next messages. None once written; with a `budget`, once that many
+        are written, stops at the next day boundary (a day file is never split), ends the
+        day files, and returns the ts of the last message written."""
         for message in messages:
             message_day = _day_number(message["ts"])
-            if message_day != day:
-                if budget is not None and count >= budget:
-                    _end(entry)
-                    return count, last
-                _end(entry)
-                day, entry = message_day, self._zip.open(f"{folder}/{day_of(message['ts'])}.json", "w")
-                entry.write(b"[\n")
+            if message_day != self._day:
+                if self.budget is not None and self.count >= self.budget:
+                    self.end()
+                    return self._last
+                self.end()
+                name = f"{self.folder}/{day_of(message['ts'])}.json"
+                self._day, self._entry = message_day, self._zip.open(name, "w")
+                self._entry.write(b"[\n")
             else:
-                entry.write(b",\n")  # type: ignore[union-attr]
-            entry.write(json.dumps(message, ensure_ascii=False).encode())  # type: ignore[union-attr]
-            count, last = count + 1, message["ts"]
-        _end(entry)
-        return count, None
+                self._entry.write(b",\n")  # type: ignore[union-attr]
+            self._entry.write(json.dumps(message, ensure_ascii=False).encode())  # type: ignore[union-attr]
+            self.count, self._last = self.count + 1, message["ts"]
+        return None
+
+    def end(self) -> None:
+        """Close the day file being written (the conversation's last, or the budget's)."""
+        _end(self._entry)
+        self._entry = None
 
 
 def _end(entry: IO[bytes] | None) -> None:
