@@ -5,7 +5,7 @@ the same cursor, the same tracked conversations afterwards."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
@@ -24,11 +24,24 @@ EVENT_KINDS = [
 CHANNELS = [11, 12, 13]
 
 
+class FakeWire:
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def write_joined(self, data: bytes, frames: list[Frame]) -> None:
+        assert data == _wire(frames)
+        self.sent += data
+
+
 @dataclass
 class FakeSocket:
     cursor: int
     viewer: Viewer
     reconnect_url_sent: float = 0.0
+    wire: FakeWire = field(default_factory=FakeWire)
+
+    def write(self, frames: list[Frame]) -> None:
+        self.wire.sent += _wire(frames)
 
 
 def _event(kind: str, member: int, channel: int, audience: list[int]) -> dict[str, Any]:
@@ -106,6 +119,36 @@ def test_shared_runs_match_event_by_event_delivery(
         assert _wire(got_frames) == _wire(want_frames)
         assert (got_count, got_ended, shared.cursor) == (want_count, want_ended, general.cursor)
         assert shared.viewer.channel_ids == general.viewer.channel_ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    channel=st.sampled_from(CHANNELS),
+    count=st.integers(1, 5),
+    sockets=socket_specs,
+    kind=st.sampled_from(["message", "message", *EVENT_KINDS]),
+)
+def test_a_flush_writes_each_socket_what_event_by_event_delivery_would(
+    channel: int, count: int, sockets: list[tuple[Any, ...]], kind: str
+) -> None:
+    """Flush.write_to, whose loop skips the per-socket calls for the common flush (every
+    event in one conversation), and takes the general path for any other flush or a socket
+    whose cursor is inside the flush."""
+    messages = [_event("message", MEMBERS[0], channel, []) for _ in range(count)]
+    messages.append(_event(kind, MEMBERS[1], channel, [MEMBERS[2]]))
+    for event_id, message in enumerate(messages, start=5):
+        message.update(type="team.event", event_id=event_id)
+    shared = [FakeSocket(cursor, Viewer(member, set(channels))) for member, channels, cursor in sockets]
+    delivered, ended = Flush(messages).write_to(shared)
+    want_delivered = 0
+    for (member, channels, cursor), got in zip(sockets, shared, strict=True):
+        general = FakeSocket(cursor, Viewer(member, set(channels)))
+        frames, want_count, want_ended = frames_for(general, messages)
+        want_delivered += want_count
+        assert got.wire.sent == _wire(frames)
+        assert (got.cursor, got.viewer.channel_ids) == (general.cursor, general.viewer.channel_ids)
+        assert any(sock is got for sock in ended) == want_ended
+    assert delivered == want_delivered
 
 
 def test_sockets_that_see_the_same_events_share_one_joined_run() -> None:

@@ -13,7 +13,7 @@ from django.db import connections
 from chatproject.dbrouter import on_shard
 from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
 from messaging.models import ChannelMember, Event, EventSequence
-from messaging.realtime.wire import Frame
+from messaging.realtime.wire import Frame, Wire
 from teams import ids
 
 REPLAY_BATCH = 1000
@@ -276,6 +276,7 @@ class Socket(Protocol):
 
     cursor: int
     viewer: Viewer
+    wire: Wire
     reconnect_url_sent: float
 
     def write(self, frames: list[Frame]) -> None: ...

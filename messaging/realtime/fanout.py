@@ -12,6 +12,7 @@ of the hub), takes the general path, event by event (delivery.frames_for).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from messaging.realtime.delivery import Socket, changes_viewers, frames_for, shared_frames
@@ -45,6 +46,49 @@ class Flush:
             self.scopes = distinct  # type: ignore[assignment]
             self.scope_of = [distinct.index(scope) for scope in found]
         self._runs: dict[tuple[bool, ...], tuple[list[Frame], int]] = {}
+
+    def write_to(self, sockets: Iterable[Socket]) -> tuple[int, list[Socket]]:
+        """Write every socket its frames: (events delivered, sockets whose grant ended).
+
+        A flush whose events all have one scope that is a conversation (the common case:
+        messages in one busy channel) is one question per socket, answered without a call,
+        and one shared write: this loop runs for every socket of a team on every flush, so
+        it does no more per socket than that."""
+        scopes = self.scopes
+        if scopes is None or len(scopes) != 1 or not scopes[0][0] or scopes[0][1] is not None:
+            return self._write_each(sockets)
+        channel_id = scopes[0][0]
+        frames, count = self._run((True,))
+        if not frames:
+            return 0, []
+        data = frames[0].wire
+        first_id, last_id = self.first_id, self.last_id
+        delivered = 0
+        ahead = []
+        for sock in sockets:
+            if sock.cursor >= first_id:  # joined ahead of the hub: event by event
+                ahead.append(sock)
+                continue
+            sock.cursor = last_id
+            if channel_id in sock.viewer.channel_ids:
+                sock.wire.write_joined(data, frames)
+                delivered += count
+        if not ahead:
+            return delivered, []
+        more, ended = self._write_each(ahead)
+        return delivered + more, ended
+
+    def _write_each(self, sockets: Iterable[Socket]) -> tuple[int, list[Socket]]:
+        delivered = 0
+        ended = []
+        for sock in sockets:
+            frames, count, grant_ended = self.frames_for(sock)
+            delivered += count
+            if frames:
+                sock.write(frames)
+            if grant_ended:
+                ended.append(sock)
+        return delivered, ended
 
     def frames_for(self, sock: Socket) -> tuple[list[Frame], int, bool]:
         """As delivery.frames_for: (frames, events delivered, whether the grant ended)."""

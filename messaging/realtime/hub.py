@@ -237,16 +237,7 @@ class TeamHub:
         self.flush_interval = max(MIN_FLUSH_INTERVAL_SECS, min(MAX_FLUSH_INTERVAL_SECS, paced))
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
-        delivered = 0
-        shut_out = []
-        flush = Flush(messages)
-        for sock in self.live:
-            frames, count, ended = flush.frames_for(sock)
-            delivered += count
-            if frames:
-                sock.write(frames)
-            if ended:
-                shut_out.append(sock)
+        delivered, shut_out = Flush(messages).write_to(self.live)
         for sock in shut_out:
             self.live.pop(sock, None)
             spawn(sock.shut_out())

@@ -92,14 +92,18 @@ class FrameRun(Frame):
         return self.frames
 
 
+_STATE_OPEN = autobahn_protocol.WebSocketProtocol.STATE_OPEN
+
+
 class Wire:
     """Writes frames to one socket, synchronously when daphne's protocol is at hand."""
 
-    __slots__ = ("_corked", "_fallback", "_protocol", "_tcp")
+    __slots__ = ("_corked", "_fallback", "_protocol", "_send", "_tcp")
 
     def __init__(self, send: Any, fallback: Any) -> None:
         self._protocol: Any = None
         self._tcp: Any = None
+        self._send: Any = None  # the TCP socket's send
         self._corked: list[bytes] | None = None
         self._fallback = fallback  # async (text) -> None: the consumer's ordinary send
         if isinstance(send, functools.partial) and send.args:
@@ -110,6 +114,7 @@ class Wire:
 
                 if type(protocol.transport) is tcp.Server:  # plain TCP (TLS wraps it)
                     self._tcp = protocol.transport
+                    self._send = protocol.transport.socket.send
 
     @property
     def open(self) -> bool:
@@ -142,6 +147,27 @@ class Wire:
             self._tcp.abortConnection()
         else:
             _send_now(self._tcp, data)
+
+    def write_joined(self, data: bytes, frames: list[Frame]) -> None:
+        """write(frames), where `data` is their wire bytes joined (a flush's run, shared by
+        every socket sent it). The hub calls this for each of its sockets on every flush,
+        so the common case (an open plain-TCP socket, not compressing or corked, nothing
+        unsent) is checked in one place and sent at once, as write would (see _send_now);
+        anything else takes write's way."""
+        tcp = self._tcp
+        if tcp is not None and self._corked is None:
+            protocol = self._protocol
+            if (
+                protocol.state == _STATE_OPEN
+                and protocol._perMessageCompress is None
+                and not protocol.send_queue
+                and not tcp._tempDataBuffer
+                and not tcp.dataBuffer
+                and tcp.connected
+            ):
+                _send_unbuffered(self._send, tcp, data)
+                return
+        self.write(frames)
 
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
@@ -182,8 +208,13 @@ def _send_now(transport: Any, data: bytes) -> None:
     if transport._tempDataBuffer or transport.dataBuffer or not transport.connected:
         transport.write(data)
         return
+    _send_unbuffered(transport.socket.send, transport, data)
+
+
+def _send_unbuffered(send: Any, transport: Any, data: bytes) -> None:
+    """`send` is the transport's socket's; Twisted holds nothing unsent for it."""
     try:
-        sent = transport.socket.send(data)
+        sent = send(data)
     except OSError:  # would block, or the connection is going: Twisted finds out which
         sent = 0
     if sent < len(data):
