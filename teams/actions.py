@@ -58,17 +58,40 @@ def _handle_from(email: str, name: str | None) -> str:
     return handle or "member"
 
 
-def _account(email: str, password: str | None) -> Account:
+def _account(email: str, password: str | None, claim: bool | None = None) -> Account:
+    """The email's account, made if missing. `password` is set on an existing account as
+    `claim` says: None, always (an operator's command line); True, only on one nobody has
+    signed in to (an invitation emailed to that address); False, never (an invitation
+    link an admin passed on: it may only make a new account).
+
+    Decided on the locked row, so a check made earlier (accept_invite) cannot be overtaken:
+    an import making the account, or its owner claiming it, between the two."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise ApiError("invalid_email", f"not an email address: {email!r}")
-    account = Account.objects.filter(email=email).first()
-    if account is None:
-        return Account.objects.create_user(email, password)
-    if password:
+    with transaction.atomic(using=CONTROL_DB):
+        account = Account.objects.select_for_update().filter(email=email).first()
+        if account is None:
+            try:
+                with transaction.atomic(using=CONTROL_DB):
+                    return Account.objects.create_user(email, password)
+            except IntegrityError:  # made meanwhile: decide on it as on any existing one
+                account = Account.objects.select_for_update().get(email=email)
+        if not password or claim is None:
+            if password:
+                account.set_password(password)
+                account.save(update_fields=["password"])
+            return account
+        if account.has_usable_password():
+            raise ApiError("account_exists", "that email already has an account: use its password")
+        if not claim:
+            raise ApiError(
+                "claim_by_email",
+                "this address already has an account: open the invitation that was emailed to it",
+            )
         account.set_password(password)
         account.save(update_fields=["password"])
-    return account
+        return account
 
 
 def _mint_team_id() -> int:
@@ -130,9 +153,11 @@ def create_member(
     name: str | None = None,
     password: str | None = None,
     is_admin: bool = False,
+    claim: bool | None = None,
 ) -> tuple[Member, str]:
-    """Add a person to a team (joining #general) and mint their user token."""
-    account = _account(email, password)
+    """Add a person to a team (joining #general) and mint their user token. `claim`: how
+    `password` may touch an existing account (see _account)."""
+    account = _account(email, password, claim)
     with on_shard(team.shard):
         if Member.objects.filter(team_id=team.id, account_id=account.pk).exists():
             raise ApiError("already_in_team", f"{account.email} is already in {team.domain}")

@@ -123,5 +123,5 @@ def accept_invite(request: HttpRequest, invite: Invite, name: str, password: str
         return account
     if len(password) < 8:
         raise ApiError("weak_password", "choose a password of at least 8 characters")
-    create_member(invite.team, invite.email, name=name or None, password=password)
+    create_member(invite.team, invite.email, name=name or None, password=password, claim=invite.may_claim)
     return Account.objects.get(email=invite.email)

@@ -124,3 +124,24 @@ def test_invite_link_signs_a_new_person_up_into_the_team(world: World, chromium,
     assert page.inner_text("#channel-title") == "#general"
     assert TeamMembership.objects.filter(account__email="erin@acme.test", team_id=world.acme.team.id).exists()
     newcomer.close()
+
+
+def test_a_password_reaches_an_existing_account_only_as_the_invitation_may_set_it(world: World) -> None:
+    """Decided where the password is written, on the locked account: accept_invite's
+    earlier look can be overtaken (an import makes the account, or its owner claims it,
+    while the form is being submitted)."""
+    from teams.actions import create_member
+    from teams.directory import team_entry
+    from teams.errors import ApiError
+
+    globex = team_entry(world.globex.team.id)
+    Account.objects.create_user("made@import.test", None)  # what an import makes
+    with pytest.raises(ApiError, match="emailed to it"):
+        create_member(globex, "made@import.test", password="admin's pick", claim=False)
+    assert not Account.objects.get(email="made@import.test").has_usable_password()
+    with pytest.raises(ApiError, match="use its password"):
+        create_member(globex, "alice@acme.test", password="overwrite", claim=True)
+    assert Account.objects.get(email="alice@acme.test").check_password("pw")
+    member, _ = create_member(globex, "made@import.test", password="owner's own", claim=True)
+    assert Account.objects.get(email="made@import.test").check_password("owner's own")
+    assert TeamMembership.objects.filter(account__email="made@import.test", member_id=member.id).exists()

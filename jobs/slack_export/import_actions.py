@@ -55,13 +55,12 @@ def accounts_by_email(emails: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(emails), 1000):
         chunk = list(emails[start : start + 1000])
-        existing = dict(Account.objects.filter(email__in=chunk).values_list("email", "password"))
+        existing = set(Account.objects.filter(email__in=chunk).values_list("email", flat=True))
         missing = [Account(email=e, password=make_password(None)) for e in chunk if e not in existing]
         Account.objects.bulk_create(missing, ignore_conflicts=True)
-        signed_in = {
-            email for email, password in existing.items() if not password.startswith(UNUSABLE_PASSWORD_PREFIX)
-        }
-        linkable = Account.objects.filter(email__in=chunk).exclude(email__in=signed_in)
+        # Read after the insert: an account made meanwhile with a password (an invitation
+        # accepted between the two reads) is someone's, whoever inserted it first.
+        linkable = Account.objects.filter(email__in=chunk, password__startswith=UNUSABLE_PASSWORD_PREFIX)
         found.update(linkable.values_list("email", "id"))
     return found
 
