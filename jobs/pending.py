@@ -6,9 +6,12 @@ indexing: more CPU than the post; link previews: a post with 3 links took 4x a p
 A drain claims what it takes under a lease (a sorted set scored by the lease's end) and
 lets go once the work is done or handed on (a retry message carries it). A worker killed
 in between leaves its claims to run out: the next drain of the group takes them again,
-and `reclaim` (a beat job) starts that drain for groups no write wakes. A group whose
-drain the broker refused is listed in a set of its own, and `reclaim` starts those too.
-Items may then be worked twice, which every drain here tolerates; none is lost silently.
+and `reclaim` (a beat job) starts that drain for groups no write wakes. Every group with
+items waiting is listed, in the same step that adds them, until a drain takes its last
+(atomically, so neither step overtakes the other): `reclaim` also starts a drain for each
+listed group with none due (the broker refused it, or was skipped while away, or the job
+was lost), and a reclaim cut short loses nothing, as the list is only read. Items may then
+be worked twice, which every drain here tolerates; none is lost silently.
 
 An item may be what killed its drain (a message that takes the worker's memory, a crash
 in a C library): taken again with the rest, it would kill every drain of its group
@@ -34,7 +37,6 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django_redis import get_redis_connection
 from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -44,14 +46,11 @@ logger = logging.getLogger(__name__)
 # stops trying for a while, so an outage costs one slow post per process per interval.
 BROKER_DOWN_RETRY_SECS = 30.0
 DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
-# Groups one reclaim starts from those the broker refused; a minute later the next takes
-# the rest (a bound: writers that skip the broker keep adding groups while it runs).
-RECLAIM_UNSCHEDULED_GROUPS = 10_000
 SET_ASIDE_TTL_SECS = 7 * 24 * 3600  # items that kept killing their drain, for a look
 
-# KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside.
-# ARGV: now, lease end, batch, group, max age, lapses before an item is set aside, set
-# aside ttl. Returns {taken, set aside, 1 if more wait}.
+# KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside,
+# groups with items waiting. ARGV: now, lease end, batch, group, max age, lapses before an
+# item is set aside, set aside ttl. Returns {taken, set aside, 1 if more wait}.
 # Claims whose lease lapsed first (their drain died): batch / 2^(most lapses among them)
 # of them and nothing else, so an item that kills its drain ends up alone. Else new
 # items. All leased to this drain; the group is listed under its earliest lease end,
@@ -84,6 +83,7 @@ else
   taken = redis.call('SPOP', KEYS[1], batch)
   if #taken == batch then more = 1 end
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[6], ARGV[4]) end
 for _, item in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], item) end
 if #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
 local earliest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -116,15 +116,26 @@ end
 return 0
 """
 
-# KEYS: items, set aside, lapses. ARGV: the items' ttl. Set-aside items pending again, as
-# never lapsed. Returns how many.
+# KEYS: items, groups with items waiting. ARGV: group. Unlists the group unless its items
+# wait (a write may add some between a look and the removal). Returns 1 if they do.
+_UNLIST_EMPTY_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 0
+"""
+
+# KEYS: items, set aside, lapses, groups with items waiting. ARGV: the items' ttl, group.
+# Set-aside items pending again, as never lapsed. Returns how many.
 _REQUEUE_LUA = """
 local items = redis.call('SMEMBERS', KEYS[2])
 for _, item in ipairs(items) do
   redis.call('SADD', KEYS[1], item)
   redis.call('HDEL', KEYS[3], item)
 end
-if #items > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if #items > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[4], ARGV[2])
+end
 redis.call('DEL', KEYS[2])
 return #items
 """
@@ -135,7 +146,7 @@ _HANDOFF_FAILURES: tuple[type[BaseException], ...] = (Reject, OSError, KombuOper
 
 
 class _DrainRefused(Exception):
-    """The broker refused a group's drain job (the cause); the group is listed for reclaim."""
+    """The broker refused a group's drain job (the cause); reclaim starts it later."""
 
 
 @dataclass
@@ -185,13 +196,8 @@ class PendingWork:
     def _groups_key(self) -> str:
         return f"{self.name}:claimed-groups"
 
-    def _unscheduled_key(self) -> str:
-        return f"{self.name}:unscheduled-groups"
-
-    def _list_unscheduled(self, pipe: Pipeline, *groups: str) -> None:
-        """Add to `pipe` the listing of groups whose items wait with no drain asked for."""
-        pipe.sadd(self._unscheduled_key(), *groups)
-        pipe.expire(self._unscheduled_key(), self.max_age_secs)  # their items are gone by then
+    def _waiting_key(self) -> str:
+        return f"{self.name}:waiting-groups"
 
     def _lapses_key(self, group: str) -> str:
         return f"{self.name}:lapses:{group}"
@@ -213,15 +219,16 @@ class PendingWork:
             return
         try:
             connection = get_redis_connection("default")
-            pipe = connection.pipeline(transaction=False)
+            # MULTI: a drain's take, which unlists the group it empties, runs before or after.
+            pipe = connection.pipeline(transaction=True)
             pipe.sadd(self._items_key(group), *items)
             pipe.expire(self._items_key(group), self.max_age_secs)
+            pipe.sadd(self._waiting_key(), group)
             if now < self.broker_down_until:
-                self._list_unscheduled(pipe, group)
                 pipe.execute()
                 return
             pipe.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS)
-            first_in_window = pipe.execute()[2]
+            first_in_window = pipe.execute()[3]
         except Exception as exc:
             self.redis_down_until = now + BROKER_DOWN_RETRY_SECS
             logger.warning("%s not queued: %s", what, exc)
@@ -233,10 +240,7 @@ class PendingWork:
                 self.broker_down_until = now + BROKER_DOWN_RETRY_SECS
                 logger.warning("%s kept, its drain not started (the beat's reclaim will): %s", what, exc)
                 with contextlib.suppress(Exception):
-                    pipe = connection.pipeline(transaction=False)
-                    pipe.delete(self._flag_key(group))  # the next write may schedule it
-                    self._list_unscheduled(pipe, group)
-                    pipe.execute()
+                    connection.delete(self._flag_key(group))  # the next write may schedule it
 
     @contextlib.contextmanager
     def claimed(self, group: str) -> Iterator[list[bytes]]:
@@ -266,6 +270,7 @@ class PendingWork:
             self._groups_key(),
             self._lapses_key(group),
             self.set_aside_key(group),
+            self._waiting_key(),
         ]
         lease_end = now + settings.PENDING_LEASE_SECS
         ttl = self._claims_ttl()
@@ -296,18 +301,15 @@ class PendingWork:
             return False
 
     def _start_drain(self, group: str) -> bool:
-        """As `_drain_now`, but _DrainRefused when the broker refuses (the group is then
-        listed as unscheduled, for `reclaim`)."""
+        """As `_drain_now`, but _DrainRefused when the broker refuses (the group stays
+        listed as waiting, for `reclaim`)."""
         connection = get_redis_connection("default")
         if not connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
             return False
         try:
             self.schedule(group, 0.0)
         except Exception as exc:
-            pipe = connection.pipeline(transaction=False)
-            pipe.delete(self._flag_key(group))
-            self._list_unscheduled(pipe, group)
-            pipe.execute()
+            connection.delete(self._flag_key(group))
             raise _DrainRefused(group) from exc
         return True
 
@@ -348,7 +350,7 @@ class PendingWork:
         now = time.time()
         started: list[str] = []
         try:
-            self._start_unscheduled(started)
+            self._start_waiting(started)
             started_above = set(started)
             for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
                 group = raw.decode()
@@ -371,22 +373,17 @@ class PendingWork:
             logger.warning("%s drains started for work left waiting: %s", self.name, ", ".join(started))
         return started
 
-    def _start_unscheduled(self, started: list[str]) -> None:
-        """Start the drains of groups the broker refused (listed when it did), adding each
-        started to `started`: popped from their set, so that each is started once however
-        many reclaims run; the rest put back, and _DrainRefused, when it refuses again."""
+    def _start_waiting(self, started: list[str]) -> None:
+        """Start the drain of every listed group whose items wait with none due, adding
+        each started to `started`; _DrainRefused at the broker's first refusal. The list
+        is only read here: a group leaves it when a drain takes its last item."""
         connection = get_redis_connection("default")
-        popped = connection.spop(self._unscheduled_key(), RECLAIM_UNSCHEDULED_GROUPS) or []
-        groups = [raw.decode() for raw in popped]
-        for n, group in enumerate(groups):
-            try:
-                if self._start_drain(group):
-                    started.append(group)
-            except _DrainRefused:
-                pipe = connection.pipeline(transaction=False)
-                self._list_unscheduled(pipe, *groups[n:])
-                pipe.execute()
-                raise
+        waiting_key = self._waiting_key()
+        unlist_empty = connection.register_script(_UNLIST_EMPTY_LUA)
+        for raw in connection.sscan_iter(waiting_key, count=1000):
+            group = raw.decode()
+            if unlist_empty([self._items_key(group), waiting_key], [group]) and self._start_drain(group):
+                started.append(group)
 
     # --- operators (manage.py pending) ---------------------------------------------------
 
@@ -413,7 +410,8 @@ class PendingWork:
         """Give the group's set-aside items another chance (whatever killed their drains
         is fixed): pending again, no lapse counted, and a drain started. Returns how many."""
         keys = [self._items_key(group), self.set_aside_key(group), self._lapses_key(group)]
-        requeued = int(get_redis_connection("default").eval(_REQUEUE_LUA, 3, *keys, self.max_age_secs))
+        keys.append(self._waiting_key())
+        requeued = int(get_redis_connection("default").eval(_REQUEUE_LUA, 4, *keys, self.max_age_secs, group))
         if requeued:
             logger.warning("%s of %s: %d set-aside items requeued", self.name, group, requeued)
             self._drain_now(group)

@@ -151,6 +151,26 @@ def test_a_reclaim_the_broker_refuses_keeps_every_group_for_the_next() -> None:
         assert taken == [b"d"]
 
 
+def test_a_group_whose_drain_died_before_taking_anything_is_drained_by_reclaim() -> None:
+    """A drain lets the next write schedule another before it takes its batch (so a write
+    during the take is not missed); one that dies in between leaves items that no drain
+    is due for and that no claim brings back: the group stays listed until its last item
+    is taken, and reclaim starts its drain. Reading the list loses nothing when a
+    reclaim is cut short."""
+    scheduled: list[str] = []
+    work = _work(scheduled)
+    work.add("g", ["a", "b"], "test items")
+    redis = get_redis_connection("default")
+    redis.delete(work._flag_key("g"))  # the drain's first step, then its worker is killed
+    assert redis.sismember(work._waiting_key(), "g")
+    assert work.reclaim() == ["g"] and scheduled == ["g", "g"]
+    with work.claimed("g") as taken:
+        assert sorted(taken) == [b"a", b"b"]
+    assert not redis.sismember(work._waiting_key(), "g")  # its last item taken
+    redis.delete(work._flag_key("g"))
+    assert work.reclaim() == []
+
+
 def test_a_drain_lets_go_when_its_work_fails() -> None:
     scheduled: list[str] = []
     work = _work(scheduled)
