@@ -103,6 +103,41 @@ def test_a_slow_shard_is_not_a_slow_store(tmp_path: Path, monkeypatch: pytest.Mo
     assert status.calls > 0 and status.failures == 0
 
 
+def test_a_shard_failing_between_two_chunks_of_a_day_file_pauses_the_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that fails while a day file is open (its conversation read a chunk at a
+    time) pauses the export, as any shard failure does: closing the zip around the open
+    file must not replace that error with one that fails the job and drops its staging."""
+    from django.db import OperationalError
+
+    from jobs.slack_export import exporter
+
+    archive = fx.write_zip(tmp_path / "in.zip", fx.export_files())
+    imported = run_import(start_import(archive, shard="shard_0").id)
+    monkeypatch.setattr(exporter, "CHUNK", 1)  # the day files span chunks
+    reads = 0
+
+    def second_read_fails(execute: Callable[..., Any], sql: str, params: Any, *args: Any) -> Any:
+        nonlocal reads
+        chunk_read = sql.endswith('ORDER BY "messaging_message"."ts" ASC LIMIT 1')
+        if chunk_read and params[2] != -1:  # a conversation's second chunk: its day file is open
+            reads += 1
+            if reads == 1:
+                raise OperationalError("the shard went away")
+        return execute(sql, params, *args)
+
+    job = start_export(team_entry(int(imported.team_id or 0)), output=tmp_path / "out.zip")
+    with connections["shard_0"].execute_wrapper(second_read_fails), pytest.raises(OperationalError):
+        run_export(job.id)
+    job.refresh_from_db()
+    assert job.status != "failed" and reads == 1, job.errors
+    done = run_export(job.id)
+    assert done.status == "done", done.errors
+    with zipfile.ZipFile(tmp_path / "out.zip") as exported:
+        assert any(name.startswith("general/") for name in exported.namelist())
+
+
 def test_a_full_store_pauses_the_export_until_there_is_room(world: World, tmp_path: Path) -> None:
     job = start_export(team_entry(world.acme.team.id), output=tmp_path / "acme.zip")
     partial_file(job).symlink_to("/dev/full")  # the join of the parts finds the volume full

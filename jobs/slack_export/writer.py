@@ -4,6 +4,7 @@ holds one message at a time. The exporter and the bench's archive generator shar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import zipfile
@@ -29,12 +30,24 @@ def _day_number(ts: str) -> int:
 class ExportWriter:
     def __init__(self, path: Path, compresslevel: int = COMPRESS_LEVEL) -> None:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self._days: DayFiles | None = None  # the latest, whose day file may be open
 
     def __enter__(self) -> ExportWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # Left by an error, maybe with a day file open (a shard read failed between two
+        # chunks): zipfile refuses to close around an open entry, and its ValueError would
+        # replace the error that says whether the job may pause and go on. The file is
+        # abandoned (a rerun writes it again); only the handles are let go.
+        with contextlib.suppress(Exception):
+            if self._days is not None:
+                self._days.end()
+        with contextlib.suppress(Exception):
+            self.close()
 
     def close(self) -> None:
         self._zip.close()
@@ -63,7 +76,8 @@ class ExportWriter:
 
     def day_files(self, folder: str, *, budget: int | None = None) -> DayFiles:
         """A conversation's day files, to be written in pieces (see `conversation`)."""
-        return DayFiles(self._zip, folder, budget)
+        self._days = DayFiles(self._zip, folder, budget)
+        return self._days
 
 
 class DayFiles:
