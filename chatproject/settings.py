@@ -59,7 +59,6 @@ if SHARD_PLACEMENT not in ("least_loaded", "round_robin"):
     raise ValueError(f"CHAT_SHARD_PLACEMENT must be least_loaded or round_robin, not {SHARD_PLACEMENT!r}")
 SHARDS_CLOSED = [a.strip() for a in os.environ.get("CHAT_SHARDS_CLOSED", "").split(",") if a.strip()]
 
-# Event log retention (realtime replay window) and API rate limits.
 # Mail (invitations). Without CHAT_SMTP_HOST each message is written as a file under
 # DATA_DIR/mail, so the embedded default needs no mail server.
 EMAIL_HOST = os.environ.get("CHAT_SMTP_HOST", "")
@@ -75,6 +74,7 @@ else:
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.environ.get("CHAT_MAIL_FROM", "Team chat <noreply@localhost>")
 
+# Event log retention (realtime replay window) and API rate limits.
 EVENT_LOG_RETENTION_SECS = int(os.environ.get("CHAT_EVENT_LOG_RETENTION_SECS", str(7 * 24 * 3600)))
 RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
 # Reverse proxies in front of daphne, each appending to X-Forwarded-For: the client's address
@@ -84,6 +84,15 @@ RATE_LIMITS_ENABLED = _env_bool("CHAT_RATE_LIMITS", True)
 TRUSTED_PROXY_HOPS = int(os.environ.get("CHAT_TRUSTED_PROXY_HOPS", "0"))
 if TRUSTED_PROXY_HOPS < 0:
     raise ValueError(f"CHAT_TRUSTED_PROXY_HOPS must be 0 or more, not {TRUSTED_PROXY_HOPS}")
+# Where those proxies connect from: X-Forwarded-For is read only on a request that came
+# from one of these networks (one straight to daphne names its own address there).
+TRUSTED_PROXIES = [
+    n.strip()
+    for n in os.environ.get(
+        "CHAT_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    ).split(",")
+    if n.strip()
+]
 # Reconnect storms: boots (rtm.connect/start) per second per team and overall, and new
 # sockets per second; a burst of one second's worth is admitted at once.
 BOOT_RATE_PER_TEAM = float(os.environ.get("CHAT_BOOT_RATE_PER_TEAM", "200"))

@@ -7,6 +7,7 @@ depend on it."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -35,6 +36,7 @@ def _keys(email: str, address: str) -> tuple[str, str, str]:
     another pair's counter."""
     window = int(time.time() // WINDOW_SECS)
     email = email.strip().lower()
+    address = _counted_as(address)
     return (
         f"signin-fail:pair:{window}:{address} {email}",
         f"signin-fail:addr:{address}:{window}",
@@ -100,11 +102,42 @@ def client_address(request: HttpRequest | None) -> str:
     did not come through the proxies, and only REMOTE_ADDR is known (as werkzeug's ProxyFix).
     """
     meta = request.META if request is not None else {}
+    remote = str(meta.get("REMOTE_ADDR", "") or "unknown")
     hops = settings.TRUSTED_PROXY_HOPS
-    if hops > 0:
+    if hops > 0 and _is_trusted_proxy(remote):
         # Django joins repeated headers with ",", so a second X-Forwarded-For header counts
         # as more entries on the left, as a proxy appending to the first would make them.
         forwarded = [entry.strip() for entry in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
-        if len(forwarded) >= hops and forwarded[-hops]:
+        if len(forwarded) >= hops and _parses(forwarded[-hops]):
             return forwarded[-hops]
-    return str(meta.get("REMOTE_ADDR", "") or "unknown")
+    return remote
+
+
+def _is_trusted_proxy(address: str) -> bool:
+    """Whether a request from `address` came through the proxies (CHAT_TRUSTED_PROXIES):
+    one that reached daphne directly says what it likes in X-Forwarded-For."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(network, strict=False) for network in settings.TRUSTED_PROXIES)
+
+
+def _parses(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _counted_as(address: str) -> str:
+    """An IPv6 client is counted by its /64: one host is usually given a whole /64, and
+    counted address by address it would have 2^64 fresh ones to guess from."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and not ip.ipv4_mapped:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client, RequestFactory, override_settings
 
+from teams import sign_in_limits
 from teams.actions import create_member
 from teams.invites import invite_token
 from teams.sign_in_limits import client_address
@@ -180,7 +181,7 @@ def test_behind_a_proxy_the_address_is_the_one_it_forwarded(world: World) -> Non
     last X-Forwarded-For entry, which the proxy appended. Entries left of it are the
     client's own say: varying them does not escape the pause."""
     create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
-    with override_settings(TRUSTED_PROXY_HOPS=1):
+    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=[f"{PROXY}/32"]):
         attacker = _csrf_client()
         for n in range(10):
             spoofed = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"10.9.8.{n}, {ATTACKER}"}
@@ -220,8 +221,27 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(world: World) -> Non
 )
 def test_client_address(hops: int, forwarded: str | None, address: str) -> None:
     meta = {"REMOTE_ADDR": PROXY} | ({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {})
-    with override_settings(TRUSTED_PROXY_HOPS=hops):
+    with override_settings(TRUSTED_PROXY_HOPS=hops, TRUSTED_PROXIES=["192.0.2.0/24"]):
         assert client_address(RequestFactory().post("/signin/", **meta)) == address
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy_and_only_as_an_address() -> None:
+    """A request straight to daphne (not from CHAT_TRUSTED_PROXIES) names whatever it
+    likes in X-Forwarded-For, and so may a proxy that passes the client's header on: it is
+    read only from a proxy, and only an IP address there is taken."""
+    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=["192.0.2.0/24"]):
+        direct = RequestFactory().post("/signin/", REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR=VICTIM)
+        assert client_address(direct) == ATTACKER
+        junk = RequestFactory().post("/signin/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="x y:z")
+        assert client_address(junk) == PROXY
+
+
+def test_an_ipv6_client_is_counted_by_its_64(world: World) -> None:
+    """Guesses from addresses of one /64 (one host's, usually) share the address's count."""
+    for n in range(sign_in_limits.FAILURES_PER_EMAIL_FROM_ADDRESS):
+        sign_in_limits.failed("dan@acme.test", f"2001:db8:1:2::{n + 1:x}")
+    assert sign_in_limits.wait_secs("dan@acme.test", "2001:db8:1:2:ffff::9")
+    assert not sign_in_limits.wait_secs("dan@acme.test", "2001:db8:1:3::1")
 
 
 def test_invitation_password_guesses_pause_only_their_address(world: World) -> None:
