@@ -8,14 +8,21 @@ cannot claim such an account, even one an import makes after the link was issued
 
 from __future__ import annotations
 
+import logging
+import math
+import smtplib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core import signing
-from django.core.mail import send_mail
+from django.core.mail import BadHeaderError, send_mail
 from django.db.models import Q
 from django.http import HttpRequest
+from django_redis import get_redis_connection
+from redis import RedisError
 
 from chatproject.dbrouter import on_shard
 from teams import sign_in_limits
@@ -24,7 +31,10 @@ from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
 from teams.models import Account, Member
 
+logger = logging.getLogger(__name__)
+
 INVITE_SALT = "teams.invite"
+INVITES_PER_HOUR = 200  # per team
 INVITE_MAX_AGE_SECS = 7 * 24 * 3600  # a week, as Slack's invitations
 
 
@@ -69,17 +79,44 @@ def _is_unclaimed(account: Account | None) -> bool:
     return account is not None and not account.has_usable_password()
 
 
+def _count_invite(team: TeamEntry) -> None:
+    """ApiError past INVITES_PER_HOUR for the team: each invitation is a mail we send, with
+    text an admin chose, to an address they chose."""
+    if not settings.RATE_LIMITS_ENABLED:
+        return
+    now = time.time()
+    window = int(now // 3600)
+    key = f"invites:{team.id}:{window}"
+    try:
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 7200)
+        count = pipe.execute()[0]
+    except RedisError as exc:  # as the API's limits: an outage must not stop inviting
+        logger.warning("invitations not counted: %s", exc)
+        return
+    if count > INVITES_PER_HOUR:
+        minutes = max(1, math.ceil(((window + 1) * 3600 - now) / 60))
+        raise ApiError("ratelimited", f"too many invitations this hour: try again in {minutes} minutes")
+
+
 def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) -> IssuedInvite:
     """Email an invitation to `email`; `link_for` turns a token into an absolute URL."""
     email = _normal_email(email)
+    _count_invite(team)
     emailed_link = link_for(invite_token(team, email, may_claim=True))
-    send_mail(
-        f"Join {team.name} on Team chat",
-        f"You are invited to join {team.name} ({team.domain}).\n\n"
-        f"Open this link within a week to join:\n{emailed_link}\n",
-        None,
-        [email],
-    )
+    team_name = " ".join(team.name.split())  # a header holds no line break
+    try:
+        send_mail(
+            f"Join {team_name} on Team chat",
+            f"You are invited to join {team_name} ({team.domain}).\n\n"
+            f"Open this link within a week to join:\n{emailed_link}\n",
+            None,
+            [email],
+        )
+    except (OSError, smtplib.SMTPException, BadHeaderError) as exc:
+        logger.warning("invitation to %s not sent: %s", email, exc)
+        raise ApiError("invite_not_sent", "the invitation could not be emailed; try again later") from exc
     if _is_unclaimed(Account.objects.filter(email=email).first()):
         return IssuedInvite(email, None)
     return IssuedInvite(email, link_for(invite_token(team, email)))

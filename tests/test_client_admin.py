@@ -145,3 +145,29 @@ def test_a_password_reaches_an_existing_account_only_as_the_invitation_may_set_i
     member, _ = create_member(globex, "made@import.test", password="owner's own", claim=True)
     assert Account.objects.get(email="made@import.test").check_password("owner's own")
     assert TeamMembership.objects.filter(account__email="made@import.test", member_id=member.id).exists()
+
+
+def test_an_invitation_the_mail_server_refuses_says_so_on_the_page(world: World, settings) -> None:
+    """A mail server that is away: the admin reads that the invitation was not sent."""
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
+    page = _signed_in("alice@acme.test", world.acme.team.id).post("/team-admin/", {"email": "erin@acme.test"})
+    assert page.status_code == 200
+    assert b"could not be emailed" in page.content and b'id="invite-link"' not in page.content
+
+
+def test_a_team_sends_a_bounded_number_of_invitations_an_hour(world: World, monkeypatch) -> None:
+    from teams import invites
+
+    monkeypatch.setattr(invites, "INVITES_PER_HOUR", 2)
+    admin = _signed_in("alice@acme.test", world.acme.team.id)
+    for n in range(2):
+        assert b"Invitation emailed" in admin.post("/team-admin/", {"email": f"p{n}@acme.test"}).content
+    refused = admin.post("/team-admin/", {"email": "p3@acme.test"}).content
+    assert b"too many invitations this hour" in refused
+    assert [m.to for m in mail.outbox] == [["p0@acme.test"], ["p1@acme.test"]]
