@@ -10,6 +10,7 @@ from messaging import events
 from messaging.models import ChannelMember, Event
 from messaging.realtime.delivery import read_head
 from messaging.realtime.hub import SUBSCRIBED_WITHIN_SECS
+from messaging.realtime.wire import Frame
 from teams.actions import reset_member_tokens, set_member_active
 from teams.directory import forget_team
 from teams.models import Team
@@ -265,11 +266,13 @@ class _JoiningSocket:
         self.cursor = cursor
         self.written: list[str] = []
 
-    def write(self, frames: list) -> None:
+    def write(self, frames: list[Frame]) -> None:
         self.written += [frame.text for frame in frames]
 
 
-def _join_from_the_log(world: World, cursor: int, member: str, monkeypatch) -> tuple[_JoiningSocket, int]:
+def _join_from_the_log(
+    world: World, sock: _JoiningSocket, member: str, monkeypatch: pytest.MonkeyPatch
+) -> int:
     """A socket of `member` joins a hub that has just started (its ring holds nothing, so
     the replay comes from the log): the socket, and how many statements read the log."""
     from django.db.backends import utils
@@ -281,25 +284,24 @@ def _join_from_the_log(world: World, cursor: int, member: str, monkeypatch) -> t
     log_reads = 0
     execute = utils.CursorWrapper.execute
 
-    def counting(self, sql, params=None):  # every thread's statements, the hub's pool's too
+    def counting(self: utils.CursorWrapper, sql: str, params: object = None) -> object:  # every thread's
         nonlocal log_reads
         log_reads += f'"{Event._meta.db_table}"' in sql
         return execute(self, sql, params)
 
     monkeypatch.setattr(utils.CursorWrapper, "execute", counting)
 
-    async def join() -> _JoiningSocket:
+    async def join() -> None:
         hub = TeamHub(team.id, team.shard, lambda _hub: None)
         hub.head = await blocking(read_head)(team.shard, team.id)
-        sock = _JoiningSocket(cursor)
-        sock.viewer = await hub.members.viewer_for(member_pk(world.acme[member].user_id), cursor)
+        sock.viewer = await hub.members.viewer_for(member_pk(world.acme[member].user_id), sock.cursor)
         try:
             await hub.join(sock)
         finally:
             monkeypatch.undo()
-        return sock
 
-    return asyncio.run(join()), log_reads
+    asyncio.run(join())
+    return log_reads
 
 
 def test_a_cursor_older_than_the_ring_reads_the_log_once(world: World, api, monkeypatch) -> None:
@@ -309,7 +311,8 @@ def test_a_cursor_older_than_the_ring_reads_the_log_once(world: World, api, monk
     cursor = read_head(team.shard, team.id)
     for n in range(3):
         api("chat.postMessage", world.acme["alice"].token, channel=general, text=f"away {n}")
-    sock, log_reads = _join_from_the_log(world, cursor, "bob", monkeypatch)
+    sock = _JoiningSocket(cursor)
+    log_reads = _join_from_the_log(world, sock, "bob", monkeypatch)
     assert [text for text in sock.written if "away" in text] == [
         text for text in sock.written if '"type": "message"' in text
     ] and len(sock.written) == 3
@@ -332,5 +335,7 @@ def test_a_change_to_the_members_conversations_in_the_log_resyncs_before_any_rep
         api("chat.postMessage", alice, channel=secret, text=f"before the kick {n}")
     assert api("conversations.kick", alice, channel=secret, user=world.acme["bob"].user_id)["ok"]
     monkeypatch.setattr(delivery, "REPLAY_BATCH", 2)
+    sock = _JoiningSocket(cursor)
     with pytest.raises(ResyncRequired, match="joined or left"):
-        _join_from_the_log(world, cursor, "bob", monkeypatch)
+        _join_from_the_log(world, sock, "bob", monkeypatch)
+    assert sock.written == []
