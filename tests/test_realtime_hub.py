@@ -1,6 +1,7 @@
 """Races and grants at the team hub: a socket ahead of the hub, revoked reconnects."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -267,7 +268,7 @@ class _JoiningSocket:
         self.written: list[str] = []
 
     def write(self, frames: list[Frame]) -> None:
-        self.written += [frame.text for frame in frames]
+        self.written += [part.text for frame in frames for part in frame.parts]
 
 
 def _join_from_the_log(
@@ -339,3 +340,33 @@ def test_a_change_to_the_members_conversations_in_the_log_resyncs_before_any_rep
     with pytest.raises(ResyncRequired, match="joined or left"):
         _join_from_the_log(world, sock, "bob", monkeypatch)
     assert sock.written == []
+
+
+def test_sockets_resuming_from_one_cursor_share_one_worked_out_replay() -> None:
+    """A reconnect storm's sockets dropped together: the ring's events after their cursor
+    are worked out once, and each socket is written what it may see of them."""
+    from messaging.realtime.delivery import Viewer
+    from messaging.realtime.hub import TeamHub
+
+    def message(event_id: int, channel_id: int) -> dict:
+        event = {"type": "message", "channel": f"C{channel_id}", "text": f"m{event_id}"}
+        return {"event_id": event_id, "event": event, "channel_id": channel_id, "audience": None}
+
+    async def resume() -> tuple[TeamHub, list[_JoiningSocket]]:
+        hub = TeamHub(1, "shard_0", lambda _hub: None)
+        hub.receiver = asyncio.get_running_loop().create_future()  # as if started
+        hub._take([message(n, 11 if n % 2 else 12) for n in range(1, 11)])
+        sockets = []
+        for member, channels, cursor in [(1, {11}, 4), (2, {11, 12}, 4), (3, {13}, 4), (4, {11}, 8)]:
+            sock = _JoiningSocket(cursor)
+            sock.viewer = Viewer(member, channels)
+            await hub.join(sock)
+            sockets.append(sock)
+        hub.receiver.cancel()
+        return hub, sockets
+
+    hub, (first, both, neither, later) = asyncio.run(resume())
+    assert sorted(hub.replays) == [(4, 10), (8, 10)]
+    texts = [[json.loads(text)["text"] for text in sock.written] for sock in (first, both, neither, later)]
+    assert texts == [["m5", "m7", "m9"], ["m5", "m6", "m7", "m8", "m9", "m10"], [], ["m9"]]
+    assert all(sock.cursor == 10 for sock in (first, both, neither, later))

@@ -28,6 +28,7 @@ from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
+    MEMBERSHIP_KINDS,
     REPLAY_BATCH,
     AccessEnded,
     ResyncRequired,
@@ -50,6 +51,9 @@ GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands with
 GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
 SUBSCRIBED_WITHIN_SECS = 1.0  # a new hub's subscription is in effect by then (see start)
 RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
+# Ring slices kept worked out for replay, by (cursor, head): the sockets of a reconnect
+# storm dropped together and come back with the same cursor, and share one.
+REPLAYS_KEPT = 8
 RECEIVE_BATCH = 200
 # After a flush that took D (wall time), the next waits 2D: the loop keeps two thirds of
 # its time for requests and sockets. Pacing by the flush's CPU time instead starved the
@@ -81,6 +85,10 @@ class TeamHub:
         self.on_closed = on_closed  # the registry forgets a hub that closed on its own
         self.head = 0  # every event up to here has passed the gate (set by start)
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+        # The ring's events that may change someone's conversations, for the check each
+        # reconnecting socket needs (member_views.py) without going through the whole ring.
+        self.membership_changes: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
+        self.replays: dict[tuple[int, int], Flush] = {}
         self.pending: dict[int, dict[str, Any]] = {}
         self.ready: list[dict[str, Any]] = []  # ordered, not yet handed out (see _flush)
         self.flush_handle: asyncio.TimerHandle | None = None
@@ -208,6 +216,8 @@ class TeamHub:
                 ready.clear()
                 continue
             self.ring.append(message)
+            if message["event"].get("type") in MEMBERSHIP_KINDS:
+                self.membership_changes.append(message)
             self.members.apply(message)
             ready.append(message)
         if ready:
@@ -298,6 +308,8 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.ring.clear()
+        self.membership_changes.clear()
+        self.replays.clear()
         self.members.clear()
         for sock in sockets:
             spawn(sock.resync())
@@ -310,6 +322,15 @@ class TeamHub:
             return []
         skip = max(0, event_id - self.ring[0]["event_id"] + 1)
         return list(itertools.islice(self.ring, skip, None))
+
+    def membership_changes_after(self, event_id: int) -> list[dict[str, Any]]:
+        """The ring's events after `event_id` that may change someone's conversations."""
+        found = []
+        for message in reversed(self.membership_changes):
+            if message["event_id"] <= event_id:
+                break
+            found.append(message)
+        return found[::-1]
 
     async def join(self, sock: Socket) -> None:
         """Replay the socket's events after its cursor, then make it live (exactly once).
@@ -335,7 +356,9 @@ class TeamHub:
                 break
             oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
             if oldest <= sock.cursor + 1:
-                if self._replay(sock, self.ring_after(sock.cursor)):
+                frames, delivered, ended = self._ring_replay(sock.cursor).frames_for(sock)
+                self._write_replay(sock, frames, delivered)
+                if ended:
                     raise AccessEnded
                 break
             batch = await blocking(read_events)(self.shard, self.team_id, sock.cursor, self.head)
@@ -360,13 +383,27 @@ class TeamHub:
             unchanged = blocking(ensure_memberships_unchanged)
             await unchanged(self.shard, self.team_id, viewer.member_id, batch[-1]["event_id"], upto)
 
+    def _ring_replay(self, cursor: int) -> Flush:
+        """The ring's events after `cursor`, worked out once for every socket that resumes
+        from it: one question per socket, and one joined write for all that see the same."""
+        key = (cursor, self.head)
+        flush = self.replays.get(key)
+        if flush is None:
+            if len(self.replays) >= REPLAYS_KEPT:
+                self.replays.pop(next(iter(self.replays)))
+            flush = self.replays[key] = Flush(self.ring_after(cursor))
+        return flush
+
     def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> bool:
         """Catch-up frames go out as one write. True when one of them ended the socket's grant."""
         frames, delivered, ended = frames_for(sock, messages)
+        self._write_replay(sock, frames, delivered)
+        return ended
+
+    def _write_replay(self, sock: Socket, frames: list[Frame], delivered: int) -> None:
         if frames:
             EVENTS_DELIVERED.inc(delivered)
             sock.write(frames)
-        return ended
 
     def leave(self, sock: Socket) -> None:
         self.live.pop(sock, None)
@@ -378,6 +415,9 @@ class TeamHub:
         before them gets resync_required here too."""
         while self.ring and self.ring[0]["event_id"] <= upto:
             self.ring.popleft()
+        while self.membership_changes and self.membership_changes[0]["event_id"] <= upto:
+            self.membership_changes.popleft()
+        self.replays.clear()
 
     def _typing(self, message: dict[str, Any]) -> None:
         """Typing is not logged: shown only live, to members of that conversation."""

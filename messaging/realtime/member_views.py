@@ -68,7 +68,7 @@ class MemberViews:
             view = await self._read(member_id)
         # The ring as it is now, after the read: the view is as of its end, the head.
         oldest = hub.ring[0]["event_id"] if hub.ring else hub.head + 1
-        ensure_unchanged_by(member_id, hub.ring_after(cursor), hub.head)
+        ensure_unchanged_by(member_id, hub.membership_changes_after(cursor), hub.head)
         viewer = Viewer(member_id, set(view.channel_ids))
         if oldest > cursor + 1:
             viewer.unchecked_upto = oldest - 1
