@@ -6,6 +6,7 @@ Database and Redis URLs come from CHAT_* variables; when those are unset, from t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ if TRUSTED_PROXY_HOPS < 0:
 # Where those proxies connect from: X-Forwarded-For is read only on a request that came
 # from one of these networks (one straight to daphne names its own address there).
 TRUSTED_PROXIES = [
-    n.strip()
+    ipaddress.ip_network(n.strip(), strict=False)
     for n in os.environ.get(
         "CHAT_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     ).split(",")

@@ -373,10 +373,25 @@ class PendingWork:
             logger.warning("%s drains started for work left waiting: %s", self.name, ", ".join(started))
         return started
 
+    def _list_earlier_waiting_once(self) -> None:
+        """Groups whose items were added before groups were listed as they are added (this
+        code's upgrade from one that found them by SCAN): listed by one SCAN, then never
+        again (the marker is set once they are listed)."""
+        connection = get_redis_connection("default")
+        marker = f"{self.name}:waiting-groups-complete"
+        if connection.exists(marker):
+            return
+        prefix = self._items_key("")
+        groups = [key.decode()[len(prefix) :] for key in connection.scan_iter(match=f"{prefix}*", count=1000)]
+        if groups:
+            connection.sadd(self._waiting_key(), *groups)
+        connection.set(marker, 1)
+
     def _start_waiting(self, started: list[str]) -> None:
         """Start the drain of every listed group whose items wait with none due, adding
         each started to `started`; _DrainRefused at the broker's first refusal. The list
         is only read here: a group leaves it when a drain takes its last item."""
+        self._list_earlier_waiting_once()
         connection = get_redis_connection("default")
         waiting_key = self._waiting_key()
         unlist_empty = connection.register_script(_UNLIST_EMPTY_LUA)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import smtplib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,8 +113,8 @@ def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) ->
             None,
             [email],
         )
-    except (OSError, smtplib.SMTPException, BadHeaderError) as exc:
-        logger.warning("invitation to %s not sent: %s", email, exc)
+    except (OSError, BadHeaderError) as exc:  # smtplib's errors are OSErrors
+        logger.warning("an invitation of team %s was not sent: %s", team.id, exc)
         raise ApiError("invite_not_sent", "the invitation could not be emailed; try again later") from exc
     if _is_unclaimed(Account.objects.filter(email=email).first()):
         return IssuedInvite(email, None)

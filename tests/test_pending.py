@@ -107,6 +107,7 @@ def test_reclaim_starts_one_drain_for_a_group_found_both_ways_without_scanning(s
     work.add("g", ["b"], "test items")  # its drain refused
     broker_up = True
     time.sleep(0.3)  # the dead drain's lease lapses
+    work._list_earlier_waiting_once()  # an upgrade's one SCAN (the next test)
     scans = _scans()
     assert work.reclaim() == ["g"]
     assert scheduled == ["g", "g"]  # the first write's drain, and one now
@@ -169,6 +170,23 @@ def test_a_group_whose_drain_died_before_taking_anything_is_drained_by_reclaim()
     assert not redis.sismember(work._waiting_key(), "g")  # its last item taken
     redis.delete(work._flag_key("g"))
     assert work.reclaim() == []
+
+
+def test_groups_waiting_from_before_the_list_existed_are_listed_once_and_drained() -> None:
+    """Upgraded from a version that found waiting groups by SCAN: items it added are in
+    no list. The first reclaim lists them with one SCAN; later ones do not scan."""
+    scheduled: list[str] = []
+    work = _work(scheduled)
+    redis = get_redis_connection("default")
+    redis.sadd(work._items_key("old"), "a")  # what the earlier version's add left
+    redis.expire(work._items_key("old"), 60)
+    assert work.reclaim() == ["old"] and scheduled == ["old"]
+    redis.delete(work._flag_key("old"))
+    scans = _scans()
+    assert work.reclaim() == ["old"]  # still waiting: listed for good
+    assert _scans() == scans
+    with work.claimed("old") as taken:
+        assert taken == [b"a"]
 
 
 def test_a_drain_lets_go_when_its_work_fails() -> None:

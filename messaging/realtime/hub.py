@@ -85,8 +85,9 @@ class TeamHub:
         self.on_closed = on_closed  # the registry forgets a hub that closed on its own
         self.head = 0  # every event up to here has passed the gate (set by start)
         self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
-        # The ring's events that may change someone's conversations, for the check each
-        # reconnecting socket needs (member_views.py) without going through the whole ring.
+        # Recent events that may change someone's conversations (those in the ring at least),
+        # for the check each reconnecting socket needs (member_views.py) without going
+        # through the whole ring.
         self.membership_changes: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
         self.replays: dict[tuple[int, int], Flush] = {}
         self.pending: dict[int, dict[str, Any]] = {}
@@ -221,6 +222,7 @@ class TeamHub:
             self.members.apply(message)
             ready.append(message)
         if ready:
+            self.replays.clear()  # worked out up to the old head: no cursor will ask for those again
             self.ready += ready
             if self.flush_handle is None:
                 loop = asyncio.get_running_loop()

@@ -92,7 +92,7 @@ class FrameRun(Frame):
         return self.frames
 
 
-_STATE_OPEN = autobahn_protocol.WebSocketProtocol.STATE_OPEN
+_STATE_OPEN = autobahn_protocol.WebSocketProtocol.STATE_OPEN  # a module constant: read per socket per flush
 
 
 class Wire:
