@@ -179,3 +179,74 @@ def test_a_run_goes_out_frame_by_frame_where_no_daphne_protocol_is_at_hand() -> 
 
     asyncio.run(write())
     assert sent == ["one", "two", "three"]
+
+
+class _Transport:
+    """What Wire reads of a Twisted TCP transport, recording what goes where."""
+
+    def __init__(self, buffered: bytes = b"") -> None:
+        self.dataBuffer = b""
+        self._tempDataBuffer = [buffered] if buffered else []
+        self._tempDataLen = len(buffered)
+        self.connected = True
+        self.sent: list[bytes] = []  # straight to the socket
+        self.queued: list[bytes] = []  # handed to Twisted's buffer
+        self.socket = self  # whose send records into `sent`
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def write(self, data: bytes) -> None:
+        self.queued.append(data)
+
+
+class _Protocol:
+    STATE_OPEN = 3
+
+    def __init__(self, compressing: bool = False) -> None:
+        self.state = self.STATE_OPEN
+        self._perMessageCompress = object() if compressing else None
+        self.send_queue: list[Any] = []
+        self.prepared: list[bytes] = []
+
+    def sendPreparedMessage(self, prepared: Any) -> None:
+        self.prepared.append(prepared.payloadHybi)
+
+
+def _daphne_wire(protocol: _Protocol, transport: _Transport) -> Wire:
+    wire = Wire(None, None)
+    wire._protocol, wire._tcp, wire._send = protocol, transport, transport.send
+    return wire
+
+
+def test_a_joined_write_takes_the_socket_only_when_nothing_is_held_before_it() -> None:
+    """Wire.write_joined sends straight to the socket only in the common case; anything
+    else keeps write's order: behind bytes Twisted holds, inside a cork, frame by frame
+    to a compressing socket, nothing to a closing one."""
+    frames = [FrameRun([Frame("one"), Frame("two")])]
+    data = frames[0].wire
+
+    clean = _Transport()
+    _daphne_wire(_Protocol(), clean).write_joined(data, frames)
+    assert (clean.sent, clean.queued) == ([data], [])
+
+    behind = _Transport(buffered=b"earlier")
+    _daphne_wire(_Protocol(), behind).write_joined(data, frames)
+    assert (behind.sent, behind.queued) == ([], [data])  # after what Twisted holds
+
+    corked_transport = _Transport()
+    corked = _daphne_wire(_Protocol(), corked_transport)
+    with corked.corked():
+        corked.write_joined(data, frames)
+        assert corked_transport.sent == []
+    assert corked_transport.sent == [data]
+
+    compressing = _Protocol(compressing=True)
+    _daphne_wire(compressing, _Transport()).write_joined(data, frames)
+    assert compressing.prepared == [Frame("one").wire, Frame("two").wire]
+
+    closing, closing_transport = _Protocol(), _Transport()
+    closing.state = 4
+    _daphne_wire(closing, closing_transport).write_joined(data, frames)
+    assert (closing_transport.sent, closing_transport.queued) == ([], [])
