@@ -57,25 +57,31 @@ def test_a_dead_drains_claims_return_after_their_lease(settings) -> None:
     assert redis.zscore(work._groups_key(), "g") is None
 
 
+class _Broker:
+    """Schedules drains (records the group) while up; refuses as an unreachable one would."""
+
+    def __init__(self, *, up: bool) -> None:
+        self.up = up
+        self.scheduled: list[str] = []
+
+    def __call__(self, group: str, countdown: float) -> None:
+        if not self.up:
+            raise ConnectionError("the broker is away")
+        self.scheduled.append(group)
+
+
 def test_items_come_while_the_broker_is_away_are_kept_and_drained_by_reclaim() -> None:
     """A drain that could not be asked for does not lose its items, nor do the writes after
     it (which skip the broker for a while rather than wait on it): the beat's reclaim
     starts their drain."""
-    scheduled: list[str] = []
-    broker_up = False
-
-    def schedule(group: str, countdown: float) -> None:
-        if not broker_up:
-            raise ConnectionError("the broker is away")
-        scheduled.append(group)
-
-    work = PendingWork(f"test-{uuid.uuid4().hex}", schedule, delay_secs=0.0, batch=10, max_age_secs=60)
+    broker = _Broker(up=False)
+    work = PendingWork(f"test-{uuid.uuid4().hex}", broker, delay_secs=0.0, batch=10, max_age_secs=60)
     work.add("g", ["a"], "test items")  # its drain could not be asked for
     work.add("g", ["b"], "test items")  # the broker is skipped for a while: kept all the same
-    broker_up = True
+    broker.up = True
     work.add("g", ["c"], "test items")
-    assert scheduled == []
-    assert work.reclaim() == ["g"] and scheduled == ["g"]
+    assert broker.scheduled == []
+    assert work.reclaim() == ["g"] and broker.scheduled == ["g"]
     with work.claimed("g") as taken:
         assert sorted(taken) == [b"a", b"b", b"c"]
     assert work.reclaim() == []
@@ -91,26 +97,19 @@ def test_reclaim_starts_one_drain_for_a_group_found_both_ways_without_scanning(s
     of reclaim's ways (lapsed claims, refused drains): it gets one drain. And reclaim looks
     only at what was listed for it, not at every key in Redis."""
     settings.PENDING_LEASE_SECS = 0.2
-    scheduled: list[str] = []
-    broker_up = True
-
-    def schedule(group: str, countdown: float) -> None:
-        if not broker_up:
-            raise ConnectionError("the broker is away")
-        scheduled.append(group)
-
-    work = PendingWork(f"test-{uuid.uuid4().hex}", schedule, delay_secs=0.0, batch=10, max_age_secs=60)
+    broker = _Broker(up=True)
+    work = PendingWork(f"test-{uuid.uuid4().hex}", broker, delay_secs=0.0, batch=10, max_age_secs=60)
     work.add("g", ["a"], "test items")
     dying = work.claimed("g")
     assert dying.__enter__() == [b"a"]  # and its worker is killed: no exit
-    broker_up = False
+    broker.up = False
     work.add("g", ["b"], "test items")  # its drain refused
-    broker_up = True
+    broker.up = True
     time.sleep(0.3)  # the dead drain's lease lapses
     work._list_earlier_waiting_once()  # an upgrade's one SCAN (the next test)
     scans = _scans()
     assert work.reclaim() == ["g"]
-    assert scheduled == ["g", "g"]  # the first write's drain, and one now
+    assert broker.scheduled == ["g", "g"]  # the first write's drain, and one now
     assert _scans() == scans
     assert work.reclaim() == []
     with work.claimed("g") as lapsed:
