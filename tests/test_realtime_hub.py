@@ -366,7 +366,7 @@ def test_sockets_resuming_from_one_cursor_share_one_worked_out_replay() -> None:
         return hub, sockets
 
     hub, (first, both, neither, later) = asyncio.run(resume())
-    assert sorted(hub.replays) == [(4, 10), (8, 10)]
+    assert sorted(hub.ring.replays) == [(4, 10), (8, 10)]
     texts = [[json.loads(text)["text"] for text in sock.written] for sock in (first, both, neither, later)]
     assert texts == [["m5", "m7", "m9"], ["m5", "m6", "m7", "m8", "m9", "m10"], [], ["m9"]]
     assert all(sock.cursor == 10 for sock in (first, both, neither, later))

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
 from messaging.realtime.delivery import (
-    MEMBERSHIP_KINDS,
     REPLAY_BATCH,
     AccessEnded,
     ResyncRequired,
@@ -42,6 +39,7 @@ from messaging.realtime.delivery import (
 from messaging.realtime.fanout import Flush
 from messaging.realtime.member_views import MemberViews
 from messaging.realtime.pool import blocking
+from messaging.realtime.ring import Ring
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
 
@@ -50,10 +48,6 @@ logger = logging.getLogger(__name__)
 GAP_WAIT_SECS = 0.05  # a publish that lost the race to Redis usually lands within this
 GAP_RETRY_SECS = 1.0  # after the log could not be read to fill a gap
 SUBSCRIBED_WITHIN_SECS = 1.0  # a new hub's subscription is in effect by then (see start)
-RING_SIZE = 512  # recent events per team kept for replay (a few MB with their frames); older: the log
-# Ring slices kept worked out for replay, by (cursor, head): the sockets of a reconnect
-# storm dropped together and come back with the same cursor, and share one.
-REPLAYS_KEPT = 8
 RECEIVE_BATCH = 200
 # After a flush that took D (wall time), the next waits 2D: the loop keeps two thirds of
 # its time for requests and sockets. Pacing by the flush's CPU time instead starved the
@@ -84,12 +78,7 @@ class TeamHub:
         self.shard = shard
         self.on_closed = on_closed  # the registry forgets a hub that closed on its own
         self.head = 0  # every event up to here has passed the gate (set by start)
-        self.ring: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
-        # Recent events that may change someone's conversations (those in the ring at least),
-        # for the check each reconnecting socket needs (member_views.py) without going
-        # through the whole ring.
-        self.membership_changes: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
-        self.replays: dict[tuple[int, int], Flush] = {}
+        self.ring = Ring()
         self.pending: dict[int, dict[str, Any]] = {}
         self.ready: list[dict[str, Any]] = []  # ordered, not yet handed out (see _flush)
         self.flush_handle: asyncio.TimerHandle | None = None
@@ -217,12 +206,9 @@ class TeamHub:
                 ready.clear()
                 continue
             self.ring.append(message)
-            if message["event"].get("type") in MEMBERSHIP_KINDS:
-                self.membership_changes.append(message)
             self.members.apply(message)
             ready.append(message)
         if ready:
-            self.replays.clear()  # worked out up to the old head: no cursor will ask for those again
             self.ready += ready
             if self.flush_handle is None:
                 loop = asyncio.get_running_loop()
@@ -310,29 +296,11 @@ class TeamHub:
         sockets = list(self.live)
         self.live.clear()
         self.ring.clear()
-        self.membership_changes.clear()
-        self.replays.clear()
         self.members.clear()
         for sock in sockets:
             spawn(sock.resync())
 
     # --- sockets -------------------------------------------------------------------------
-
-    def ring_after(self, event_id: int) -> list[dict[str, Any]]:
-        """The ring's events after `event_id` (the ring is contiguous, ending at the head)."""
-        if not self.ring:
-            return []
-        skip = max(0, event_id - self.ring[0]["event_id"] + 1)
-        return list(itertools.islice(self.ring, skip, None))
-
-    def membership_changes_after(self, event_id: int) -> list[dict[str, Any]]:
-        """The ring's events after `event_id` that may change someone's conversations."""
-        found = []
-        for message in reversed(self.membership_changes):
-            if message["event_id"] <= event_id:
-                break
-            found.append(message)
-        return found[::-1]
 
     async def join(self, sock: Socket) -> None:
         """Replay the socket's events after its cursor, then make it live (exactly once).
@@ -356,9 +324,8 @@ class TeamHub:
                 continue
             if sock.cursor == self.head:
                 break
-            oldest = self.ring[0]["event_id"] if self.ring else self.head + 1
-            if oldest <= sock.cursor + 1:
-                frames, delivered, ended = self._ring_replay(sock.cursor).frames_for(sock)
+            if self.ring.first_id(default=self.head + 1) <= sock.cursor + 1:
+                frames, delivered, ended = self.ring.replay(sock.cursor, self.head).frames_for(sock)
                 self._write_replay(sock, frames, delivered)
                 if ended:
                     raise AccessEnded
@@ -385,17 +352,6 @@ class TeamHub:
             unchanged = blocking(ensure_memberships_unchanged)
             await unchanged(self.shard, self.team_id, viewer.member_id, batch[-1]["event_id"], upto)
 
-    def _ring_replay(self, cursor: int) -> Flush:
-        """The ring's events after `cursor`, worked out once for every socket that resumes
-        from it: one question per socket, and one joined write for all that see the same."""
-        key = (cursor, self.head)
-        flush = self.replays.get(key)
-        if flush is None:
-            if len(self.replays) >= REPLAYS_KEPT:
-                self.replays.pop(next(iter(self.replays)))
-            flush = self.replays[key] = Flush(self.ring_after(cursor))
-        return flush
-
     def _replay(self, sock: Socket, messages: list[dict[str, Any]]) -> bool:
         """Catch-up frames go out as one write. True when one of them ended the socket's grant."""
         frames, delivered, ended = frames_for(sock, messages)
@@ -415,11 +371,7 @@ class TeamHub:
     def _pruned(self, upto: int) -> None:
         """The log no longer has events up to `upto`: neither does the ring, so a cursor
         before them gets resync_required here too."""
-        while self.ring and self.ring[0]["event_id"] <= upto:
-            self.ring.popleft()
-        while self.membership_changes and self.membership_changes[0]["event_id"] <= upto:
-            self.membership_changes.popleft()
-        self.replays.clear()
+        self.ring.prune(upto)
 
     def _typing(self, message: dict[str, Any]) -> None:
         """Typing is not logged: shown only live, to members of that conversation."""

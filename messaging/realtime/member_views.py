@@ -57,7 +57,7 @@ class MemberViews:
 
         Joins and leaves the hub orders during the read may or may not be in what was read:
         they are applied again from the ring (adding or removing twice changes nothing). If
-        the ring no longer holds them all (more than RING_SIZE events passed, or it was
+        the ring no longer holds them all (more than ring.RING_SIZE events passed, or it was
         cleared), the read is done again: a leave it missed would stay in the cache."""
         hub = self.hub
         if cursor > hub.head:
@@ -67,8 +67,8 @@ class MemberViews:
         if view is None:
             view = await self._read(member_id)
         # The ring as it is now, after the read: the view is as of its end, the head.
-        oldest = hub.ring[0]["event_id"] if hub.ring else hub.head + 1
-        ensure_unchanged_by(member_id, hub.membership_changes_after(cursor), hub.head)
+        oldest = hub.ring.first_id(default=hub.head + 1)
+        ensure_unchanged_by(member_id, hub.ring.membership_changes_after(cursor), hub.head)
         viewer = Viewer(member_id, set(view.channel_ids))
         if oldest > cursor + 1:
             viewer.unchecked_upto = oldest - 1
@@ -80,10 +80,10 @@ class MemberViews:
             as_of, clears = hub.head, self.clears
             channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id, as_of)
             view = Viewer(member_id, channel_ids)
-            for message in hub.ring_after(as_of):
+            for message in hub.ring.after(as_of):
                 if member_id in membership_subjects(message):
                     view.may_see(message)
-            covered = hub.head == as_of or bool(hub.ring and hub.ring[0]["event_id"] <= as_of + 1)
+            covered = hub.head == as_of or hub.ring.first_id(default=as_of + 2) <= as_of + 1
             if covered and self.clears == clears:
                 if len(self.views) >= MEMBER_CACHE_SIZE:
                     self.views.pop(next(iter(self.views)))
