@@ -389,8 +389,9 @@ class PendingWork:
 
     def _start_waiting(self, started: list[str]) -> None:
         """Start the drain of every listed group whose items wait with none due, adding
-        each started to `started`; _DrainRefused at the broker's first refusal. The list
-        is only read here: a group leaves it when a drain takes its last item."""
+        each started to `started` (filled in place: those started before a refusal are
+        still reported); _DrainRefused at the broker's first refusal. The list is only read
+        here: a group leaves it when a drain takes its last item."""
         self._list_earlier_waiting_once()
         connection = get_redis_connection("default")
         waiting_key = self._waiting_key()

@@ -77,14 +77,11 @@ def _account(email: str, password: str | None, claim: bool | None = None) -> Acc
                     return Account.objects.create_user(email, password)
             except IntegrityError:  # made meanwhile: decide on it as on any existing one
                 account = Account.objects.select_for_update().get(email=email)
-        if not password or claim is None:
-            if password:
-                account.set_password(password)
-                account.save(update_fields=["password"])
+        if not password:
             return account
-        if account.has_usable_password():
+        if claim is not None and account.has_usable_password():
             raise ApiError("account_exists", "that email already has an account: use its password")
-        if not claim:
+        if claim is False:
             raise ApiError(
                 "claim_by_email",
                 "this address already has an account: open the invitation that was emailed to it",

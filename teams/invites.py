@@ -74,10 +74,6 @@ def invite_token(team: TeamEntry, email: str, *, may_claim: bool = False) -> str
     return signing.dumps(data, salt=INVITE_SALT, compress=True)
 
 
-def _is_unclaimed(account: Account | None) -> bool:
-    return account is not None and not account.has_usable_password()
-
-
 def _count_invite(team: TeamEntry) -> None:
     """ApiError past INVITES_PER_HOUR for the team: each invitation is a mail we send, with
     text an admin chose, to an address they chose."""
@@ -116,7 +112,8 @@ def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) ->
     except (OSError, BadHeaderError) as exc:  # smtplib's errors are OSErrors
         logger.warning("an invitation of team %s was not sent: %s", team.id, exc)
         raise ApiError("invite_not_sent", "the invitation could not be emailed; try again later") from exc
-    if _is_unclaimed(Account.objects.filter(email=email).first()):
+    account = Account.objects.filter(email=email).first()
+    if account is not None and not account.has_usable_password():  # only the emailed link may claim it
         return IssuedInvite(email, None)
     return IssuedInvite(email, link_for(invite_token(team, email)))
 
@@ -138,13 +135,9 @@ def accept_invite(request: HttpRequest, invite: Invite, name: str, password: str
     """Join the team as the invited email. An existing account must prove its password:
     an invitation never resets anyone's password. One nobody ever signed in to (an import
     made it for an email in its archive) has none to prove: the emailed invitation claims
-    it, as it would a new one; the admin's copy of the link does not."""
+    it, as it would a new one; the admin's copy of the link does not (create_member decides
+    that on the locked account)."""
     existing = Account.objects.filter(email=invite.email).first()
-    if _is_unclaimed(existing) and not invite.may_claim:
-        raise ApiError(
-            "claim_by_email",
-            "this address already has an account: open the invitation that was emailed to it",
-        )
     if existing is not None and existing.has_usable_password():
         address = sign_in_limits.client_address(request)
         wait = sign_in_limits.wait_secs(invite.email, address)

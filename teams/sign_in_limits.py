@@ -108,7 +108,7 @@ def client_address(request: HttpRequest | None) -> str:
         # Django joins repeated headers with ",", so a second X-Forwarded-For header counts
         # as more entries on the left, as a proxy appending to the first would make them.
         forwarded = [entry.strip() for entry in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
-        if len(forwarded) >= hops and _parses(forwarded[-hops]):
+        if len(forwarded) >= hops and _ip(forwarded[-hops]) is not None:
             return forwarded[-hops]
     return remote
 
@@ -116,30 +116,28 @@ def client_address(request: HttpRequest | None) -> str:
 def _is_trusted_proxy(address: str) -> bool:
     """Whether a request from `address` came through the proxies (CHAT_TRUSTED_PROXIES):
     one that reached daphne directly says what it likes in X-Forwarded-For."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # a dual-stack listener's form
-        ip = ip.ipv4_mapped
-    return any(ip in ipaddress.ip_network(network, strict=False) for network in settings.TRUSTED_PROXIES)
-
-
-def _parses(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
+    ip = _ip(address)
+    return ip is not None and any(ip in network for network in settings.TRUSTED_PROXIES)
 
 
 def _counted_as(address: str) -> str:
     """An IPv6 client is counted by its /64: one host is usually given a whole /64, and
     counted address by address it would have 2^64 fresh ones to guess from."""
+    ip = _ip(address)
+    if ip is None:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, None if it is not one; an IPv4-mapped IPv6 address (a dual-stack
+    listener's form) as its IPv4 address."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
-    if ip.version == 6 and not ip.ipv4_mapped:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    return ip

@@ -1,6 +1,7 @@
 """Signing in with email and password, choosing a team, and the API over the session."""
 
 import json
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
@@ -181,7 +182,7 @@ def test_behind_a_proxy_the_address_is_the_one_it_forwarded(world: World) -> Non
     last X-Forwarded-For entry, which the proxy appended. Entries left of it are the
     client's own say: varying them does not escape the pause."""
     create_member(world.acme.team, "dan@acme.test", name="Dan", password="the right one")
-    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=[f"{PROXY}/32"]):
+    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=[ip_network(f"{PROXY}/32")]):
         attacker = _csrf_client()
         for n in range(10):
             spoofed = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"10.9.8.{n}, {ATTACKER}"}
@@ -221,7 +222,7 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(world: World) -> Non
 )
 def test_client_address(hops: int, forwarded: str | None, address: str) -> None:
     meta = {"REMOTE_ADDR": PROXY} | ({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {})
-    with override_settings(TRUSTED_PROXY_HOPS=hops, TRUSTED_PROXIES=["192.0.2.0/24"]):
+    with override_settings(TRUSTED_PROXY_HOPS=hops, TRUSTED_PROXIES=[ip_network("192.0.2.0/24")]):
         assert client_address(RequestFactory().post("/signin/", **meta)) == address
 
 
@@ -229,7 +230,7 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy_and_only_as_an_address
     """A request straight to daphne (not from CHAT_TRUSTED_PROXIES) names whatever it
     likes in X-Forwarded-For, and so may a proxy that passes the client's header on: it is
     read only from a proxy, and only an IP address there is taken."""
-    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=["192.0.2.0/24"]):
+    with override_settings(TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES=[ip_network("192.0.2.0/24")]):
         direct = RequestFactory().post("/signin/", REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR=VICTIM)
         assert client_address(direct) == ATTACKER
         junk = RequestFactory().post("/signin/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="x y:z")
