@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from messaging.realtime.delivery import MEMBERSHIP_KINDS
@@ -29,7 +30,7 @@ class Ring:
     def __bool__(self) -> bool:
         return bool(self.events)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
 
     def first_id(self, default: int) -> int:
