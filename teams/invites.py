@@ -74,11 +74,12 @@ def invite_token(team: TeamEntry, email: str, *, may_claim: bool = False) -> str
     return signing.dumps(data, salt=INVITE_SALT, compress=True)
 
 
-def _count_invite(team: TeamEntry) -> None:
+def _count_invite(team: TeamEntry) -> str | None:
     """ApiError past INVITES_PER_HOUR for the team: each invitation is a mail we send, with
-    text an admin chose, to an address they chose."""
+    text an admin chose, to an address they chose. Returns the counter it added to (None
+    when nothing was counted), for _uncount_invite."""
     if not settings.RATE_LIMITS_ENABLED:
-        return
+        return None
     now = time.time()
     window = int(now // 3600)
     key = f"invites:{team.id}:{window}"
@@ -89,16 +90,28 @@ def _count_invite(team: TeamEntry) -> None:
         count = pipe.execute()[0]
     except RedisError as exc:  # as the API's limits: an outage must not stop inviting
         logger.warning("invitations not counted: %s", exc)
-        return
+        return None
     if count > INVITES_PER_HOUR:
         minutes = max(1, math.ceil(((window + 1) * 3600 - now) / 60))
         raise ApiError("ratelimited", f"too many invitations this hour: try again in {minutes} minutes")
+    return key
+
+
+def _uncount_invite(key: str | None) -> None:
+    """An invitation the mail server refused was not sent: the admin's retry must not use
+    up the hour's allowance (a mail server away for a while would otherwise spend it)."""
+    if key is None:
+        return
+    try:
+        get_redis_connection("default").decr(key)
+    except RedisError as exc:
+        logger.warning("a refused invitation stays counted: %s", exc)
 
 
 def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) -> IssuedInvite:
     """Email an invitation to `email`; `link_for` turns a token into an absolute URL."""
     email = _normal_email(email)
-    _count_invite(team)
+    counted = _count_invite(team)
     emailed_link = link_for(invite_token(team, email, may_claim=True))
     team_name = " ".join(team.name.split())  # a header holds no line break
     try:
@@ -111,6 +124,7 @@ def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) ->
         )
     except (OSError, BadHeaderError) as exc:  # smtplib's errors are OSErrors
         logger.warning("an invitation of team %s was not sent: %s", team.id, exc)
+        _uncount_invite(counted)
         raise ApiError("invite_not_sent", "the invitation could not be emailed; try again later") from exc
     account = Account.objects.filter(email=email).first()
     if account is not None and not account.has_usable_password():  # only the emailed link may claim it

@@ -147,18 +147,40 @@ def test_a_password_reaches_an_existing_account_only_as_the_invitation_may_set_i
     assert TeamMembership.objects.filter(account__email="made@import.test", member_id=member.id).exists()
 
 
-def test_an_invitation_the_mail_server_refuses_says_so_on_the_page(world: World, settings) -> None:
-    """A mail server that is away: the admin reads that the invitation was not sent."""
+def _mail_server_away(settings) -> None:
+    """Mail goes by SMTP to a port nothing listens on."""
     import socket
 
-    with socket.socket() as unused:  # a port nothing listens on
+    with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
+
+
+def test_an_invitation_the_mail_server_refuses_says_so_on_the_page(world: World, settings) -> None:
+    """A mail server that is away: the admin reads that the invitation was not sent."""
+    _mail_server_away(settings)
     page = _signed_in("alice@acme.test", world.acme.team.id).post("/team-admin/", {"email": "erin@acme.test"})
     assert page.status_code == 200
     assert b"could not be emailed" in page.content and b'id="invite-link"' not in page.content
+
+
+def test_an_invitation_that_was_not_sent_does_not_count_against_the_hour(
+    world: World, settings, monkeypatch
+) -> None:
+    from teams import invites
+
+    monkeypatch.setattr(invites, "INVITES_PER_HOUR", 1)
+    admin = _signed_in("alice@acme.test", world.acme.team.id)
+    backend = settings.EMAIL_BACKEND
+    _mail_server_away(settings)
+    for _ in range(3):
+        assert b"could not be emailed" in admin.post("/team-admin/", {"email": "erin@acme.test"}).content
+    settings.EMAIL_BACKEND = backend
+    assert b"Invitation emailed" in admin.post("/team-admin/", {"email": "erin@acme.test"}).content
+    assert b"too many invitations this hour" in admin.post("/team-admin/", {"email": "p@acme.test"}).content
+    assert [m.to for m in mail.outbox] == [["erin@acme.test"]]
 
 
 def test_a_team_sends_a_bounded_number_of_invitations_an_hour(world: World, monkeypatch) -> None:
