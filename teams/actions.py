@@ -76,7 +76,9 @@ def _account(email: str, password: str | None, claim: bool | None = None) -> Acc
                 with transaction.atomic(using=CONTROL_DB):
                     return Account.objects.create_user(email, password)
             except IntegrityError:  # made meanwhile: decide on it as on any existing one
-                account = Account.objects.select_for_update().get(email=email)
+                account = Account.objects.select_for_update().filter(email=email).first()
+                if account is None:  # another constraint refused the row: say that one
+                    raise
         if not password:
             return account
         if claim is not None and account.has_usable_password():
