@@ -100,7 +100,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         global _connecting
         self.hub: TeamHub | None = None
-        self.wire: Wire | None = None
+        # Made before the handshake: until accept opens the socket, its sends take the
+        # consumer's own way (Wire.open), so every frame goes through it in one order.
+        self.wire = Wire(self.base_send, self._send_text)
         self.typing_sent: dict[int, float] = {}
         if _connecting >= settings.SOCKETS_CONNECTING_MAX:
             await self._refuse(1.0, "too many sockets connecting to this server")
@@ -140,7 +142,6 @@ class RtmConsumer(AsyncWebsocketConsumer):
         self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
         self.cursor = ticket.cursor  # the `since` it came with, else the boot's
         self.socket_key = admission.socket_key
-        self.wire = Wire(self.base_send, self._send_text)
         await self.accept()
         try:
             await self._go_live(team, ticket, admission.reconnect_ticket)
@@ -376,7 +377,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, content: dict[str, Any]) -> None:
         text = json.dumps(content)
-        if self.wire is not None and self.wire.open:
+        if self.wire.open:
             self.wire.write([Frame(text)])  # the same path as the hub's writes: one order
         else:
             await self.send(text_data=text)
