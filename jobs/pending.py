@@ -39,6 +39,8 @@ from django_redis import get_redis_connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from jobs.pending_scripts import RELEASE, REQUEUE, TAKE, UNLIST_EMPTY
+
 logger = logging.getLogger(__name__)
 
 # Reaching a broker that is down takes Celery up to its connect timeout (4 s by default),
@@ -47,98 +49,6 @@ logger = logging.getLogger(__name__)
 BROKER_DOWN_RETRY_SECS = 30.0
 DRAIN_FLAG_TTL_SECS = 30  # a drain job lost with its worker is rescheduled by a later write
 SET_ASIDE_TTL_SECS = 7 * 24 * 3600  # items that kept killing their drain, for a look
-
-# KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside,
-# groups with items waiting. ARGV: now, lease end, batch, group, max age, lapses before an
-# item is set aside, set aside ttl. Returns {taken, set aside, 1 if more wait}.
-# Claims whose lease lapsed first (their drain died): batch / 2^(most lapses among them)
-# of them and nothing else, so an item that kills its drain ends up alone. Else new
-# items. All leased to this drain; the group is listed under its earliest lease end,
-# for `reclaim`.
-_TAKE_LUA = """
-local batch = tonumber(ARGV[3])
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, batch)
-local taken, set_aside, more = {}, {}, 0
-if #lapsed > 0 then
-  local worst = 0
-  for _, item in ipairs(lapsed) do
-    worst = math.max(worst, tonumber(redis.call('HGET', KEYS[4], item) or '0'))
-  end
-  local limit = math.max(1, math.floor(batch / 2 ^ worst))
-  for i = 1, math.min(limit, #lapsed) do
-    local item = lapsed[i]
-    if redis.call('HINCRBY', KEYS[4], item, 1) > tonumber(ARGV[6]) then
-      redis.call('ZREM', KEYS[2], item)
-      redis.call('HDEL', KEYS[4], item)
-      redis.call('SADD', KEYS[5], item)
-      redis.call('EXPIRE', KEYS[5], ARGV[7])
-      table.insert(set_aside, item)
-    else
-      table.insert(taken, item)
-    end
-  end
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
-  if #lapsed > limit or #lapsed == batch or redis.call('SCARD', KEYS[1]) > 0 then more = 1 end
-else
-  taken = redis.call('SPOP', KEYS[1], batch)
-  if #taken == batch then more = 1 end
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[6], ARGV[4]) end
-for _, item in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], item) end
-if #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
-local earliest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #earliest == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[4])
-else
-  redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
-end
-return {taken, set_aside, more}
-"""
-
-# KEYS: claims, groups with claims, lapses. ARGV: group, this drain's lease end, then its
-# items. Only items still under this drain's lease: one a later drain took again
-# (re-marked by an edit, or past this lease) is that drain's to let go.
-_RELEASE_LUA = """
-local lease = tonumber(ARGV[2])
-for i = 3, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == lease then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[3], ARGV[i])
-  end
-end
-local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #earliest == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], earliest[2], ARGV[1])
-end
-return 0
-"""
-
-# KEYS: items, groups with items waiting. ARGV: group. Unlists the group unless its items
-# wait (a write may add some between a look and the removal). Returns 1 if they do.
-_UNLIST_EMPTY_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-redis.call('SREM', KEYS[2], ARGV[1])
-return 0
-"""
-
-# KEYS: items, set aside, lapses, groups with items waiting. ARGV: the items' ttl, group.
-# Set-aside items pending again, as never lapsed. Returns how many.
-_REQUEUE_LUA = """
-local items = redis.call('SMEMBERS', KEYS[2])
-for _, item in ipairs(items) do
-  redis.call('SADD', KEYS[1], item)
-  redis.call('HDEL', KEYS[3], item)
-end
-if #items > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  redis.call('SADD', KEYS[4], ARGV[2])
-end
-redis.call('DEL', KEYS[2])
-return #items
-"""
 
 # A drain ending with these could not hand its work on (the broker or Redis is away):
 # it keeps its claims, and the lease brings the work back.
@@ -275,7 +185,7 @@ class PendingWork:
         lease_end = now + settings.PENDING_LEASE_SECS
         ttl = self._claims_ttl()
         args = [now, repr(lease_end), self.batch, group, ttl, self.max_lapses, SET_ASIDE_TTL_SECS]
-        taken, set_aside, more = connection.register_script(_TAKE_LUA)(keys, args)
+        taken, set_aside, more = connection.register_script(TAKE)(keys, args)
         if set_aside:
             logger.error(
                 "%s of %s set aside, their drains died %d times in a row: %s "
@@ -336,7 +246,7 @@ class PendingWork:
         try:
             connection = get_redis_connection("default")
             keys = [self._claims_key(group), self._groups_key(), self._lapses_key(group)]
-            connection.register_script(_RELEASE_LUA)(keys, [group, repr(lease_end), *items])
+            connection.register_script(RELEASE)(keys, [group, repr(lease_end), *items])
         except RedisError as exc:  # the work is done or handed on; only the claims linger
             logger.warning("%s claims of %s kept (their lease brings them back): %s", self.name, group, exc)
 
@@ -395,7 +305,7 @@ class PendingWork:
         self._list_earlier_waiting_once()
         connection = get_redis_connection("default")
         waiting_key = self._waiting_key()
-        unlist_empty = connection.register_script(_UNLIST_EMPTY_LUA)
+        unlist_empty = connection.register_script(UNLIST_EMPTY)
         for raw in connection.sscan_iter(waiting_key, count=1000):
             group = raw.decode()
             if unlist_empty([self._items_key(group), waiting_key], [group]) and self._start_drain(group):
@@ -427,7 +337,7 @@ class PendingWork:
         is fixed): pending again, no lapse counted, and a drain started. Returns how many."""
         keys = [self._items_key(group), self.set_aside_key(group), self._lapses_key(group)]
         keys.append(self._waiting_key())
-        requeued = int(get_redis_connection("default").eval(_REQUEUE_LUA, 4, *keys, self.max_age_secs, group))
+        requeued = int(get_redis_connection("default").eval(REQUEUE, 4, *keys, self.max_age_secs, group))
         if requeued:
             logger.warning("%s of %s: %d set-aside items requeued", self.name, group, requeued)
             self._drain_now(group)
