@@ -13,6 +13,13 @@ listed group with none due (the broker refused it, or was skipped while away, or
 was lost), and a reclaim cut short loses nothing, as the list is only read. Items may then
 be worked twice, which every drain here tolerates; none is lost silently.
 
+A drain counts as due while its flag lasts (DRAIN_FLAG_TTL_SECS), but a queue backlogged
+past that still holds it, and one more drain each beat would only deepen the backlog that
+delays it. So reclaim sends a group's drain again only once a wait has passed since it
+last did, twice as long each time until a drain of the group starts, up to
+RESEND_MAX_WAIT_SECS: a lost job still goes out again, a queued one is not repeated every
+beat.
+
 An item may be what killed its drain (a message that takes the worker's memory, a crash
 in a C library): taken again with the rest, it would kill every drain of its group
 forever. So items whose lease lapsed come back in half as big a batch each time they
@@ -34,10 +41,23 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django_redis import get_redis_connection
 
-from jobs.pending_batches import DrainRefused, PendingBatches
-from jobs.pending_scripts import REQUEUE, UNLIST_EMPTY
+from jobs.pending_batches import DRAIN_FLAG_TTL_SECS, DrainRefused, PendingBatches
+from jobs.pending_scripts import REQUEUE, RESEND_DUE, UNLIST_EMPTY
 
 logger = logging.getLogger(__name__)
+
+# Reclaim's waits between sending a group's drain again while none of its drains starts:
+# DRAIN_FLAG_TTL_SECS times 2, 4, 8... up to this. A backlog of an hour then gets 9 more
+# drains per group, not 60, and a job that was really lost goes out again this long (and
+# a beat) after the last at the latest.
+RESEND_MAX_WAIT_SECS = 10 * 60
+# What reclaim sent is kept in a hash per group (when it last sent the drain, how many
+# times since one started) that expires on its own, rather than in one sorted set of every
+# group scored by when it may be sent again: reclaim looks at each waiting group in turn
+# anyway (its items, its flag), so ranging over a score would save nothing, and a shared
+# key would expire only once no group is backed off, keeping groups whose items expired.
+# A write does not note its drain there (its one round trip stays as it was): its flag,
+# while it lasts, says a drain was just asked for. A drain's start deletes the hash.
 
 
 @dataclass
@@ -54,17 +74,19 @@ class PendingWork(PendingBatches):
     """One kind of batched work (see PendingBatches for its writes and drains), with the
     beat's `reclaim` and the operators' tools (manage.py pending)."""
 
-    def reclaim(self) -> list[str]:
+    def reclaim(self, now: float | None = None) -> list[str]:
         """Start a drain for every group whose items wait with no drain asked for (the
         broker refused it, or was skipped while away), and for every group whose claims
-        outlived their lease (the drain that held them died); one drain per group, and
-        only where none is due already. Returns those groups. Once the broker refuses, the
-        rest wait for the next reclaim: each refusal may take its connect timeout."""
+        outlived their lease (the drain that held them died); one drain per group, only
+        where none is due already, and backing off where the last one reclaim sent has not
+        started. Returns those groups. Once the broker refuses, the rest wait for the next
+        reclaim: each refusal may take its connect timeout. `now` is time.time() but in
+        tests."""
         connection = get_redis_connection("default")
-        now = time.time()
+        now = time.time() if now is None else now
         started: list[str] = []
         try:
-            self._start_waiting(started)
+            self._start_waiting(started, now)
             started_above = set(started)
             for raw in connection.zrangebyscore(self._groups_key(), "-inf", now):
                 group = raw.decode()
@@ -72,7 +94,7 @@ class PendingWork(PendingBatches):
                     connection.zrem(self._groups_key(), group)
                     continue
                 # A drain started above, or due already, takes the lapsed claims first.
-                if group in started_above or self._start_drain(group):
+                if group in started_above or self._resend_drain(group, now):
                     # Not listed again before the drain's own lease would end: one per lease.
                     connection.zadd(self._groups_key(), {group: now + settings.PENDING_LEASE_SECS})
                     if group not in started_above:
@@ -101,7 +123,7 @@ class PendingWork(PendingBatches):
             connection.sadd(self._waiting_key(), *groups)
         connection.set(marker, 1)
 
-    def _start_waiting(self, started: list[str]) -> None:
+    def _start_waiting(self, started: list[str], now: float) -> None:
         """Start the drain of every listed group whose items wait with none due, adding
         each started to `started` (filled in place: those started before a refusal are
         still reported); DrainRefused at the broker's first refusal. The list is only read
@@ -112,8 +134,25 @@ class PendingWork(PendingBatches):
         unlist_empty = connection.register_script(UNLIST_EMPTY)
         for raw in connection.sscan_iter(waiting_key, count=1000):
             group = raw.decode()
-            if unlist_empty([self._items_key(group), waiting_key], [group]) and self._start_drain(group):
+            waiting = unlist_empty([self._items_key(group), waiting_key], [group])
+            if waiting and self._resend_drain(group, now):
                 started.append(group)
+
+    def _resend_drain(self, group: str, now: float) -> bool:
+        """Reclaim's `_start_drain`: sends the group's drain if none is due and the wait
+        since reclaim last sent one is over (see RESEND_MAX_WAIT_SECS), and notes it for
+        the next wait. A reclaim cut short before the note only sends the next one sooner."""
+        connection = get_redis_connection("default")
+        keys = [self._flag_key(group), self._resent_key(group)]
+        if not connection.register_script(RESEND_DUE)(keys, [now, DRAIN_FLAG_TTL_SECS, RESEND_MAX_WAIT_SECS]):
+            return False
+        self._send_drain(group)
+        pipe = connection.pipeline(transaction=True)
+        pipe.hset(keys[1], "at", now)
+        pipe.hincrby(keys[1], "times", 1)
+        pipe.expire(keys[1], 2 * RESEND_MAX_WAIT_SECS)  # outlives the longest wait, for the beat after it
+        pipe.execute()
+        return True
 
     # --- operators (manage.py pending) ---------------------------------------------------
 

@@ -68,6 +68,9 @@ class PendingBatches:
     def _flag_key(self, group: str) -> str:
         return f"{self.name}:drain-scheduled:{group}"
 
+    def _resent_key(self, group: str) -> str:
+        return f"{self.name}:drain-resent:{group}"  # what reclaim sent: see jobs.pending
+
     def _claims_key(self, group: str) -> str:
         return f"{self.name}:claimed:{group}"
 
@@ -140,7 +143,9 @@ class PendingBatches:
 
     def _take(self, group: str) -> tuple[float, list[bytes]]:
         connection = get_redis_connection("default")
-        connection.delete(self._flag_key(group))  # writes from now on schedule the next drain
+        # Writes from now on schedule the next drain; and the queue moves: reclaim's waits
+        # start over.
+        connection.delete(self._flag_key(group), self._resent_key(group))
         now = time.time()
         keys = [
             self._items_key(group),
@@ -184,12 +189,17 @@ class PendingBatches:
         connection = get_redis_connection("default")
         if not connection.set(self._flag_key(group), 1, nx=True, ex=DRAIN_FLAG_TTL_SECS):
             return False
+        self._send_drain(group)
+        return True
+
+    def _send_drain(self, group: str) -> None:
+        """Publish the group's drain, its flag taken; DrainRefused (the flag let go, for
+        a write or reclaim to take) when the broker refuses."""
         try:
             self.schedule(group, 0.0)
         except Exception as exc:
-            connection.delete(self._flag_key(group))
+            get_redis_connection("default").delete(self._flag_key(group))
             raise DrainRefused(group) from exc
-        return True
 
     def _claims_ttl(self) -> int:
         return int(max(self.max_age_secs, 2 * settings.PENDING_LEASE_SECS))  # outlives a lease

@@ -1,5 +1,6 @@
 """The Lua scripts that move pending work between its Redis keys (jobs.pending), each in
-one atomic step: a drain's take and release, unlisting a group, requeueing set-aside items."""
+one atomic step: a drain's take and release, unlisting a group, whether reclaim may send a
+group's drain again, requeueing set-aside items."""
 
 # KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside,
 # groups with items waiting. ARGV: now, lease end, batch, group, max age, lapses before an
@@ -75,6 +76,21 @@ UNLIST_EMPTY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 redis.call('SREM', KEYS[2], ARGV[1])
 return 0
+"""
+
+# KEYS: a group's drain flag, what reclaim sent (hash: at, times). ARGV: now, flag ttl,
+# longest wait. 1, the flag taken (as a write takes it), if no drain is due and reclaim
+# has sent none since one started, or the last longer ago than flag ttl * 2^times (at
+# most the longest wait); else 0.
+RESEND_DUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local sent = redis.call('HMGET', KEYS[2], 'at', 'times')
+if sent[1] and sent[2] then
+  local wait = math.min(tonumber(ARGV[2]) * 2 ^ tonumber(sent[2]), tonumber(ARGV[3]))
+  if tonumber(ARGV[1]) < tonumber(sent[1]) + wait then return 0 end
+end
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[2])
+return 1
 """
 
 # KEYS: items, set aside, lapses, groups with items waiting. ARGV: the items' ttl, group.

@@ -4,6 +4,7 @@ again. Real Redis; the last test a real search worker."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -12,7 +13,8 @@ from django_redis import get_redis_connection
 
 from chatproject.celery import app
 from jobs import search_tasks
-from jobs.pending import PendingWork
+from jobs.pending import RESEND_MAX_WAIT_SECS, PendingWork
+from jobs.pending_batches import DRAIN_FLAG_TTL_SECS
 from jobs.tasks import reclaim_pending
 from tests.conftest import World
 from tests.servers import running_worker
@@ -177,10 +179,68 @@ def test_groups_waiting_from_before_the_list_existed_are_listed_once_and_drained
     assert work.reclaim() == ["old"] and scheduled == ["old"]
     redis.delete(work._flag_key("old"))
     scans = _scans()
-    assert work.reclaim() == ["old"]  # still waiting: listed for good
+    assert work.reclaim(now=time.time() + 60) == ["old"]  # still waiting: listed for good
     assert _scans() == scans
     with work.claimed("old") as taken:
         assert taken == [b"a"]
+
+
+def _reclaim_each_minute(work: PendingWork, broker: _Broker, minutes: int, start: float) -> list[int]:
+    """The beat's reclaim once a minute after `start` (on a clock run that far ahead) while
+    no drain of group g starts: its jobs wait behind a backlog, or are lost. The minutes
+    at which reclaim sent one more."""
+    assert DRAIN_FLAG_TTL_SECS < 60  # so each minute the flag of the drain last sent is gone
+    redis = get_redis_connection("default")
+    sent_at = []
+    for minute in range(1, minutes + 1):
+        redis.delete(work._flag_key("g"))
+        sent = len(broker.scheduled)
+        work.reclaim(now=start + 60 * minute)
+        if len(broker.scheduled) > sent:
+            sent_at.append(minute)
+    return sent_at
+
+
+def _backlogged_work() -> tuple[PendingWork, _Broker]:
+    broker = _Broker(up=True)
+    work = PendingWork(f"test-{uuid.uuid4().hex}", broker, delay_secs=0.0, batch=10, max_age_secs=4 * 3600)
+    work.add("g", ["a"], "test items")  # its drain is published, and does not start
+    return work, broker
+
+
+def test_a_drain_that_does_not_start_is_sent_again_ever_less_often() -> None:
+    """A queue backlogged past the drain flag's 30 s still holds the drain: one more each
+    beat would only deepen the backlog. Reclaim waits twice as long after each it sent,
+    up to RESEND_MAX_WAIT_SECS: an hour of it sends 9 drains, not 60."""
+    work, broker = _backlogged_work()
+    sent_at = _reclaim_each_minute(work, broker, 60, time.time())
+    assert sent_at == [1, 2, 4, 8, 16, 26, 36, 46, 56]  # waits of 1, 2, 4, 8 minutes, then 10
+    assert broker.scheduled == ["g"] * 10  # the write's, and reclaim's
+
+
+def test_a_lost_drain_is_sent_again_at_the_latest_after_the_longest_wait() -> None:
+    """However long no drain starts, reclaim sends one again each RESEND_MAX_WAIT_SECS:
+    a job that was lost, not queued, costs that much delay at most; and its memory of
+    what it sent expires."""
+    work, broker = _backlogged_work()
+    sent_at = _reclaim_each_minute(work, broker, 3 * 60, time.time())
+    assert sent_at[-1] > 3 * 60 - RESEND_MAX_WAIT_SECS / 60
+    assert max(later - earlier for earlier, later in itertools.pairwise(sent_at)) == RESEND_MAX_WAIT_SECS / 60
+    assert 0 < get_redis_connection("default").ttl(work._resent_key("g")) <= 2 * RESEND_MAX_WAIT_SECS
+    with work.claimed("g") as taken:  # the last one sent gets through
+        assert taken == [b"a"]
+
+
+def test_a_drain_that_starts_resets_the_wait() -> None:
+    """Once a drain runs, the queue moves again: the next drain stuck behind a backlog is
+    sent again as soon as the first was, and its waits grow from the start again."""
+    work, broker = _backlogged_work()
+    start = time.time()
+    assert _reclaim_each_minute(work, broker, 20, start) == [1, 2, 4, 8, 16]  # 10 minutes to the next
+    with work.claimed("g") as taken:  # the backlog clears
+        assert taken == [b"a"]
+    work.add("g", ["b"], "test items")  # its drain is published, and does not start
+    assert _reclaim_each_minute(work, broker, 8, start + 20 * 60) == [1, 2, 4, 8]
 
 
 def test_a_drain_lets_go_when_its_work_fails() -> None:
