@@ -16,7 +16,7 @@ import pytest
 
 from bench.slack_export_gen import generate
 from chatproject.dbrouter import on_shard
-from jobs import breakers
+from jobs import breaker_sight, breakers
 from jobs.models import TransferJob
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
@@ -110,7 +110,10 @@ def test_open_breaker_pauses_the_job(tmp_path: Path, archive: Path) -> None:
             job = _wait_for(lambda j: j.status == "paused", job, timeout=60)
             assert breakers.breaker_status("shard:shard_1").deferrals >= 1
             breakers.reset("shard:shard_1")
-            enqueue(job)  # the scheduled retry is a minute away; resume now
+            # The worker trusts the open circuit it saw for SIGHT_SECS more (jobs.breaker_sight):
+            # a run sent before then pauses again, until the scheduled retry a minute away.
+            time.sleep(breaker_sight.SIGHT_SECS + 0.2)
+            enqueue(job)  # resume now
             job = _wait_for(lambda j: j.status in ("done", "failed"), job)
     finally:
         breakers.reset("shard:shard_1")
