@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -17,6 +18,11 @@ from teams.tokens import grant_for, team_id_in_token, token_cache_key
 SESSION_TEAM_KEY = "team_id"
 
 
+def session_digest(session_key: str) -> str:
+    """What names a signed-in session outside it (a socket's ticket must not hold its key)."""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Caller:
     team: TeamEntry
@@ -24,6 +30,7 @@ class Caller:
     bot_id: int | None
     kind: str  # "user", "bot" or "session"
     token_id: int | None
+    session: str | None = None  # a session caller's session_digest
 
     @property
     def shard(self) -> str:
@@ -84,4 +91,5 @@ def caller_from_session(request: HttpRequest) -> Caller:
         raise ApiError("not_authed")
     if member["deleted"]:
         raise ApiError("account_inactive")
-    return Caller(entry, member["id"], None, "session", None)
+    session = session_digest(request.session.session_key or "")
+    return Caller(entry, member["id"], None, "session", None, session)

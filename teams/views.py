@@ -18,6 +18,7 @@ from teams.auth import SESSION_TEAM_KEY
 from teams.directory import team_entry
 from teams.invites import may_administer
 from teams.models import TeamMembership
+from teams.sessions import end_session_sockets
 
 
 def _open_memberships(request: HttpRequest) -> list[TeamMembership]:
@@ -66,6 +67,12 @@ class SignInView(auth_views.LoginView):
 
 class SignOutView(auth_views.LogoutView):
     next_page = "sign_in"
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Before the session goes: its other tabs' sockets are ended with it.
+        if request.user.is_authenticated and request.session.session_key:
+            end_session_sockets(request.user.pk, request.session.session_key)
+        return super().post(request, *args, **kwargs)
 
 
 @login_required(login_url="sign_in")

@@ -5,7 +5,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from teams.actions import create_member
 from teams.models import Account
-from tests.browser import TIMEOUT_MS, screenshot
+from tests.browser import TIMEOUT_MS, screenshot, session_cookie
 from tests.conftest import World
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
@@ -39,3 +39,19 @@ def test_sign_in_choose_team_and_sign_out(world: World, chromium, web_server) ->
     page.click("text=Sign out")
     page.wait_for_url("**/signin/")
     page.close()
+
+
+def test_signing_out_ends_the_sessions_other_tabs(world: World, chromium, web_server) -> None:
+    """Two tabs of one signed-in session: signing out in one closes the other's socket, and
+    that tab goes to the sign-in page instead of reconnecting (or hearing the team) on."""
+    context = chromium.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_cookies([{**session_cookie("alice@acme.test", world.acme.team.id), "url": web_server.http}])
+    tabs = [context.new_page(), context.new_page()]
+    for tab in tabs:
+        tab.goto(web_server.http + "/")
+        tab.wait_for_selector("#client[data-state=live]")
+    tabs[0].click("text=Sign out")
+    tabs[0].wait_for_url("**/signin/")
+    tabs[1].wait_for_url("**/signin/**")
+    context.close()

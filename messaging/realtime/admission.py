@@ -40,6 +40,7 @@ from teams.auth import Caller
 from teams.directory import TeamEntry, team_entry, team_entry_cache_key
 from teams.errors import ApiError
 from teams.models import Member
+from teams.sessions import session_ended_cache_key
 from teams.tokens import token_is_live, token_live_cache_key
 
 logger = logging.getLogger(__name__)
@@ -152,9 +153,13 @@ async def admit_connection(ticket_text: str, since: int | None) -> Admission:
     cache_keys = [team_entry_cache_key(ticket.team_id)]
     if ticket.token_id is not None:
         cache_keys.append(token_live_cache_key(ticket.token_id))
+    elif ticket.session is not None:
+        cache_keys.append(session_ended_cache_key(ticket.session))
     _, cached = await asyncio.gather(
         batch.call("SET", reconnect_key, value, "EX", RECONNECT_TTL_SECS), cache_get_many(cache_keys)
     )
+    if ticket.session is not None and cached[1] is not None:  # signed out (teams.sessions)
+        return Admission(0.0)
     if cached[0] is not None:
         team = team_entry(ticket.team_id, cached[0])
     else:
@@ -167,7 +172,8 @@ async def admit_connection(ticket_text: str, since: int | None) -> Admission:
 
 def grant_holds(ticket: Ticket, team: TeamEntry) -> bool:
     """Whether the token or session a ticket came from still holds: the token is not revoked
-    (a deactivated member's tokens are) or, for a session, the member is active. A reconnect
+    (a deactivated member's tokens are) or, for a session, the member is active (whether it
+    signed out is read from the cache with the team, by admit_connection). A reconnect
     ticket is renewed for as long as its socket lives, long after rtm.connect checked."""
     if ticket.token_id is not None:
         return token_is_live(ticket.token_id)

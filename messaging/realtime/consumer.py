@@ -139,7 +139,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.say_goodbye()
             return
-        self.caller = Caller(team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id)
+        self.caller = Caller(
+            team, ticket.member_id, ticket.bot_id, ticket.kind, ticket.token_id, ticket.session
+        )
         self.cursor = ticket.cursor  # the `since` it came with, else the boot's
         self.socket_key = admission.socket_key
         await self.accept()

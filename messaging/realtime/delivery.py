@@ -15,6 +15,7 @@ from messaging.events import CHANNEL_KEY, PARENT_KEY, TEAM_IMPORTED
 from messaging.models import ChannelMember, Event, EventSequence
 from messaging.realtime.wire import Frame, Wire
 from teams import ids
+from teams.auth import Caller
 
 REPLAY_BATCH = 1000
 FRAMES_KEY = "_frames"  # the encoded frames, cached on the (per-process, shared) layer message
@@ -277,6 +278,7 @@ class Socket(Protocol):
     cursor: int
     viewer: Viewer
     wire: Wire
+    caller: Caller
     reconnect_url_sent: float
 
     def write(self, frames: list[Frame]) -> None: ...

@@ -42,6 +42,7 @@ from messaging.realtime.pool import blocking
 from messaging.realtime.ring import Ring
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
+from teams.sessions import SESSION_ENDED
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class TeamHub:
                         self._typing(message)
                     elif kind == "presence.change":
                         self._presence_to_everyone(message)
+                    elif kind == SESSION_ENDED:
+                        self._end_session(message["session"])
                     elif kind == "team.pruned":
                         self._pruned(message["upto"])
                     elif kind == "team.moving":
@@ -380,6 +383,12 @@ class TeamHub:
         for sock in self.live:
             if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
                 sock.write([frame])
+
+    def _end_session(self, session: str) -> None:
+        """A web session signed out: its sockets here close, as a revoked token's do."""
+        for sock in [sock for sock in self.live if sock.caller.session == session]:
+            self.live.pop(sock, None)
+            spawn(sock.shut_out())
 
     def _presence_to_everyone(self, message: dict[str, Any]) -> None:
         """A presence change sent to the whole team instead of to its subscribers. The

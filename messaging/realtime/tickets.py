@@ -37,6 +37,7 @@ class Ticket:
     token_id: int | None
     cursor: int
     batch_presence_aware: bool = False
+    session: str | None = None  # the signed-in session it came from (teams.sessions)
 
 
 def _key(text: str) -> str:
@@ -53,6 +54,7 @@ def issue_ticket(caller: Caller, cursor: int, *, batch_presence_aware: bool = Fa
         caller.token_id,
         cursor,
         batch_presence_aware,
+        caller.session,
     )
     get_redis_connection("default").set(_key(text), json.dumps(asdict(ticket)), ex=TICKET_TTL_SECS)
     return text

@@ -75,13 +75,27 @@ function renderEverything() {
   pane.render();
 }
 
+// Signed out (in another tab, or the session ended): the sign-in page, not a retry loop.
+function signInAgainIfSignedOut(error) {
+  if (error.code === 'not_authed') window.location.assign('/signin/');
+}
+
+async function reconnectUrl() {
+  try {
+    return await socketUrl();
+  } catch (error) {
+    signInAgainIfSignedOut(error);
+    throw error;
+  }
+}
+
 async function bootWithRetry() {
   for (let attempt = 0; ; attempt += 1) {
     try {
       return await boot();
     } catch (error) {
       if (error.code === 'not_authed') {
-        window.location.assign('/signin/');
+        signInAgainIfSignedOut(error);
         throw error;
       }
       showConnection('reconnecting');
@@ -171,7 +185,7 @@ async function start() {
   renderEverything();
   const opened = openFromHash();
   connection = new Connection({
-    connectUrl: socketUrl,
+    connectUrl: reconnectUrl,
     onFrame: (frame) => {
       if (frame.type === 'hello') {
         subscribePresence();
