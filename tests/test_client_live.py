@@ -106,11 +106,20 @@ def test_unread_counts_follow_conversations_mark(world: World, chromium, web_ser
     assert "unread" in (link.get_attribute("class") or "")
     link.click()
     link.locator(".badge").wait_for(state="detached")
-    # The read cursor is on the server: a reload still shows nothing unread.
+    # A thread reply is unread in the channel only when it was also sent to the channel.
+    general = world.acme.channels["general"]
+    parent = alice_api.chat_postMessage(channel=general, text="a thread")["ts"]
+    alice_api.chat_postMessage(channel=general, thread_ts=parent, text="only in the thread")
+    alice_api.chat_postMessage(channel=general, thread_ts=parent, text="here too", reply_broadcast=True)
+    general_badge = bob.locator(f"#sidebar a[data-id={general}] .badge")
+    bob.locator(f"#sidebar a[data-id={general}] .badge", has_text="2").wait_for()
+    # The read cursor is on the server: a reload still shows nothing unread, and the same
+    # count for the thread.
     bob.wait_for_timeout(500)
     bob.reload()
     bob.wait_for_selector("#client[data-state=live]")
     assert bob.locator(f"#sidebar a[data-id={random}] .badge").count() == 0
+    assert general_badge.inner_text() == "2"
     bob.context.close()
 
 

@@ -7,6 +7,8 @@ import { emit, state } from './store.js';
 const TYPING_SHOWN_MS = 6000; // clients repeat typing every ~3 s while it lasts
 
 const isReply = (m) => m.thread_ts && m.thread_ts !== m.ts;
+// In the channel's own timeline: not a thread reply, unless also sent to the channel.
+const inChannel = (m) => !isReply(m) || m.subtype === 'thread_broadcast';
 
 export function mentionsMe(message, channel) {
   if (channel?.is_im) return true;
@@ -17,7 +19,7 @@ export function mentionsMe(message, channel) {
 function placeMessage(channelId, message) {
   const thread = isReply(message) ? state.threads.get(threadKey(channelId, message.thread_ts)) : null;
   if (thread) thread.upsert(message);
-  if (!isReply(message) || message.subtype === 'thread_broadcast') {
+  if (inChannel(message)) {
     const history = state.histories.get(channelId);
     if (history) history.upsert(message);
     if (message.thread_ts === message.ts) {
@@ -36,7 +38,7 @@ export function messagePosted(channelId, message) {
 
 function countUnread(channelId, message) {
   const channel = state.channels.get(channelId);
-  if (!channel || message.user === state.self.id || isReply(message) || message.hidden) return;
+  if (!channel || message.user === state.self.id || !inChannel(message) || message.hidden) return;
   if (channelId === state.current && document.visibilityState === 'visible') {
     emit('seen', channelId);
     return;
@@ -133,7 +135,7 @@ function markRead(channelId, ts) {
   channel.last_read = ts;
   const history = state.histories.get(channelId);
   const unread = history
-    ? history.messages.filter((m) => m.ts > ts && m.user !== state.self.id && !isReply(m) && !m.hidden)
+    ? history.messages.filter((m) => m.ts > ts && m.user !== state.self.id && inChannel(m) && !m.hidden)
     : [];
   channel.unread_count = unread.length;
   channel.unread_count_display = unread.length;
