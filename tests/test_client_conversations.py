@@ -90,6 +90,8 @@ def test_create_topic_pin_archive_leave_browse_and_dm(world: World, chromium, we
     alice.click("#dialog .pick:has-text('Bob')")
     _submit_dialog(alice)
     alice.wait_for_selector("#channel-title:text-is('Bob')")
+    # Bob is online: a DM opened now shows it (its partner is subscribed to at once).
+    alice.locator("#list-dms .conv", has_text="Bob").locator(".presence.active").wait_for()
     _send(alice, "just between us")
     dm = bob.locator("#list-dms .conv", has_text="alice")
     dm.locator(".badge.mention").wait_for()

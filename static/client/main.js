@@ -37,10 +37,16 @@ function send({ text, thread_ts = null, reply_broadcast = false }) {
 }
 
 // Presence is pushed only for whom we subscribe: DM partners and the member list shown.
-function subscribePresence() {
+// Sent again when that set changes (a new DM) and on every new socket (`fresh`), whose
+// subscriptions start empty.
+let presenceSubscribed = '';
+function subscribePresence(fresh = false) {
+  if (!connection) return; // still booting: hello subscribes
   const wanted = new Set(panelMembers);
   for (const channel of state.channels.values()) if (channel.is_im && channel.user) wanted.add(channel.user);
-  connection.send({ type: 'presence_sub', ids: [...wanted] });
+  const ids = [...wanted].sort();
+  if (!fresh && ids.join() === presenceSubscribed) return;
+  if (connection.send({ type: 'presence_sub', ids })) presenceSubscribed = ids.join();
 }
 
 const actionsFor = messageActions((channelId, ts) => thread.open(channelId, ts));
@@ -119,6 +125,7 @@ async function resync() {
 
 function wire() {
   on('channels', () => {
+    subscribePresence();
     renderSidebar(lists);
     pane.renderHeader();
     const unread = totalUnread();
@@ -188,7 +195,7 @@ async function start() {
     connectUrl: reconnectUrl,
     onFrame: (frame) => {
       if (frame.type === 'hello') {
-        subscribePresence();
+        subscribePresence(true);
         flush(); // whatever waited in the outbox goes out now (again: idempotent)
       }
       applyFrame(frame);
