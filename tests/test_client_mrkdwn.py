@@ -91,3 +91,28 @@ def test_hostile_text_only_becomes_safe_elements(page, texts: list[str]) -> None
             assert href.startswith(("http://", "https://", "mailto:", "#/")), (text, href)
             if not href.startswith("#/"):
                 assert (rel, target) == ("noopener noreferrer", "_blank")
+
+
+def test_typed_mentions_and_channels_become_references(world: World, page) -> None:
+    """How people type them: after a bracket or quote, before punctuation, capitalised."""
+    bob, general = world.acme["bob"].user_id, world.acme.channels["general"]
+    cases = {
+        "hey @bob, look": f"hey <@{bob}>, look",
+        "thanks @bob.": f"thanks <@{bob}>.",
+        "(@bob)": f"(<@{bob}>)",
+        "@Bob hi": f"<@{bob}> hi",
+        '"@bob"': f'"<@{bob}>"',
+        "@here.": "<!here>.",
+        "mail bob@acme.test": "mail bob@acme.test",
+        "@nobody there": "@nobody there",
+        "see #general.": f"see <#{general}|general>.",
+        "<@bob>": "&lt;@bob&gt;",
+    }
+    encoded = page.evaluate(
+        """async (texts) => {
+          const { encodeOutgoing } = await import('/static/client/ui/composer.js');
+          return texts.map(encodeOutgoing);
+        }""",
+        list(cases),
+    )
+    assert dict(zip(cases, encoded, strict=True)) == cases

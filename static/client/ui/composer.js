@@ -4,6 +4,10 @@ import { state } from '../store.js';
 import { Autocomplete } from './autocomplete.js';
 
 const BROADCASTS = new Set(['here', 'channel', 'everyone']);
+// An @ or # starts a reference after a space, the start, or an opening bracket or quote;
+// a name ends with a letter or digit, so "@bob." or "@bob," leaves the punctuation out.
+const MENTION = /(^|[\s([{"'])@(\w(?:[\w.-]*\w)?)/g;
+const CHANNEL = /(^|[\s([{"'])#(\w(?:[\w-]*\w)?)/g;
 
 export function encodeOutgoing(text) {
   const escaped = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -12,13 +16,15 @@ export function encodeOutgoing(text) {
     [...state.channels.values()].filter((c) => c.name && !c.is_mpim).map((c) => [c.name, c.id]),
   );
   return escaped
-    .replace(/(^|\s)@([\w.-]+)/g, (all, space, name) => {
-      if (BROADCASTS.has(name)) return `${space}<!${name}>`;
-      return byName.has(name) ? `${space}<@${byName.get(name)}>` : all;
+    .replace(MENTION, (all, before, typed) => {
+      const name = typed.toLowerCase(); // handles are lowercase; people type @Bob
+      if (BROADCASTS.has(name)) return `${before}<!${name}>`;
+      return byName.has(name) ? `${before}<@${byName.get(name)}>` : all;
     })
-    .replace(/(^|\s)#([\w-]+)/g, (all, space, name) =>
-      channels.has(name) ? `${space}<#${channels.get(name)}|${name}>` : all,
-    );
+    .replace(CHANNEL, (all, before, typed) => {
+      const name = typed.toLowerCase();
+      return channels.has(name) ? `${before}<#${channels.get(name)}|${name}>` : all;
+    });
 }
 
 export class Composer {
