@@ -174,7 +174,10 @@ def test_autocomplete_custom_emoji_and_bot_attachments(world: World, chromium, w
 
     # The custom emoji is in the picker too, and reacting with it shows it.
     sent.hover()
+    page.set_viewport_size({"width": 1280, "height": 560})  # the message is near the bottom
     sent.locator("[data-action=react]").click()
+    picker = page.locator("#emoji-picker").bounding_box()  # placed on the screen whole
+    assert picker is not None and picker["y"] + picker["height"] <= page.viewport_size["height"]
     page.fill("#emoji-picker input", "partyblob")
     page.click("#emoji-picker [data-name=partyblob]")
     page.locator("#messages .msg", has_text="look").last.locator(

@@ -55,10 +55,10 @@ export function pickEmoji(anchor) {
   });
   node.append(filter, grid);
   document.body.append(node);
+  draw(); // filled before it is measured, so it is placed whole on the screen
   const box = anchor.getBoundingClientRect();
   node.style.top = `${Math.max(8, Math.min(box.bottom + 4, window.innerHeight - node.offsetHeight - 8))}px`;
   node.style.left = `${Math.max(8, Math.min(box.left, window.innerWidth - node.offsetWidth - 8))}px`;
-  draw();
   filter.focus();
   return new Promise((resolve) => {
     const outside = (event) => {
