@@ -185,3 +185,28 @@ def test_autocomplete_custom_emoji_and_bot_attachments(world: World, chromium, w
     ).wait_for()
     screenshot(page, "emoji-and-attachments")
     page.context.close()
+
+
+def test_each_conversation_keeps_its_own_draft(world: World, chromium, web_server) -> None:
+    general, random = world.acme.channels["general"], world.acme.channels["random"]
+    web(web_server, world.acme["alice"].token).conversations_join(channel=random)
+    page = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    box = "#composer textarea"
+    page.wait_for_selector("#channel-title:text-is('#general')")
+    page.fill(box, "draft meant for general")
+    page.click(f"#sidebar a[data-id={random}]")
+    page.wait_for_selector("#channel-title:text-is('#random')")
+    assert page.input_value(box) == ""  # not carried over, to be sent to the wrong channel
+    page.fill(box, "and one for random")
+    page.click(f"#sidebar a[data-id={general}]")
+    page.wait_for_selector("#channel-title:text-is('#general')")
+    assert page.input_value(box) == "draft meant for general"
+    page.press(box, "Enter")  # sent: gone from the box, and not brought back
+    page.locator("#messages .msg", has_text="draft meant for general").wait_for()
+    page.click(f"#sidebar a[data-id={random}]")
+    page.wait_for_selector("#channel-title:text-is('#random')")
+    assert page.input_value(box) == "and one for random"
+    page.click(f"#sidebar a[data-id={general}]")
+    page.wait_for_selector("#channel-title:text-is('#general')")
+    assert page.input_value(box) == ""
+    page.context.close()

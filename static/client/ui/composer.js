@@ -35,6 +35,8 @@ export class Composer {
     if (placeholder) this.textarea.placeholder = placeholder;
     this.autocomplete = new Autocomplete(this.textarea);
     this.onSend = onSend;
+    this.drafts = new Map(); // what was typed in each conversation and not sent
+    this.draftOf = null;
     this.textarea.addEventListener('keydown', (event) => {
       if (this.autocomplete.key(event)) return;
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
@@ -58,6 +60,19 @@ export class Composer {
     this.textarea.value = '';
     this.autocomplete.close();
     this.onSend(encodeOutgoing(text));
+  }
+
+  // The box holds one conversation's draft: switching keeps what was typed with the
+  // conversation it was typed in, as Slack does, instead of carrying it to the next.
+  showDraftOf(key) {
+    if (key === this.draftOf) return;
+    if (this.draftOf !== null) {
+      if (this.textarea.value) this.drafts.set(this.draftOf, this.textarea.value);
+      else this.drafts.delete(this.draftOf);
+    }
+    this.draftOf = key;
+    this.textarea.value = this.drafts.get(key) || '';
+    this.autocomplete.close();
   }
 
   setPlaceholder(text) {

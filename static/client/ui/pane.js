@@ -93,6 +93,7 @@ export class Pane {
 
   async open(channelId) {
     state.current = channelId;
+    this.composer.showDraftOf(channelId);
     emit('channels'); // the sidebar and this header follow
     const history = historyOf(channelId);
     const timeline = this.show(channelId);
