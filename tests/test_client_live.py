@@ -4,6 +4,7 @@ edits, deletes, typing, presence, unread state, and text that must stay text."""
 import pytest
 
 from chatproject.dbrouter import on_shard
+from messaging.realtime.consumer import TYPING_THROTTLE_SECS
 from teams.models import Member
 from tests.browser import open_client, screenshot
 from tests.conftest import World, member_pk
@@ -70,10 +71,16 @@ def test_two_members_talk_live(world: World, chromium, web_server) -> None:
     edited = _message(bob, "hello again, edited")
     edited.locator(".edited").wait_for()
 
-    # Typing: bob types without sending; alice sees who.
+    # Typing: bob types without sending; alice sees who. (His thread reply was typed moments
+    # ago: the gateway passes one typing notice per conversation and throttle period.)
+    bob.wait_for_timeout(TYPING_THROTTLE_SECS * 1000)
     bob.fill("#composer textarea", "")
     bob.type("#composer textarea", "thinking")
     alice.wait_for_selector("#typing:has-text('Bob is typing')")
+    # ... until his message arrives (not for the seconds a typing notice otherwise lasts).
+    bob.press("#composer textarea", "Enter")
+    _message(alice, "thinking").wait_for()
+    assert alice.inner_text("#typing") == ""
 
     # Alice deletes her message; it goes on both screens.
     _act(alice, "hello again", "delete")

@@ -48,7 +48,10 @@ from teams.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
-TYPING_THROTTLE_SECS = 3.0  # Slack clients send typing every ~3 s; more is noise
+# Slack clients send typing every ~3 s while it lasts, and once more at once when typing
+# resumes right after a send (receivers stop showing it when the message arrives): one a
+# second per conversation still bounds what a socket makes every member's client draw.
+TYPING_THROTTLE_SECS = 1.0
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_ACCESS_ENDED = 4003  # the token was revoked or the member deactivated: boot with a new token

@@ -116,6 +116,7 @@ function onMessage(frame) {
       const { event_id, channel_type, event_ts, ...message } = frame;
       messagePosted(channelId, message);
       countUnread(channelId, message);
+      typingEnded(channelId, message.user);
       if (message.subtype === 'channel_topic' || message.subtype === 'channel_purpose') {
         refreshChannel(channelId);
       }
@@ -141,6 +142,11 @@ function markRead(channelId, ts) {
   channel.unread_count_display = unread.length;
   channel.mention_count = unread.filter((m) => mentionsMe(m, channel)).length;
   emit('channels');
+}
+
+// Their message arrived: they are not typing it any more.
+function typingEnded(channelId, user) {
+  if (state.typing.get(channelId)?.delete(user)) emit('typing', channelId);
 }
 
 function typing(channelId, user) {

@@ -32,8 +32,14 @@ function typing() {
   connection.send({ type: 'typing', channel: state.current });
 }
 
+// Others stop showing us typing when our message arrives: the next keystroke says so again.
+function sendMessage(entry) {
+  lastTyping = 0;
+  enqueue(entry);
+}
+
 function send({ text, thread_ts = null, reply_broadcast = false }) {
-  enqueue({ channel: state.current, text, thread_ts, reply_broadcast });
+  sendMessage({ channel: state.current, text, thread_ts, reply_broadcast });
 }
 
 // Presence is pushed only for whom we subscribe: DM partners and the member list shown.
@@ -51,7 +57,7 @@ function subscribePresence(fresh = false) {
 
 const actionsFor = messageActions((channelId, ts) => thread.open(channelId, ts));
 const thread = new ThreadView({
-  send: (entry) => enqueue({ ...entry, channel: thread.channelId }),
+  send: (entry) => sendMessage({ ...entry, channel: thread.channelId }),
   onAction: actionsFor(() => thread.channelId),
   onTyping: typing,
 });
