@@ -82,11 +82,23 @@ def test_two_members_talk_live(world: World, chromium, web_server) -> None:
     _message(alice, "thinking").wait_for()
     assert alice.inner_text("#typing") == ""
 
-    # Alice deletes her message; it goes on both screens.
+    # Alice deletes her message; it goes on both screens. It has bob's reply: a tombstone
+    # holding the thread stays, with no author, live as after a reload.
     _act(alice, "hello again", "delete")
     alice.click("#dialog button.primary")
     bob.locator("#messages .msg", has_text="hello again").wait_for(state="detached")
     assert alice.locator("#messages .msg", has_text="hello again").count() == 0
+    for page in (bob, alice):
+        tombstone = page.locator("#messages .msg.tombstone")
+        tombstone.wait_for()
+        assert tombstone.locator(".text").inner_text() == "This message was deleted."
+        assert tombstone.locator(".thread-summary").inner_text() == "1 reply"
+        assert tombstone.locator(".author").count() == 0
+    bob.reload()
+    bob.wait_for_selector("#client[data-state=live]")
+    tombstone = bob.locator("#messages .msg.tombstone")
+    assert tombstone.locator(".thread-summary").inner_text() == "1 reply"
+    assert tombstone.locator(".author").count() == 0
 
     # Presence: bob's dot in alice's member list turns away when bob closes the page.
     alice.click("#btn-members")

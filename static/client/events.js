@@ -16,6 +16,15 @@ export function mentionsMe(message, channel) {
   return text.includes(`<@${state.self.id}`) || /<!(here|channel|everyone)[|>]/.test(text);
 }
 
+// What the server shows of a deleted thread parent (messaging/shapes.py).
+function tombstone(message) {
+  const { ts, thread_ts, reply_count, reply_users, reply_users_count, latest_reply } = message;
+  return {
+    type: 'message', subtype: 'tombstone', hidden: true, user: 'USLACKBOT', text: 'This message was deleted.',
+    ts, thread_ts, reply_count, reply_users, reply_users_count, latest_reply,
+  };
+}
+
 function placeMessage(channelId, message) {
   const thread = isReply(message) ? state.threads.get(threadKey(channelId, message.thread_ts)) : null;
   if (thread) thread.upsert(message);
@@ -105,7 +114,10 @@ function onMessage(frame) {
       return;
     case 'message_deleted':
       for (const history of [state.histories.get(channelId), ...state.threads.values()]) {
-        history?.remove(frame.deleted_ts);
+        const deleted = history?.get(frame.deleted_ts);
+        // A parent with replies stays, as the server keeps it, so its thread hangs together.
+        if (deleted?.reply_count) history.upsert(tombstone(deleted));
+        else history?.remove(frame.deleted_ts);
       }
       emit('messages', channelId);
       return;

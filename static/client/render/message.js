@@ -63,7 +63,10 @@ function actionsNode(message, { inThread }) {
 export function messageNode(message, options = {}) {
   const { grouped = false, inThread = false, pending = null } = options;
   const system = SYSTEM_SUBTYPES.has(message.subtype);
+  // A deleted thread parent has no author to show: only that it was deleted, and its thread.
+  const tombstone = message.subtype === 'tombstone';
   const classes = ['msg'];
+  if (tombstone) classes.push('tombstone');
   if (grouped) classes.push('grouped');
   if (system) classes.push('system');
   if (pending) classes.push(pending.error ? 'pending failed' : 'pending');
@@ -72,10 +75,10 @@ export function messageNode(message, options = {}) {
   const node = el('div', classes.join(' '));
   node.dataset.ts = message.ts || '';
   if (message.client_msg_id) node.dataset.clientMsgId = message.client_msg_id;
-  node.append(grouped ? el('div', 'gutter') : avatar(message));
+  node.append(grouped || tombstone ? el('div', 'gutter') : avatar(message));
 
   const body = el('div', 'body');
-  if (!grouped) {
+  if (!grouped && !tombstone) {
     const meta = el('div', 'meta');
     meta.append(el('span', 'author', authorName(message)));
     if (message.ts) {
