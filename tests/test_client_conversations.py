@@ -63,6 +63,17 @@ def test_create_topic_pin_archive_leave_browse_and_dm(world: World, chromium, we
     alice.click("#btn-pins")
     alice.locator("#side-panel .msg", has_text="the plan is ready").wait_for()
     screenshot(alice, "pins")
+    # The open list follows pins and deletes as they happen.
+    _send(alice, "the backup plan")
+    backup = alice.locator("#messages .msg", has_text="the backup plan").last
+    backup.hover()
+    backup.locator("[data-action=pin]").click()
+    alice.locator("#side-panel .msg", has_text="the backup plan").wait_for()
+    backup.hover()
+    backup.locator("[data-action=delete]").click()
+    _submit_dialog(alice)
+    alice.locator("#side-panel .msg", has_text="the backup plan").wait_for(state="detached")
+    alice.locator("#side-panel .msg", has_text="the plan is ready").wait_for()
 
     # Bob finds it by browsing and joins; alice archives it and he can no longer post.
     bob.click("#browse-channels")

@@ -120,6 +120,7 @@ function onMessage(frame) {
         else history?.remove(frame.deleted_ts);
       }
       emit('messages', channelId);
+      emit('pins', channelId); // if it was pinned, it is not any more
       return;
     case 'message_replied':
       if (state.histories.get(channelId)?.get(frame.message.ts)) placeMessage(channelId, frame.message);

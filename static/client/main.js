@@ -150,6 +150,9 @@ function wire() {
   on('sent', ({ channel, message }) => messagePosted(channel, message));
   on('typing', (channelId) => channelId === state.current && pane.renderTyping());
   on('presence', () => refreshPresenceDots());
+  on('pins', (channelId) => {
+    if (panelKind() === 'pins' && channelId === state.current) showPins(channelId, actionsFor(() => channelId));
+  });
   on('seen', () => pane.markSoon());
   on('users', () => renderEverything());
   on('members', async (channelId) => {
