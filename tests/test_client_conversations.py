@@ -221,3 +221,15 @@ def test_each_conversation_keeps_its_own_draft(world: World, chromium, web_serve
     page.wait_for_selector("#channel-title:text-is('#general')")
     assert page.input_value(box) == ""
     page.context.close()
+
+
+def test_removed_from_the_private_channel_on_screen(world: World, chromium, web_server) -> None:
+    secret = world.acme.channels["secret"]
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
+    bob.click(f"#sidebar a[data-id={secret}]")
+    bob.wait_for_selector("#channel-title:text-is('#secret')")
+    alice = web(web_server, world.acme["alice"].token)
+    alice.conversations_kick(channel=secret, user=world.acme["bob"].user_id)
+    bob.wait_for_selector("#channel-title:text-is('#general')")
+    assert bob.locator(f"#sidebar a[data-id={secret}]").count() == 0
+    bob.context.close()

@@ -131,6 +131,9 @@ async function resync() {
 
 function wire() {
   on('channels', () => {
+    // Removed from the private conversation on screen (it is gone from the list): leave it
+    // for #general rather than keep showing it with a composer that can only fail.
+    if (state.current && !state.channels.has(state.current)) openFromHash();
     subscribePresence();
     renderSidebar(lists);
     pane.renderHeader();
