@@ -11,7 +11,7 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
-from jobs.slack_export import importer
+from jobs.slack_export import importer, progress
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
 from jobs.slack_export.seen_ts import SeenTs
@@ -51,6 +51,16 @@ def test_counts_match_the_archive_and_the_report_lists_skips(imported: TransferJ
     assert "pinned message not in the archive" in report
     team = Team.objects.get(id=imported.team_id)
     assert (team.status, team.domain, team.shard) == ("active", "acme-old", "shard_1")
+
+
+def test_a_long_report_keeps_its_first_entries_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "MAX_SKIPPED_KEPT", 2)
+    job = _import(fx.write_zip(tmp_path / "x.zip", fx.export_files()))
+    assert job.counts == fx.EXPECTED
+    assert len(job.skipped) == 3 and job.skipped[2] == "... and 2 more"
+    assert "reaction :+1: by unknown user U99NOPE" in job.skipped[0]
 
 
 def test_members_accounts_profiles_and_roles(imported: TransferJob) -> None:

@@ -30,7 +30,7 @@ from jobs.slack_export.messages import IdMap, MessageRow, convert_message
 from jobs.slack_export.pins import channel_pins, message_pin
 from jobs.slack_export.pipeline import batch_writer
 from jobs.slack_export.plan import id_map, make_plan, owner_user
-from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
+from jobs.slack_export.progress import S, SkipReport, save_checkpoint, save_progress, set_status
 from jobs.slack_export.seen_ts import SeenTs
 from jobs.slack_export.shard import shard_breaker
 from jobs.slack_export.storage import StorageFailure
@@ -39,7 +39,6 @@ from teams.errors import ApiError
 from teams.models import Team
 
 logger = logging.getLogger(__name__)
-MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 Progress = Callable[[TransferJob], None]
 
@@ -112,12 +111,10 @@ def _check(run: _Run) -> None:
     """Read every day file once: refuse a bad archive before anything is written, count
     what will be imported, and list what will be skipped."""
     counts = {"messages": 0, "replies": 0, "reactions": 0, "pins": 0}
-    skipped: list[str] = []
+    skipped = SkipReport()
     for conv, files in _by_conversation(run):
         _check_conversation(run, conv, files, counts, skipped)
-    run.job.skipped = skipped[:MAX_SKIPPED_KEPT]
-    if len(skipped) > MAX_SKIPPED_KEPT:
-        run.job.skipped.append(f"... and {len(skipped) - MAX_SKIPPED_KEPT} more")
+    run.job.skipped = skipped.entries()
     run.job.counts = {
         "members": len(run.manifest.users),
         "channels": len(run.manifest.conversations),
@@ -127,7 +124,7 @@ def _check(run: _Run) -> None:
 
 
 def _check_conversation(
-    run: _Run, conv: ExportConversation, files: range, counts: dict[str, int], skipped: list[str]
+    run: _Run, conv: ExportConversation, files: range, counts: dict[str, int], skipped: SkipReport
 ) -> None:
     """One conversation's day files: a repeated ts is refused, the rest counted. Of its
     history only the current day's ts (SeenTs) and the ts of its listed pins are held."""
