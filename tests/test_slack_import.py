@@ -4,14 +4,18 @@ until the import completes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
+from jobs.slack_export import importer, progress
 from jobs.slack_export.importer import run_import
 from jobs.slack_export.reserve import start_import
+from jobs.slack_export.seen_ts import SeenTs
+from jobs.slack_export.writer import day_of
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from teams import ids
 from teams.models import Account, Bot, Member, Team, TeamMembership
@@ -47,6 +51,16 @@ def test_counts_match_the_archive_and_the_report_lists_skips(imported: TransferJ
     assert "pinned message not in the archive" in report
     team = Team.objects.get(id=imported.team_id)
     assert (team.status, team.domain, team.shard) == ("active", "acme-old", "shard_1")
+
+
+def test_a_long_report_keeps_its_first_entries_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "MAX_SKIPPED_KEPT", 2)
+    job = _import(fx.write_zip(tmp_path / "x.zip", fx.export_files()))
+    assert job.counts == fx.EXPECTED
+    assert len(job.skipped) == 3 and job.skipped[2] == "... and 2 more"
+    assert "reaction :+1: by unknown user U99NOPE" in job.skipped[0]
 
 
 def test_members_accounts_profiles_and_roles(imported: TransferJob) -> None:
@@ -232,6 +246,63 @@ def test_format_variations(tmp_path: Path) -> None:
         archived = Channel.objects.get(team_id=job.team_id, name="old-stuff")
         assert (archived.created, archived.topic, archived.creator_id) == (1400000000, "", None)
         assert Message.objects.get(channel=archived).ts == 1400000000_000100
+
+
+class _Recorded(SeenTs):
+    """SeenTs, noting the most ts it held in memory and whether it went to disk."""
+
+    most_held, spilled_any = 0, False
+
+    def add_file(self, index: int, day: str, stamps: Iterable[int]) -> int | None:
+        repeated = super().add_file(index, day, stamps)
+        _Recorded.most_held = max(_Recorded.most_held, self.held)
+        _Recorded.spilled_any = _Recorded.spilled_any or self.spilled
+        return repeated
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> type[_Recorded]:
+    monkeypatch.setattr(importer, "SeenTs", _Recorded)
+    monkeypatch.setattr(_Recorded, "most_held", 0)
+    monkeypatch.setattr(_Recorded, "spilled_any", False)
+    return _Recorded
+
+
+def _messages_of_day(day: int, count: int) -> list[dict[str, str]]:
+    return [
+        {"type": "message", "ts": fx.ts(n, day), "user": fx.BOB, "text": "hi"} for n in range(1, count + 1)
+    ]
+
+
+def test_the_check_holds_one_day_of_a_conversation_not_its_history(
+    tmp_path: Path, recorded: type[_Recorded]
+) -> None:
+    """However many days a conversation has, its duplicate check keeps one day's ts in
+    memory (days each newer than the one before, as Slack writes them)."""
+    files = fx.export_files()
+    for day in range(3, 63):  # two months of #random, 30 messages a day
+        files[f"random/{day_of(fx.ts(1, day))}.json"] = _messages_of_day(day, 30)
+    job = _import(fx.write_zip(tmp_path / "long.zip", files))
+    assert job.status == "done" and job.counts["messages"] == fx.EXPECTED["messages"] + 60 * 30
+    assert (recorded.most_held, recorded.spilled_any) == (30, False)
+
+
+def test_a_message_filed_under_another_day_is_still_imported(
+    tmp_path: Path, recorded: type[_Recorded]
+) -> None:
+    """Out of date order (an earlier day's message in a later day's file), the check
+    looks back through the earlier days on disk: a new ts is no duplicate."""
+    files = fx.export_files()
+    files["general/2017-07-15.json"].append(
+        {"type": "message", "ts": fx.ts(0), "user": fx.BOB, "text": "late"}
+    )
+    files["general/2017-07-16.json"] = _messages_of_day(2, 3)
+    job = _import(fx.write_zip(tmp_path / "late.zip", files))
+    assert job.status == "done" and job.counts["messages"] == fx.EXPECTED["messages"] + 4
+    assert recorded.spilled_any
+    with on_shard("shard_1"):
+        late = Message.objects.get(team_id=job.team_id, ts=_ts(fx.ts(0)))
+        assert (late.channel.name, late.text) == ("general", "late")
 
 
 def test_a_late_failure_never_discards_an_opened_team(imported: TransferJob) -> None:

@@ -75,6 +75,25 @@ def _duplicate_ts(files: dict[str, Any]) -> None:
     files["general/2017-07-15.json"].append(dict(files["general/2017-07-14.json"][0]))
 
 
+def _duplicate_ts_in_one_file(files: dict[str, Any]) -> None:
+    files["general/2017-07-15.json"].append(dict(files["general/2017-07-15.json"][0]))
+
+
+def _message(n: int, day: int) -> dict[str, Any]:
+    return {"type": "message", "ts": fx.ts(n, day), "user": fx.BOB, "text": f"message {n} of day {day}"}
+
+
+def _duplicate_ts_days_apart(files: dict[str, Any]) -> None:
+    # Every day newer than the one before, but for a day-0 message filed again on day 3.
+    files["general/2017-07-16.json"] = [_message(1, 2)]
+    files["general/2017-07-17.json"] = [_message(1, 3), dict(files["general/2017-07-14.json"][2])]
+
+
+def _duplicate_ts_in_two_folders(files: dict[str, Any]) -> None:
+    # A renamed channel's two folders both have the 14th: one day, read from two files.
+    files["random/2017-07-14.json"] = [_message(2, 0), dict(files["chitchat/2017-07-14.json"][0])]
+
+
 def _rename_general(name: str) -> Callable[[dict[str, Any]], None]:
     def rename(files: dict[str, Any]) -> None:
         files["channels.json"][0]["name"] = name
@@ -106,6 +125,18 @@ CASES = {
     "duplicate user": (_duplicate_user, "users.json: duplicate user id U01ALICE"),
     "duplicate channel": (_duplicate_channel, "groups.json: duplicate conversation id C01GEN"),
     "duplicate ts": (_duplicate_ts, "general/2017-07-15.json: duplicate message ts 1500000001.000001"),
+    "duplicate ts in one day file": (
+        _duplicate_ts_in_one_file,
+        "general/2017-07-15.json: duplicate message ts 1500086401.000001",
+    ),
+    "duplicate ts days apart": (
+        _duplicate_ts_days_apart,
+        "general/2017-07-17.json: duplicate message ts 1500000003.000003",
+    ),
+    "duplicate ts in a renamed channel's two folders": (
+        _duplicate_ts_in_two_folders,
+        "random/2017-07-14.json: duplicate message ts 1500000001.000001",
+    ),
     "channel name escaping its folder": (
         _rename_general("../../evil"),
         "channels.json: conversation C01GEN has a name that is not a folder name: '../../evil'",

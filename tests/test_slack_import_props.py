@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from jobs.slack_export.archive import ArchiveError, _checked_name
 from jobs.slack_export.messages import IdMap, convert_message, rewrite_text
+from jobs.slack_export.seen_ts import SeenTs
 from teams import ids
 
 KNOWN = {"U01ALICE": 101, "U02BOB": 102}
@@ -71,3 +72,35 @@ def test_known_references_are_rewritten_and_unknown_kept(parts: list[str]) -> No
     back = back.replace(f"<@{ids.encode(ids.USER, 102)}", "<@U02BOB")
     back = back.replace(f"<#{ids.encode(ids.PUBLIC, 301)}", "<#C01GEN")
     assert back == text
+
+
+# Day files of one conversation as the check reads them: grouped by day, in date order,
+# their ts in any order and from any day (new, repeated, or out of date order).
+day_files = st.lists(
+    st.tuples(st.integers(10, 13), st.lists(st.integers(0, 60), max_size=8)), max_size=10
+).map(sorted)
+
+
+def _first_repeat(files: list[tuple[int, list[int]]]) -> tuple[int, int] | None:
+    """(file index, ts) of the first repeat, as one set of every ts read finds it."""
+    everything: set[int] = set()
+    for index, (_day, stamps) in enumerate(files):
+        for ts in stamps:
+            if ts in everything:
+                return index, ts
+            everything.add(ts)
+    return None
+
+
+@given(day_files)
+def test_seen_ts_finds_the_repeat_a_set_of_the_whole_history_finds(
+    files: list[tuple[int, list[int]]],
+) -> None:
+    found = None
+    with SeenTs(lambda stop: [ts for _day, stamps in files[:stop] for ts in stamps]) as seen:
+        for index, (day, stamps) in enumerate(files):
+            repeated = seen.add_file(index, f"2017-07-{day}.json", stamps)
+            if repeated is not None:
+                found = (index, repeated)
+                break
+    assert found == _first_repeat(files)

@@ -8,6 +8,7 @@ repeated writes nothing twice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from jobs.slack_export.existing_actions import restore_empty_team, update_owner
 from jobs.slack_export.import_actions import MemberPlan, PinRow
 from jobs.slack_export.manifest import ExportConversation, Manifest, conversation_for_folder, read_manifest
 from jobs.slack_export.messages import IdMap, MessageRow, convert_message
+from jobs.slack_export.pins import channel_pins, message_pin
 from jobs.slack_export.pipeline import batch_writer
 from jobs.slack_export.plan import id_map, make_plan, owner_user
-from jobs.slack_export.progress import S, save_checkpoint, save_progress, set_status
+from jobs.slack_export.progress import S, SkipReport, save_checkpoint, save_progress, set_status
+from jobs.slack_export.seen_ts import SeenTs
 from jobs.slack_export.shard import shard_breaker
 from jobs.slack_export.storage import StorageFailure
 from teams.directory import TeamEntry, forget_team
@@ -36,7 +39,6 @@ from teams.errors import ApiError
 from teams.models import Team
 
 logger = logging.getLogger(__name__)
-MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 Progress = Callable[[TransferJob], None]
 
@@ -67,10 +69,10 @@ class _Run:
             self.progress(self.job)
 
     def messages(
-        self, start: int = 0, *, checking: bool = False
+        self, start: int = 0, stop: int | None = None, *, checking: bool = False
     ) -> Iterator[tuple[int, ExportConversation, list[str], list[MessageRow]]]:
-        """(file index, conversation, skipped, rows) of each day file from `start`."""
-        for index in range(start, len(self.days)):
+        """(file index, conversation, skipped, rows) of each day file from `start` (to `stop`)."""
+        for index in range(start, len(self.days) if stop is None else stop):
             day, conv = self.days[index]
             rows, skipped = [], []
             for raw in self.archive.messages(day):
@@ -80,6 +82,11 @@ class _Run:
                     rows.append(converted.row)
             yield index, conv, skipped, rows
 
+    def message_ts(self, start: int, stop: int) -> Iterator[int]:
+        """The ts of the messages of day files `start` to `stop`, read again."""
+        for _index, _conv, _skipped, rows in self.messages(start, stop, checking=True):
+            yield from (row.ts for row in rows)
+
 
 def _ordered_days(archive: SlackArchive, manifest: Manifest) -> list[tuple[DayFile, ExportConversation]]:
     """Day files grouped by conversation (a renamed channel may have two folders)."""
@@ -88,77 +95,59 @@ def _ordered_days(archive: SlackArchive, manifest: Manifest) -> list[tuple[DayFi
     return sorted(days, key=lambda pair: (pair[1].slack_id, pair[0].name, pair[0].folder))
 
 
-def pinner(conv: ExportConversation, ids: IdMap, *candidates: int | None) -> int | None:
-    """Who pinned: as recorded, else the conversation's creator, else its first member."""
-    fallback = (ids.users.get(conv.creator), *(ids.users.get(m) for m in conv.members))
-    return next((c for c in (*candidates, *fallback) if c), None)
-
-
-def channel_pins(
-    conv: ExportConversation, ids: IdMap, present: set[int] | None
-) -> tuple[list[PinRow], list[str]]:
-    """channels.json's pins of a conversation; with `present`, those naming a missing
-    message are left out and reported."""
-    rows, skipped = [], []
-    for pin in conv.pins:
-        by = pinner(conv, ids, ids.users.get(pin.user))
-        where = f"{conv.source} {conv.name or conv.slack_id} pin {pin.ts / 1e6:.6f}"
-        if present is not None and pin.ts not in present:
-            skipped.append(f"{where}: pinned message not in the archive")
-        elif by is None:
-            skipped.append(f"{where}: nobody to credit the pin to")
-        else:
-            rows.append(PinRow(ids.channels[conv.slack_id], pin.ts, by, pin.created or pin.ts // 1_000_000))
-    return rows, skipped
-
-
-def message_pin(conv: ExportConversation, ids: IdMap, row: MessageRow) -> PinRow | None:
-    # A pin channels.json also lists is written from there, with who pinned it.
-    by = pinner(conv, ids, row.user_id) if row.pinned and row.ts not in conv.pinned_ts else None
-    return PinRow(ids.channels[conv.slack_id], row.ts, by, row.ts // 1_000_000) if by else None
+def _by_conversation(run: _Run) -> Iterator[tuple[ExportConversation, range]]:
+    """Each conversation with its day files (one run of them: `days` are grouped by
+    conversation), then those without any."""
+    start = 0
+    for index in range(1, len(run.days) + 1):
+        if index == len(run.days) or run.days[index][1] is not run.days[start][1]:
+            yield run.days[start][1], range(start, index)
+            start = index
+    with_days = {conv.slack_id for _day, conv in run.days}
+    yield from ((conv, range(0)) for conv in run.manifest.conversations if conv.slack_id not in with_days)
 
 
 def _check(run: _Run) -> None:
     """Read every day file once: refuse a bad archive before anything is written, count
     what will be imported, and list what will be skipped."""
     counts = {"messages": 0, "replies": 0, "reactions": 0, "pins": 0}
-    skipped: list[str] = []
-    seen: set[int] = set()
-    pinned: set[int] = set()
-
-    def close(conv: ExportConversation) -> None:
-        pins, pin_skips = channel_pins(conv, run.ids, seen)
-        skipped.extend(pin_skips)
-        counts["pins"] += len(pinned | {p.ts for p in pins})
-
-    for index, conv, file_skips, rows in run.messages(checking=True):
-        skipped.extend(file_skips)
-        for row in rows:
-            if row.ts in seen:
-                raise ArchiveError(run.days[index][0].path, f"duplicate message ts {row.ts / 1e6:.6f}")
-            seen.add(row.ts)
-            counts["messages"] += 1
-            counts["replies"] += row.is_reply
-            counts["reactions"] += len(row.reactions)
-            if message_pin(conv, run.ids, row):
-                pinned.add(row.ts)
-        if index + 1 == len(run.days) or run.days[index + 1][1] is not conv:
-            close(conv)
-            seen, pinned = set(), set()
-        run.report("checking", index + 1, len(run.days))
-    with_days = {c.slack_id for _, c in run.days}
-    for conv in run.manifest.conversations:
-        if conv.slack_id not in with_days:
-            close(conv)
-    run.job.skipped = skipped[:MAX_SKIPPED_KEPT]
-    if len(skipped) > MAX_SKIPPED_KEPT:
-        run.job.skipped.append(f"... and {len(skipped) - MAX_SKIPPED_KEPT} more")
+    skipped = SkipReport()
+    for conv, files in _by_conversation(run):
+        _check_conversation(run, conv, files, counts, skipped)
+    run.job.skipped = skipped.entries()
     run.job.counts = {
         "members": len(run.manifest.users),
         "channels": len(run.manifest.conversations),
         **counts,
     }
     run.job.save(update_fields=["skipped", "counts"])
+
+
+def _check_conversation(
+    run: _Run, conv: ExportConversation, files: range, counts: dict[str, int], skipped: SkipReport
+) -> None:
+    """One conversation's day files: a repeated ts is refused, the rest counted. Of its
+    history only the current day's ts (SeenTs) and the ts of its listed pins are held."""
+    found_pins: set[int] = set()  # the ts of channels.json's pins met in the messages
+    message_pins = 0  # pinned by `pinned_to`: distinct ts (a repeat is refused), none listed
+    with SeenTs(functools.partial(run.message_ts, files.start)) as seen:
+        for index, _conv, file_skips, rows in run.messages(files.start, files.stop, checking=True):
+            day = run.days[index][0]
+            repeated = seen.add_file(index, day.name, (row.ts for row in rows))
+            if repeated is not None:
+                raise ArchiveError(day.path, f"duplicate message ts {repeated / 1e6:.6f}")
+            skipped.extend(file_skips)
+            for row in rows:
+                counts["messages"] += 1
+                counts["replies"] += row.is_reply
+                counts["reactions"] += len(row.reactions)
+                message_pins += message_pin(conv, run.ids, row) is not None
+                if row.ts in conv.pinned_ts:
+                    found_pins.add(row.ts)
+            run.report("checking", index + 1, len(run.days))
+    pins, pin_skips = channel_pins(conv, run.ids, found_pins)
+    skipped.extend(pin_skips)
+    counts["pins"] += message_pins + len({p.ts for p in pins})
 
 
 def _member_plans(run: _Run) -> list[MemberPlan]:

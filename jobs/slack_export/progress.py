@@ -1,5 +1,5 @@
-"""A transfer job's progress row: phase, items done of total, errors, status; and the
-JSON shape the Web API, the admin and the web client read it in."""
+"""A transfer job's progress row: phase, items done of total, errors, status, what an
+import skipped; and the JSON shape the Web API, the admin and the web client read it in."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ S = TransferJob.Status
 EXPIRED = "expired"  # the phase of a done export whose zip was deleted (jobs.slack_export.retention)
 SAVE_EVERY_SECS = 0.5  # progress is for people watching; no need to write it per item
 _last_saved: dict[int, float] = {}
+MAX_SKIPPED_KEPT = 10_000  # the report keeps this many entries and counts the rest
 
 
 def save_progress(job: TransferJob, phase: str, done: int, total: int, *, force: bool = False) -> None:
@@ -42,6 +43,23 @@ def set_status(job: TransferJob, status: str, *, error: str | None = None) -> No
         job.phase = "done"
     job.updated = timezone.now()
     job.save(update_fields=["status", "errors", "phase", "done", "total", "updated"])
+
+
+class SkipReport:
+    """What an import leaves out, as its job reports it: the first MAX_SKIPPED_KEPT
+    entries, then how many more. No more is held: an archive may skip millions."""
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.more = 0
+
+    def extend(self, entries: list[str]) -> None:
+        room = MAX_SKIPPED_KEPT - len(self.kept)
+        self.kept.extend(entries[:room])
+        self.more += max(len(entries) - room, 0)
+
+    def entries(self) -> list[str]:
+        return [*self.kept, f"... and {self.more} more"] if self.more else self.kept
 
 
 def download_url(job: TransferJob) -> str | None:
