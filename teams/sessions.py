@@ -26,8 +26,7 @@ def session_ended_cache_key(digest: str) -> str:
 
 def end_session_sockets(account_id: int, session_key: str) -> None:
     """Called as the session signs out. Never raises: signing out must work with Redis
-    away (the sockets then last until they drop, and their reconnect is still refused once
-    the marker could be written)."""
+    away (its sockets then last until they drop)."""
     digest = session_digest(session_key)
     try:
         # As long as a session may live: a reconnect URL is renewed for as long as its socket does.

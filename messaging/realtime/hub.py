@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from messaging.events import TEAM_IMPORTED, team_group
+from messaging.realtime import live_only
 from messaging.realtime.delivery import (
     REPLAY_BATCH,
     AccessEnded,
@@ -42,7 +42,6 @@ from messaging.realtime.pool import blocking
 from messaging.realtime.ring import Ring
 from messaging.realtime.wire import Frame, spawn
 from ops.metrics import EVENTS_DELIVERED
-from teams.sessions import SESSION_ENDED
 
 logger = logging.getLogger(__name__)
 
@@ -157,18 +156,14 @@ class TeamHub:
                     if kind == "team.event":
                         if message["event_id"] > self.head:
                             self.pending[message["event_id"]] = message
-                    elif kind == "team.typing":
-                        self._typing(message)
-                    elif kind == "presence.change":
-                        self._presence_to_everyone(message)
-                    elif kind == SESSION_ENDED:
-                        self._end_session(message["session"])
                     elif kind == "team.pruned":
                         self._pruned(message["upto"])
                     elif kind == "team.moving":
                         self._advance()  # what arrived before it goes out first
                         self._moving()
                         break
+                    else:  # typing and the like: live_only.py
+                        live_only.hand_out(self.live, message)
                 if self.closed:  # moving
                     continue
                 self._advance()
@@ -375,27 +370,6 @@ class TeamHub:
         """The log no longer has events up to `upto`: neither does the ring, so a cursor
         before them gets resync_required here too."""
         self.ring.prune(upto)
-
-    def _typing(self, message: dict[str, Any]) -> None:
-        """Typing is not logged: shown only live, to members of that conversation."""
-        channel_id, user = message["channel_id"], message["user"]
-        frame = Frame(json.dumps({"type": "user_typing", "channel": message["channel"], "user": user}))
-        for sock in self.live:
-            if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
-                sock.write([frame])
-
-    def _end_session(self, session: str) -> None:
-        """A web session signed out: its sockets here close, as a revoked token's do."""
-        for sock in [sock for sock in self.live if sock.caller.session == session]:
-            self.live.pop(sock, None)
-            spawn(sock.shut_out())
-
-    def _presence_to_everyone(self, message: dict[str, Any]) -> None:
-        """A presence change sent to the whole team instead of to its subscribers. The
-        product never sends one (subscriptions scale with interest, this with team size
-        squared); bench/presence.py does, as the baseline it measures subscriptions against."""
-        for sock in self.live:
-            spawn(sock.presence_change(message))
 
     def _moving(self) -> None:
         """The team is moving shards: every socket reconnects (and finds the new shard),
