@@ -2,6 +2,19 @@
 one atomic step: a drain's take and release, unlisting a group, whether reclaim may send a
 group's drain again, requeueing set-aside items."""
 
+# Shared by take and release: a group is listed in `groups` under the earliest lease end
+# of its claims, for `reclaim`, and unlisted once it holds none.
+_RELIST = """
+local function relist(claims, groups, group)
+  local earliest = redis.call('ZRANGE', claims, 0, 0, 'WITHSCORES')
+  if #earliest == 0 then
+    redis.call('ZREM', groups, group)
+  else
+    redis.call('ZADD', groups, earliest[2], group)
+  end
+end
+"""
+
 # KEYS: items, claims, groups with claims, lapses (item -> leases it outlived), set aside,
 # groups with items waiting. ARGV: now, lease end, batch, group, max age, lapses before an
 # item is set aside, set aside ttl. Returns {taken, set aside, 1 if more wait}.
@@ -9,7 +22,7 @@ group's drain again, requeueing set-aside items."""
 # of them and nothing else, so an item that kills its drain ends up alone. Else new
 # items. All leased to this drain; the group is listed under its earliest lease end,
 # for `reclaim`.
-TAKE = """
+TAKE = _RELIST + """
 local batch = tonumber(ARGV[3])
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, batch)
 local taken, set_aside, more = {}, {}, 0
@@ -40,19 +53,14 @@ end
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[6], ARGV[4]) end
 for _, item in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], item) end
 if #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
-local earliest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #earliest == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[4])
-else
-  redis.call('ZADD', KEYS[3], earliest[2], ARGV[4])
-end
+relist(KEYS[2], KEYS[3], ARGV[4])
 return {taken, set_aside, more}
 """
 
 # KEYS: claims, groups with claims, lapses. ARGV: group, this drain's lease end, then its
 # items. Only items still under this drain's lease: one a later drain took again
 # (re-marked by an edit, or past this lease) is that drain's to let go.
-RELEASE = """
+RELEASE = _RELIST + """
 local lease = tonumber(ARGV[2])
 for i = 3, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -61,12 +69,7 @@ for i = 3, #ARGV do
     redis.call('HDEL', KEYS[3], ARGV[i])
   end
 end
-local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #earliest == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], earliest[2], ARGV[1])
-end
+relist(KEYS[1], KEYS[2], ARGV[1])
 return 0
 """
 
