@@ -28,7 +28,7 @@ from teams import sign_in_limits
 from teams.actions import create_member
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
-from teams.models import Account, Member
+from teams.models import Account, Member, TeamMembership
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ def _normal_email(email: str) -> str:
     if "@" not in email or len(email) > 254:
         raise ApiError("invalid_email", "that is not an email address")
     return email
+
+
+def _is_active_member(team: TeamEntry, email: str) -> bool:
+    membership = TeamMembership.objects.filter(team_id=team.id, account__email=email).first()
+    if membership is None:
+        return False
+    with on_shard(team.shard):
+        return Member.objects.filter(team_id=team.id, id=membership.member_id, deleted=False).exists()
 
 
 def invite_token(team: TeamEntry, email: str, *, may_claim: bool = False) -> str:
@@ -111,6 +119,8 @@ def _uncount_invite(key: str | None) -> None:
 def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) -> IssuedInvite:
     """Email an invitation to `email`; `link_for` turns a token into an absolute URL."""
     email = _normal_email(email)
+    if _is_active_member(team, email):
+        raise ApiError("already_in_team", f"{email} is already a member of this team")
     counted = _count_invite(team)
     emailed_link = link_for(invite_token(team, email, may_claim=True))
     team_name = " ".join(team.name.split())  # a header holds no line break

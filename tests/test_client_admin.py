@@ -193,3 +193,13 @@ def test_a_team_sends_a_bounded_number_of_invitations_an_hour(world: World, monk
     refused = admin.post("/team-admin/", {"email": "p3@acme.test"}).content
     assert b"too many invitations this hour" in refused
     assert [m.to for m in mail.outbox] == [["p0@acme.test"], ["p1@acme.test"]]
+
+
+def test_inviting_someone_already_in_the_team_says_so_and_sends_nothing(world: World) -> None:
+    admin = _signed_in("alice@acme.test", world.acme.team.id)
+    page = admin.post("/team-admin/", {"email": "Bob@acme.test"}).content
+    assert b"bob@acme.test is already a member of this team" in page
+    assert b'id="invite-link"' not in page and mail.outbox == []
+    # Someone of another team is not in this one: invited as anyone else.
+    assert b"Invitation emailed" in admin.post("/team-admin/", {"email": "dave@globex.test"}).content
+    assert [m.to for m in mail.outbox] == [["dave@globex.test"]]
