@@ -22,7 +22,9 @@ end
 # of them and nothing else, so an item that kills its drain ends up alone. Else new
 # items. All leased to this drain; the group is listed under its earliest lease end,
 # for `reclaim`.
-TAKE = _RELIST + """
+TAKE = (
+    _RELIST
+    + """
 local batch = tonumber(ARGV[3])
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, batch)
 local taken, set_aside, more = {}, {}, 0
@@ -56,11 +58,14 @@ if #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
 relist(KEYS[2], KEYS[3], ARGV[4])
 return {taken, set_aside, more}
 """
+)
 
 # KEYS: claims, groups with claims, lapses. ARGV: group, this drain's lease end, then its
 # items. Only items still under this drain's lease: one a later drain took again
 # (re-marked by an edit, or past this lease) is that drain's to let go.
-RELEASE = _RELIST + """
+RELEASE = (
+    _RELIST
+    + """
 local lease = tonumber(ARGV[2])
 for i = 3, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -72,6 +77,7 @@ end
 relist(KEYS[1], KEYS[2], ARGV[1])
 return 0
 """
+)
 
 # KEYS: items, groups with items waiting. ARGV: group. Unlists the group unless its items
 # wait (a write may add some between a look and the removal). Returns 1 if they do.
