@@ -27,9 +27,6 @@ class Ring:
         self.membership_changes: deque[dict[str, Any]] = deque(maxlen=RING_SIZE)
         self.replays: dict[tuple[int, int], Flush] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.events)
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
 
