@@ -80,7 +80,7 @@ class MemberViews:
             as_of, clears = hub.head, self.clears
             channel_ids = await blocking(member_channel_ids)(hub.shard, hub.team_id, member_id, as_of)
             view = Viewer(member_id, channel_ids)
-            for message in hub.ring.after(as_of):
+            for message in hub.ring.membership_changes_after(as_of):
                 if member_id in membership_subjects(message):
                     view.may_see(message)
             covered = hub.head == as_of or hub.ring.first_id(default=as_of + 2) <= as_of + 1
