@@ -28,7 +28,7 @@ from teams import sign_in_limits
 from teams.actions import create_member
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
-from teams.models import Account, Member, TeamMembership
+from teams.models import Account, Member
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +69,18 @@ def _normal_email(email: str) -> str:
     return email
 
 
-def _is_active_member(team: TeamEntry, email: str) -> bool:
-    membership = TeamMembership.objects.filter(team_id=team.id, account__email=email).first()
-    if membership is None:
-        return False
+def _refuse_a_member(team: TeamEntry, email: str) -> None:
+    """ApiError when the address's account is in the team already (deactivated too):
+    create_member would refuse the invitation's link, so it is not sent."""
+    account = Account.objects.filter(email=email).first()
+    if account is None:
+        return
     with on_shard(team.shard):
-        return Member.objects.filter(team_id=team.id, id=membership.member_id, deleted=False).exists()
+        member = Member.objects.filter(team_id=team.id, account_id=account.pk).values("deleted").first()
+    if member is not None and member["deleted"]:
+        raise ApiError("already_in_team", f"{email} is deactivated in this team: reactivate them instead")
+    if member is not None:
+        raise ApiError("already_in_team", f"{email} is already a member of this team")
 
 
 def invite_token(team: TeamEntry, email: str, *, may_claim: bool = False) -> str:
@@ -119,8 +125,7 @@ def _uncount_invite(key: str | None) -> None:
 def issue_invite(team: TeamEntry, email: str, link_for: Callable[[str], str]) -> IssuedInvite:
     """Email an invitation to `email`; `link_for` turns a token into an absolute URL."""
     email = _normal_email(email)
-    if _is_active_member(team, email):
-        raise ApiError("already_in_team", f"{email} is already a member of this team")
+    _refuse_a_member(team, email)
     counted = _count_invite(team)
     emailed_link = link_for(invite_token(team, email, may_claim=True))
     team_name = " ".join(team.name.split())  # a header holds no line break

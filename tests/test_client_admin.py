@@ -6,9 +6,10 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from teams.actions import set_member_active
 from teams.models import Account, TeamMembership
 from tests.browser import TIMEOUT_MS, screenshot, session_cookie
-from tests.conftest import World
+from tests.conftest import World, member_pk
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True)]
 
@@ -200,6 +201,10 @@ def test_inviting_someone_already_in_the_team_says_so_and_sends_nothing(world: W
     page = admin.post("/team-admin/", {"email": "Bob@acme.test"}).content
     assert b"bob@acme.test is already a member of this team" in page
     assert b'id="invite-link"' not in page and mail.outbox == []
+    # A deactivated member's link would be refused (create_member): reactivate instead.
+    set_member_active(world.acme.team, member_pk(world.acme["carol"].user_id), False)
+    page = admin.post("/team-admin/", {"email": "carol@acme.test"}).content
+    assert b"carol@acme.test is deactivated in this team" in page and mail.outbox == []
     # Someone of another team is not in this one: invited as anyone else.
     assert b"Invitation emailed" in admin.post("/team-admin/", {"email": "dave@globex.test"}).content
     assert [m.to for m in mail.outbox] == [["dave@globex.test"]]
