@@ -112,16 +112,19 @@ function onMessage(frame) {
     case 'message_changed':
       placeMessage(channelId, frame.message);
       return;
-    case 'message_deleted':
+    case 'message_deleted': {
+      let wasPinned = false;
       for (const history of [state.histories.get(channelId), ...state.threads.values()]) {
         const deleted = history?.get(frame.deleted_ts);
+        wasPinned ||= Boolean(deleted?.pinned_to?.includes(channelId));
         // A parent with replies stays, as the server keeps it, so its thread hangs together.
         if (deleted?.reply_count) history.upsert(tombstone(deleted));
         else history?.remove(frame.deleted_ts);
       }
       emit('messages', channelId);
-      emit('pins', channelId); // if it was pinned, it is not any more
+      if (wasPinned) emit('pins', channelId); // unpinned with it
       return;
+    }
     case 'message_replied':
       if (state.histories.get(channelId)?.get(frame.message.ts)) placeMessage(channelId, frame.message);
       return;

@@ -11,19 +11,20 @@ const CHANNEL = /(^|[\s([{"'])#(\w(?:[\w-]*\w)?)/g;
 
 export function encodeOutgoing(text) {
   const escaped = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  const byName = new Map([...state.users.values()].map((u) => [u.name, u.id]));
+  // Matched without case on both sides: an imported handle may have capitals.
+  const byName = new Map([...state.users.values()].map((u) => [u.name.toLowerCase(), u.id]));
   const channels = new Map(
-    [...state.channels.values()].filter((c) => c.name && !c.is_mpim).map((c) => [c.name, c.id]),
+    [...state.channels.values()].filter((c) => c.name && !c.is_mpim).map((c) => [c.name.toLowerCase(), c]),
   );
   return escaped
     .replace(MENTION, (all, before, typed) => {
-      const name = typed.toLowerCase(); // handles are lowercase; people type @Bob
+      const name = typed.toLowerCase(); // people type @Bob
       if (BROADCASTS.has(name)) return `${before}<!${name}>`;
       return byName.has(name) ? `${before}<@${byName.get(name)}>` : all;
     })
     .replace(CHANNEL, (all, before, typed) => {
-      const name = typed.toLowerCase();
-      return channels.has(name) ? `${before}<#${channels.get(name)}|${name}>` : all;
+      const channel = channels.get(typed.toLowerCase());
+      return channel ? `${before}<#${channel.id}|${channel.name}>` : all;
     });
 }
 
