@@ -25,8 +25,9 @@ def session_ended_cache_key(digest: str) -> str:
 
 
 def end_session_sockets(account_id: int, session_key: str) -> None:
-    """Called as the session signs out. Never raises: signing out must work with Redis
-    away (its sockets then last until they drop)."""
+    """Called as the session signs out. A Redis outage does not stop the sign-out (its
+    sockets then last until they drop). Only a sign-out ends them: a session that expires
+    or is flushed elsewhere leaves its sockets until they drop and boot again."""
     digest = session_digest(session_key)
     try:
         # As long as a session may live: a reconnect URL is renewed for as long as its socket does.
