@@ -21,7 +21,10 @@ keep-alive connections), each text carrying the monotonic time it was sent.
 How the client measures, cheaply enough not to be the bottleneck: every socket counts the
 run's messages and checks event ids (a duplicate or an id going back counts as a dupe) by
 finding the id and the run's tag in the raw frame; every --sample-every'th socket (default
-10th) also JSON-parses each frame and records post-to-receive latency.
+10th) also records post-to-receive latency. While posts are counted, a C loop reads the
+frames (bench/native_reader.c, built with the machine's compiler): Python's receivers took
+as much CPU as both daphnes, on the same two cores. --python-receivers reads them in
+Python (asyncio on uvloop) instead, as does a machine with no C compiler.
 
 Reported per rate: delivered/expected (every socket must get every post, once),
 post-to-receive latency p50/p99/max over the sampled sockets' deliveries, the chat.postMessage call
@@ -65,6 +68,7 @@ from bench.bulk_team import (  # noqa: E402
     slack_channel_id,
 )
 from bench.cluster import Cluster, Daphne, add_server_args  # noqa: E402
+from bench.native_reader import NativeUnavailable, library  # noqa: E402
 from bench.posting import paced_posts, serial_posts  # noqa: E402
 from bench.probes import CpuMeter, format_cpu  # noqa: E402
 from bench.receivers import (  # noqa: E402
@@ -254,6 +258,11 @@ def main() -> None:
         help="JSON-parse and time every frame on every Nth socket; the others only count",
     )
     parser.add_argument(
+        "--python-receivers",
+        action="store_true",
+        help="read the frames in Python (asyncio on uvloop) rather than the C loop",
+    )
+    parser.add_argument(
         "--find-max",
         action="store_true",
         help="step the rate up through --rates (shorter runs); if the first fails, halve it down to 1/s",
@@ -277,6 +286,7 @@ def main() -> None:
         args.sockets, args.seconds, args.step_seconds = 200, 10.0, 5.0
 
     daphnes = args.daphnes + (1 if args.api_daphne else 0)
+    native = not args.python_receivers and native_reader_builds()
     with Cluster.from_args(args, daphnes) as cluster:
         with timed(f"team with {args.sockets} members in one channel (bulk ORM)"):
             team = create_bench_team("fanout")
@@ -288,7 +298,7 @@ def main() -> None:
             bump_boot_version(team)
         channel = slack_channel_id(channel_id)
         specs = socket_specs(tokens, socket_daphnes(args, cluster))
-        with Receivers(specs, args.receivers, args.sample_every) as receivers:
+        with Receivers(specs, args.receivers, args.sample_every, native) as receivers:
             if connect_all(args, receivers):
                 raise SystemExit("not every socket connected; see the daphne logs under the data dir")
 
@@ -359,10 +369,20 @@ def main() -> None:
             )
         for problem in cluster.check_daphnes()[:10]:
             print("daphne log: " + problem)
+        print(f"receivers: {'C loop (bench/native_reader.c)' if native else 'Python (asyncio on uvloop)'}")
         print(
             "note: client and servers share this machine's "
             f"{os.cpu_count()} cores (and anything else running on it): figures are noisy."
         )
+
+
+def native_reader_builds() -> bool:
+    try:
+        library()
+    except NativeUnavailable as exc:
+        print(f"note: receivers read in Python: {exc}", flush=True)
+        return False
+    return True
 
 
 if __name__ == "__main__":

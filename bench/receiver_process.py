@@ -4,7 +4,8 @@ Its sockets are bench/light_ws.py clients (an asyncio Protocol each, on uvloop: 
 from the receive buffer, no per-frame task), many per process, driven over a pipe. With
 `sample_every` N, only every Nth socket JSON-parses and times each frame; the others find the
 event id and the run's tag in the raw bytes and count, so the client's CPU is not what limits
-a fan-out.
+a fan-out. With `native`, a phase's frames are read by bench/native_reader.c instead (the
+same counts and checks, in C), from `phase` until the next command other than `progress`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import uvloop
 
 from bench.api_client import ApiClient
 from bench.light_ws import LightWebsocket
+from bench.native_reader import NativeReader, PhaseOutcome, socket_fd
 from bench.stats import Hist
 
 SOCKET_OPEN_SECS = 30.0
@@ -41,11 +43,14 @@ class SocketSpec:
     connect_args: dict[str, Any] = field(default_factory=dict)  # rtm.connect arguments
 
 
-def receiver_main(pipe: Connection, specs: list[SocketSpec], sample_every: int = 1) -> None:
+def receiver_main(
+    pipe: Connection, specs: list[SocketSpec], sample_every: int = 1, native: bool = False
+) -> None:
     """Entry point of a receiver process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the pipe
     try:
-        uvloop.run(_Receiver(pipe, specs, sample_every).serve())  # the product's loop, cheaper per read
+        # uvloop: the product's loop, cheaper per read
+        uvloop.run(_Receiver(pipe, specs, sample_every, native).serve())
     except Exception:  # the parent reports it
         import traceback
 
@@ -69,8 +74,13 @@ class _Socket:
 
 
 class _Receiver:
-    def __init__(self, pipe: Connection, specs: list[SocketSpec], sample_every: int = 1) -> None:
+    def __init__(
+        self, pipe: Connection, specs: list[SocketSpec], sample_every: int = 1, native: bool = False
+    ) -> None:
         self.pipe = pipe
+        self.native = NativeReader() if native else None
+        self.native_run: asyncio.Future[int] | None = None  # while C reads the sockets below
+        self.native_sockets: list[_Socket] = []
         self.sockets = [_Socket(s, s.index % sample_every == 0) for s in specs]
         self.http_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rtm-http")
         self.tag = "\x00"
@@ -96,12 +106,15 @@ class _Receiver:
                 if command == "quit":
                     break
                 try:
+                    if command != "progress":
+                        await self._native_collect()
                     reply = await getattr(self, f"cmd_{command}")(**args)
                 except Exception:
                     import traceback
 
                     reply = {"crash": traceback.format_exc()}
                 self.pipe.send(reply)
+        await self._native_collect()
         await self._close_all()
         self.http_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -143,13 +156,16 @@ class _Receiver:
             sock.got = 0
             sock.done_at = None
             sock.complete = asyncio.Event()
+        if self.native is not None:
+            self._native_start()
         return {}
 
     async def cmd_progress(self) -> dict[str, Any]:
+        native = self.native.progress() if self.native is not None and self.native_run else {}
         return {
-            "delivered": self.delivered,
-            "frames": self.frames,
-            "complete": sum(1 for s in self.sockets if s.got >= self.want),
+            "delivered": self.delivered + native.get("delivered", 0),
+            "frames": self.frames + native.get("frames", 0),
+            "complete": sum(1 for s in self.sockets if s.got >= self.want) + native.get("complete", 0),
             "presence_frames": self.presence_frames,
             "presence_entries": self.presence_entries,
         }
@@ -338,6 +354,10 @@ class _Receiver:
                 self.dupes += 1
                 return
             sock.cursor = event_id
+        self._checked_frame(sock, frame, now)
+
+    def _checked_frame(self, sock: _Socket, frame: dict[str, Any], now: float) -> None:
+        """A frame counted and its event id checked."""
         kind = frame.get("type")
         if kind == "presence_change":
             self.presence_frames += 1
@@ -362,6 +382,60 @@ class _Receiver:
         if sock.got == self.want:
             sock.done_at = now
             sock.complete.set()
+
+    # --- native mode ---------------------------------------------------------------
+
+    def _native_start(self) -> None:
+        """C reads every open socket from now on; their transports stop reading."""
+        assert self.native is not None
+        self.native_sockets = [s for s in self.sockets if s.ws is not None and not s.ws.closed.done()]
+        prefill = []
+        for sock in self.native_sockets:
+            assert sock.ws is not None and sock.ws.transport is not None  # open: see above
+            sock.ws.transport.pause_reading()
+            prefill.append(bytes(sock.ws.buffer))
+            sock.ws.buffer.clear()
+        self.native.start(
+            [socket_fd(s.ws.transport) for s in self.native_sockets if s.ws is not None],
+            [s.sampled for s in self.native_sockets],
+            [s.cursor for s in self.native_sockets],
+            prefill,
+            self.tag_marker,
+            self.want,
+        )
+        self.native_run = asyncio.get_running_loop().run_in_executor(None, self.native.run)
+
+    async def _native_collect(self) -> None:
+        """Stop the C loop, take over what it counted, and give the sockets back to Python."""
+        if self.native is None or self.native_run is None:
+            return
+        self.native.stop()
+        await self.native_run
+        self.native_run = None
+        self._take_native(self.native.outcome())
+
+    def _take_native(self, outcome: PhaseOutcome) -> None:
+        self.delivered += outcome.delivered
+        self.dupes += outcome.dupes
+        self.frames += outcome.frames
+        self.hist.merge(outcome.hist)
+        if outcome.dropped_others:
+            self.server_errors["native reader: other frames not kept"] += outcome.dropped_others
+        for sock, result in zip(self.native_sockets, outcome.sockets, strict=True):
+            sock.cursor = result.cursor
+            sock.got += result.got
+            if result.done_at is not None and sock.done_at is None:
+                sock.done_at = result.done_at
+                sock.complete.set()
+        now = time.monotonic()
+        for position, raw in outcome.others:
+            self._checked_frame(self.native_sockets[position], json.loads(raw), now)
+        for sock, result in zip(self.native_sockets, outcome.sockets, strict=True):
+            if sock.ws is not None and sock.ws.transport is not None:
+                if result.leftover:
+                    sock.ws.data_received(result.leftover)
+                sock.ws.transport.resume_reading()
+        self.native_sockets = []
 
     async def _close_all(self) -> None:
         async def close(sock: _Socket) -> None:

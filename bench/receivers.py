@@ -26,7 +26,9 @@ class Receivers:
     act together (e.g. a reconnect storm starts at one shared monotonic instant).
     """
 
-    def __init__(self, specs: list[SocketSpec], processes: int, sample_every: int = 1) -> None:
+    def __init__(
+        self, specs: list[SocketSpec], processes: int, sample_every: int = 1, native: bool = False
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         processes = max(1, min(processes, len(specs)))
         self.pipes: list[Connection] = []
@@ -35,7 +37,7 @@ class Receivers:
             parent, child = context.Pipe()
             process = context.Process(
                 target=receiver_main,
-                args=(child, specs[i::processes], sample_every),
+                args=(child, specs[i::processes], sample_every, native),
                 name=f"rtm-receiver-{i}",
                 daemon=True,
             )
