@@ -93,6 +93,7 @@ class StepResult:
     post_rate: float
     call_p50: float
     call_p99: float
+    call_max: float
     lag_p99: float
     expected: int
     delivered: int
@@ -102,6 +103,7 @@ class StepResult:
     drain_secs: float
     cpu: dict[str, float]
     closes: dict[str, int]
+    handed_back: dict[str, int]
     error_lines: list[str]
     still_arriving: bool
 
@@ -120,6 +122,8 @@ class StepResult:
 
     def verdict(self, keep_up_ms: float) -> str:
         if not self.zero_loss:
+            if self.delivered > self.expected and not self.dupes:
+                return "MORE than the posts that succeeded: a post answered with an error was delivered"
             return "NOT DELIVERED in time (backlog)" if self.still_arriving else "LOSS"
         if self.kept_up(keep_up_ms):
             return "kept up"
@@ -168,6 +172,7 @@ def run_step(
         post_rate=posts.achieved_rate(),
         call_p50=posts.call_ms(0.5),
         call_p99=posts.call_ms(0.99),
+        call_max=posts.call_ms(1.0),
         lag_p99=posts.lag_ms(0.99),
         expected=expected,
         delivered=sum(r["delivered"] for r in replies),
@@ -177,6 +182,7 @@ def run_step(
         drain_secs=max(0.0, last_arrival - posts.last_done) if delivered else float("nan"),
         cpu=cpu,
         closes=dict(merge_counters(replies, "closes")),
+        handed_back=dict(merge_counters(replies, "handed_back")),
         error_lines=describe_error_samples(replies, team),
         still_arriving=still_arriving,
     )
@@ -213,7 +219,7 @@ def print_table(results: list[StepResult], keep_up_ms: float) -> None:
     print()
     print(
         f"{'rate/s':>7}{'posted/s':>9}{'delivered/expected':>24}{'%':>8}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'max ms':>9}{'post p50':>9}{'post p99':>9}{'drain s':>8}  verdict"
+        f"{'max ms':>9}{'post p50':>9}{'post p99':>9}{'post max':>9}{'drain s':>8}  verdict"
     )
     for r in results:
         pct = 100.0 * r.delivered / r.expected if r.expected else float("nan")
@@ -222,6 +228,7 @@ def print_table(results: list[StepResult], keep_up_ms: float) -> None:
             f"{r.rate:>7g}{r.post_rate:>9.1f}{f'{r.delivered}/{r.expected}':>24}{pct:>8.2f}"
             f"{fmt_ms(r.hist.quantile(0.5)):>9}{fmt_ms(r.hist.quantile(0.99)):>9}"
             f"{fmt_ms(r.hist.quantile(1.0)):>9}{fmt_ms(r.call_p50):>9}{fmt_ms(r.call_p99):>9}"
+            f"{fmt_ms(r.call_max):>9}"
             f"{r.drain_secs:>8.1f}  {verdict}"
         )
     print()
@@ -234,6 +241,11 @@ def print_table(results: list[StepResult], keep_up_ms: float) -> None:
             notes.append(f"{r.rate:g}/s: post errors {r.post_errors}")
         if r.dupes:
             notes.append(f"{r.rate:g}/s: {r.dupes} duplicate or out-of-order frames")
+        if r.handed_back:
+            notes.append(
+                f"{r.rate:g}/s: sockets the C loop stopped reading, read in Python only at the end "
+                f"(their latency is not the server's): {r.handed_back}"
+            )
         if r.closes:
             notes.append(f"{r.rate:g}/s: sockets closed by the server (close code: count): {r.closes}")
         notes += [f"{r.rate:g}/s: {line}" for line in r.error_lines]

@@ -25,11 +25,13 @@
 #define EVENT_ID_KEY "\"event_id\": "
 
 enum { OP_TEXT = 0x1, OP_PING = 0x9 };
+/* Why a socket went back to Python (nr_socket(i, 2)); 0 while C reads it. */
+enum { HANDED_OTHER_FRAME = 1, HANDED_END = 2, HANDED_ERROR = 3, HANDED_NO_MEMORY = 4 };
 
 typedef struct {
     int fd;
     int sampled;
-    int handed_back; /* Python reads it from here on */
+    int handed_back; /* why Python reads it from here on (HANDED_*), or 0 */
     int64_t cursor;
     int64_t got;
     double done_at;
@@ -118,8 +120,8 @@ static void pong(sock_t *s, const char *payload, size_t length) {
     (void)send(s->fd, frame, 6 + length, MSG_NOSIGNAL);
 }
 
-static void hand_back(sock_t *s) {
-    s->handed_back = 1;
+static void hand_back(sock_t *s, int reason) {
+    s->handed_back = reason;
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 }
 
@@ -146,7 +148,7 @@ static void parse(int index, sock_t *s, double now) {
             while (cap < head + length) cap *= 2;
             char *grown = realloc(s->buf, cap);
             if (!grown) {
-                hand_back(s);
+                hand_back(s, HANDED_NO_MEMORY);
                 break;
             }
             s->buf = grown;
@@ -160,7 +162,7 @@ static void parse(int index, sock_t *s, double now) {
         else if (opcode == OP_PING)
             pong(s, payload, length);
         else {
-            hand_back(s);
+            hand_back(s, HANDED_OTHER_FRAME);
             break;
         }
         at += head + length;
@@ -177,11 +179,11 @@ static void read_socket(int index) {
     if (s->len == s->cap) parse(index, s, now_secs());
     ssize_t got = recv(s->fd, s->buf + s->len, s->cap - s->len, 0);
     if (got < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) hand_back(s);
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) hand_back(s, HANDED_ERROR);
         return;
     }
     if (got == 0) { /* end of stream: Python's transport sees it too once it reads again */
-        hand_back(s);
+        hand_back(s, HANDED_END);
         return;
     }
     s->len += (size_t)got;

@@ -59,12 +59,16 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+HANDED_BACK = {1: "a frame other than text or ping", 2: "end of stream", 3: "receive error", 4: "no memory"}
+
+
 @dataclass
 class SocketOutcome:
     cursor: int
     got: int
     done_at: float | None
     leftover: bytes  # read by C, not parsed: Python's protocol takes it first
+    handed_back: str  # why C stopped reading it before the phase ended ("" if it did not)
 
 
 @dataclass
@@ -135,7 +139,13 @@ class NativeReader:
                 lib.nr_leftover(index, leftover)
             done_at = lib.nr_done_at(index)
             sockets.append(
-                SocketOutcome(lib.nr_socket(index, 0), lib.nr_socket(index, 1), done_at or None, leftover.raw)
+                SocketOutcome(
+                    cursor=lib.nr_socket(index, 0),
+                    got=lib.nr_socket(index, 1),
+                    done_at=done_at or None,
+                    leftover=leftover.raw,
+                    handed_back=HANDED_BACK.get(lib.nr_socket(index, 2), ""),
+                )
             )
         raw = ctypes.create_string_buffer(lib.nr_others_len())
         lib.nr_others(raw)

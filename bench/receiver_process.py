@@ -81,6 +81,7 @@ class _Receiver:
         self.native = NativeReader() if native else None
         self.native_run: asyncio.Future[int] | None = None  # while C reads the sockets below
         self.native_sockets: list[_Socket] = []
+        self.native_handed_back: Counter[str] = Counter()  # why C stopped reading a socket early
         self.sockets = [_Socket(s, s.index % sample_every == 0) for s in specs]
         self.http_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rtm-http")
         self.tag = "\x00"
@@ -149,6 +150,7 @@ class _Receiver:
         self.delivered = self.dupes = self.retries = self.reconnect_urls_used = 0
         self.presence_frames = self.presence_entries = 0
         self.closes.clear()
+        self.native_handed_back.clear()
         self.server_errors.clear()
         self.error_samples.clear()
         for sock in self.sockets:
@@ -185,6 +187,7 @@ class _Receiver:
             "server_errors": dict(self.server_errors),
             "error_samples": list(self.error_samples),
             "retries": self.retries,
+            "handed_back": dict(self.native_handed_back),
         }
 
     async def cmd_send(self, frames: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -422,6 +425,8 @@ class _Receiver:
         if outcome.dropped_others:
             self.server_errors["native reader: other frames not kept"] += outcome.dropped_others
         for sock, result in zip(self.native_sockets, outcome.sockets, strict=True):
+            if result.handed_back:  # Python read the rest of its frames only at the end
+                self.native_handed_back[result.handed_back] += 1
             sock.cursor = result.cursor
             sock.got += result.got
             if result.done_at is not None and sock.done_at is None:
