@@ -3,9 +3,11 @@
 import asyncio
 import json
 import time
+import urllib.request
 
 import pytest
 from django.db import connections, transaction
+from django.utils.crypto import get_random_string
 
 from messaging import events
 from messaging.models import ChannelMember, Event
@@ -15,6 +17,7 @@ from messaging.realtime.wire import Frame
 from teams.actions import reset_member_tokens, set_member_active
 from teams.directory import forget_team
 from teams.models import Team
+from tests.browser import session_cookie
 from tests.conftest import World, member_pk
 from tests.rtm_client import RtmSocket, messages, refused, web
 from tests.servers import running_daphne
@@ -162,6 +165,47 @@ def test_auth_revoke_closes_the_sockets_and_refuses_a_ticket_issued_before(world
     assert carol.closed_code == 4003
     # Whatever `since` it picks, a socket of the revoked token is not admitted.
     assert refused(with_since(early_url, read_head(world.acme.team.shard, world.acme.team.id))) == 403
+
+
+def _as_session(server, cookie: dict[str, str], path: str) -> bytes:
+    """POST `path` to the server as a signed-in browser tab: the session cookie, and the
+    CSRF token in both its cookie and the header, as the web client sends them."""
+    csrf = get_random_string(32)
+    request = urllib.request.Request(
+        server.http + path,
+        method="POST",
+        headers={"Cookie": f"{cookie['name']}={cookie['value']}; csrftoken={csrf}", "X-CSRFToken": csrf},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def test_a_socket_joining_as_its_session_signs_out_is_shut_out(world: World, server) -> None:
+    """A tab's socket is admitted while its session is signed in, then the session signs
+    out while the socket reads its member's conversations, before it is in the hub: the
+    hub hands session.ended to the sockets live by then, so this one must find the
+    sign-out for itself once it joins, and close as its session's other sockets do."""
+    team, general = world.acme.team, world.acme.channels["general"]
+    bob = RtmSocket.open(server, world.acme["bob"].token)  # the team's hub is running
+    carol = RtmSocket.open(server, world.acme["carol"].token)
+    for sock in (bob, carol):
+        sock.until(lambda f: f.get("type") == "reconnect_url")
+    cookie = session_cookie("alice@acme.test", team.id)
+    url = json.loads(_as_session(server, cookie, "/api/rtm.connect"))["url"]
+    table = ChannelMember._meta.db_table
+    with transaction.atomic(using=team.shard):
+        connections[team.shard].cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        tab = RtmSocket(url)  # admitted: the session had not signed out
+        wait_for_lock_waiter(table)  # reading alice's conversations, not yet in the hub
+        _as_session(server, cookie, "/signout/")
+        # Published after session.ended, so handed out by the hub after it too.
+        carol.send({"type": "typing", "channel": general})
+        bob.until(lambda f: f.get("type") == "user_typing")
+    frames = tab.drain(2.0)  # until it closes, or stays quiet as a live socket would
+    assert tab.closed_code == 4003, frames
+    assert [f["type"] for f in frames] == ["hello"]  # and no reconnect_url
+    bob.close()
+    carol.close()
 
 
 def test_a_socket_ahead_of_the_hub_misses_no_leave_it_skipped(world: World, server, api, monkeypatch) -> None:

@@ -36,7 +36,7 @@ from messaging.realtime.delivery import AccessEnded, ResyncRequired, Viewer
 from messaging.realtime.hub import HubClosed, TeamHub
 from messaging.realtime.hubs import hub_for
 from messaging.realtime.pool import blocking
-from messaging.realtime.redis_batch import redis_batch
+from messaging.realtime.redis_batch import cache_get_many, redis_batch
 from messaging.realtime.tickets import RECONNECT_TTL_SECS, Ticket, reconnect_ticket
 from messaging.realtime.wire import Frame, Wire
 from ops.metrics import OPEN_SOCKETS
@@ -45,6 +45,7 @@ from teams import ids
 from teams.auth import Caller
 from teams.directory import TeamEntry
 from teams.errors import ApiError
+from teams.sessions import session_ended_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,9 @@ class RtmConsumer(AsyncWebsocketConsumer):
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
                 joined = await self._join(team)
+                if joined and await self._signed_out():
+                    self.hub.leave(self)  # as live_only._end_session: no event after this
+                    raise AccessEnded
                 if joined:
                     await self.send_reconnect_url(ticket, reconnect_ticket)
             if not joined:
@@ -197,6 +201,22 @@ class RtmConsumer(AsyncWebsocketConsumer):
                 if closed.moving:
                     return False
         return False
+
+    async def _signed_out(self) -> bool:
+        """Whether the socket's session signed out, asked once it is live. Admission read
+        the marker too, but a sign-out between that read and the join was handed to the hub
+        (session.ended) before this socket was live, and missed it. The marker is set before
+        that message is published, so after the join one of the two always catches it. A
+        token socket has no session: it skips the read."""
+        session = self.caller.session
+        if session is None:
+            return False
+        try:
+            (ended,) = await cache_get_many([session_ended_cache_key(session)])
+        except RedisError as exc:  # as teams.sessions tolerates an outage: the socket stays
+            logger.warning("sign-out of a socket's session not checked: %s", exc)
+            return False
+        return ended is not None
 
     async def send_reconnect_url(self, ticket: Ticket | None = None, ticket_text: str = "") -> None:
         """Slack's reconnect_url: where this client may come back without rtm.connect.
