@@ -82,6 +82,22 @@ static const char *find_last(const char *hay, size_t hay_len, const char *needle
     return NULL;
 }
 
+static int contains(const char *payload, size_t length, const char *text) {
+    return memmem(payload, length, text, strlen(text)) != NULL;
+}
+
+/* A message event whose top-level text is the message's: as the hub writes it live (its
+ * type first) or as the event log returns it (PostgreSQL's jsonb orders keys by length,
+ * so "text" comes first: a gap filled from the log, a replay). An edit or a delete carries
+ * the message inside, not at the top. */
+static int is_message(const char *payload, size_t length) {
+    if (length >= sizeof MESSAGE_PREFIX - 1 && memcmp(payload, MESSAGE_PREFIX, sizeof MESSAGE_PREFIX - 1) == 0)
+        return 1;
+    return contains(payload, length, "\"type\": \"message\"") &&
+           !contains(payload, length, "\"subtype\": \"message_changed\"") &&
+           !contains(payload, length, "\"subtype\": \"message_deleted\"");
+}
+
 static void on_text(int index, sock_t *s, const char *payload, size_t length, double now) {
     frames++;
     const char *key = find_last(payload, length, EVENT_ID_KEY, sizeof EVENT_ID_KEY - 1);
@@ -93,7 +109,7 @@ static void on_text(int index, sock_t *s, const char *payload, size_t length, do
         }
         s->cursor = event_id;
     }
-    if (length < sizeof MESSAGE_PREFIX - 1 || memcmp(payload, MESSAGE_PREFIX, sizeof MESSAGE_PREFIX - 1)) {
+    if (!is_message(payload, length)) {
         keep_other(index, payload, length); /* its event id is checked above */
         return;
     }
