@@ -4,7 +4,6 @@ edits, deletes, typing, presence, unread state, and text that must stay text."""
 import pytest
 
 from chatproject.dbrouter import on_shard
-from messaging.realtime.consumer import TYPING_THROTTLE_SECS
 from teams.models import Member
 from tests.browser import open_client, screenshot
 from tests.conftest import World, member_pk
@@ -72,8 +71,7 @@ def test_two_members_talk_live(world: World, chromium, web_server) -> None:
     edited.locator(".edited").wait_for()
 
     # Typing: bob types without sending; alice sees who. (His thread reply was typed moments
-    # ago: the gateway passes one typing notice per conversation and throttle period.)
-    bob.wait_for_timeout(TYPING_THROTTLE_SECS * 1000)
+    # ago, in the thread's box: another indicator, with a throttle of its own.)
     bob.fill("#composer textarea", "")
     bob.type("#composer textarea", "thinking")
     alice.wait_for_selector("#typing:has-text('Bob is typing')")
@@ -109,6 +107,32 @@ def test_two_members_talk_live(world: World, chromium, web_server) -> None:
     bob.context.close()
     alice.wait_for_selector(f"#side-panel li[data-user={bob_id}] .presence.away")
     alice.context.close()
+
+
+def test_typing_in_a_thread_shows_in_that_thread(world: World, chromium, web_server) -> None:
+    alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
+    _send(alice, "start a thread here")
+    _message(bob, "start a thread here").wait_for()
+    for page in (alice, bob):
+        _act(page, "start a thread here", "reply")
+        page.wait_for_selector("#side-panel[data-kind=thread] .msg")
+
+    # Bob types a reply: alice sees it in the thread she has open, not under the channel.
+    bob.type("#side-panel textarea", "on it")
+    alice.wait_for_selector("#side-panel .typing:has-text('Bob is typing')")
+    assert alice.inner_text("#typing") == ""
+    # ... until the reply arrives.
+    bob.press("#side-panel textarea", "Enter")
+    _message(alice, "on it", "#side-panel").wait_for()
+    assert alice.inner_text("#side-panel .typing") == ""
+
+    # Typing in the channel's box right after shows under the channel, not in the thread.
+    bob.type("#composer textarea", "and here")
+    alice.wait_for_selector("#typing:has-text('Bob is typing')")
+    assert alice.inner_text("#side-panel .typing") == ""
+    alice.context.close()
+    bob.context.close()
 
 
 def test_unread_counts_follow_conversations_mark(world: World, chromium, web_server) -> None:

@@ -167,6 +167,43 @@ def test_typing_goes_to_members_of_that_conversation(world: World, server) -> No
         socket.close()
 
 
+def test_typing_in_a_thread_names_the_thread(world: World, server) -> None:
+    alice_api = web(server, world.acme["alice"].token)
+    secret, general = world.acme.channels["secret"], world.acme.channels["general"]
+    dm = alice_api.conversations_open(users=world.acme["bob"].user_id)["channel"]["id"]
+    parent = alice_api.chat_postMessage(channel=secret, text="a thread")["ts"]
+    alice = RtmSocket.open(server, world.acme["alice"].token)
+    bob = RtmSocket.open(server, world.acme["bob"].token)
+    for socket in (alice, bob):
+        socket.until(lambda f: f.get("type") == "hello")
+
+    alice.send({"type": "typing", "channel": secret, "thread_ts": parent})
+    alice.send({"type": "typing", "channel": secret, "thread_ts": parent})  # throttled
+    # The channel's indicator is another one: not held back by the thread's throttle ...
+    alice.send({"type": "typing", "channel": secret})
+    # ... but a third place in the same period is: a new thread_ts per frame gets no more.
+    alice.send({"type": "typing", "channel": secret, "thread_ts": "1234567890.123456"})
+    # A malformed thread_ts is left out: typing in the channel, not an error.
+    alice.send({"type": "typing", "channel": general, "thread_ts": "yesterday"})
+    alice.send({"type": "typing", "channel": dm, "thread_ts": 1234567890.123456})  # not a string
+    # Slack's shorter form is passed on in full, as message events carry a ts.
+    alice.send({"type": "typing", "channel": dm, "thread_ts": "1234567890.5"})
+
+    user = world.acme["alice"].user_id
+    typing = [bob.until(lambda f: f.get("type") == "user_typing") for _ in range(5)]
+    assert typing == [
+        {"type": "user_typing", "channel": secret, "thread_ts": parent, "user": user},
+        {"type": "user_typing", "channel": secret, "user": user},
+        {"type": "user_typing", "channel": general, "user": user},
+        {"type": "user_typing", "channel": dm, "user": user},
+        {"type": "user_typing", "channel": dm, "thread_ts": "1234567890.500000", "user": user},
+    ]
+    assert [f for f in bob.drain(0.5) if f.get("type") == "user_typing"] == []
+    assert [f for f in alice.drain(0.3) if f.get("type") == "user_typing"] == []
+    for socket in (alice, bob):
+        socket.close()
+
+
 def test_pruned_cursor_gets_resync_required(world: World, server) -> None:
     from chatproject.dbrouter import on_shard
     from messaging.models import Event

@@ -51,8 +51,14 @@ logger = logging.getLogger(__name__)
 
 # Slack clients send typing every ~3 s while it lasts, and once more at once when typing
 # resumes right after a send (receivers stop showing it when the message arrives): one a
-# second per conversation still bounds what a socket makes every member's client draw.
+# second per place typed in still bounds what a socket makes every member's client draw.
 TYPING_THROTTLE_SECS = 1.0
+# Typing in a thread and in its channel are separate indicators (Slack's user_typing names the
+# thread), so each place has its own throttle: a member moving from a thread's box to the
+# channel's is shown there at once, not a second late or not at all. Two places a period per
+# conversation is all a person types in; the cap holds a client naming a new thread_ts in
+# every frame to that.
+TYPING_PLACES_PER_PERIOD = 2
 CLOSE_BAD_TICKET = 4001
 CLOSE_RESYNC = 4002
 CLOSE_ACCESS_ENDED = 4003  # the token was revoked or the member deactivated: boot with a new token
@@ -107,7 +113,8 @@ class RtmConsumer(AsyncWebsocketConsumer):
         # Made before the handshake: until accept opens the socket, its sends take the
         # consumer's own way (Wire.open), so every frame goes through it in one order.
         self.wire = Wire(self.base_send, self._send_text)
-        self.typing_sent: dict[int, float] = {}
+        # conversation id -> {thread_ts or None: when its typing was last passed on}
+        self.typing_sent: dict[int, dict[str | None, float]] = {}
         if _connecting >= settings.SOCKETS_CONNECTING_MAX:
             await self._refuse(1.0, "too many sockets connecting to this server")
             return
@@ -367,13 +374,17 @@ class RtmConsumer(AsyncWebsocketConsumer):
             channel_id = ids.decode(frame.get("channel"), ids.CHANNEL_PREFIXES)
         except ids.BadId:
             return
-        now = time.monotonic()
-        if (
-            channel_id not in self.viewer.channel_ids
-            or now - self.typing_sent.get(channel_id, 0) < TYPING_THROTTLE_SECS
-        ):
+        if channel_id not in self.viewer.channel_ids:
             return
-        self.typing_sent[channel_id] = now
+        thread_ts = _typing_thread(frame.get("thread_ts"))
+        now = time.monotonic()
+        sent = self.typing_sent.setdefault(channel_id, {})
+        for place, at in list(sent.items()):
+            if now - at >= TYPING_THROTTLE_SECS:
+                del sent[place]
+        if thread_ts in sent or len(sent) >= TYPING_PLACES_PER_PERIOD:
+            return
+        sent[thread_ts] = now
         try:
             await self.layer.group_send(
                 team_group(self.caller.team_id),
@@ -381,6 +392,7 @@ class RtmConsumer(AsyncWebsocketConsumer):
                     "type": "team.typing",
                     "channel_id": channel_id,
                     "channel": frame["channel"],
+                    "thread_ts": thread_ts,
                     "user": self.caller.user_slack_id,
                 },
             )
@@ -414,3 +426,16 @@ def _since(query: dict[str, list[str]]) -> int | None:
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         return None
     return int(value)
+
+
+def _typing_thread(value: object) -> str | None:
+    """A typing frame's thread_ts in Slack's form, or None (typing in the channel) when it is
+    missing or malformed: the indicator still shows, in the channel, rather than erroring over
+    a hint. Not looked up: a frame a second is no reason for a query, and a ts naming no thread
+    only lights an indicator no client has open."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return ids.format_ts(ids.parse_ts(value))
+    except ids.BadId:
+        return None

@@ -24,9 +24,14 @@ def hand_out(live: dict[Socket, None], message: dict[str, Any]) -> None:
 
 
 def _typing(live: dict[Socket, None], message: dict[str, Any]) -> None:
-    """Typing goes to the members of that conversation, other than the typist."""
+    """Typing goes to the members of that conversation, other than the typist. Typing in a
+    thread names it, as Slack's does; typing in the channel has no thread_ts key at all."""
     channel_id, user = message["channel_id"], message["user"]
-    frame = Frame(json.dumps({"type": "user_typing", "channel": message["channel"], "user": user}))
+    event = {"type": "user_typing", "channel": message["channel"], "user": user}
+    # .get: a process of the previous release, mid-deploy, sends none
+    if thread_ts := message.get("thread_ts"):
+        event["thread_ts"] = thread_ts
+    frame = Frame(json.dumps(event))
     for sock in live:
         if channel_id in sock.viewer.channel_ids and user != sock.viewer.slack_id:
             sock.write([frame])

@@ -132,7 +132,7 @@ function onMessage(frame) {
       const { event_id, channel_type, event_ts, ...message } = frame;
       messagePosted(channelId, message);
       countUnread(channelId, message);
-      typingEnded(channelId, message.user);
+      typingEnded(channelId, message);
       if (message.subtype === 'channel_topic' || message.subtype === 'channel_purpose') {
         refreshChannel(channelId);
       }
@@ -160,16 +160,22 @@ function markRead(channelId, ts) {
   emit('channels');
 }
 
-// Their message arrived: they are not typing it any more.
-function typingEnded(channelId, user) {
-  if (state.typing.get(channelId)?.delete(user)) emit('typing', channelId);
+// Where typing shows (a key of state.typing): a thread's own line, or the conversation's.
+const typingPlace = (channelId, threadTs) => (threadTs ? threadKey(channelId, threadTs) : channelId);
+
+// Their message arrived: they are not typing it any more. A reply (also one sent to the
+// channel) was typed in its thread's box, so that is the line it ends.
+function typingEnded(channelId, message) {
+  const place = typingPlace(channelId, isReply(message) ? message.thread_ts : null);
+  if (state.typing.get(place)?.delete(message.user)) emit('typing', place);
 }
 
-function typing(channelId, user) {
-  if (!state.typing.has(channelId)) state.typing.set(channelId, new Map());
-  state.typing.get(channelId).set(user, Date.now() + TYPING_SHOWN_MS);
-  emit('typing', channelId);
-  setTimeout(() => emit('typing', channelId), TYPING_SHOWN_MS + 50);
+function typing(channelId, threadTs, user) {
+  const place = typingPlace(channelId, threadTs);
+  if (!state.typing.has(place)) state.typing.set(place, new Map());
+  state.typing.get(place).set(user, Date.now() + TYPING_SHOWN_MS);
+  emit('typing', place);
+  setTimeout(() => emit('typing', place), TYPING_SHOWN_MS + 50);
 }
 
 export function applyFrame(frame) {
@@ -181,7 +187,7 @@ export function applyFrame(frame) {
   if (type === 'pin_added' || type === 'pin_removed') {
     return changePin(frame.item.channel, frame.item.message.ts, type === 'pin_added');
   }
-  if (type === 'user_typing') return typing(frame.channel, frame.user);
+  if (type === 'user_typing') return typing(frame.channel, frame.thread_ts, frame.user);
   if (type === 'presence_change') {
     for (const user of frame.users || [frame.user]) state.presence.set(user, frame.presence);
     return emit('presence');

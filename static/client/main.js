@@ -1,6 +1,7 @@
 // The web client: boots with rtm.start, keeps a socket, and wires the views to the state.
 import { boot, socketUrl } from './boot.js';
 import { applyFrame, messagePosted } from './events.js';
+import { threadKey } from './history.js';
 import { enqueue, flush, openOutbox, pending } from './outbox.js';
 import { Connection } from './socket.js';
 import { on, state } from './store.js';
@@ -23,18 +24,21 @@ const root = $('client');
 const lists = { channels: $('list-channels'), groups: $('list-groups'), dms: $('list-dms') };
 let connection = null;
 let panelMembers = [];
-let lastTyping = 0;
+let lastTyping = { place: null, at: 0 };
 
-function typing() {
+// Typing in a thread's box names the thread: others show it there, not in the channel. A
+// move to another box is told at once, as the other place's line is a different one.
+function typing(channelId, threadTs = null) {
   const now = Date.now();
-  if (now - lastTyping < TYPING_EVERY_MS || !state.current) return;
-  lastTyping = now;
-  connection.send({ type: 'typing', channel: state.current });
+  const place = threadTs ? threadKey(channelId, threadTs) : channelId;
+  if (!channelId || (place === lastTyping.place && now - lastTyping.at < TYPING_EVERY_MS)) return;
+  lastTyping = { place, at: now };
+  connection.send({ type: 'typing', channel: channelId, ...(threadTs && { thread_ts: threadTs }) });
 }
 
 // Others stop showing us typing when our message arrives: the next keystroke says so again.
 function sendMessage(entry) {
-  lastTyping = 0;
+  lastTyping = { place: null, at: 0 };
   enqueue(entry);
 }
 
@@ -59,9 +63,9 @@ const actionsFor = messageActions((channelId, ts) => thread.open(channelId, ts))
 const thread = new ThreadView({
   send: (entry) => sendMessage({ ...entry, channel: thread.channelId }),
   onAction: actionsFor(() => thread.channelId),
-  onTyping: typing,
+  onTyping: () => typing(thread.channelId, thread.threadTs),
 });
-const pane = new Pane({ send, onAction: actionsFor(() => state.current), onTyping: typing });
+const pane = new Pane({ send, onAction: actionsFor(() => state.current), onTyping: () => typing(state.current) });
 
 function openFromHash() {
   const wanted = decodeURIComponent(window.location.hash.replace(/^#\/?/, ''));
@@ -151,7 +155,10 @@ function wire() {
     if (thread.isOpen()) thread.render();
   });
   on('sent', ({ channel, message }) => messagePosted(channel, message));
-  on('typing', (channelId) => channelId === state.current && pane.renderTyping());
+  on('typing', (place) => {
+    if (place === state.current) pane.renderTyping();
+    if (place === thread.place()) thread.renderTyping();
+  });
   on('presence', () => refreshPresenceDots());
   on('pins', (channelId) => {
     if (panelKind() === 'pins' && channelId === state.current) showPins(channelId, actionsFor(() => channelId));

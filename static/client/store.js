@@ -11,7 +11,8 @@ export const state = {
   histories: new Map(), // conversation id -> History (messages.js)
   threads: new Map(), // "channel/thread_ts" -> History of the thread
   presence: new Map(), // user id -> "active" | "away"
-  typing: new Map(), // conversation id -> Map(user id -> expiry time)
+  // conversation id, or "channel/thread_ts" for typing in a thread -> Map(user id -> expiry time)
+  typing: new Map(),
 };
 
 const listeners = new Map();

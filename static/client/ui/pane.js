@@ -2,12 +2,13 @@
 // the typing line and the composer; it marks the conversation read as it is seen.
 import { call } from '../api.js';
 import { historyOf, loadOlder } from '../history.js';
-import { channelLabel, userName } from '../names.js';
+import { channelLabel } from '../names.js';
 import { pending } from '../outbox.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
 import { emit, state } from '../store.js';
 import { Composer } from './composer.js';
 import { Timeline } from './timeline.js';
+import { typingLine } from './typing.js';
 
 const MARK_DELAY_MS = 300;
 const KEPT_TIMELINES = 24; // recently seen conversations keep their rendered lists
@@ -157,12 +158,7 @@ export class Pane {
   }
 
   renderTyping() {
-    const typing = state.typing.get(state.current);
-    const now = Date.now();
-    const who = typing ? [...typing].filter(([, until]) => until > now).map(([user]) => userName(user)) : [];
-    $('typing').textContent = who.length
-      ? `${who.join(', ')} ${who.length === 1 ? 'is' : 'are'} typing…`
-      : '';
+    $('typing').textContent = typingLine(state.current);
   }
 
   // conversations.mark up to the newest message, once it has been on screen a moment.

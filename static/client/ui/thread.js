@@ -1,13 +1,15 @@
 // A thread in the side panel: the parent, its replies, and a composer that can also send
 // the reply to the channel.
-import { loadThread, threadOf } from '../history.js';
+import { loadThread, threadKey, threadOf } from '../history.js';
 import { pending } from '../outbox.js';
 import { Composer } from './composer.js';
 import { openPanel, panelKind } from './panel.js';
 import { Timeline } from './timeline.js';
+import { typingLine } from './typing.js';
 
 export class ThreadView {
-  // send({text, thread_ts, reply_broadcast}); onAction as for a Timeline; onTyping()
+  // send({text, thread_ts, reply_broadcast}); onAction as for a Timeline; onTyping() while
+  // a reply is typed
   constructor({ send, onAction, onTyping }) {
     Object.assign(this, { send, onAction, onTyping });
     this.channelId = null;
@@ -16,6 +18,11 @@ export class ThreadView {
 
   isOpen(channelId) {
     return panelKind() === 'thread' && (!channelId || channelId === this.channelId);
+  }
+
+  // This thread's key in state.typing, when it is open.
+  place() {
+    return this.isOpen() ? threadKey(this.channelId, this.threadTs) : null;
   }
 
   async open(channelId, threadTs) {
@@ -36,7 +43,10 @@ export class ThreadView {
     broadcast.name = 'reply_broadcast';
     also.append(broadcast, ' Also send to channel');
     form.append(textarea, also);
-    body.append(list, form);
+    this.typingBox = document.createElement('div');
+    this.typingBox.className = 'typing';
+    this.typingBox.setAttribute('aria-live', 'polite');
+    body.append(list, this.typingBox, form);
     this.timeline = new Timeline(list, { inThread: true, onAction: this.onAction });
     this.composer = new Composer(form, {
       placeholder: 'Reply…',
@@ -47,6 +57,7 @@ export class ThreadView {
       },
     });
     this.render();
+    this.renderTyping(); // someone may have been typing here before it opened
     await loadThread(channelId, threadTs);
     this.render(true);
     this.composer.focus();
@@ -57,5 +68,9 @@ export class ThreadView {
     const thread = threadOf(this.channelId, this.threadTs);
     const mine = pending().filter((e) => e.channel === this.channelId && e.thread_ts === this.threadTs);
     this.timeline.render(thread.messages, mine, { bottom });
+  }
+
+  renderTyping() {
+    if (this.isOpen()) this.typingBox.textContent = typingLine(this.place());
   }
 }
