@@ -11,7 +11,9 @@ const INLINE = new RegExp(
     '(?<![\\w_])_(?!\\s)([^_\\n]+?)_(?![\\w_])', // 4: italic
     '(?<![\\w~])~(?!\\s)([^~\\n]+?)~(?![\\w~])', // 5: strike
     ':([a-z0-9_+\'-]+(?:::skin-tone-\\d)?):', // 6: emoji
-    '(https?:\\/\\/[^\\s<>"]*[^\\s<>".,;:!?)\\]\'])', // 7: a bare link
+    // 7: a bare link. It ends before a | (Slack's label separator) and before an escaped
+    // < or >: the composer sends a typed "<https://x|label>" as "&lt;https://x|label&gt;".
+    '(https?:\\/\\/(?:(?!&[lg]t;)[^\\s<>"|])*(?:(?!&[lg]t;)[^\\s<>"|.,;:!?)\\]\']))',
   ].join('|'),
   'gi',
 );
