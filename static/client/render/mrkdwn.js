@@ -17,7 +17,7 @@ const INLINE = new RegExp(
   ].join('|'),
   'gi',
 );
-const SAFE_URL = /^(https?:|mailto:)/i;
+export const SAFE_URL = /^(https?:|mailto:)/i;
 
 // Slack escapes only these three in message text.
 export function unescapeText(text) {
@@ -40,7 +40,9 @@ export function link(url, label) {
   return a;
 }
 
-function special(body) {
+// One <...> of Slack's markup: a mention, a channel, a broadcast or a link (only http(s) and
+// mailto: become links). `body` is Slack-escaped text.
+export function angleMarkup(body) {
   const [target, label] = body.split(/\|(.*)/s);
   if (target.startsWith('@')) {
     const id = target.slice(1);
@@ -75,7 +77,7 @@ function inline(text) {
     if (match.index > last) nodes.push(document.createTextNode(unescapeText(text.slice(last, match.index))));
     last = match.index + match[0].length;
     const [, angle, code, bold, italic, strike, emoji, bare] = match;
-    if (angle !== undefined) nodes.push(special(angle));
+    if (angle !== undefined) nodes.push(angleMarkup(angle));
     else if (code !== undefined) nodes.push(Object.assign(el('code'), { textContent: unescapeText(code) }));
     else if (bold !== undefined) nodes.push(el('strong', '', inline(bold)));
     else if (italic !== undefined) nodes.push(el('em', '', inline(italic)));
