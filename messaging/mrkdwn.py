@@ -9,9 +9,11 @@ from teams import ids
 
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]{1,13})(?:\|[^>]*)?>")
 _BROADCAST = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
-# Links as Slack writes them (<https://x|label>) and as people paste them.
+# Links as Slack writes them (<https://x|label>) and as people paste them. A pasted link
+# ends before an escaped < or >: people's text comes with &, < and > escaped, so a typed
+# "<https://x>" arrives as "&lt;https://x&gt;" (static/client/render/mrkdwn.js agrees).
 _ANGLE_LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
-_BARE_LINK = re.compile(r"(?<![<|\w])(https?://[^\s<>|]+[^\s<>|.,;:!?)\]'\"])")
+_BARE_LINK = re.compile(r"(?<![<|\w])(https?://(?:(?!&[lg]t;)[^\s<>|])*(?:(?!&[lg]t;)[^\s<>|.,;:!?)\]'\"]))")
 MAX_PREVIEWS = 5  # links previewed per message
 
 
@@ -37,7 +39,7 @@ def extract_links(text: str, limit: int = MAX_PREVIEWS) -> list[str]:
     """The distinct http(s) links of a message, in order, at most `limit`."""
     found: list[str] = []
     for match in sorted([*_ANGLE_LINK.finditer(text), *_BARE_LINK.finditer(text)], key=lambda m: m.start()):
-        url = match.group(1)
+        url = match.group(1).replace("&amp;", "&")  # the link itself, not its escaped text
         if url not in found:
             found.append(url)
         if len(found) == limit:

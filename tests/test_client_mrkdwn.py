@@ -73,6 +73,13 @@ def test_known_cases(page) -> None:
             '<a href="https://x.test" target="_blank" rel="noopener noreferrer">the &lt;site&gt;</a>'
         ),
         "<javascript:alert(1)|x>": "&lt;javascript:alert(1)|x&gt;",
+        # A typed "<https://x.test|label>" as the composer sends it: literal text, the link
+        # alone linked (not "https://x.test|label" nor "https://x.test&gt").
+        "&lt;https://x.test|the label&gt; &lt;https://x.test/a&gt;": (
+            '&lt;<a href="https://x.test" target="_blank" rel="noopener noreferrer">https://x.test</a>'
+            '|the label&gt; &lt;<a href="https://x.test/a" target="_blank" rel="noopener noreferrer">'
+            "https://x.test/a</a>&gt;"
+        ),
         "<!here> hi": '<span class="mention me">@here</span> hi',
         ":tada: :nope:": '<span class="emoji" title=":tada:">🎉</span> :nope:',
     }

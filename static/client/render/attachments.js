@@ -1,4 +1,5 @@
 // Message attachments: link preview cards and bots' attachments, as safe DOM.
+import { blocksNode } from './blocks.js';
 import { link, renderMrkdwn } from './mrkdwn.js';
 import { safeImageUrl } from './safe_url.js';
 
@@ -36,21 +37,26 @@ function card(attachment) {
     title.append(/^https?:/i.test(href) ? link(href, attachment.title) : attachment.title);
     node.append(title);
   }
-  const text = attachment.text || (attachment.title ? '' : attachment.fallback);
+  const blocks = blocksNode(attachment.blocks);
+  const fields = Array.isArray(attachment.fields) ? attachment.fields : [];
+  // The fallback is the plain summary of a card that shows nothing else.
+  const bare = !attachment.pretext && !attachment.title && !blocks && !fields.length;
+  const text = attachment.text || (bare ? attachment.fallback : '');
   if (text) {
     const body = el('div', 'text');
     body.append(renderMrkdwn(text));
     node.append(body);
   }
-  if (Array.isArray(attachment.fields) && attachment.fields.length) {
-    const fields = el('dl', 'fields');
-    for (const field of attachment.fields) {
-      fields.append(el('dt', '', field.title || ''));
+  if (blocks) node.append(blocks);
+  if (fields.length) {
+    const list = el('dl', 'fields');
+    for (const field of fields) {
+      list.append(el('dt', '', field?.title || ''));
       const value = el('dd');
-      value.append(renderMrkdwn(field.value || ''));
-      fields.append(value);
+      value.append(renderMrkdwn(field?.value || ''));
+      list.append(value);
     }
-    node.append(fields);
+    node.append(list);
   }
   const picture = safeImageUrl(attachment.image_url || attachment.thumb_url);
   if (picture) node.append(image(picture, 'preview-image'));

@@ -3,6 +3,7 @@
 import { authorName, userColor, userName } from '../names.js';
 import { state } from '../store.js';
 import { attachmentsNode } from './attachments.js';
+import { blocksNode } from './blocks.js';
 import { emojiNode } from './emoji.js';
 import { renderMrkdwn } from './mrkdwn.js';
 import { clockTime, fullTime, timeOf } from './time.js';
@@ -81,6 +82,7 @@ export function messageNode(message, options = {}) {
   if (!grouped && !tombstone) {
     const meta = el('div', 'meta');
     meta.append(el('span', 'author', authorName(message)));
+    if (message.bot_id) meta.append(el('span', 'app-badge', 'APP')); // as Slack marks apps' messages
     if (message.ts) {
       const when = timeOf(message.ts);
       const time = el('time', 'when', clockTime(when));
@@ -92,7 +94,8 @@ export function messageNode(message, options = {}) {
     body.append(meta);
   }
   const text = el('div', 'text');
-  text.append(renderMrkdwn(message.text));
+  // Slack shows a message's blocks in place of its text (then only a fallback).
+  text.append(blocksNode(message.blocks) || renderMrkdwn(message.text));
   if (message.edited) text.append(el('span', 'edited', ' (edited)'));
   body.append(text);
   if (pending) {

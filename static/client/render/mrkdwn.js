@@ -11,11 +11,13 @@ const INLINE = new RegExp(
     '(?<![\\w_])_(?!\\s)([^_\\n]+?)_(?![\\w_])', // 4: italic
     '(?<![\\w~])~(?!\\s)([^~\\n]+?)~(?![\\w~])', // 5: strike
     ':([a-z0-9_+\'-]+(?:::skin-tone-\\d)?):', // 6: emoji
-    '(https?:\\/\\/[^\\s<>"]*[^\\s<>".,;:!?)\\]\'])', // 7: a bare link
+    // 7: a bare link. It ends before a | (Slack's label separator) and before an escaped
+    // < or >: the composer sends a typed "<https://x|label>" as "&lt;https://x|label&gt;".
+    '(https?:\\/\\/(?:(?!&[lg]t;)[^\\s<>"|])*(?:(?!&[lg]t;)[^\\s<>"|.,;:!?)\\]\']))',
   ].join('|'),
   'gi',
 );
-const SAFE_URL = /^(https?:|mailto:)/i;
+export const SAFE_URL = /^(https?:|mailto:)/i;
 
 // Slack escapes only these three in message text.
 export function unescapeText(text) {
@@ -38,7 +40,9 @@ export function link(url, label) {
   return a;
 }
 
-function special(body) {
+// One <...> of Slack's markup: a mention, a channel, a broadcast or a link (only http(s) and
+// mailto: become links). `body` is Slack-escaped text.
+export function angleMarkup(body) {
   const [target, label] = body.split(/\|(.*)/s);
   if (target.startsWith('@')) {
     const id = target.slice(1);
@@ -73,7 +77,7 @@ function inline(text) {
     if (match.index > last) nodes.push(document.createTextNode(unescapeText(text.slice(last, match.index))));
     last = match.index + match[0].length;
     const [, angle, code, bold, italic, strike, emoji, bare] = match;
-    if (angle !== undefined) nodes.push(special(angle));
+    if (angle !== undefined) nodes.push(angleMarkup(angle));
     else if (code !== undefined) nodes.push(Object.assign(el('code'), { textContent: unescapeText(code) }));
     else if (bold !== undefined) nodes.push(el('strong', '', inline(bold)));
     else if (italic !== undefined) nodes.push(el('em', '', inline(italic)));

@@ -39,7 +39,11 @@ function editInPlace(row, channelId, message) {
     if (event.key !== 'Enter' || event.shiftKey) return;
     event.preventDefault();
     try {
-      await call('chat.update', { channel: channelId, ts: message.ts, text: encodeOutgoing(box.value) });
+      const edit = { channel: channelId, ts: message.ts, text: encodeOutgoing(box.value) };
+      // Blocks are shown in place of the text: the edited text replaces them, as the
+      // rich_text blocks that Slack's own client sends with an edit do.
+      if (message.blocks?.length) edit.blocks = [];
+      await call('chat.update', edit);
       cancel();
     } catch (error) {
       showError(error);
