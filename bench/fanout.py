@@ -23,7 +23,9 @@ run's messages and checks event ids (a duplicate or an id going back counts as a
 finding the id and the run's tag in the raw frame; every --sample-every'th socket (default
 10th) also records post-to-receive latency. While posts are counted, a C loop reads the
 frames (bench/native_reader.c, built with the machine's compiler): Python's receivers took
-as much CPU as both daphnes, on the same two cores. --python-receivers reads them in
+as much CPU as both daphnes, on the same two cores. It reads in rounds 0.5 ms apart, so that
+the servers' sends do not pay for waking it on every socket (on loopback they do the client's
+TCP work too); a frame is read at most that much later. --python-receivers reads them in
 Python (asyncio on uvloop) instead, as does a machine with no C compiler.
 
 Reported per rate: delivered/expected (every socket must get every post, once),

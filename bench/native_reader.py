@@ -24,6 +24,7 @@ from typing import Any
 SOURCE = Path(__file__).with_name("native_reader.c")
 HIST_KEYS = 12000
 OTHERS_BYTES = 16 << 20  # non-message frames kept for Python; more are counted as dropped
+PAUSE_US = 500  # after each round of ready sockets (see native_reader.c)
 
 
 class NativeUnavailable(Exception):
@@ -43,7 +44,7 @@ def library() -> ctypes.CDLL:
         raise NativeUnavailable(f"building {SOURCE.name} failed: {result.stderr.strip()[:500]}")
     lib = ctypes.CDLL(str(built))
     ll, i, p = ctypes.c_longlong, ctypes.c_int, ctypes.c_char_p
-    lib.nr_start.argtypes = [i, ctypes.POINTER(i), ctypes.c_char_p, ctypes.POINTER(ll), p, i, ll, ll]
+    lib.nr_start.argtypes = [i, ctypes.POINTER(i), p, ctypes.POINTER(ll), p, i, ll, ll, ctypes.c_long]
     lib.nr_prefill.argtypes = [i, p, ll]
     lib.nr_totals.argtypes = [i]
     lib.nr_totals.restype = ll
@@ -108,6 +109,7 @@ class NativeReader:
             len(marker),
             want,
             OTHERS_BYTES,
+            PAUSE_US,
         )
         if status:
             raise OSError(-status, "native reader could not start")
