@@ -1,5 +1,7 @@
 """Coming back after a drop: reconnect_url, replay from the hub's ring, refusals under load."""
 
+import json
+from dataclasses import asdict, replace
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -187,3 +189,13 @@ def test_ticket_text_outside_the_token_alphabet_names_no_key() -> None:
     prefix = tickets.RECONNECT_PREFIX
     for text in (f"{plain}:spent", "", f"{prefix}Sock:1.Nonce", f"{prefix}Sock.", f"{prefix}.Nonce"):
         assert tickets.ticket_location(text) is None
+
+
+def test_a_ticket_of_another_release_still_admits() -> None:
+    """A rolling deploy: gateways of two releases redeem each other's tickets (and reconnect
+    URLs); a field one of them does not know is left out, a missing one takes its default."""
+    grant = tickets.Ticket(1, 2, None, "user", 3, 40, batch_presence_aware=True, session="abc")
+    newer = json.dumps({**asdict(grant), "field_of_a_later_release": True})
+    assert tickets.grant_of(newer) == grant
+    older = {k: v for k, v in asdict(grant).items() if k not in ("batch_presence_aware", "session")}
+    assert tickets.grant_of(json.dumps(older)) == replace(grant, batch_presence_aware=False, session=None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -30,6 +30,9 @@ RECONNECT_PREFIX = "r."
 
 @dataclass(frozen=True)
 class Ticket:
+    """What a ticket grants. A field added later needs a default: a gateway of the release
+    before reads tickets the newer one issued (and the newer one reads the older's)."""
+
     team_id: int
     member_id: int
     bot_id: int | None
@@ -133,6 +136,12 @@ def ticket_location(text: str) -> tuple[str, str] | None:
     return (_key(text), "") if _TOKEN_TEXT.fullmatch(text) else None
 
 
+_TICKET_FIELDS = frozenset(field.name for field in fields(Ticket))
+
+
 def grant_of(stored: bytes | str) -> Ticket:
-    """The grant a redeemed ticket stored."""
-    return Ticket(**json.loads(stored))
+    """The grant a redeemed ticket stored. Fields this release does not know are left out:
+    during a rolling deploy a newer gateway's ticket (or reconnect URL) reaches an older one,
+    which must still admit the socket rather than fail it on an unexpected argument."""
+    grant = json.loads(stored)
+    return Ticket(**{name: value for name, value in grant.items() if name in _TICKET_FIELDS})
