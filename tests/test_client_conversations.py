@@ -86,7 +86,7 @@ def test_create_topic_pin_archive_leave_browse_and_dm(world: World, chromium, we
     _submit_dialog(alice)
     alice.wait_for_selector("#archived-note:visible")
     bob.wait_for_selector("#composer", state="hidden")
-    alice.click("#btn-archive:text-is('Unarchive')")
+    alice.click("#btn-unarchive")
     alice.wait_for_selector("#composer:visible")
 
     # Leaving takes it out of the sidebar.
@@ -233,3 +233,90 @@ def test_removed_from_the_private_channel_on_screen(world: World, chromium, web_
     bob.wait_for_selector("#channel-title:text-is('#general')")
     assert bob.locator(f"#sidebar a[data-id={secret}]").count() == 0
     bob.context.close()
+
+
+def _banner(page) -> str:
+    return page.locator("#archived-note p").inner_text()
+
+
+def test_archived_while_open_turns_read_only_and_unarchives_from_the_banner(
+    world: World, chromium, web_server
+) -> None:
+    alice, bob = web(web_server, world.acme["alice"].token), web(web_server, world.acme["bob"].token)
+    launch = alice.conversations_create(name="launch")["channel"]["id"]
+    bob.conversations_join(channel=launch)
+    head = alice.chat_postMessage(channel=launch, text="the plan is ready")["ts"]
+    alice.chat_postMessage(channel=launch, text="first step", thread_ts=head)
+    page = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
+    page.click(f"#sidebar a[data-id={launch}]")
+    row = page.locator("#messages .msg", has_text="the plan is ready")
+    row.locator(".thread-summary").click()
+    page.locator("#side-panel .msg", has_text="first step").wait_for()
+    page.wait_for_selector("#side-panel .thread-composer textarea:visible")
+
+    alice.conversations_archive(channel=launch)
+    # Live: the banner takes the composer's place, the history stays, and the channel leaves
+    # the sidebar while it stays open; the open thread can no longer be replied to either.
+    page.wait_for_selector("#archived-note:visible")
+    assert _banner(page) == "This channel has been archived."
+    assert page.locator("#composer").is_hidden()
+    assert page.locator("#channel-title").inner_text() == "#launch"
+    assert "launch" not in _sidebar_names(page)
+    assert row.is_visible()
+    assert page.locator("#side-panel .thread-composer").is_hidden()
+    row.hover()
+    assert row.locator("[data-action=react]").is_hidden()
+    assert page.locator("#btn-archive").is_hidden() and page.locator("#btn-leave").is_hidden()
+    screenshot(page, "archived-channel")
+
+    # Bob is in it, so he may bring it back: everything returns, for alice's socket too.
+    page.click("#btn-unarchive")
+    page.wait_for_selector("#composer:visible")
+    assert page.locator("#archived-note").is_hidden()
+    page.locator(f"#list-channels a[data-id={launch}]").wait_for()
+    page.wait_for_selector("#side-panel .thread-composer textarea:visible")
+    assert not alice.conversations_info(channel=launch)["channel"]["is_archived"]
+    page.fill("#composer textarea", "back in business")
+    page.press("#composer textarea", "Enter")
+    page.locator("#messages .msg:not(.pending)", has_text="back in business").wait_for()
+    page.context.close()
+
+
+def test_archived_channels_are_found_in_the_browser_and_read(world: World, chromium, web_server) -> None:
+    alice = web(web_server, world.acme["alice"].token)
+    old = alice.conversations_create(name="old-project")["channel"]["id"]
+    alice.chat_postMessage(channel=old, text="what we decided back then")
+    alice.conversations_archive(channel=old)
+    hidden = alice.conversations_create(name="old-secret", is_private=True)["channel"]["id"]
+    alice.conversations_archive(channel=hidden)
+
+    # Carol was never in #old-project: she finds it under Archived, and reads it without joining.
+    carol = open_client(chromium, web_server, "carol@acme.test", world.acme.team.id)
+    carol.click("#browse-channels")
+    carol.fill("#dialog input[type=search]", "old")
+    assert carol.locator("#dialog .pick-list li").all_text_contents()[0] == "Archived"
+    pick = carol.locator("#dialog .pick", has_text="#old-project")
+    assert pick.locator(".pick-action").inner_text() == "View"
+    assert carol.locator("#dialog .pick", has_text="old-secret").count() == 0  # not hers to see
+    pick.click()
+    carol.wait_for_selector("#channel-title:text-is('#old-project')")
+    carol.locator("#messages .msg", has_text="what we decided back then").wait_for()
+    assert _banner(carol) == "This channel has been archived."
+    assert carol.locator("#composer").is_hidden() and carol.locator("#btn-join").is_hidden()
+    assert carol.locator("#btn-unarchive").is_hidden()  # neither a member nor an admin
+    assert "old-project" not in _sidebar_names(carol)
+
+    # Unarchived by alice, it is a channel carol may join again, live.
+    alice.conversations_unarchive(channel=old)
+    carol.wait_for_selector("#btn-join:visible")
+    assert carol.locator("#archived-note").is_hidden()
+
+    # Alice, a member of both, finds her private archived channel there too.
+    page = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
+    page.click("#browse-channels")
+    page.fill("#dialog input[type=search]", "old")
+    page.click("#dialog .pick:has-text('🔒old-secret')")
+    page.wait_for_selector("#channel-title:text-is('#old-secret')")
+    page.wait_for_selector("#btn-unarchive:visible")
+    carol.context.close()
+    page.context.close()

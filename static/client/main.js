@@ -141,6 +141,7 @@ function wire() {
     subscribePresence();
     renderSidebar(lists);
     pane.renderHeader();
+    thread.renderReadOnly();
     const unread = totalUnread();
     const name = document.title.replace(/^\(\d+\) /, '');
     document.title = unread ? `(${unread}) ${name}` : name;
@@ -186,7 +187,8 @@ function wire() {
   button('new-dm', () => conversations.openDirectMessage());
   button('btn-topic', () => conversations.editTopic(state.current));
   button('btn-leave', () => conversations.leaveChannel(state.current));
-  button('btn-archive', () => conversations.toggleArchive(state.current));
+  button('btn-archive', () => conversations.archiveChannel(state.current));
+  button('btn-unarchive', () => conversations.unarchiveChannel(state.current));
   button('btn-join', () => conversations.joinChannel(state.current));
   button('btn-pins', () => {
     const channelId = state.current;

@@ -33,21 +33,31 @@ export function createChannel() {
   });
 }
 
+// Archived channels are listed after the others, to be read (not joined): every public one,
+// and the private ones the viewer is in (the only ones the client knows of).
+function browseItem(channel) {
+  const about = channel.topic?.value || channel.purpose?.value || '';
+  return {
+    id: channel.id,
+    label: `${channel.is_private ? '🔒' : '#'}${channel.name}`,
+    detail: about,
+    action: channel.is_archived ? 'View' : channel.is_member ? 'Open' : 'Join',
+    section: channel.is_archived ? 'Archived' : '',
+  };
+}
+
 export function browseChannels() {
-  const items = [...state.channels.values()]
-    .filter((c) => !c.is_private && !c.is_archived)
-    .sort((a, b) => a.name.localeCompare(b.name))
-    .map((c) => ({
-      id: c.id,
-      label: `#${c.name}`,
-      detail: c.topic?.value || c.purpose?.value || '',
-      action: c.is_member ? 'Open' : 'Join',
-    }));
+  const channels = [...state.channels.values()].filter(
+    (c) => !c.is_im && !c.is_mpim && (c.is_archived || !c.is_private),
+  );
+  const items = channels
+    .sort((a, b) => Number(a.is_archived || 0) - Number(b.is_archived || 0) || a.name.localeCompare(b.name))
+    .map(browseItem);
   showList('Browse channels', items, {
     filterLabel: 'Find a channel',
     onPick: async ([id], close) => {
       const channel = state.channels.get(id);
-      if (!channel.is_member) {
+      if (!channel.is_member && !channel.is_archived) {
         const answer = await call('conversations.join', { channel: id });
         remember(answer.channel, { is_member: true });
       }
@@ -94,14 +104,25 @@ export async function leaveChannel(channelId) {
   go(general ? general.id : '');
 }
 
-export async function toggleArchive(channelId) {
+export async function archiveChannel(channelId) {
   const channel = state.channels.get(channelId);
-  const archiving = !channel.is_archived;
-  if (archiving && !(await confirmAction(`Archive #${channelName(channel)}?`, 'Nobody can post in it until it is unarchived.', 'Archive'))) {
+  if (!(await confirmAction(`Archive #${channelName(channel)}?`, 'Nobody can post in it until it is unarchived.', 'Archive'))) {
     return;
   }
-  await call(archiving ? 'conversations.archive' : 'conversations.unarchive', { channel: channelId });
-  channel.is_archived = archiving;
+  await call('conversations.archive', { channel: channelId });
+  channel.is_archived = true;
+  emit('channels');
+}
+
+// Who the server lets unarchive (messaging.actions.channels.set_archived): its members, and
+// admins.
+export function mayUnarchive(channel) {
+  return channel.is_member !== false || Boolean(state.users.get(state.self.id)?.is_admin);
+}
+
+export async function unarchiveChannel(channelId) {
+  await call('conversations.unarchive', { channel: channelId });
+  state.channels.get(channelId).is_archived = false;
   emit('channels');
 }
 

@@ -66,7 +66,8 @@ export function askForm(title, fields, submitLabel = 'OK', { body = null, onSubm
   });
 }
 
-// A list to pick from (browse channels, start a DM): items [{id, label, detail, action}].
+// A list to pick from (browse channels, start a DM): items [{id, label, detail, action,
+// section}], in order; an item whose section differs from the one before starts a heading.
 export function showList(title, items, { filterLabel = 'Filter', onPick, multi = false, pickLabel = 'Open' }) {
   const d = dialog();
   const box = el('div', 'dialog-form');
@@ -80,8 +81,11 @@ export function showList(title, items, { filterLabel = 'Filter', onPick, multi =
   const draw = () => {
     const q = filter.value.toLowerCase();
     const shown = items.filter((i) => i.label.toLowerCase().includes(q)).slice(0, 200);
+    let section = '';
     list.replaceChildren(
-      ...shown.map((i) => {
+      ...shown.flatMap((i) => {
+        const heading = i.section && i.section !== section ? [el('li', 'pick-section', i.section)] : [];
+        section = i.section || '';
         const li = el('li');
         const pick = el('button', chosen.has(i.id) ? 'pick chosen' : 'pick');
         pick.type = 'button';
@@ -94,7 +98,7 @@ export function showList(title, items, { filterLabel = 'Filter', onPick, multi =
           return draw();
         });
         li.append(pick);
-        return li;
+        return [...heading, li];
       }),
     );
   };

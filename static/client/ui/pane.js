@@ -7,6 +7,7 @@ import { pending } from '../outbox.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
 import { emit, state } from '../store.js';
 import { Composer } from './composer.js';
+import { mayUnarchive } from './conversations.js';
 import { Timeline } from './timeline.js';
 import { typingLine } from './typing.js';
 
@@ -147,14 +148,18 @@ export class Pane {
     const topic = $('channel-topic');
     topic.replaceChildren(renderMrkdwn(channel.topic?.value || ''));
     const isChannel = !channel.is_im && !channel.is_mpim;
-    $('btn-topic').hidden = !isChannel || channel.is_archived;
-    $('btn-leave').hidden = !isChannel || channel.is_archived || channel.is_general;
-    $('btn-archive').hidden = !isChannel || channel.is_general;
-    $('btn-archive').textContent = channel.is_archived ? 'Unarchive' : 'Archive';
-    $('btn-join').hidden = channel.is_member !== false;
-    $('composer').hidden = channel.is_member === false || channel.is_archived;
+    const archived = Boolean(channel.is_archived);
+    // Archived, it is read-only as in Slack: its history stays, a banner takes the composer's
+    // place, and unarchiving is the only thing left to do (and the banner's to offer).
+    $('pane').classList.toggle('read-only', archived);
+    $('btn-topic').hidden = !isChannel || archived;
+    $('btn-leave').hidden = !isChannel || archived || channel.is_general;
+    $('btn-archive').hidden = !isChannel || archived || channel.is_general;
+    $('btn-join').hidden = channel.is_member !== false || archived; // an archived one cannot be joined
+    $('composer').hidden = channel.is_member === false || archived;
     this.composer.setPlaceholder(`Message ${channelLabel(channel)}`);
-    $('archived-note').hidden = !channel.is_archived;
+    $('archived-note').hidden = !archived;
+    $('btn-unarchive').hidden = !archived || !mayUnarchive(channel);
   }
 
   renderTyping() {

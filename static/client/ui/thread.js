@@ -2,6 +2,7 @@
 // the reply to the channel.
 import { loadThread, threadKey, threadOf } from '../history.js';
 import { pending } from '../outbox.js';
+import { state } from '../store.js';
 import { Composer } from './composer.js';
 import { openPanel, panelKind } from './panel.js';
 import { Timeline } from './timeline.js';
@@ -56,6 +57,8 @@ export class ThreadView {
         broadcast.checked = false;
       },
     });
+    this.form = form;
+    this.renderReadOnly();
     this.render();
     this.renderTyping(); // someone may have been typing here before it opened
     await loadThread(channelId, threadTs);
@@ -68,6 +71,15 @@ export class ThreadView {
     const thread = threadOf(this.channelId, this.threadTs);
     const mine = pending().filter((e) => e.channel === this.channelId && e.thread_ts === this.threadTs);
     this.timeline.render(thread.messages, mine, { bottom });
+  }
+
+  // A thread of an archived channel can be read, not replied to (its channel may be archived
+  // while it is open).
+  renderReadOnly() {
+    if (!this.isOpen()) return;
+    const archived = Boolean(state.channels.get(this.channelId)?.is_archived);
+    this.form.hidden = archived;
+    this.timeline.container.classList.toggle('read-only', archived);
   }
 
   renderTyping() {
