@@ -160,6 +160,29 @@ def test_archive_unarchive_rename_topic_purpose(world: World, api) -> None:
     assert api("conversations.rename", bob, channel=general, name="mine")["error"] == "restricted_action"
 
 
+def test_archived_channels_stay_readable(world: World, api) -> None:
+    """The client shows an archived channel read-only: its history and threads still load
+    (a public one for anyone, a private one only for its members), and it takes no posts."""
+    alice, carol = world.acme["alice"].token, world.acme["carol"].token
+    public = _ok(api("conversations.create", alice, name="done"))["channel"]["id"]
+    head = _ok(api("chat.postMessage", alice, channel=public, text="what we decided"))["ts"]
+    _ok(api("chat.postMessage", alice, channel=public, text="and why", thread_ts=head))
+    private = _ok(api("conversations.create", alice, name="done-secret", is_private=True))["channel"]["id"]
+    _ok(api("chat.postMessage", alice, channel=private, text="between us"))
+    for channel in (public, private):
+        _ok(api("conversations.archive", alice, channel=channel))
+
+    for token in (alice, carol):  # carol never joined the public one
+        history = _ok(api("conversations.history", token, channel=public))["messages"]
+        assert [m["text"] for m in history] == ["what we decided"]
+        replies = _ok(api("conversations.replies", token, channel=public, ts=head))["messages"]
+        assert [m["text"] for m in replies] == ["what we decided", "and why"]
+    assert api("conversations.join", carol, channel=public)["error"] == "is_archived"
+    assert _ok(api("conversations.history", alice, channel=private))["messages"][0]["text"] == "between us"
+    assert api("conversations.history", carol, channel=private)["error"] == "channel_not_found"
+    assert api("conversations.unarchive", carol, channel=private)["error"] == "channel_not_found"
+
+
 def test_open_dm_and_group_dm(world: World, api) -> None:
     alice, bob = world.acme["alice"], world.acme["bob"]
     dm = _ok(api("conversations.open", alice.token, users=bob.user_id))
