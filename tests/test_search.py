@@ -22,7 +22,7 @@ from jobs import search_tasks
 from jobs.breakers import Outcome
 from messaging.models import Message
 from messaging.search import index as search_index
-from messaging.search import run
+from messaging.search import run, ways
 from messaging.search.index import index_messages
 from teams import ids
 from teams.models import Member
@@ -412,3 +412,61 @@ def test_index_ignores_other_teams_ids(world: World, api) -> None:
         foreign = list(Message.objects.filter(team_id=world.globex.team.id).values_list("id", flat=True))
     assert index_messages("shard_1", world.acme.team.id, foreign) == 0
     assert _texts(api, world.globex["dave"].token, "foreign") == []
+
+
+def test_a_trailing_asterisk_finds_partial_words(world: World, api, monkeypatch) -> None:
+    """`phoen*` finds "phoenix" as Slack does. The index holds stems ("running" as "run"),
+    so a prefix is also looked up by its own starts, and each match rechecked."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    post(api, alice, general, "Project PHOENIX ships friday")
+    post(api, alice, general, "pho for lunch")  # "pho" starts "phoen": found by the index, not a match
+    post(api, alice, general, "running late")
+    post(api, alice, general, "run the tests")
+    post(api, alice, general, "she was happy")
+    phoenician = json.dumps([{"text": "phoenician alphabet"}])
+    post(api, acme["bob"].token, general, "ops bot", attachments=phoenician)
+    post(api, alice, acme.channels["random"], "phoenix in random")
+    index(acme)
+    assert _texts(api, alice, "phoen*") == ["phoenix in random", "ops bot", "Project PHOENIX ships friday"]
+    assert _texts(api, alice, "runn*") == ["running late"]
+    assert _texts(api, alice, "runnin*") == ["running late"]
+    assert _texts(api, alice, "happ*") == ["she was happy"]
+    assert _texts(api, alice, "phoenix*") == ["phoenix in random", "Project PHOENIX ships friday"]
+    assert _texts(api, alice, "Phoeni* ships") == ["Project PHOENIX ships friday"]
+    assert _texts(api, alice, "phoen* runn*") == []  # both must match
+    # With the rest of the language.
+    assert _texts(api, alice, "phoen* in:#random") == ["phoenix in random"]
+    assert _texts(api, alice, "phoen* from:@bob") == ["ops bot"]
+    assert _texts(api, alice, "phoen* -friday -alphabet") == ["phoenix in random"]
+    assert _texts(api, alice, 'phoen* "ships friday"') == ["Project PHOENIX ships friday"]
+    by_score = search(api, alice, "phoen*")
+    assert by_score["total"] == 3 and len(by_score["matches"]) == 3
+    # Read newest first instead (a common prefix), the recheck reads attachments too.
+    newest_first, read_newest = [], ways.newest_matches
+
+    def newest_matches(*args, **kwargs) -> ways.Found | None:
+        newest_first.append(read_newest(*args, **kwargs))
+        return newest_first[-1]
+
+    monkeypatch.setattr(run, "EXACT_UNDER", -1)
+    monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)
+    monkeypatch.setattr(ways, "newest_matches", newest_matches)
+    assert _texts(api, alice, "phoen*", count=2) == ["phoenix in random", "ops bot"]
+    assert _texts(api, alice, "runn*", count=1) == ["running late"]
+    assert len(newest_first) == 2 and None not in newest_first
+
+
+def test_a_hostile_wildcard_word_neither_fails_nor_widens(world: World, api) -> None:
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    post(api, alice, general, "phoenix rising")
+    post(api, alice, general, "b and c")
+    post(api, alice, general, "x marks the spot")
+    index(acme)
+    for query in ("*", "**", "'*", "\\*", "(*", "ph*", "phoen:*", "x:*|y*", "x & !y*", "x:* | !y"):
+        assert _texts(api, alice, query) == [], query
+    # Searched as the words in them, as without the "*": never as tsquery operators.
+    assert _texts(api, alice, "a:b|c*") == ["b and c"]
+    assert _texts(api, alice, "!x*") == ["x marks the spot"]
+    assert _texts(api, alice, "phoenix *") == ["phoenix rising"]  # a lone "*" adds nothing
+    assert _texts(api, alice, "phoen* *") == ["phoenix rising"]
+    assert _texts(api, alice, "phoen* !x*") == []  # "!x*" is the word "x"

@@ -7,7 +7,14 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messaging.search.query import MAX_QUERY_CHARS, ChannelRef, MemberRef, SearchQuery, parse_query
+from messaging.search.query import (
+    MAX_QUERY_CHARS,
+    MIN_PREFIX_CHARS,
+    ChannelRef,
+    MemberRef,
+    SearchQuery,
+    parse_query,
+)
 
 WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12).filter(
     lambda w: w not in ("me",)
@@ -94,3 +101,23 @@ def test_structured_queries_round_trip(
     assert query.since == (date.fromordinal(after.toordinal() + 1) if after else None)
     assert query.until == before
     assert query.matches_nothing == bool(after and before and after.toordinal() + 1 >= before.toordinal())
+
+
+def test_a_trailing_asterisk_searches_partial_words() -> None:
+    query = parse_query('Phoen* runn** deploy "big bird" -ops in:#general')
+    assert query.prefixes == ("phoen", "runn")
+    assert query.words == ("deploy",) and query.phrases == ("big bird",) and query.excluded == ("ops",)
+    assert query.in_channels == (ChannelRef(name="general"),)
+    # Too short, digits alone, or not only letters and digits: searched as words, never as
+    # tsquery syntax.
+    for word in ("ph*", "*", "**", "2024*", "a:b|c*", "!xyz*", "abc:*", "x'y*", "don't*", "e-mai*"):
+        query = parse_query(word)
+        assert query.prefixes == () and query.words == (word,), word
+    assert parse_query("-phoen*").excluded == ("phoen*",) and parse_query("-phoen*").prefixes == ()
+
+
+@given(st.text(max_size=300))
+def test_prefixes_are_letters_and_digits(text: str) -> None:
+    for prefix in parse_query(text).prefixes:
+        assert len(prefix) >= MIN_PREFIX_CHARS and prefix.isalnum() and not prefix.isdigit()
+        assert f"{prefix}*" in text.lower()

@@ -31,14 +31,17 @@ ONE_ROW_STATEMENT_MS = 30_000
 # shard's search breaker) and every import of an export holding it. 100,000 characters
 # (2.5 Slack messages) make at most a few hundred KB of vector, whatever the words.
 INDEXED_CHARS = 100_000
-VECTOR_SQL = f"""
-CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}', left(
+# The text the vector is computed from (search rechecks a partial word against it, see
+# messaging.search.sql): reads m.text and m.attachments.
+INDEXED_TEXT_SQL = f"""left(
     CASE WHEN m.attachments IS NULL THEN m.text ELSE m.text || ' ' || coalesce((
         SELECT string_agg(concat_ws(' ', a ->> 'pretext', a ->> 'title', a ->> 'text', a ->> 'fallback'), ' ')
           FROM jsonb_array_elements(
                CASE jsonb_typeof(m.attachments) WHEN 'array' THEN m.attachments ELSE '[]'::jsonb END) AS a
          WHERE jsonb_typeof(a) = 'object' AND NOT a ? 'from_url'
-    ), '') END, {INDEXED_CHARS}))
+    ), '') END, {INDEXED_CHARS})"""
+VECTOR_SQL = f"""
+CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}', {INDEXED_TEXT_SQL})
 END
 """
 

@@ -1,5 +1,5 @@
-"""Slack's search language parsed into a `SearchQuery`: words, "exact phrases", -exclusions
-and the modifiers in:, from:, before:, after:, on:, during:, has: and is:.
+"""Slack's search language parsed into a `SearchQuery`: words, partial words (`phoen*`),
+"exact phrases", -exclusions and the modifiers in:, from:, before:, after:, on:, during:, has: and is:.
 
 Parsing never fails: text that is not a well-formed modifier is searched as words, and a
 modifier that can never match (a bad date, an unsupported has:) makes the query match
@@ -16,6 +16,9 @@ from datetime import date, timedelta
 MAX_QUERY_CHARS = 1000  # longer queries are cut: nobody types more, and it bounds the tsquery
 HAS_VALUES = frozenset({"link", "reaction", "pin"})
 IS_VALUES = frozenset({"thread"})
+# Letters before a trailing "*" for it to match partial words (Slack asks for some too): a
+# shorter prefix matches a large part of every team's words, and is searched as a word.
+MIN_PREFIX_CHARS = 3
 
 # One token: an optional "-", then a quoted phrase (the closing quote may be missing) or a
 # run of non-space characters. Slack clients send typographic quotes too.
@@ -48,6 +51,7 @@ class MemberRef:
 @dataclass(frozen=True)
 class SearchQuery:
     words: tuple[str, ...] = ()  # every one must match (stemmed, as PostgreSQL's english config)
+    prefixes: tuple[str, ...] = ()  # each must start a word: `phoen*` as "phoen", lowercased
     phrases: tuple[str, ...] = ()  # each must match as consecutive words
     excluded: tuple[str, ...] = ()  # words or phrases that must not match
     in_channels: tuple[ChannelRef, ...] = ()  # any of these (OR), as Slack combines in:
@@ -82,9 +86,27 @@ def parse_query(text: str) -> SearchQuery:
             query = replace(query, excluded=(*query.excluded, token)) if token else query
         elif token == "-":
             continue  # a lone dash excludes nothing
+        elif (prefix := _prefix(token)) is not None:
+            query = replace(query, prefixes=(*query.prefixes, prefix))
         else:
             query = replace(query, words=(*query.words, token))
     return query
+
+
+def _prefix(token: str) -> str | None:
+    """The start of a word that `token` searches for, when it is one ending in "*".
+
+    Only letters and digits, with at least one letter: a prefix goes into a tsquery, where
+    anything else could be an operator, and one of digits alone could match the search
+    index's week entries (messaging.search.sql). Any other word keeps its "*" and is
+    searched as words, which ignores the "*" (so a lone "*" matches nothing).
+    """
+    if not token.endswith("*"):
+        return None
+    prefix = token.rstrip("*").lower()  # lowered first: that may add a non-letter ("İ")
+    if len(prefix) < MIN_PREFIX_CHARS or not prefix.isalnum() or prefix.isdigit():
+        return None
+    return prefix
 
 
 def _add_phrase(query: SearchQuery, phrase: str, negated: bool) -> SearchQuery:

@@ -106,7 +106,7 @@ def search_messages(
     scope = search_scope(caller, query)
     if scope is None:
         return EMPTY
-    by_score = sort == "score" and bool(query.words or query.phrases)
+    by_score = sort == "score" and bool(query.words or query.prefixes or query.phrases)
     sql = compile_search(caller.team_id, scope, query, by_score)
     count = max(1, min(count, MAX_PAGE_SIZE))
     wanted = Page(by_score, descending, count, (max(1, min(page, MAX_PAGE)) - 1) * count, RANKED)

@@ -8,11 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from messaging.models import SEARCH_ENTRIES_COLUMNS, SEARCH_ENTRIES_FUNCTION
-from messaging.search.index import SEARCH_CONFIG
+from messaging.search.index import INDEXED_TEXT_SQL, SEARCH_CONFIG
 from messaging.search.query import SearchQuery
 from messaging.search.scope import Scope
 
 _HAS_LINK = r"https?://"
+# The text search configuration that lowercases words but keeps them as typed, for words
+# starting with a prefix.
+UNSTEMMED_CONFIG = "simple"
+# The index holds stems, which may be shorter than a word's typed start ("running" is held
+# as "run", so `runn*` must look for it too): up to this many characters shorter. The
+# english stemmer cuts at most about this much ("nationalizations" to "nation": 10).
+STEM_REACH = 12
+MIN_STEM_CHARS = 2  # "going" is held as "go"
 # What the search index holds of a message: its words and the week it was posted in, in its
 # team (the index's own expression, messaging.models). A condition on it can be answered by the
 # index; on a row already read, `m.search_vector @@` is the same test (no word a user types is
@@ -113,6 +121,10 @@ def tsquery_sql(query: SearchQuery, params: dict[str, Any]) -> str | None:
     if query.words:
         params["words"] = " ".join(query.words)
         parts.append(f"plainto_tsquery('{SEARCH_CONFIG}', %(words)s)")
+    for n, prefix in enumerate(query.prefixes):
+        params[f"prefix{n}"], params[f"stems{n}"] = _prefix_tsqueries(prefix)
+        stemmed = f"to_tsquery('{SEARCH_CONFIG}', %(prefix{n})s)"
+        parts.append(f"({stemmed} || to_tsquery('{UNSTEMMED_CONFIG}', %(stems{n})s))")
     for n, phrase in enumerate(query.phrases):
         params[f"phrase{n}"] = phrase
         parts.append(f"phraseto_tsquery('{SEARCH_CONFIG}', %(phrase{n})s)")
@@ -120,6 +132,32 @@ def tsquery_sql(query: SearchQuery, params: dict[str, Any]) -> str | None:
         params[f"excluded{n}"] = excluded
         parts.append(f"!! phraseto_tsquery('{SEARCH_CONFIG}', %(excluded{n})s)")
     return " && ".join(parts) if parts else None
+
+
+def _prefix_tsqueries(prefix: str) -> tuple[str, str]:
+    """What the index may hold of a word starting with `prefix`, as two tsquery texts (for
+    to_tsquery in SEARCH_CONFIG, and in UNSTEMMED_CONFIG).
+
+    A stem starting with the prefix, stemmed ("happy" is held as "happi") or not, or one
+    of the prefix's own starts, which the stemmer may have cut a word to ("runn" for
+    "running", held as "run"). That also finds other words ("run" itself), so each match
+    is rechecked for a word starting with the prefix (`_prefix_recheck`).
+    """
+    starts = [_lexeme(prefix[:end]) for end in range(len(prefix) - 1, MIN_STEM_CHARS - 1, -1)]
+    return f"{_lexeme(prefix)}:*", " | ".join([f"{_lexeme(prefix)}:*", *starts[:STEM_REACH]])
+
+
+def _prefix_recheck(prefixes: tuple[str, ...], params: dict[str, Any]) -> str:
+    """The condition that the indexed text has a word starting with each prefix."""
+    params["prefixes"] = " & ".join(f"{_lexeme(prefix)}:*" for prefix in prefixes)
+    words = f"to_tsvector('{UNSTEMMED_CONFIG}', {INDEXED_TEXT_SQL})"
+    return f"{words} @@ to_tsquery('{UNSTEMMED_CONFIG}', %(prefixes)s)"
+
+
+def _lexeme(text: str) -> str:
+    """`text` as one quoted lexeme of a tsquery text: none of it is read as an operator.
+    (The parser only lets letters and digits into a prefix; this holds for any text.)"""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: bool) -> SearchSql:
@@ -153,6 +191,8 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         filters.append("EXISTS (SELECT 1 FROM messaging_pin p WHERE p.message_id = m.id)")
     if query.is_thread:
         filters.append("m.thread_ts IS NOT NULL")
+    if query.prefixes:
+        filters.append(_prefix_recheck(query.prefixes, params))
     rank = f"ts_rank(m.search_vector, ({words}))" if by_score and words else "0::real"
     channels = "m.channel_id = ANY(%(channels)s)"
     # IS TRUE: the same test, but not one an index can answer (see SearchSql.scope_on_rows).
@@ -164,6 +204,7 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         weeks_apply=(
             words is not None
             and not query.phrases
+            and not query.prefixes  # rechecked on each row, as a phrase is
             # An excluded word of letters and digits alone is one lexeme, which the index
             # rules out by itself. Anything else ("-a b", "-e-mail") parses into several,
             # a phrase the index can only check row by row, as a "phrase" above.

@@ -15,7 +15,9 @@ from messaging.search.sql import ENTRIES, Page, SearchSql
 
 COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.username, m.text, m.attachments"
 # What the newest-first window carries: every column a match condition reads.
-_WINDOW_COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.is_deleted, m.search_vector"
+_WINDOW_COLUMNS = (
+    "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.attachments, m.is_deleted, m.search_vector"
+)
 
 Row = tuple[Any, ...]  # the columns of COLUMNS, then the author's handle
 

@@ -15,6 +15,15 @@ export function authorName(message) {
   return message.user || message.bot_id || 'unknown';
 }
 
+// A search match names a person's message by their handle (`username`, as Slack's search
+// does); on screen it is the name their messages show everywhere else. A message's own
+// username is kept, and so is the handle of someone this client does not know.
+export function matchAuthorName(match) {
+  const user = match.user ? state.users.get(match.user) : null;
+  if (user && match.username === user.name) return userName(match.user);
+  return authorName(match);
+}
+
 export function channelName(channel) {
   if (!channel) return '';
   if (channel.is_im) return userName(channel.user);

@@ -1,6 +1,6 @@
 // Search results in the side panel; a click jumps to the message in its conversation.
 import { call } from '../api.js';
-import { authorName, channelLabel } from '../names.js';
+import { channelLabel, matchAuthorName } from '../names.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
 import { fullTime, timeOf } from '../render/time.js';
 import { state } from '../store.js';
@@ -36,7 +36,7 @@ export async function showSearch(query, onJump) {
     const where = document.createElement('div');
     where.className = 'where';
     const channel = state.channels.get(channelId) || { id: channelId, name: match.channel.name };
-    where.textContent = `${channelLabel(channel)} · ${authorName(match)} · ${fullTime(timeOf(match.ts))}`;
+    where.textContent = `${channelLabel(channel)} · ${matchAuthorName(match)} · ${fullTime(timeOf(match.ts))}`;
     const text = document.createElement('div');
     text.className = 'text';
     text.append(renderMrkdwn(match.text));
