@@ -27,7 +27,7 @@ export function createChannel() {
         go(channel.id);
         return null;
       } catch (error) {
-        return `Could not create it: ${error.code}`;
+        return error;
       }
     },
   });
@@ -114,7 +114,7 @@ export function editTopic(channelId) {
         remember((await call('conversations.setTopic', { channel: channelId, topic })).channel);
         return null;
       } catch (error) {
-        return `Could not set it: ${error.code}`;
+        return error;
       }
     },
   });
