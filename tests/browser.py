@@ -76,8 +76,9 @@ def session_cookie(email: str, team_id: int) -> dict[str, str]:
     return {"name": settings.SESSION_COOKIE_NAME, "value": session.session_key or ""}
 
 
-def open_client(chromium: Any, server: Daphne, email: str, team_id: int) -> Any:
-    """A new browser context signed in as `email`, on the client page, booted."""
+def open_client(chromium: Any, server: Daphne, email: str, team_id: int, at: str = "") -> Any:
+    """A new browser context signed in as `email`, on the client page, booted (`at`: a
+    conversation to open first, as a link to it would: "#/C123")."""
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     context.add_cookies([{**session_cookie(email, team_id), "url": server.http}])
@@ -85,7 +86,7 @@ def open_client(chromium: Any, server: Daphne, email: str, team_id: int) -> Any:
     # Shown with a failing test's captured output.
     page.on("console", lambda m: m.type in ("error", "warning") and print(f"[{email}] console: {m.text}"))
     page.on("pageerror", lambda e: print(f"[{email}] page error: {e}"))
-    page.goto(server.http + "/")
+    page.goto(server.http + "/" + at)
     page.wait_for_selector("#client[data-state=live]")
     return page
 

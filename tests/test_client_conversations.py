@@ -36,6 +36,23 @@ def _sidebar_names(page) -> list[str]:
     return page.locator("#sidebar .conv .name").all_inner_texts()
 
 
+COUNT_OPENINGS_JS = """() => {
+  window.opened = [];
+  window.hashChanges = 0;
+  document.getElementById('client')
+    .addEventListener('conversation-opened', (event) => window.opened.push(event.detail));
+  window.addEventListener('hashchange', () => { window.hashChanges += 1; });
+}"""
+
+
+def _opened_once_all_arrived(page, server, world: World, text: str) -> list[str]:
+    """The conversations opened since COUNT_OPENINGS_JS, once the socket brought a message
+    posted now to #general (so the leave's own events, sent before it, were applied too)."""
+    web(server, world.acme["carol"].token).chat_postMessage(channel=world.acme.channels["general"], text=text)
+    page.locator("#messages .msg", has_text=text).wait_for()
+    return page.evaluate("window.opened")
+
+
 def test_create_topic_pin_archive_leave_browse_and_dm(world: World, chromium, web_server) -> None:
     alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
     bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
@@ -224,14 +241,33 @@ def test_each_conversation_keeps_its_own_draft(world: World, chromium, web_serve
 
 
 def test_removed_from_the_private_channel_on_screen(world: World, chromium, web_server) -> None:
-    secret = world.acme.channels["secret"]
+    secret, general = world.acme.channels["secret"], world.acme.channels["general"]
     bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
     bob.click(f"#sidebar a[data-id={secret}]")
     bob.wait_for_selector("#channel-title:text-is('#secret')")
+    bob.evaluate(COUNT_OPENINGS_JS)
     alice = web(web_server, world.acme["alice"].token)
     alice.conversations_kick(channel=secret, user=world.acme["bob"].user_id)
     bob.wait_for_selector("#channel-title:text-is('#general')")
     assert bob.locator(f"#sidebar a[data-id={secret}]").count() == 0
+    assert _opened_once_all_arrived(bob, web_server, world, "after the kick") == [general]
+    bob.context.close()
+
+
+def test_leaving_a_private_channel_opens_general_once(world: World, chromium, web_server) -> None:
+    secret, general = world.acme.channels["secret"], world.acme.channels["general"]
+    # Opened from a link to it: #general has not been loaded yet (opening it twice then
+    # builds it twice; once loaded, a second open of it returns early).
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id, at=f"#/{secret}")
+    bob.wait_for_selector("#channel-title:text-is('#secret')")
+    bob.evaluate(COUNT_OPENINGS_JS)
+    bob.click("#btn-leave")
+    _submit_dialog(bob)
+    bob.wait_for_selector("#channel-title:text-is('#general')")
+    assert bob.locator(f"#sidebar a[data-id={secret}]").count() == 0
+    # The server's group_left comes back on the socket too: it must not open #general again.
+    assert _opened_once_all_arrived(bob, web_server, world, "after the leave") == [general]
+    assert bob.evaluate("window.hashChanges") == 1
     bob.context.close()
 
 

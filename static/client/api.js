@@ -8,10 +8,12 @@ const RETRYABLE = new Set(['network', 'ratelimited', 'service_unavailable', 'int
   'team_is_moving', 'fatal_error']);
 
 export class ApiError extends Error {
-  constructor(code, status = 0) {
+  // retryAfter: seconds, from the answer's Retry-After (a rate limit, an outage), or null.
+  constructor(code, status = 0, retryAfter = null) {
     super(code);
     this.code = code;
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 
   get retryable() {
@@ -37,7 +39,10 @@ async function send(method, init) {
   } catch (error) {
     throw new ApiError(response.status >= 500 ? 'internal_error' : 'invalid_response', response.status);
   }
-  if (!body.ok) throw new ApiError(body.error || 'unknown_error', response.status);
+  if (!body.ok) {
+    const retryAfter = Number(response.headers.get('Retry-After')) || null;
+    throw new ApiError(body.error || 'unknown_error', response.status, retryAfter);
+  }
   return body;
 }
 

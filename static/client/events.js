@@ -140,6 +140,19 @@ function onMessage(frame) {
   }
 }
 
+// We are no longer in it (we left it, here or in another tab, or someone removed us): a
+// public channel stays listed, to join again; the others are gone. Views hear 'channels',
+// then 'left' ({channel, removed}) to leave a conversation on screen that is gone.
+export function leftConversation(channelId) {
+  const channel = state.channels.get(channelId);
+  const removed = !channel || channel.is_private;
+  if (removed) state.channels.delete(channelId);
+  else channel.is_member = false;
+  state.histories.delete(channelId);
+  emit('channels');
+  emit('left', { channel: channelId, removed });
+}
+
 function upsertChannel(shape, extra = {}) {
   const known = state.channels.get(shape.id) || {};
   state.channels.set(shape.id, { ...known, ...shape, ...extra });
@@ -209,13 +222,7 @@ export function applyFrame(frame) {
   if (type === 'channel_joined' || type === 'group_joined') {
     return upsertChannel(frame.channel, { is_member: true });
   }
-  if (type === 'channel_left' || type === 'group_left') {
-    const channel = state.channels.get(frame.channel);
-    if (channel && !channel.is_private) channel.is_member = false;
-    else state.channels.delete(frame.channel);
-    state.histories.delete(frame.channel);
-    return emit('channels');
-  }
+  if (type === 'channel_left' || type === 'group_left') return leftConversation(frame.channel);
   if (type === 'member_joined_channel' || type === 'member_left_channel') {
     return emit('members', frame.channel);
   }

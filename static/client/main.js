@@ -135,9 +135,6 @@ async function resync() {
 
 function wire() {
   on('channels', () => {
-    // Removed from the private conversation on screen (it is gone from the list): leave it
-    // for #general rather than keep showing it with a composer that can only fail.
-    if (state.current && !state.channels.has(state.current)) openFromHash();
     subscribePresence();
     renderSidebar(lists);
     pane.renderHeader();
@@ -145,6 +142,14 @@ function wire() {
     const unread = totalUnread();
     const name = document.title.replace(/^\(\d+\) /, '');
     document.title = unread ? `(${unread}) ${name}` : name;
+  });
+  // Removed from the private conversation on screen (by someone else, or we left it here or
+  // in another tab): leave it for #general rather than keep showing it with a composer that
+  // can only fail. Checked where membership changes, not on every 'channels' (which fires for
+  // each open, mark and unread count): there it also opened #general directly while our own
+  // leave was already on its way there through the hash, so #general opened twice.
+  on('left', ({ channel, removed }) => {
+    if (removed && channel === state.current) conversations.goToGeneral();
   });
   on('messages', (channelId) => {
     if (channelId === state.current) pane.render();

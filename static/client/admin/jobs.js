@@ -1,6 +1,7 @@
 // Import and export jobs on the admin page: start one, then follow admin.jobs.info with a
 // live progress bar until it is done or failed.
 import { call } from '../api.js';
+import { errorNode } from '../errors.js';
 
 const POLL_MS = 500;
 const FINISHED = new Set(['done', 'failed']);
@@ -23,7 +24,7 @@ export function showJob(prefix, job) {
 
 export function showFailure(prefix, error) {
   $(`${prefix}-job`).hidden = false;
-  $(`${prefix}-status`).textContent = `Could not start: ${error.code || error.message}`;
+  $(`${prefix}-status`).replaceChildren(errorNode(error, 'Could not start:'));
 }
 
 export async function follow(prefix, job) {

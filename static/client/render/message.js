@@ -1,5 +1,6 @@
 // One message as DOM: avatar, author, time, text, edited marker, attachments, thread
 // summary, reactions, and the actions its viewer may take.
+import { errorNode } from '../errors.js';
 import { authorName, userColor, userName } from '../names.js';
 import { state } from '../store.js';
 import { attachmentsNode } from './attachments.js';
@@ -99,7 +100,9 @@ export function messageNode(message, options = {}) {
   if (message.edited) text.append(el('span', 'edited', ' (edited)'));
   body.append(text);
   if (pending) {
-    body.append(el('div', 'pending-label', pending.error ? `Not sent: ${pending.error}` : 'Sending…'));
+    const label = el('div', 'pending-label', pending.error ? '' : 'Sending…');
+    if (pending.error) label.append(errorNode(pending.error, 'Not sent:'));
+    body.append(label);
     if (pending.error) body.append(button('Retry', 'retry-send'), button('Discard', 'discard-send'));
   }
   if (message.attachments?.length) body.append(attachmentsNode(message.attachments));

@@ -1,4 +1,5 @@
 // The connection banner: shown while the socket is away, hidden once it is live again.
+import { errorNode } from '../errors.js';
 
 const TEXT = {
   booting: 'Connecting…',
@@ -25,7 +26,7 @@ export function showError(error) {
   const banner = document.getElementById('banner');
   banner.hidden = false;
   banner.className = 'banner error';
-  banner.textContent = `That did not work: ${error.code || error.message}`;
+  banner.replaceChildren(errorNode(error));
   setTimeout(() => {
     if (banner.classList.contains('error')) banner.hidden = true;
   }, 5000);

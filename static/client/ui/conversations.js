@@ -1,12 +1,21 @@
 // Managing conversations: create, browse and join, open a DM, leave, archive, set the topic.
 import { call } from '../api.js';
+import { leftConversation } from '../events.js';
 import { channelName, userName } from '../names.js';
 import { emit, state } from '../store.js';
 import { askForm, confirmAction, showList } from './dialogs.js';
 
+// Every conversation is opened through the hash (main.js's hashchange listener). Setting
+// the hash to what it already is does not navigate, so two reasons to go to the same place
+// in one turn (leaving a channel, and the 'left' listener seeing it gone) open it once.
 const go = (channelId) => {
   window.location.hash = `#/${channelId}`;
 };
+
+export function goToGeneral() {
+  const general = [...state.channels.values()].find((c) => c.is_general);
+  go(general ? general.id : '');
+}
 
 function remember(channel, extra = {}) {
   state.channels.set(channel.id, { ...(state.channels.get(channel.id) || {}), ...channel, ...extra });
@@ -27,7 +36,7 @@ export function createChannel() {
         go(channel.id);
         return null;
       } catch (error) {
-        return `Could not create it: ${error.code}`;
+        return error;
       }
     },
   });
@@ -96,12 +105,8 @@ export async function leaveChannel(channelId) {
     return;
   }
   await call('conversations.leave', { channel: channelId });
-  if (channel.is_private) state.channels.delete(channelId);
-  else channel.is_member = false;
-  state.histories.delete(channelId);
-  emit('channels');
-  const general = [...state.channels.values()].find((c) => c.is_general);
-  go(general ? general.id : '');
+  leftConversation(channelId);
+  goToGeneral(); // a public channel stays listed: leave it for #general all the same
 }
 
 export async function archiveChannel(channelId) {
@@ -135,7 +140,7 @@ export function editTopic(channelId) {
         remember((await call('conversations.setTopic', { channel: channelId, topic })).channel);
         return null;
       } catch (error) {
-        return `Could not set it: ${error.code}`;
+        return error;
       }
     },
   });

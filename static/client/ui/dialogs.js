@@ -1,4 +1,5 @@
 // Small modal forms on one <dialog>: a title, fields, and buttons; resolves with the values.
+import { errorNode } from '../errors.js';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -10,8 +11,9 @@ function el(tag, className, text) {
 const dialog = () => document.getElementById('dialog');
 
 // fields: [{name, label, type='text', value='', checked=false}]. onSubmit(values) resolves
-// with an error message to show (the dialog stays open) or nothing (it closes). Resolves
-// true once submitted successfully, false when cancelled.
+// with what went wrong, to show (the dialog stays open): a message, or an error that
+// errors.js puts in words; or nothing (it closes). Resolves true once submitted
+// successfully, false when cancelled.
 export function askForm(title, fields, submitLabel = 'OK', { body = null, onSubmit = async () => null } = {}) {
   const d = dialog();
   const form = el('form', 'dialog-form');
@@ -58,7 +60,8 @@ export function askForm(title, fields, submitLabel = 'OK', { body = null, onSubm
       ok.disabled = true;
       const problem = await onSubmit(values);
       ok.disabled = false;
-      if (problem) error.textContent = problem;
+      if (typeof problem === 'string') error.textContent = problem;
+      else if (problem) error.replaceChildren(errorNode(problem));
       else finish(true);
     });
     d.showModal();

@@ -95,6 +95,8 @@ export class Pane {
 
   async open(channelId) {
     state.current = channelId;
+    // For whoever follows what is on screen (the browser tests count these).
+    $('client').dispatchEvent(new CustomEvent('conversation-opened', { detail: channelId }));
     this.composer.showDraftOf(channelId);
     emit('channels'); // the sidebar and this header follow
     const history = historyOf(channelId);

@@ -1,5 +1,6 @@
 // Search results in the side panel; a click jumps to the message in its conversation.
 import { call } from '../api.js';
+import { errorNode } from '../errors.js';
 import { channelLabel, matchAuthorName } from '../names.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
 import { fullTime, timeOf } from '../render/time.js';
@@ -18,7 +19,7 @@ export async function showSearch(query, onJump) {
   try {
     answer = await call('search.messages', { query, count: RESULTS, sort: 'timestamp' });
   } catch (error) {
-    status.textContent = `Search failed: ${error.code}`;
+    status.replaceChildren(errorNode(error, 'Search failed.'));
     return;
   }
   const matches = answer.messages.matches;
