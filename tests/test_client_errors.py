@@ -23,7 +23,7 @@ def _said(page, where: str, text: str, code: str) -> None:
 def test_refusals_are_said_in_words(world: World, chromium, web_server) -> None:
     alice_api = web(web_server, world.acme["alice"].token)
     plans = alice_api.conversations_create(name="plans")["channel"]["id"]
-    alice_api.chat_postMessage(channel=plans, text="the plan")
+    plan_ts = alice_api.chat_postMessage(channel=plans, text="the plan")["ts"]
     alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id)
 
     # A dialog: the name is taken.
@@ -33,9 +33,23 @@ def test_refusals_are_said_in_words(world: World, chromium, web_server) -> None:
     _said(alice, "#dialog [role=alert]", "That name is already taken by another channel.", "name_taken")
     alice.click("#dialog button.secondary")
 
-    # A send: the channel is archived (elsewhere) while the message is on its way.
+    # The banner: a reaction to a message deleted (elsewhere) while the reaction is on its way.
     alice.click(f"#sidebar a[data-id={plans}]")
     alice.wait_for_selector("#channel-title:text-is('#plans')")
+
+    def delete_first(route) -> None:
+        alice_api.chat_delete(channel=plans, ts=plan_ts)
+        route.continue_()
+
+    alice.route("**/api/reactions.add", delete_first)
+    row = alice.locator("#messages .msg:not(.pending)", has_text="the plan")
+    row.hover()
+    row.locator("[data-action=react]").click()
+    alice.fill("#emoji-picker input", "smile")
+    alice.click("#emoji-picker [data-name=smile]")
+    _said(alice, "#banner.error", "That message was not found", "message_not_found")
+
+    # A send: the channel is archived (elsewhere) while the message is on its way.
 
     def archive_first(route) -> None:
         alice_api.conversations_archive(channel=plans)
@@ -47,15 +61,8 @@ def test_refusals_are_said_in_words(world: World, chromium, web_server) -> None:
     failed = "#messages .msg.pending.failed .pending-label"
     _said(alice, failed, "This channel is archived: nothing can be changed or posted in it.", "is_archived")
     assert alice.locator(failed).inner_text().startswith("Not sent: This channel is archived")
-
-    # The banner: a reaction in the archived channel.
+    # The archive reaches the client too: the channel turns read-only (no composer to fail).
     alice.wait_for_selector("#archived-note:visible")
-    row = alice.locator("#messages .msg:not(.pending)", has_text="the plan")
-    row.hover()
-    row.locator("[data-action=react]").click()
-    alice.fill("#emoji-picker input", "smile")
-    alice.click("#emoji-picker [data-name=smile]")
-    _said(alice, "#banner.error", "This channel is archived", "is_archived")
     alice.context.close()
 
 
