@@ -76,6 +76,7 @@ export function messageNode(message, options = {}) {
   if ((message.pinned_to || []).length) classes.push('pinned');
   const node = el('div', classes.join(' '));
   node.dataset.ts = message.ts || '';
+  node.tabIndex = -1; // the timeline lets one row at a time into the Tab order
   if (message.client_msg_id) node.dataset.clientMsgId = message.client_msg_id;
   node.append(grouped || tombstone ? el('div', 'gutter') : avatar(message));
 

@@ -29,6 +29,35 @@ export class Timeline {
     this.nodes = new WeakMap();
     container.addEventListener('click', (event) => this.clicked(event));
     container.addEventListener('scroll', () => this.scrolled(), { passive: true });
+    // Keyboard, as in Slack: one row at a time is in the Tab order (a roving tabindex: the
+    // last one focused, else the newest), ArrowUp/ArrowDown move between rows, Tab goes on
+    // into the focused row's buttons (its actions show while it has focus) and Escape comes back.
+    container.addEventListener('keydown', (event) => this.keyed(event));
+    container.addEventListener('focusin', (event) => {
+      const row = event.target.closest('.msg');
+      if (row && this.container.contains(row)) this.rove(row);
+    });
+  }
+
+  rove(row) {
+    for (const other of this.container.querySelectorAll('.msg[tabindex="0"]')) other.tabIndex = -1;
+    row.tabIndex = 0;
+    this.roving = row.dataset.ts; // kept when the row is drawn anew (an edit, a reaction)
+  }
+
+  keyed(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const row = event.target.closest('.msg');
+    if (!row || !this.container.contains(row)) return;
+    if (event.key === 'Escape' && event.target.closest('button')) {
+      event.preventDefault();
+      row.focus();
+    } else if (event.target === row && (event.key === 'ArrowUp' || event.key === 'ArrowDown')) {
+      const rows = [...this.container.querySelectorAll('.msg')];
+      const next = rows[rows.indexOf(row) + (event.key === 'ArrowUp' ? -1 : 1)];
+      event.preventDefault();
+      if (next) next.focus();
+    }
   }
 
   clicked(event) {
@@ -80,7 +109,19 @@ export class Timeline {
       fragment.append(this.nodeFor(message, entry, grouped));
       previous = entry ? null : message;
     }
+    // Replacing the rows drops the focus; it goes back to the same element (or its row).
+    const focused = c.contains(document.activeElement) ? document.activeElement : null;
+    const focusedTs = focused?.closest('.msg')?.dataset.ts;
     c.replaceChildren(fragment);
+    const drawn = [...c.querySelectorAll('.msg')];
+    const roving = drawn.find((n) => this.roving && n.dataset.ts === this.roving) || drawn.at(-1);
+    if (roving) this.rove(roving);
+    if (focused) {
+      const again = c.contains(focused)
+        ? focused
+        : [...c.querySelectorAll('.msg')].find((n) => focusedTs && n.dataset.ts === focusedTs);
+      again?.focus({ preventScroll: true });
+    }
     if (anchor) this.keep(anchor);
     else if (stick) c.scrollTop = c.scrollHeight;
   }
