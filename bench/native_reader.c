@@ -57,7 +57,7 @@ static volatile int stopping;
 static long pause_us;
 static volatile int64_t delivered, dupes, frames, complete, others_dropped;
 static int64_t hist[HIST_KEYS];
-static char *others; /* records: int32 index, int32 length, bytes */
+static char *others; /* records: double received at, int32 index, int32 length, bytes */
 static size_t others_len, others_cap;
 
 static double now_secs(void) {
@@ -72,15 +72,17 @@ static int hist_key(double ms) {
     return key < HIST_KEYS ? key : HIST_KEYS - 1;
 }
 
-static void keep_other(int index, const char *payload, size_t length) {
-    size_t need = 8 + length;
+/* With when it came: Python reads it only when the phase is collected. */
+static void keep_other(int index, const char *payload, size_t length, double now) {
+    size_t need = 16 + length;
     if (others_len + need > others_cap) {
         others_dropped++;
         return;
     }
     int32_t head[2] = {index, (int32_t)length};
-    memcpy(others + others_len, head, 8);
-    memcpy(others + others_len + 8, payload, length);
+    memcpy(others + others_len, &now, 8);
+    memcpy(others + others_len + 8, head, 8);
+    memcpy(others + others_len + 16, payload, length);
     others_len += need;
 }
 
@@ -119,7 +121,7 @@ static void on_text(int index, sock_t *s, const char *payload, size_t length, do
         s->cursor = event_id;
     }
     if (!is_message(payload, length)) {
-        keep_other(index, payload, length); /* its event id is checked above */
+        keep_other(index, payload, length, now); /* its event id is checked above */
         return;
     }
     const char *at = memmem(payload, length, marker, marker_len);
@@ -319,6 +321,8 @@ double nr_done_at(int index) { return socks[index].done_at; }
 
 /* Copies what is left in a socket's buffer (nr_socket(index, 3) bytes). */
 void nr_leftover(int index, char *out) { memcpy(out, socks[index].buf, socks[index].len); }
+
+int nr_hist_keys(void) { return HIST_KEYS; }
 
 int nr_hist(long long *out) {
     for (int i = 0; i < HIST_KEYS; i++) out[i] = hist[i];

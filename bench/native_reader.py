@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = Path(__file__).with_name("native_reader.c")
-HIST_KEYS = 12000
 OTHERS_BYTES = 16 << 20  # non-message frames kept for Python; more are counted as dropped
 PAUSE_US = 500  # after each round of ready sockets (see native_reader.c)
 
@@ -80,7 +80,8 @@ class PhaseOutcome:
     dropped_others: int
     hist: dict[int, int]
     sockets: list[SocketOutcome]
-    others: list[tuple[int, bytes]] = field(default_factory=list)  # (socket's position, frame)
+    # (socket's position, frame, when it came): frames C kept for Python
+    others: list[tuple[int, bytes, float]] = field(default_factory=list)
 
 
 class NativeReader:
@@ -131,7 +132,7 @@ class NativeReader:
     def outcome(self) -> PhaseOutcome:
         """What the phase counted; call it after run() has returned."""
         lib = self.lib
-        hist = (ctypes.c_longlong * HIST_KEYS)()
+        hist = (ctypes.c_longlong * lib.nr_hist_keys())()  # as many as C keeps
         lib.nr_hist(hist)
         sockets = []
         for index in range(self.count):
@@ -162,13 +163,13 @@ class NativeReader:
         )
 
 
-def _records(raw: bytes) -> list[tuple[int, bytes]]:
+def _records(raw: bytes) -> list[tuple[int, bytes, float]]:
+    """native_reader.c's kept frames: (double received at, int32 index, int32 length, bytes)."""
     records, at = [], 0
     while at < len(raw):
-        index = int.from_bytes(raw[at : at + 4], "little", signed=True)
-        length = int.from_bytes(raw[at + 4 : at + 8], "little", signed=True)
-        records.append((index, raw[at + 8 : at + 8 + length]))
-        at += 8 + length
+        received_at, index, length = struct.unpack_from("=dii", raw, at)
+        records.append((index, raw[at + 16 : at + 16 + length], received_at))
+        at += 16 + length
     return records
 
 

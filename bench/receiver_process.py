@@ -432,9 +432,8 @@ class _Receiver:
             if result.done_at is not None and sock.done_at is None:
                 sock.done_at = result.done_at
                 sock.complete.set()
-        now = time.monotonic()
-        for position, raw in outcome.others:
-            self._checked_frame(self.native_sockets[position], json.loads(raw), now)
+        for position, raw, received_at in outcome.others:
+            self._checked_frame(self.native_sockets[position], json.loads(raw), received_at)
         for sock, result in zip(self.native_sockets, outcome.sockets, strict=True):
             if sock.ws is not None and sock.ws.transport is not None:
                 if result.leftover:
