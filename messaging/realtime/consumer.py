@@ -177,9 +177,13 @@ class RtmConsumer(AsyncWebsocketConsumer):
             # hello, the replay and the reconnect_url leave as one write.
             with self.wire.corked():
                 await self.send_json({"type": "hello"})
+                hello_only = self.wire.held()
                 joined = await self._join(team)
                 if joined and await self._signed_out():
-                    self.hub.leave(self)  # as live_only._end_session: no event after this
+                    # Signed out meanwhile: the replay (events after the sign-out, perhaps) is
+                    # not sent, and no event after this (as live_only._end_session).
+                    self.wire.drop_held_after(hello_only)
+                    self.hub.leave(self)
                     raise AccessEnded
                 if joined:
                     await self.send_reconnect_url(ticket, reconnect_ticket)

@@ -185,6 +185,15 @@ class Wire:
             if held:
                 self.write([_Raw(b"".join(held))])
 
+    def held(self) -> int:
+        """How many writes the cork holds now (0 when not corked)."""
+        return len(self._corked) if self._corked is not None else 0
+
+    def drop_held_after(self, kept: int) -> None:
+        """Forget what the cork took after its first `kept` writes (it sends the rest)."""
+        if self._corked is not None:
+            del self._corked[kept:]
+
 
 class _Raw(Frame):
     """Bytes already framed (what a cork held)."""

@@ -2,14 +2,7 @@
 // which Slack shows in place of a message's text (bots post blocks with empty text).
 // mrkdwn goes through the mrkdwn renderer; plain_text and rich_text are only ever text.
 import { emojiNode } from './emoji.js';
-import { SAFE_URL, angleMarkup, link, renderMrkdwn } from './mrkdwn.js';
-
-function el(tag, className, children = []) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  for (const child of children) node.append(child);
-  return node;
-}
+import { SAFE_URL, angleMarkup, el, link, renderMrkdwn } from './mrkdwn.js';
 
 const isText = (value) => typeof value === 'string' && value !== '';
 

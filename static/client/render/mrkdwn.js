@@ -24,7 +24,7 @@ export function unescapeText(text) {
   return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
-function el(tag, className, children = []) {
+export function el(tag, className, children = []) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   for (const child of children) node.append(child);
