@@ -23,5 +23,6 @@ urlpatterns = [
     path("teams/", team_views.choose_team, name="choose_team"),
     path("team-admin/", admin_pages.team_admin, name="team_admin"),
     path("invite/<str:token>/", admin_pages.accept_invite_view, name="accept_invite"),
+    path("client/<str:team>/", team_views.client, name="client"),
     path("", team_views.home, name="home"),
 ]

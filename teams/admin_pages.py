@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from teams import ids
 from teams.auth import SESSION_TEAM_KEY
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
@@ -17,8 +18,15 @@ from teams.invites import accept_invite, issue_invite, may_administer, read_invi
 from teams.models import TeamMembership
 
 
-def _session_admin(request: HttpRequest) -> tuple[TeamEntry, int] | None:
-    team_id = request.session.get(SESSION_TEAM_KEY)
+def _admin_of(request: HttpRequest) -> tuple[TeamEntry, int] | None:
+    """The team the page is for (?team=T…, from the client of that team; else the session's
+    last) and the caller's member id there, when they may administer it."""
+    try:
+        team_id = ids.decode(request.GET["team"], ids.TEAM) if "team" in request.GET else None
+    except ids.BadId:
+        return None
+    if team_id is None:
+        team_id = request.session.get(SESSION_TEAM_KEY)
     membership = TeamMembership.objects.filter(account_id=request.user.pk, team_id=team_id).first()
     if membership is None:
         return None
@@ -31,7 +39,7 @@ def _session_admin(request: HttpRequest) -> tuple[TeamEntry, int] | None:
 @login_required(login_url="sign_in")
 @require_http_methods(["GET", "POST"])
 def team_admin(request: HttpRequest) -> HttpResponse:
-    found = _session_admin(request)
+    found = _admin_of(request)
     if found is None:
         return HttpResponseForbidden("Only the team's owners and admins can open this page.")
     team, _ = found

@@ -15,7 +15,22 @@ from teams.errors import ApiError, team_is_moving
 from teams.models import ApiToken, Member, Team
 from teams.tokens import grant_for, team_id_in_token, token_cache_key
 
-SESSION_TEAM_KEY = "team_id"
+SESSION_TEAM_KEY = "team_id"  # the team last opened: where "/" and pages without one go
+# Each tab of the web client names its own team on every call (a person in two teams may
+# have both open): the session's team is only the default for a call that names none.
+TEAM_HEADER = "HTTP_X_CHAT_TEAM"
+
+
+def requested_team_id(request: HttpRequest) -> int | None:
+    """The team this request is for: the one its tab names, else the session's last."""
+    named = request.META.get(TEAM_HEADER)
+    if named:
+        try:
+            return ids.decode(named, ids.TEAM)
+        except ids.BadId:
+            raise ApiError("not_authed", "the X-Chat-Team header names no team") from None
+    team_id = request.session.get(SESSION_TEAM_KEY)
+    return int(team_id) if team_id else None
 
 
 def session_digest(session_key: str) -> str:
@@ -74,13 +89,19 @@ def caller_from_token(text: str) -> Caller:
 
 
 def caller_from_session(request: HttpRequest) -> Caller:
-    """The signed-in account, as a member of the team chosen in this session."""
+    """The signed-in account, as a member of the team the request is for (requested_team_id):
+    naming a team the account is not a member of is refused like no session at all."""
     if not request.user.is_authenticated:
         raise ApiError("not_authed")
-    team_id = request.session.get(SESSION_TEAM_KEY)
+    team_id = requested_team_id(request)
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
-    entry = _open_team(team_entry(int(team_id)))
+    try:
+        entry = _open_team(team_entry(team_id))
+    except ApiError as exc:
+        if exc.code == "team_not_found" and TEAM_HEADER in request.META:
+            raise ApiError("not_authed") from None  # a named team says no more than a foreign one
+        raise
     with on_shard(entry.shard):
         member = (
             Member.objects.filter(team_id=entry.id, account_id=request.user.pk)

@@ -1,4 +1,5 @@
-"""Signing in to the web client: email and password, then choosing a team."""
+"""Signing in to the web client: email and password, then choosing a team, each open at its
+own address (/client/T…/, as Slack's), so that two tabs can hold two teams."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from teams import sign_in_limits
+from teams import ids, sign_in_limits
 from teams.auth import SESSION_TEAM_KEY
 from teams.directory import team_entry
 from teams.invites import may_administer
@@ -61,7 +62,7 @@ class SignInView(auth_views.LoginView):
         memberships = _open_memberships(self.request)
         if len(memberships) == 1:
             self.request.session[SESSION_TEAM_KEY] = memberships[0].team_id
-            return reverse("home")
+            return client_url(memberships[0].team_id)
         return reverse("choose_team")
 
 
@@ -84,16 +85,37 @@ def choose_team(request: HttpRequest) -> HttpResponse:
         match = next((m for m in memberships if str(m.team_id) == chosen), None)
         if match is not None:
             request.session[SESSION_TEAM_KEY] = match.team_id
-            return redirect("home")
+            return redirect(client_url(match.team_id))
     return render(request, "teams/choose_team.html", {"memberships": memberships})
+
+
+def client_url(team_id: int) -> str:
+    return reverse("client", args=[ids.encode(ids.TEAM, team_id)])
 
 
 @login_required(login_url="sign_in")
 def home(request: HttpRequest) -> HttpResponse:
+    """The team last opened, else the choice of teams."""
     team_id = request.session.get(SESSION_TEAM_KEY)
+    if any(m.team_id == team_id for m in _open_memberships(request)):
+        return HttpResponseRedirect(client_url(team_id))
+    return HttpResponseRedirect(reverse("choose_team"))
+
+
+@login_required(login_url="sign_in")
+def client(request: HttpRequest, team: str) -> HttpResponse:
+    """The web client for one team. Its calls name that team (teams.auth.TEAM_HEADER), so
+    opening another team in another tab leaves this one where it is; the team opened last
+    is where "/" goes."""
+    try:
+        team_id = ids.decode(team, ids.TEAM)
+    except ids.BadId:
+        raise Http404("No such team") from None
     membership = next((m for m in _open_memberships(request) if m.team_id == team_id), None)
     if membership is None:
         return HttpResponseRedirect(reverse("choose_team"))
+    if request.session.get(SESSION_TEAM_KEY) != team_id:  # setting it saves the session
+        request.session[SESSION_TEAM_KEY] = team_id
     entry = team_entry(membership.team_id)
     context: dict[str, Any] = {
         "team": membership.team,

@@ -30,8 +30,26 @@ def _invite_link(client: Client, email: str) -> str:
 def test_only_owners_and_admins_open_the_admin_page(world: World) -> None:
     assert _signed_in("alice@acme.test", world.acme.team.id).get("/team-admin/").status_code == 200
     assert _signed_in("bob@acme.test", world.acme.team.id).get("/team-admin/").status_code == 403
-    assert b"Team admin" in _signed_in("alice@acme.test", world.acme.team.id).get("/").content
-    assert b"Team admin" not in _signed_in("bob@acme.test", world.acme.team.id).get("/").content
+    assert b"Team admin" in _signed_in("alice@acme.test", world.acme.team.id).get("/", follow=True).content
+    assert b"Team admin" not in _signed_in("bob@acme.test", world.acme.team.id).get("/", follow=True).content
+
+
+def test_the_admin_page_is_for_the_team_its_tab_names(world: World) -> None:
+    """Alice owns Acme and is a plain member of Globex, opened last: the Acme tab's link
+    still opens Acme's admin page, and the session's own team (Globex) is refused."""
+    from teams.actions import create_member
+
+    create_member(world.globex.team, "alice@acme.test", name="Alice")
+    client = _signed_in("alice@acme.test", world.globex.team.id)
+    acme_tab = client.get(f"/client/{world.acme.team.slack_id}/").content.decode()
+    link = f"/team-admin/?team={world.acme.team.slack_id}"
+    assert f'href="{link}"' in acme_tab
+    client.get(f"/client/{world.globex.team.slack_id}/")  # the team opened last
+    page = client.get(link)
+    assert page.status_code == 200 and b"Acme" in page.content
+    assert client.get("/team-admin/").status_code == 403
+    assert client.get(f"/team-admin/?team={world.globex.team.slack_id}").status_code == 403
+    assert client.get("/team-admin/?team=nonsense").status_code == 403
 
 
 def test_an_invitation_never_resets_an_existing_password(world: World) -> None:

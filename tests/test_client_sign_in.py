@@ -7,6 +7,7 @@ from teams.actions import create_member
 from teams.models import Account
 from tests.browser import TIMEOUT_MS, screenshot, session_cookie
 from tests.conftest import World
+from tests.rtm_client import web
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
 
@@ -54,4 +55,28 @@ def test_signing_out_ends_the_sessions_other_tabs(world: World, chromium, web_se
     tabs[0].click("text=Sign out")
     tabs[0].wait_for_url("**/signin/")
     tabs[1].wait_for_url("**/signin/**")
+    context.close()
+
+
+def test_two_teams_in_two_tabs_each_post_to_their_own(world: World, chromium, web_server) -> None:
+    """Opening a second team in another tab leaves the first tab on its team: what it sends
+    still goes to its own team (the session's team is the one opened last)."""
+    create_member(world.globex.team, "bob@acme.test", name="Bob")
+    context = chromium.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_cookies([{**session_cookie("bob@acme.test", world.acme.team.id), "url": web_server.http}])
+    acme_tab, globex_tab = context.new_page(), context.new_page()
+    acme_tab.goto(f"{web_server.http}/client/{world.acme.team.slack_id}/#/{world.acme.channels['general']}")
+    acme_tab.wait_for_selector("#client[data-state=live]")
+    globex_tab.goto(f"{web_server.http}/client/{world.globex.team.slack_id}/")
+    globex_tab.wait_for_selector("#client[data-state=live]")
+    assert globex_tab.inner_text(".topbar strong") == "Globex"
+    acme_tab.fill("#composer textarea", "still in Acme")
+    acme_tab.press("#composer textarea", "Enter")
+    acme_tab.wait_for_selector("#messages .msg:not(.pending) >> text=still in Acme")
+    alice = web(web_server, world.acme["alice"].token)
+    history = alice.conversations_history(channel=world.acme.channels["general"])
+    assert "still in Acme" in [m["text"] for m in history["messages"]]
+    assert acme_tab.inner_text(".topbar strong") == "Acme"
+    assert acme_tab.is_hidden("#banner")
     context.close()

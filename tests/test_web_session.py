@@ -41,8 +41,8 @@ def _throttled(response: Any) -> bool:
 def test_sign_in_with_one_team_goes_straight_to_it(world: World) -> None:
     client = _csrf_client()
     response = _sign_in(client, "bob@acme.test", "pw")
-    assert response.status_code == 302 and response["Location"] == "/"
-    page = client.get("/")
+    assert response.status_code == 302 and response["Location"] == f"/client/{world.acme.team.slack_id}/"
+    page = client.get(response["Location"])
     assert page.status_code == 200 and b"Acme" in page.content
     assert "script-src 'self'" in page["Content-Security-Policy"]
 
@@ -58,17 +58,53 @@ def test_person_in_two_teams_chooses(world: World) -> None:
     assert _sign_in(client, "bob@acme.test", "pw")["Location"] == "/teams/"
     page = client.get("/teams/").content.decode()
     assert "Acme" in page and "Globex" in page
-    client.post(
+    chosen = client.post(
         "/teams/", {"team_id": world.globex.team.id, "csrfmiddlewaretoken": client.cookies["csrftoken"].value}
     )
-    assert b"Globex" in client.get("/").content
+    assert chosen["Location"] == f"/client/{world.globex.team.slack_id}/"
+    assert b"Globex" in client.get("/", follow=True).content
     # A team the account is not in cannot be chosen.
     other = _csrf_client()
     _sign_in(other, "carol@acme.test", "pw")
     other.post(
         "/teams/", {"team_id": world.globex.team.id, "csrfmiddlewaretoken": other.cookies["csrftoken"].value}
     )
-    assert b"Acme" in other.get("/").content
+    assert b"Acme" in other.get("/", follow=True).content
+    # Nor opened by its address.
+    assert other.get(f"/client/{world.globex.team.slack_id}/")["Location"] == "/teams/"
+    assert other.get("/client/not-a-team/").status_code == 404
+
+
+def _post_as_tab(client: Client, team: str, channel: str, text: str) -> dict[str, Any]:
+    body = json.dumps({"channel": channel, "text": text})
+    headers = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value, "HTTP_X_CHAT_TEAM": team}
+    return client.post("/api/chat.postMessage", body, content_type="application/json", **headers).json()
+
+
+def test_each_tab_keeps_its_own_team(world: World) -> None:
+    """Two teams open in two tabs of one session: each tab's calls name its team, so opening
+    the second does not turn the first one's posts to it (they would fail as channel_not_found)."""
+    create_member(world.globex.team, "bob@acme.test", name="Bob")
+    client = _csrf_client()
+    _sign_in(client, "bob@acme.test", "pw")
+    acme, globex = world.acme.team.slack_id, world.globex.team.slack_id
+    assert client.get(f"/client/{acme}/").status_code == 200
+    assert client.get(f"/client/{globex}/").status_code == 200  # opened last: the session's team
+    posted = _post_as_tab(client, acme, world.acme.channels["general"], "from the Acme tab")
+    assert posted["ok"], posted
+    assert _post_as_tab(client, globex, world.globex.channels["general"], "from the Globex tab")["ok"]
+    # Without the header, the team opened last.
+    assert _post_as_tab(client, "", world.acme.channels["general"], "no tab")["error"] == "channel_not_found"
+    assert client.get("/")["Location"] == f"/client/{globex}/"
+
+
+def test_a_tab_cannot_name_a_team_it_is_not_in(world: World) -> None:
+    client = _csrf_client()
+    _sign_in(client, "carol@acme.test", "pw")
+    general, refused = world.globex.channels["general"], {"ok": False, "error": "not_authed"}
+    assert _post_as_tab(client, world.globex.team.slack_id, general, "x") == refused
+    assert _post_as_tab(client, "T0", general, "x") == refused
+    assert _post_as_tab(client, "nonsense", general, "x") == refused
 
 
 def test_session_api_calls_need_the_csrf_token(world: World) -> None:

@@ -1,6 +1,9 @@
-// The session Web API: every call is a POST to /api/<method> with the CSRF header.
+// The session Web API: every call is a POST to /api/<method> with the CSRF header and the
+// team of this page (a person in two teams may have both open, one in each tab; the server
+// would otherwise take the team the session opened last).
 
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || '';
+const pageTeam = () => document.querySelector('meta[name="chat-team"]')?.content || '';
 
 // Errors worth trying again later (the request may not have reached the server, or it
 // was refused for now); anything else is final for that request.
@@ -28,7 +31,7 @@ async function send(method, init) {
       method: 'POST',
       credentials: 'same-origin',
       ...init,
-      headers: { 'X-CSRFToken': csrfToken(), ...(init.headers || {}) },
+      headers: { 'X-CSRFToken': csrfToken(), 'X-Chat-Team': pageTeam(), ...(init.headers || {}) },
     });
   } catch (error) {
     throw new ApiError('network');
