@@ -9,7 +9,7 @@ import { messageActions } from './ui/actions.js';
 import { showConnection, showError } from './ui/banner.js';
 import * as conversations from './ui/conversations.js';
 import { refreshPresenceDots, showMembers } from './ui/members.js';
-import { closePanel, panelKind } from './ui/panel.js';
+import { closePanel, panelKind, renderPanelReadOnly } from './ui/panel.js';
 import { Pane } from './ui/pane.js';
 import { showPins } from './ui/pins.js';
 import { showSearch } from './ui/search.js';
@@ -139,6 +139,7 @@ function wire() {
     renderSidebar(lists);
     pane.renderHeader();
     thread.renderReadOnly();
+    renderPanelReadOnly();
     const unread = totalUnread();
     const name = document.title.replace(/^\(\d+\) /, '');
     document.title = unread ? `(${unread}) ${name}` : name;
