@@ -1,5 +1,6 @@
-"""Changing a channel from the client, as in Slack, and what an archived channel's panels
-no longer offer."""
+"""Changing a channel from the client, as in Slack: renaming it and setting its description
+(the purpose) beside its topic in the channel's details, and what an archived channel's
+panels no longer offer. Others see each change live."""
 
 import pytest
 
@@ -8,6 +9,115 @@ from tests.conftest import World
 from tests.rtm_client import web
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.browser]
+
+
+def _submit_dialog(page) -> None:
+    page.click("#dialog button.primary")
+    page.wait_for_selector("#dialog", state="hidden")
+
+
+def _said(page, where: str, text: str, code: str) -> None:
+    """`where` shows the sentence, with the code in small type (static/client/errors.js)."""
+    message = page.locator(f"{where} .error-message", has_text=text)
+    message.wait_for()
+    assert message.locator(".error-code").inner_text() == f"({code})"
+
+
+def _opened(page, channel_id: str, title: str) -> None:
+    page.click(f"#sidebar a[data-id={channel_id}]")
+    page.wait_for_selector(f"#channel-title:text-is('{title}')")
+
+
+def _part(page, name: str):
+    """One part of the open channel details: name, topic or purpose."""
+    return page.locator(f"#side-panel [data-part={name}] .about-text")
+
+
+def test_rename_from_the_details_shows_everywhere_live(world: World, chromium, web_server) -> None:
+    alice_api, bob_api = web(web_server, world.acme["alice"].token), web(web_server, world.acme["bob"].token)
+    launch = alice_api.conversations_create(name="launch")["channel"]["id"]
+    bob_api.conversations_join(channel=launch)
+    secret = world.acme.channels["secret"]
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id, at=f"#/{launch}")
+    bob.wait_for_selector("#channel-title:text-is('#launch')")
+    alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id, at=f"#/{launch}")
+    alice.wait_for_selector("#channel-title:text-is('#launch')")
+
+    alice.click("#btn-details")
+    assert _part(alice, "name").inner_text() == "#launch"
+    alice.click("#side-panel [data-edit=name]")
+    assert alice.input_value("#dialog input[name=name]") == "launch"
+    # Refused: the name is another channel's. Said in words; the dialog stays to try again.
+    alice.fill("#dialog input[name=name]", "random")
+    alice.click("#dialog button.primary")
+    _said(alice, "#dialog [role=alert]", "That name is already taken by another channel.", "name_taken")
+    alice.fill("#dialog input[name=name]", "Launch Day")  # made a channel name, as Slack does
+    _submit_dialog(alice)
+    alice.wait_for_selector("#channel-title:text-is('#launch-day')")
+    assert _part(alice, "name").inner_text() == "#launch-day"
+    assert alice.locator(f"#sidebar a[data-id={launch}] .name").inner_text() == "launch-day"
+    assert alice_api.conversations_info(channel=launch)["channel"]["name"] == "launch-day"
+
+    # Bob has it open: its header and his sidebar follow, without a reload.
+    bob.wait_for_selector("#channel-title:text-is('#launch-day')")
+    assert bob.locator(f"#sidebar a[data-id={launch}] .name").inner_text() == "launch-day"
+    # A private channel's rename (group_rename) reaches its members as well.
+    alice_api.conversations_rename(channel=secret, name="hush")
+    bob.wait_for_selector(f"#sidebar a[data-id={secret}] .name:text-is('hush')")
+    screenshot(alice, "channel-details")
+
+    # Only admins rename #general: Bob is offered no Rename there, only the topic and description.
+    _opened(bob, world.acme.channels["general"], "#general")
+    bob.click("#btn-details")
+    bob.locator("#side-panel [data-edit=topic]").wait_for()
+    assert bob.locator("#side-panel [data-edit=purpose]").is_visible()
+    assert bob.locator("#side-panel [data-edit=name]").count() == 0
+    alice.context.close()
+    bob.context.close()
+
+
+def test_description_beside_the_topic_live(world: World, chromium, web_server) -> None:
+    alice_api, bob_api = web(web_server, world.acme["alice"].token), web(web_server, world.acme["bob"].token)
+    plans = alice_api.conversations_create(name="plans")["channel"]["id"]
+    bob_api.conversations_join(channel=plans)
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id, at=f"#/{plans}")
+    bob.wait_for_selector("#channel-title:text-is('#plans')")
+    bob.click("#btn-details")
+    assert _part(bob, "purpose").inner_text() == "No description yet."
+
+    alice = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id, at=f"#/{plans}")
+    alice.wait_for_selector("#channel-title:text-is('#plans')")
+    alice.click("#btn-details")
+    alice.click("#side-panel [data-edit=purpose]")
+    alice.fill("#dialog input[name=purpose]", "Where we plan the *launch*")
+    _submit_dialog(alice)
+    alice.locator("#side-panel [data-part=purpose] strong", has_text="launch").wait_for()
+    purpose = alice_api.conversations_info(channel=plans)["channel"]["purpose"]["value"]
+    assert purpose == "Where we plan the *launch*"
+    # The topic sits beside it, and the header shows the topic (not the description).
+    alice.click("#side-panel [data-edit=topic]")
+    alice.fill("#dialog input[name=topic]", "launch on friday")
+    _submit_dialog(alice)
+    alice.wait_for_selector("#side-panel [data-part=topic] .about-text:text-is('launch on friday')")
+    assert alice.locator("#channel-topic").inner_text() == "launch on friday"
+
+    # Bob's open details follow both (the server's channel_purpose / channel_topic messages).
+    bob.locator("#side-panel [data-part=purpose] strong", has_text="launch").wait_for()
+    assert _part(bob, "purpose").inner_text() == "Where we plan the launch"
+    bob.wait_for_selector("#side-panel [data-part=topic] .about-text:text-is('launch on friday')")
+    bob.wait_for_selector("#channel-topic:text-is('launch on friday')")
+
+    # What people write is shown as text, never run as markup.
+    bob.click("#side-panel [data-edit=purpose]")
+    hostile = '<img src=x onerror="window.pwned=1"> & <b>bold</b>'
+    bob.fill("#dialog input[name=purpose]", hostile)
+    _submit_dialog(bob)
+    _part(alice, "purpose").filter(has_text="<b>bold</b>").wait_for()
+    for page in (alice, bob):
+        assert _part(page, "purpose").locator("img, b").count() == 0
+        assert page.evaluate("window.pwned") is None
+    alice.context.close()
+    bob.context.close()
 
 
 def test_an_archived_channel_offers_no_unpin(world: World, chromium, web_server) -> None:
@@ -32,11 +142,14 @@ def test_an_archived_channel_offers_no_unpin(world: World, chromium, web_server)
     assert page.get_by_role("button", name="Unpin").count() == 0  # hidden from the keyboard too
     screenshot(page, "archived-pins")
 
-    # Opened again, the same.
+    # Opened again, the same; the details offer no change either.
     page.click("#panel-close")
     page.click("#btn-pins")
     pinned.hover()
     assert pinned.locator("[data-action=unpin]").is_hidden()
+    page.click("#btn-details")
+    assert _part(page, "name").inner_text() == "#old-project"
+    assert page.locator("#side-panel [data-edit]").count() == 0
 
     # Unarchived, Unpin is back.
     alice_api.conversations_unarchive(channel=old)

@@ -8,6 +8,7 @@ import { on, state } from './store.js';
 import { messageActions } from './ui/actions.js';
 import { showConnection, showError } from './ui/banner.js';
 import * as conversations from './ui/conversations.js';
+import { refreshDetails, showDetails } from './ui/details.js';
 import { refreshPresenceDots, showMembers } from './ui/members.js';
 import { closePanel, panelKind, renderPanelReadOnly } from './ui/panel.js';
 import { Pane } from './ui/pane.js';
@@ -140,6 +141,7 @@ function wire() {
     pane.renderHeader();
     thread.renderReadOnly();
     renderPanelReadOnly();
+    refreshDetails();
     const unread = totalUnread();
     const name = document.title.replace(/^\(\d+\) /, '');
     document.title = unread ? `(${unread}) ${name}` : name;
@@ -171,7 +173,10 @@ function wire() {
     if (panelKind() === 'pins' && channelId === state.current) showPins(channelId, actionsFor(() => channelId));
   });
   on('seen', () => pane.markSoon());
-  on('users', () => renderEverything());
+  on('users', () => {
+    renderEverything();
+    refreshDetails(); // an admin now, or no longer: what they may change
+  });
   on('members', async (channelId) => {
     if (panelKind() === 'members' && channelId === state.current) {
       panelMembers = await showMembers(channelId);
@@ -192,6 +197,7 @@ function wire() {
   button('browse-channels', () => conversations.browseChannels());
   button('new-dm', () => conversations.openDirectMessage());
   button('btn-topic', () => conversations.editTopic(state.current));
+  button('btn-details', () => showDetails(state.current));
   button('btn-leave', () => conversations.leaveChannel(state.current));
   button('btn-archive', () => conversations.archiveChannel(state.current));
   button('btn-unarchive', () => conversations.unarchiveChannel(state.current));

@@ -1,9 +1,10 @@
-// The right-hand panel: one of a thread, the member list, pins or search results at a time.
+// The right-hand panel: one of a thread, the member list, pins, channel details or search
+// results at a time.
 import { state } from '../store.js';
 
 const panel = () => document.getElementById('side-panel');
 
-// channelId: the conversation the panel is about (pins, members), if any. While it
+// channelId: the conversation the panel is about (pins, members, details), if any. While it
 // is archived the panel is read-only as the pane is (client.css's .read-only).
 export function openPanel(kind, title, channelId = '') {
   const node = panel();
