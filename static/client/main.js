@@ -178,8 +178,10 @@ function wire() {
     refreshDetails(); // an admin now, or no longer: what they may change
   });
   on('members', async (channelId) => {
-    if (panelKind() === 'members' && channelId === state.current) {
-      panelMembers = await showMembers(channelId);
+    if (panelKind() !== 'members' || channelId !== state.current) return;
+    const shown = await showMembers(channelId, { refresh: true });
+    if (shown) {
+      panelMembers = shown;
       subscribePresence();
     }
   });
@@ -207,8 +209,11 @@ function wire() {
     return showPins(channelId, actionsFor(() => channelId));
   });
   button('btn-members', async () => {
-    panelMembers = await showMembers(state.current);
-    subscribePresence();
+    const shown = await showMembers(state.current);
+    if (shown) {
+      panelMembers = shown;
+      subscribePresence();
+    }
   });
   $('search-form').addEventListener('submit', (event) => {
     event.preventDefault();
