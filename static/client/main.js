@@ -8,8 +8,9 @@ import { on, state } from './store.js';
 import { messageActions } from './ui/actions.js';
 import { showConnection, showError } from './ui/banner.js';
 import * as conversations from './ui/conversations.js';
+import { refreshDetails, showDetails } from './ui/details.js';
 import { refreshPresenceDots, showMembers } from './ui/members.js';
-import { closePanel, panelKind } from './ui/panel.js';
+import { closePanel, panelKind, renderPanelReadOnly } from './ui/panel.js';
 import { Pane } from './ui/pane.js';
 import { showPins } from './ui/pins.js';
 import { showSearch } from './ui/search.js';
@@ -139,6 +140,8 @@ function wire() {
     renderSidebar(lists);
     pane.renderHeader();
     thread.renderReadOnly();
+    renderPanelReadOnly();
+    refreshDetails();
     const unread = totalUnread();
     const name = document.title.replace(/^\(\d+\) /, '');
     document.title = unread ? `(${unread}) ${name}` : name;
@@ -170,10 +173,15 @@ function wire() {
     if (panelKind() === 'pins' && channelId === state.current) showPins(channelId, actionsFor(() => channelId));
   });
   on('seen', () => pane.markSoon());
-  on('users', () => renderEverything());
+  on('users', () => {
+    renderEverything();
+    refreshDetails(); // an admin now, or no longer: what they may change
+  });
   on('members', async (channelId) => {
-    if (panelKind() === 'members' && channelId === state.current) {
-      panelMembers = await showMembers(channelId);
+    if (panelKind() !== 'members' || channelId !== state.current) return;
+    const shown = await showMembers(channelId, { refresh: true });
+    if (shown) {
+      panelMembers = shown;
       subscribePresence();
     }
   });
@@ -191,6 +199,7 @@ function wire() {
   button('browse-channels', () => conversations.browseChannels());
   button('new-dm', () => conversations.openDirectMessage());
   button('btn-topic', () => conversations.editTopic(state.current));
+  button('btn-details', () => showDetails(state.current));
   button('btn-leave', () => conversations.leaveChannel(state.current));
   button('btn-archive', () => conversations.archiveChannel(state.current));
   button('btn-unarchive', () => conversations.unarchiveChannel(state.current));
@@ -200,8 +209,11 @@ function wire() {
     return showPins(channelId, actionsFor(() => channelId));
   });
   button('btn-members', async () => {
-    panelMembers = await showMembers(state.current);
-    subscribePresence();
+    const shown = await showMembers(state.current);
+    if (shown) {
+      panelMembers = shown;
+      subscribePresence();
+    }
   });
   $('search-form').addEventListener('submit', (event) => {
     event.preventDefault();

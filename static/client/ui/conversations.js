@@ -1,4 +1,5 @@
-// Managing conversations: create, browse and join, open a DM, leave, archive, set the topic.
+// Managing conversations: create, browse and join, open a DM, leave, archive, rename, set the
+// topic and the purpose (Slack's description).
 import { call } from '../api.js';
 import { leftConversation } from '../events.js';
 import { channelName, userName } from '../names.js';
@@ -22,6 +23,11 @@ function remember(channel, extra = {}) {
   emit('channels');
 }
 
+// What a channel is called from what was typed, as Slack's dialogs do as you type.
+const slugOf = (name) => name.trim().toLowerCase().replace(/\s+/g, '-');
+
+const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
+
 export function createChannel() {
   const fields = [
     { name: 'name', label: 'Name' },
@@ -30,8 +36,7 @@ export function createChannel() {
   return askForm('Create a channel', fields, 'Create', {
     onSubmit: async ({ name, is_private }) => {
       try {
-        const slug = name.trim().toLowerCase().replace(/\s+/g, '-');
-        const { channel } = await call('conversations.create', { name: slug, is_private });
+        const { channel } = await call('conversations.create', { name: slugOf(name), is_private });
         remember(channel, { is_member: true, unread_count: 0, mention_count: 0 });
         go(channel.id);
         return null;
@@ -122,7 +127,7 @@ export async function archiveChannel(channelId) {
 // Who the server lets unarchive (messaging.actions.channels.set_archived): its members, and
 // admins.
 export function mayUnarchive(channel) {
-  return channel.is_member !== false || Boolean(state.users.get(state.self.id)?.is_admin);
+  return channel.is_member !== false || isAdmin();
 }
 
 export async function unarchiveChannel(channelId) {
@@ -131,13 +136,20 @@ export async function unarchiveChannel(channelId) {
   emit('channels');
 }
 
-export function editTopic(channelId) {
+// Who the server lets rename a channel (messaging.actions.channels.rename): its members, but
+// only admins #general (everyone's channel). Not a DM or group DM, nor while it is archived.
+export function mayRename(channel) {
+  if (!channel || channel.is_im || channel.is_mpim || channel.is_archived) return false;
+  return channel.is_member !== false && (!channel.is_general || isAdmin());
+}
+
+export function renameChannel(channelId) {
   const channel = state.channels.get(channelId);
-  const fields = [{ name: 'topic', label: 'Topic', value: channel.topic?.value || '' }];
-  return askForm('Channel topic', fields, 'Save', {
-    onSubmit: async ({ topic }) => {
+  const fields = [{ name: 'name', label: 'Name', value: channel.name || '' }];
+  return askForm(`Rename #${channelName(channel)}`, fields, 'Save', {
+    onSubmit: async ({ name }) => {
       try {
-        remember((await call('conversations.setTopic', { channel: channelId, topic })).channel);
+        remember((await call('conversations.rename', { channel: channelId, name: slugOf(name) })).channel);
         return null;
       } catch (error) {
         return error;
@@ -145,3 +157,34 @@ export function editTopic(channelId) {
     },
   });
 }
+
+// Who the server lets set the topic or the purpose (set_topic_or_purpose): its members, while
+// it is not archived.
+export function mayDescribe(channel) {
+  return Boolean(channel) && channel.is_member !== false && !channel.is_archived;
+}
+
+// The topic (in the header) or the purpose (the description in the channel's details).
+const TEXTS = {
+  topic: { title: 'Channel topic', label: 'Topic', method: 'conversations.setTopic' },
+  purpose: { title: 'Channel description', label: 'Description', method: 'conversations.setPurpose' },
+};
+
+function editText(channelId, which) {
+  const channel = state.channels.get(channelId);
+  const { title, label, method } = TEXTS[which];
+  const fields = [{ name: which, label, value: channel[which]?.value || '' }];
+  return askForm(title, fields, 'Save', {
+    onSubmit: async (values) => {
+      try {
+        remember((await call(method, { channel: channelId, [which]: values[which] })).channel);
+        return null;
+      } catch (error) {
+        return error;
+      }
+    },
+  });
+}
+
+export const editTopic = (channelId) => editText(channelId, 'topic');
+export const editPurpose = (channelId) => editText(channelId, 'purpose');

@@ -69,8 +69,10 @@ export function askForm(title, fields, submitLabel = 'OK', { body = null, onSubm
   });
 }
 
-// A list to pick from (browse channels, start a DM): items [{id, label, detail, action,
-// section}], in order; an item whose section differs from the one before starts a heading.
+// A list to pick from (browse channels, start a DM, add people): items [{id, label, detail,
+// action, section}], in order; an item whose section differs from the one before starts a
+// heading. multi: items are toggled, then picked together with the pickLabel button.
+// onPick(ids, close) may fail: what went wrong is said in the dialog, which stays open.
 export function showList(title, items, { filterLabel = 'Filter', onPick, multi = false, pickLabel = 'Open' }) {
   const d = dialog();
   const box = el('div', 'dialog-form');
@@ -81,6 +83,16 @@ export function showList(title, items, { filterLabel = 'Filter', onPick, multi =
   filter.setAttribute('aria-label', filterLabel);
   const list = el('ul', 'pick-list');
   const chosen = new Set();
+  const error = el('p', 'error');
+  error.setAttribute('role', 'alert');
+  const pickNow = async (ids) => {
+    error.replaceChildren();
+    try {
+      await onPick(ids, () => d.close());
+    } catch (problem) {
+      error.replaceChildren(errorNode(problem));
+    }
+  };
   const draw = () => {
     const q = filter.value.toLowerCase();
     const shown = items.filter((i) => i.label.toLowerCase().includes(q)).slice(0, 200);
@@ -91,14 +103,18 @@ export function showList(title, items, { filterLabel = 'Filter', onPick, multi =
         section = i.section || '';
         const li = el('li');
         const pick = el('button', chosen.has(i.id) ? 'pick chosen' : 'pick');
+        pick.dataset.id = i.id;
         pick.type = 'button';
+        if (multi) pick.setAttribute('aria-pressed', String(chosen.has(i.id)));
         pick.append(el('span', 'label', i.label), el('span', 'detail', i.detail || ''));
         if (i.action) pick.append(el('span', 'pick-action', i.action));
         pick.addEventListener('click', () => {
-          if (!multi) return onPick([i.id], () => d.close());
+          if (!multi) return pickNow([i.id]);
           if (chosen.has(i.id)) chosen.delete(i.id);
           else chosen.add(i.id);
-          return draw();
+          draw();
+          // Drawn anew: the keyboard stays on the item it toggled.
+          return list.querySelector(`[data-id="${CSS.escape(i.id)}"]`)?.focus();
         });
         li.append(pick);
         return [...heading, li];
@@ -114,16 +130,17 @@ export function showList(title, items, { filterLabel = 'Filter', onPick, multi =
   if (multi) {
     const open = el('button', 'primary', pickLabel);
     open.type = 'button';
-    open.addEventListener('click', () => chosen.size && onPick([...chosen], () => d.close()));
+    open.addEventListener('click', () => chosen.size && pickNow([...chosen]));
     buttons.append(open);
   }
-  box.append(filter, list, buttons);
+  box.append(filter, list, error, buttons);
   d.replaceChildren(box);
   draw();
   d.showModal();
   filter.focus();
 }
 
-export function confirmAction(title, detail, label = 'Delete') {
-  return askForm(title, [], label, { body: el('p', '', detail) });
+// onSubmit as for askForm: the action itself, whose refusal is said in the dialog.
+export function confirmAction(title, detail, label = 'Delete', { onSubmit } = {}) {
+  return askForm(title, [], label, { body: el('p', '', detail), ...(onSubmit && { onSubmit }) });
 }

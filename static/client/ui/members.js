@@ -1,10 +1,20 @@
-// The member list of a conversation, with presence dots.
+// The member list of a conversation, with presence dots; in a channel, adding people to it
+// and removing them, for whom the server lets.
 import { call } from '../api.js';
-import { userName } from '../names.js';
-import { state } from '../store.js';
-import { openPanel } from './panel.js';
+import { channelLabel, userName } from '../names.js';
+import { emit, state } from '../store.js';
+import { showError } from './banner.js';
+import { confirmAction, showList } from './dialogs.js';
+import { openPanel, panelChannel, panelKind } from './panel.js';
 
 const MEMBER_PAGE = 500;
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
 
 function presenceDot(userId) {
   const dot = document.createElement('span');
@@ -23,22 +33,132 @@ export function refreshPresenceDots(root = document) {
   }
 }
 
-// Resolves with the member ids shown (so the caller can subscribe to their presence).
-export async function showMembers(channelId) {
-  const body = openPanel('members', 'Members');
-  body.dataset.channel = channelId;
-  const { members } = await call('conversations.members', { channel: channelId, limit: MEMBER_PAGE });
-  const list = document.createElement('ul');
-  list.className = 'member-list';
-  for (const id of members.sort((a, b) => userName(a).localeCompare(userName(b)))) {
-    const li = document.createElement('li');
-    li.dataset.user = id;
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = userName(id);
-    li.append(presenceDot(id), name);
-    list.append(li);
+const isChannel = (channel) => Boolean(channel) && !channel.is_im && !channel.is_mpim;
+const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
+
+// Who the server lets add people (messaging.actions.channels.invite): a member of a channel,
+// private ones too. Archived, the panel hides it (client.css's .read-only), as it may be
+// archived while shown.
+function mayAdd(channel) {
+  return isChannel(channel) && channel.is_member !== false;
+}
+
+// Who the server lets remove someone (messaging.actions.channels.kick): a member, from any
+// channel but #general, anyone but themselves; from a private channel, only its creator or
+// an admin.
+function mayRemove(channel, userId) {
+  if (!mayAdd(channel) || channel.is_general || userId === state.self.id) return false;
+  return !channel.is_private || channel.creator === state.self.id || isAdmin();
+}
+
+// Everyone in it, page after page (to offer only those not in it yet).
+async function allMembers(channelId) {
+  const everyone = [];
+  let cursor = '';
+  do {
+    const page = await call('conversations.members', { channel: channelId, limit: MEMBER_PAGE, cursor });
+    everyone.push(...page.members);
+    cursor = page.response_metadata?.next_cursor || '';
+  } while (cursor);
+  return everyone;
+}
+
+export async function addPeople(channelId) {
+  const channel = state.channels.get(channelId);
+  const present = new Set(await allMembers(channelId));
+  const items = [...state.users.values()]
+    .filter((u) => !present.has(u.id) && !u.deleted && !u.is_bot)
+    .sort((a, b) => userName(a.id).localeCompare(userName(b.id)))
+    .map((u) => ({ id: u.id, label: userName(u.id), detail: `@${u.name}` }));
+  showList(`Add people to ${channelLabel(channel)}`, items, {
+    filterLabel: 'Find people',
+    multi: true,
+    pickLabel: 'Add',
+    onPick: async (users, close) => {
+      await call('conversations.invite', { channel: channelId, users: users.join(',') });
+      close();
+      emit('members', channelId); // their member_joined_channel events follow
+    },
+  });
+}
+
+export function removeFromChannel(channelId, userId) {
+  const channel = state.channels.get(channelId);
+  const who = userName(userId);
+  return confirmAction(
+    `Remove ${who} from ${channelLabel(channel)}?`,
+    channel.is_private
+      ? `${who} will no longer see this channel, unless someone adds them back.`
+      : `${who} can join this channel again later.`,
+    'Remove',
+    {
+      onSubmit: async () => {
+        try {
+          await call('conversations.kick', { channel: channelId, user: userId });
+          emit('members', channelId);
+          return null;
+        } catch (error) {
+          return error;
+        }
+      },
+    },
+  );
+}
+
+function memberRow(channel, userId) {
+  const li = el('li');
+  li.dataset.user = userId;
+  const name = el('span', 'name', userName(userId));
+  li.append(presenceDot(userId), name);
+  if (userId === state.self.id) name.append(el('span', 'muted', ' (you)'));
+  if (mayRemove(channel, userId)) {
+    const remove = el('button', 'secondary write member-remove', 'Remove');
+    remove.type = 'button';
+    remove.setAttribute('aria-label', `Remove ${userName(userId)} from ${channelLabel(channel)}`);
+    li.append(remove);
   }
-  body.replaceChildren(list);
+  return li;
+}
+
+// Resolves with the member ids shown (so the caller can subscribe to their presence), or
+// null when it was not shown: the conversation is no longer on screen, or (`refresh`, for
+// people coming and going) the panel no longer shows its members. Drawn anew, it puts the
+// focus back where it was (or on the next person's Remove, when the one focused was removed).
+export async function showMembers(channelId, { refresh = false } = {}) {
+  const { members } = await call('conversations.members', { channel: channelId, limit: MEMBER_PAGE });
+  const shownHere = panelKind() === 'members' && panelChannel() === channelId;
+  if (state.current !== channelId || (refresh && !shownHere)) return null;
+  const channel = state.channels.get(channelId);
+  const side = document.getElementById('side-panel');
+  const before = shownHere && side.contains(document.activeElement) ? document.activeElement : null;
+  const focusedUser = before?.closest('li[data-user]')?.dataset.user;
+  const focusedAdd = Boolean(before?.classList.contains('member-add'));
+  const shownBefore = [...side.querySelectorAll('.member-list li[data-user]')].map((li) => li.dataset.user);
+
+  const body = openPanel('members', 'Members', channelId);
+  if (mayAdd(channel)) {
+    const add = el('button', 'write member-add', 'Add people');
+    add.type = 'button';
+    add.addEventListener('click', () => addPeople(channelId).catch(showError));
+    body.append(add);
+  }
+  const list = el('ul', 'member-list');
+  list.addEventListener('click', (event) => {
+    const row = event.target.closest('.member-remove') && event.target.closest('li[data-user]');
+    if (row) removeFromChannel(channelId, row.dataset.user).catch(showError);
+  });
+  const sorted = members.sort((a, b) => userName(a).localeCompare(userName(b)));
+  list.append(...sorted.map((id) => memberRow(channel, id)));
+  body.append(list);
+
+  if (focusedAdd) body.querySelector('.member-add')?.focus();
+  else if (focusedUser) {
+    // The same person, or whoever now stands where they stood.
+    const next = [focusedUser, ...shownBefore.slice(shownBefore.indexOf(focusedUser) + 1)].find((id) =>
+      members.includes(id),
+    );
+    const row = next && list.querySelector(`li[data-user="${CSS.escape(next)}"]`);
+    (row?.querySelector('button') || body.querySelector('.member-add'))?.focus();
+  }
   return members;
 }

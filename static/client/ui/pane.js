@@ -155,6 +155,7 @@ export class Pane {
     // place, and unarchiving is the only thing left to do (and the banner's to offer).
     $('pane').classList.toggle('read-only', archived);
     $('btn-topic').hidden = !isChannel || archived;
+    $('btn-details').hidden = !isChannel; // an archived one's can be read
     $('btn-leave').hidden = !isChannel || archived || channel.is_general;
     $('btn-archive').hidden = !isChannel || archived || channel.is_general;
     $('btn-join').hidden = channel.is_member !== false || archived; // an archived one cannot be joined

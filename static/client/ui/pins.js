@@ -1,11 +1,11 @@
-// A conversation's pinned messages in the side panel.
+// A conversation's pinned messages in the side panel (read-only while it is archived: no
+// Unpin, as in the pane).
 import { call } from '../api.js';
 import { openPanel } from './panel.js';
 import { Timeline } from './timeline.js';
 
 export async function showPins(channelId, onAction) {
-  const body = openPanel('pins', 'Pinned messages');
-  body.dataset.channel = channelId;
+  const body = openPanel('pins', 'Pinned messages', channelId);
   const list = document.createElement('div');
   list.className = 'timeline pins-timeline';
   body.append(list);
