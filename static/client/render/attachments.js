@@ -2,13 +2,7 @@
 import { blocksNode } from './blocks.js';
 import { link, renderMrkdwn } from './mrkdwn.js';
 import { safeImageUrl } from './safe_url.js';
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from '../dom.js';
 
 function image(url, className) {
   const img = el('img', className);

@@ -8,16 +8,10 @@ import { blocksNode } from './blocks.js';
 import { emojiNode } from './emoji.js';
 import { renderMrkdwn } from './mrkdwn.js';
 import { clockTime, fullTime, timeOf } from './time.js';
+import { el } from '../dom.js';
 
 const SYSTEM_SUBTYPES = new Set(['channel_join', 'channel_leave', 'channel_topic', 'channel_purpose',
   'channel_name', 'channel_archive', 'channel_unarchive', 'group_join', 'group_leave', 'tombstone']);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function button(label, action, title) {
   const node = el('button', `action ${action}`, label);

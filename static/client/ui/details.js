@@ -7,13 +7,7 @@ import { state } from '../store.js';
 import { showError } from './banner.js';
 import { editPurpose, editTopic, mayDescribe, mayRename, renameChannel } from './conversations.js';
 import { openPanel, panelChannel, panelKind } from './panel.js';
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from '../dom.js';
 
 // A labelled part of the details; `edit` (when the viewer may change it): [label, work].
 function section(name, title, content, edit) {

@@ -1,12 +1,6 @@
 // Small modal forms on one <dialog>: a title, fields, and buttons; resolves with the values.
 import { errorNode } from '../errors.js';
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from '../dom.js';
 
 const dialog = () => document.getElementById('dialog');
 

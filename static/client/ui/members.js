@@ -6,15 +6,9 @@ import { emit, state } from '../store.js';
 import { showError } from './banner.js';
 import { confirmAction, showList } from './dialogs.js';
 import { openPanel, panelChannel, panelKind } from './panel.js';
+import { el } from '../dom.js';
 
 const MEMBER_PAGE = 500;
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function presenceDot(userId) {
   const dot = document.createElement('span');

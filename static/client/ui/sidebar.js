@@ -2,13 +2,7 @@
 // with unread counts, mention badges and presence dots.
 import { channelName } from '../names.js';
 import { state } from '../store.js';
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from '../dom.js';
 
 function item(channel) {
   const li = el('li');
