@@ -94,12 +94,15 @@ return {'probe', state, '0', transition}
 """
 )
 
-# Returns the transition this call caused, or ''.
+# Returns the transition this call caused, or ''. The state hash is made to exist before
+# its expiry is set, as ADMIT does: a reset() while the call ran deleted it, the outcome
+# writes it anew, and an EXPIRE of no key would leave that one to live forever.
 RECORD = (
     PRELUDE
     + """
 local outcome = ARGV[13]
 local state = redis.call('HGET', s, 'state') or 'closed'
+redis.call('HSETNX', s, 'state', state)
 redis.call('EXPIRE', s, ARGV[11])
 if ARGV[14] == '1' then
   if redis.call('ZREM', probes, ARGV[12]) == 0 or state ~= 'half-open' then return '' end

@@ -322,7 +322,8 @@ def force(key: str, state: str) -> None:
     state_key = _keys(key)[0]
     connection.sadd(KNOWN_BREAKERS, state_key)
     previous = _text(connection.hget(state_key, "state") or CLOSED)
-    connection.hset(
+    pipe = connection.pipeline(transaction=True)  # one step: the hash is never without its expiry
+    pipe.hset(
         state_key,
         mapping={
             "state": state,
@@ -331,7 +332,8 @@ def force(key: str, state: str) -> None:
             "last_transition_at": time.time(),
         },
     )
-    connection.expire(state_key, KEY_TTL_SECS)
+    pipe.expire(state_key, KEY_TTL_SECS)
+    pipe.execute()
     logger.warning("circuit %s: %s -> %s (manual)", key, previous, state)
     log_transition(key, f"{previous}->{state}", manual=True)
 

@@ -139,6 +139,16 @@ def test_keys_expire() -> None:
         assert 0 < connection.ttl(f"brk:{key}{suffix}") <= 24 * 3600
 
 
+def test_a_call_ending_after_its_breaker_was_reset_leaves_a_state_that_expires() -> None:
+    """reset() while a call runs: the call's outcome writes the state hash anew, and
+    nothing may ever use that breaker again to give it its expiry."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST))
+    with breaker.calling():
+        reset(key)
+    assert 0 < get_redis_connection("default").ttl(f"brk:{key}") <= 24 * 3600
+
+
 def test_redis_down_fails_open_without_raising(caplog) -> None:
     dead = {
         "default": {
