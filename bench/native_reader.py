@@ -12,8 +12,12 @@ checked.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
+import os
 import shutil
+import stat
 import struct
 import subprocess
 import tempfile
@@ -25,6 +29,7 @@ from typing import Any
 SOURCE = Path(__file__).with_name("native_reader.c")
 OTHERS_BYTES = 16 << 20  # non-message frames kept for Python; more are counted as dropped
 PAUSE_US = 500  # after each round of ready sockets (see native_reader.c)
+BUILD_FLAGS = ("-O2", "-shared", "-fPIC")
 
 
 class NativeUnavailable(Exception):
@@ -36,13 +41,7 @@ def library() -> ctypes.CDLL:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise NativeUnavailable("no C compiler on this machine")
-    built = Path(tempfile.mkdtemp(prefix="native-reader-")) / "native_reader.so"
-    result = subprocess.run(
-        [compiler, "-O2", "-shared", "-fPIC", "-o", str(built), str(SOURCE)], capture_output=True, text=True
-    )
-    if result.returncode:
-        raise NativeUnavailable(f"building {SOURCE.name} failed: {result.stderr.strip()[:500]}")
-    lib = ctypes.CDLL(str(built))
+    lib = ctypes.CDLL(str(_built(compiler)))
     ll, i, p = ctypes.c_longlong, ctypes.c_int, ctypes.c_char_p
     lib.nr_start.argtypes = [i, ctypes.POINTER(i), p, ctypes.POINTER(ll), p, i, ll, ll, ctypes.c_long]
     lib.nr_prefill.argtypes = [i, p, ll]
@@ -58,6 +57,41 @@ def library() -> ctypes.CDLL:
     lib.nr_others.restype = ll
     lib.nr_others_len.restype = ll
     return lib
+
+
+def _built(compiler: str) -> Path:
+    """The library of SOURCE's present text, built once for every receiver process (and
+    run) of this user: named by a hash of what goes into it, so an edit builds anew. Each
+    build writes a file of its own, renamed into place whole: processes building at once
+    all load a complete library, whichever rename came last."""
+    recipe = "\0".join([compiler, *BUILD_FLAGS]).encode() + b"\0" + SOURCE.read_bytes()
+    built = _build_dir() / f"native_reader-{hashlib.sha256(recipe).hexdigest()[:16]}.so"
+    if built.exists():
+        return built
+    fd, partial = tempfile.mkstemp(dir=built.parent, prefix=f"{built.stem}.", suffix=".partial")
+    os.close(fd)
+    try:
+        result = subprocess.run(
+            [compiler, *BUILD_FLAGS, "-o", partial, str(SOURCE)], capture_output=True, text=True
+        )
+        if result.returncode:
+            raise NativeUnavailable(f"building {SOURCE.name} failed: {result.stderr.strip()[:500]}")
+        os.replace(partial, built)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return built
+
+
+def _build_dir() -> Path:
+    """This user's own directory under the system's temporary one. Only theirs: a library
+    loaded from where others may write would run their code."""
+    directory = Path(tempfile.gettempdir()) / f"chat-native-reader-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise NativeUnavailable(f"{directory} is not this user's own directory")
+    return directory
 
 
 HANDED_BACK = {1: "a frame other than text or ping", 2: "end of stream", 3: "receive error", 4: "no memory"}

@@ -13,7 +13,7 @@ from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
-TRANSITIONS_KEY = "brk:transitions"  # newest first
+TRANSITIONS_KEY = "brk:transitions"  # newest first; kept for good, trimmed to the last few
 TRANSITIONS_KEPT = 200
 
 

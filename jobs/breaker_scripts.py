@@ -2,7 +2,7 @@
 Redis: admitting a call, recording its outcome, and judging calls still running."""
 
 # The scripts share one argument layout and this prelude.
-# KEYS: state hash, window hash, probe zset, in-flight zset, known set.
+# KEYS: state hash, window hash, probe zset, in-flight zset, recent breakers (zset).
 # ARGV: 1 now, 2 bucket secs, 3 window secs, 4 failure rate, 5 min calls, 6 open secs
 #       (jittered), 7 max open secs (jittered), 8 max probes, 9 lease secs, 10 slow secs,
 #       11 key ttl, 12 call token, 13 outcome (record), 14 '1' if the call was a probe,
@@ -51,7 +51,9 @@ end
 ADMIT = (
     PRELUDE
     + """
-redis.call('SADD', KEYS[5], s)
+redis.call('ZADD', KEYS[5], now, s)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[11]))
+redis.call('EXPIRE', KEYS[5], ARGV[11])
 local state = redis.call('HGET', s, 'state') or 'closed'
 local transition = ''
 redis.call('HSETNX', s, 'state', state)
@@ -94,12 +96,15 @@ return {'probe', state, '0', transition}
 """
 )
 
-# Returns the transition this call caused, or ''.
+# Returns the transition this call caused, or ''. The state hash is made to exist before
+# its expiry is set, as ADMIT does: a reset() while the call ran deleted it, the outcome
+# writes it anew, and an EXPIRE of no key would leave that one to live forever.
 RECORD = (
     PRELUDE
     + """
 local outcome = ARGV[13]
 local state = redis.call('HGET', s, 'state') or 'closed'
+redis.call('HSETNX', s, 'state', state)
 redis.call('EXPIRE', s, ARGV[11])
 if ARGV[14] == '1' then
   if redis.call('ZREM', probes, ARGV[12]) == 0 or state ~= 'half-open' then return '' end

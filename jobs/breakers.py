@@ -43,7 +43,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_TTL_SECS = 24 * 3600  # a breaker nobody has used for a day is forgotten
-KNOWN_BREAKERS = "brk:known"
+# Every breaker's state key, scored by when it last admitted a call. Per-host breakers
+# come and go with the links people post: each admission drops entries a day old (their
+# state has expired with them), so the list holds the last day's breakers whether or not
+# anyone reads it, and expires once all are quiet.
+RECENT_BREAKERS = "brk:recent"
+# The set releases before kept instead, pruned only when read (with nobody scraping
+# /metrics, every host ever linked): all_breakers deletes it.
+_FORMER_KNOWN_BREAKERS = "brk:known"
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
 FORCED_OPEN, FORCED_CLOSED, DISABLED = "forced-open", "forced-closed", "disabled"
 
@@ -115,7 +122,7 @@ def _warn_redis_down(exc: Exception) -> None:
 
 
 def _keys(key: str) -> list[str]:
-    return [f"brk:{key}", f"brk:{key}:window", f"brk:{key}:probes", f"brk:{key}:inflight", KNOWN_BREAKERS]
+    return [f"brk:{key}", f"brk:{key}:window", f"brk:{key}:probes", f"brk:{key}:inflight", RECENT_BREAKERS]
 
 
 class _StateName:
@@ -320,9 +327,10 @@ def force(key: str, state: str) -> None:
     breaker_sight.forget(key)
     connection = get_redis_connection("default")
     state_key = _keys(key)[0]
-    connection.sadd(KNOWN_BREAKERS, state_key)
+    connection.zadd(RECENT_BREAKERS, {state_key: time.time()})
     previous = _text(connection.hget(state_key, "state") or CLOSED)
-    connection.hset(
+    pipe = connection.pipeline(transaction=True)  # one step: the hash is never without its expiry
+    pipe.hset(
         state_key,
         mapping={
             "state": state,
@@ -331,7 +339,8 @@ def force(key: str, state: str) -> None:
             "last_transition_at": time.time(),
         },
     )
-    connection.expire(state_key, KEY_TTL_SECS)
+    pipe.expire(state_key, KEY_TTL_SECS)
+    pipe.execute()
     logger.warning("circuit %s: %s -> %s (manual)", key, previous, state)
     log_transition(key, f"{previous}->{state}", manual=True)
 
@@ -352,7 +361,7 @@ def reset(key: str) -> None:
     breaker_sight.forget(key)
     connection = get_redis_connection("default")
     connection.delete(*_keys(key)[:4])
-    connection.srem(KNOWN_BREAKERS, _keys(key)[0])
+    connection.zrem(RECENT_BREAKERS, _keys(key)[0])
     log_transition(key, "reset", manual=True)
 
 
@@ -385,10 +394,12 @@ def breaker_status(key: str) -> BreakerStatus:
 def all_breakers() -> list[BreakerStatus]:
     """Every breaker used in the last day, for `manage.py breakers`, admin and metrics."""
     connection = get_redis_connection("default")
+    connection.delete(_FORMER_KNOWN_BREAKERS)
     statuses = []
-    for raw_key in sorted(_text(k) for k in connection.smembers(KNOWN_BREAKERS)):
+    recent = connection.zrangebyscore(RECENT_BREAKERS, time.time() - KEY_TTL_SECS, "+inf")
+    for raw_key in sorted(_text(k) for k in recent):
         if not connection.exists(raw_key):
-            connection.srem(KNOWN_BREAKERS, raw_key)  # expired: forget it
+            connection.zrem(RECENT_BREAKERS, raw_key)  # reset, or expired: forget it
             continue
         statuses.append(breaker_status(raw_key.removeprefix("brk:")))
     return statuses

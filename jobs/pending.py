@@ -114,7 +114,7 @@ class PendingWork(PendingBatches):
         code's upgrade from one that found them by SCAN): listed by one SCAN, then never
         again (the marker is set once they are listed)."""
         connection = get_redis_connection("default")
-        marker = f"{self.name}:waiting-groups-complete"
+        marker = f"{self.name}:waiting-groups-complete"  # for good: one per kind of work
         if connection.exists(marker):
             return
         prefix = self._items_key("")

@@ -74,6 +74,9 @@ class PendingBatches:
     def _claims_key(self, group: str) -> str:
         return f"{self.name}:claimed:{group}"
 
+    # The two lists of groups are kept for good: one per kind of work, an entry per group
+    # (a team) at most, each unlisted by the take that empties it or by reclaim once its
+    # items or claims expired. Every per-group key expires.
     def _groups_key(self) -> str:
         return f"{self.name}:claimed-groups"
 

@@ -2,7 +2,8 @@
 one tally: the admin dashboard and /metrics both read it.
 
 Running tasks are a sorted set of task ids scored by start time; a worker killed
-mid-task never removes its entry, so readers ignore entries older than RUNNING_STALE_SECS.
+mid-task never removes its entry, so readers ignore entries older than RUNNING_STALE_SECS,
+and each start drops them (and sets the set to expire then), readers or not.
 Nothing here may fail a task: a Redis outage only loses counts.
 """
 
@@ -20,9 +21,10 @@ from redis import RedisError
 
 logger = logging.getLogger(__name__)
 
+# Kept for good: the totals since Redis started, one field per task name and outcome.
 OUTCOMES_KEY = "jobs:outcomes"  # hash "<task>|<outcome>" -> count
 RUNNING_KEY = "jobs:running"  # zset "<task id>|<task>" -> started at
-FAILURES_KEY = "jobs:failures"  # list of recent failures, newest first
+FAILURES_KEY = "jobs:failures"  # list of recent failures, newest first (trimmed: kept for good)
 RECENT_FAILURES = 50
 RUNNING_STALE_SECS = 3600  # longer than any job runs: past this, its worker died
 OUTCOMES = ("succeeded", "failed", "retried")
@@ -41,8 +43,16 @@ def _count(task_name: str, outcome: str) -> None:
 
 @task_prerun.connect
 def _started(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    now = time.time()
     try:
-        get_redis_connection("default").zadd(RUNNING_KEY, {f"{task_id}|{task.name}": time.time()})
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.zadd(RUNNING_KEY, {f"{task_id}|{task.name}": now})
+        # Entries of killed workers are dropped here, not only when the dashboard or
+        # /metrics reads: with no reader they would pile up for good. Past the stale age
+        # every entry is one, so the set may expire then.
+        pipe.zremrangebyscore(RUNNING_KEY, "-inf", now - RUNNING_STALE_SECS)
+        pipe.expire(RUNNING_KEY, RUNNING_STALE_SECS)
+        pipe.execute()
     except RedisError:
         pass
 

@@ -83,6 +83,14 @@ def presence_group(team_id: int, member_id: int) -> str:
 
 
 def _keys(team_id: int, member_id: int) -> list[str]:
+    """A member's sockets (expire SOCKET_TTL_SECS after the last heartbeat), manual away,
+    last activity (expires), the team's active members, the teams with any.
+
+    Kept for good, each bounded: manual away is the member's choice until they set "auto"
+    again (one per member; expired, it would turn them active unasked); the active hash
+    holds at most the team's members, each dropped by the recompute once away (sweep()
+    recomputes them after a dead process); the teams set lists teams with active members,
+    one entry a team, dropped by sweep() once none is."""
     base = f"pres:{team_id}:{member_id}"
     return [f"{base}:sockets", f"{base}:manual", f"{base}:activity", f"pres:{team_id}:active", "pres:teams"]
 

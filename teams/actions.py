@@ -22,6 +22,7 @@ from teams import ids
 from teams.directory import TeamEntry, forget_team, place_new_team
 from teams.errors import ApiError
 from teams.models import Account, ApiToken, Bot, Member, Team, TeamMembership
+from teams.queries import account_member
 from teams.shapes import member_json
 from teams.tokens import issue_token, revoke_tokens
 
@@ -157,9 +158,9 @@ def create_member(
     """Add a person to a team (joining #general) and mint their user token. `claim`: how
     `password` may touch an existing account (see _account)."""
     account = _account(email, password, claim)
+    if account_member(team, account.pk) is not None:
+        raise ApiError("already_in_team", f"{account.email} is already in {team.domain}")
     with on_shard(team.shard):
-        if Member.objects.filter(team_id=team.id, account_id=account.pk).exists():
-            raise ApiError("already_in_team", f"{account.email} is already in {team.domain}")
         with transaction.atomic(using=team.shard):
             unclaimed = (
                 Member.objects.select_for_update()

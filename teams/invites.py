@@ -29,6 +29,7 @@ from teams.actions import create_member
 from teams.directory import TeamEntry, team_entry
 from teams.errors import ApiError
 from teams.models import Account, Member
+from teams.queries import account_member
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ def _refuse_a_member(team: TeamEntry, email: str) -> None:
     account = Account.objects.filter(email=email).first()
     if account is None:
         return
-    with on_shard(team.shard):
-        member = Member.objects.filter(team_id=team.id, account_id=account.pk).values("deleted").first()
+    member = account_member(team, account.pk)
     if member is not None and member["deleted"]:
         raise ApiError("already_in_team", f"{email} is deactivated in this team: reactivate them instead")
     if member is not None:

@@ -17,7 +17,9 @@ from jobs.breakers import (
     CLOSED,
     FORCED_OPEN,
     HALF_OPEN,
+    KEY_TTL_SECS,
     OPEN,
+    RECENT_BREAKERS,
     BreakerOpen,
     BreakerPolicy,
     Outcome,
@@ -137,6 +139,26 @@ def test_keys_expire() -> None:
     connection = get_redis_connection("default")
     for suffix in ("", ":window"):
         assert 0 < connection.ttl(f"brk:{key}{suffix}") <= 24 * 3600
+
+
+def test_a_call_ending_after_its_breaker_was_reset_leaves_a_state_that_expires() -> None:
+    """reset() while a call runs: the call's outcome writes the state hash anew, and
+    nothing may ever use that breaker again to give it its expiry."""
+    key = _key()
+    breaker = SharedCircuitBreaker(key, BreakerPolicy(**FAST))
+    with breaker.calling():
+        reset(key)
+    assert 0 < get_redis_connection("default").ttl(f"brk:{key}") <= 24 * 3600
+
+
+def test_the_list_of_breakers_forgets_those_quiet_for_a_day_without_a_reader() -> None:
+    connection = get_redis_connection("default")
+    connection.zadd(RECENT_BREAKERS, {"brk:test-quiet-for-two-days": time.time() - 2 * KEY_TTL_SECS})
+    key = _key()
+    SharedCircuitBreaker(key, BreakerPolicy(**FAST)).call(lambda: 1)
+    assert connection.zscore(RECENT_BREAKERS, "brk:test-quiet-for-two-days") is None
+    assert connection.zscore(RECENT_BREAKERS, f"brk:{key}") is not None
+    assert 0 < connection.ttl(RECENT_BREAKERS) <= KEY_TTL_SECS
 
 
 def test_redis_down_fails_open_without_raising(caplog) -> None:

@@ -2,6 +2,7 @@
 with CSRF), job queues and outcomes, event log sizes per team."""
 
 import re
+import time
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -12,7 +13,7 @@ from chatproject.dbrouter import on_shard
 from jobs.breakers import FORCED_OPEN, BreakerOpen, SharedCircuitBreaker, breaker_status, force, reset
 from jobs.tasks import prune_event_logs, unfurl_link
 from messaging.models import Event
-from ops.job_stats import FAILURES_KEY, OUTCOMES_KEY, RUNNING_KEY
+from ops.job_stats import FAILURES_KEY, OUTCOMES_KEY, RUNNING_KEY, RUNNING_STALE_SECS
 from teams.models import Account
 from tests.conftest import World
 
@@ -140,6 +141,19 @@ def test_jobs_page_counts_outcomes_and_queue_depth(world: World, clean_redis) ->
     assert re.findall(r"<td>(\d+)</td>", unfurl) == ["0", "0", "1", "0"]
     assert "TypeError" in html  # the failure, listed with its error
     assert "No import or export is running." in html
+
+
+def test_a_killed_workers_running_entry_goes_with_no_reader(clean_redis) -> None:
+    """A task's start drops the entries of tasks whose worker died (never read, they would
+    pile up for good), keeps those of tasks still running, and sets the set to expire."""
+    now = time.time()
+    clean_redis.zadd(
+        RUNNING_KEY,
+        {"killed|jobs.unfurl": now - RUNNING_STALE_SECS - 1, "long-import|jobs.import_slack": now - 60},
+    )
+    prune_event_logs.apply()
+    assert clean_redis.zrange(RUNNING_KEY, 0, -1) == [b"long-import|jobs.import_slack"]
+    assert 0 < clean_redis.ttl(RUNNING_KEY) <= RUNNING_STALE_SECS
 
 
 def test_event_log_page_shows_each_teams_log(world: World, api) -> None:

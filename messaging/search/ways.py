@@ -14,7 +14,8 @@ from messaging.models import SEARCH_WEEK_US
 from messaging.search.sql import ENTRIES, Page, SearchSql
 
 COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.username, m.text, m.attachments"
-# What the newest-first window carries: every column a match condition reads.
+# What the newest-first window carries: every column a match condition reads (the text and
+# attachments: a partial word is rechecked against the indexed text, sql._prefix_recheck).
 _WINDOW_COLUMNS = (
     "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.attachments, m.is_deleted, m.search_vector"
 )
