@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import task_failure, task_postrun, task_prerun, task_retry, task_success
+from django.conf import settings
 from django_redis import get_redis_connection
 from redis import RedisError
 
@@ -26,7 +27,9 @@ OUTCOMES_KEY = "jobs:outcomes"  # hash "<task>|<outcome>" -> count
 RUNNING_KEY = "jobs:running"  # zset "<task id>|<task>" -> started at
 FAILURES_KEY = "jobs:failures"  # list of recent failures, newest first (trimmed: kept for good)
 RECENT_FAILURES = 50
-RUNNING_STALE_SECS = 3600  # longer than any job runs: past this, its worker died
+# A task still unacknowledged this long is handed to another worker (the broker's visibility
+# timeout; an import or export may run for hours): an entry older than that is a dead worker's.
+RUNNING_STALE_SECS = settings.JOB_VISIBILITY_SECS
 OUTCOMES = ("succeeded", "failed", "retried")
 # Celery's own queues; kombu's Redis transport keeps each as a list of that name (plus
 # one per priority step when priorities are used).
