@@ -329,6 +329,9 @@ def test_queries_do_not_grow_with_matches(world: World, api, django_assert_max_n
 
     with django_assert_max_num_queries(4, connection=connections[acme.team.shard]):
         assert len(search(api, alice, "mango")["matches"]) == 20
+    # An excluded partial word is checked on each row read: one more estimate, no more reads.
+    with django_assert_max_num_queries(5, connection=connections[acme.team.shard]):
+        assert len(search(api, alice, "mango -phoen*")["matches"]) == 20
 
 
 def test_reindex_command(world: World, api, capsys) -> None:
@@ -453,6 +456,58 @@ def test_a_trailing_asterisk_finds_partial_words(world: World, api, monkeypatch)
     monkeypatch.setattr(ways, "newest_matches", newest_matches)
     assert _texts(api, alice, "phoen*", count=2) == ["phoenix in random", "ops bot"]
     assert _texts(api, alice, "runn*", count=1) == ["running late"]
+    assert len(newest_first) == 2 and None not in newest_first
+
+
+def test_an_excluded_partial_word_excludes_what_it_would_find(world: World, api, monkeypatch) -> None:
+    """`-phoen*` excludes every message `phoen*` finds ("phoenix", "Phoenician", in the text or
+    its attachments) and keeps every other: the same prefix rules, the same recheck."""
+    acme, alice, bob = world.acme, world.acme["alice"].token, world.acme["bob"].token
+    general, random = acme.channels["general"], acme.channels["random"]
+    post(api, alice, general, "Project PHOENIX ships friday")
+    post(api, alice, general, "pho ships at lunch")  # found by the index for phoen*, not a match
+    post(api, bob, general, "ops bot ships", attachments=json.dumps([{"text": "Phoenician alphabet"}]))
+    post(api, bob, general, "bob ships too")
+    post(api, alice, general, "ph meter ships")
+    post(api, alice, general, "the possibility ships")  # held as "possibl"; no word starts so
+    post(api, alice, general, "ships running late")
+    post(api, alice, random, "phoenix ships in random")
+    post(api, alice, random, "ships in random")
+    index(acme)
+    everything = _texts(api, alice, "ships")
+    kept = ["ships in random", "ships running late", "the possibility ships", "ph meter ships"]
+    kept += ["bob ships too", "pho ships at lunch"]
+    assert _texts(api, alice, "ships -phoen*") == kept
+    assert _texts(api, alice, "ships -PHOENI**") == kept
+    found = _texts(api, alice, "ships phoen*")
+    assert sorted(found + kept) == sorted(everything) and not set(found) & set(kept)
+    # With the rest of the language.
+    assert _texts(api, alice, "ships -phoen* -runn*") == [t for t in kept if t != "ships running late"]
+    phoenixes = ["phoenix ships in random", "Project PHOENIX ships friday"]
+    assert _texts(api, alice, "phoe* -phoenic*") == phoenixes
+    assert _texts(api, alice, "ships -phoen* in:#random") == ["ships in random"]
+    assert _texts(api, alice, "ships -phoen* from:@bob") == ["bob ships too"]
+    assert _texts(api, alice, "-phoen* from:@bob") == ["bob ships too"]  # no word to search by
+    assert "ops bot ships" not in _texts(api, alice, "-phoen*") and len(_texts(api, alice, "-phoen*")) == 6
+    # A stem starting with the prefix is not a word starting with it: as `possibl*` does
+    # not find "possibility", `-possibl*` keeps it.
+    assert _texts(api, alice, "ships possibl*") == []
+    assert "the possibility ships" in _texts(api, alice, "ships -possibl*")
+    # Too short to be a partial word: as `ph*` searches the word "ph", `-ph*` excludes it.
+    assert _texts(api, alice, "ships ph*") == ["ph meter ships"]
+    assert _texts(api, alice, "ships -ph*") == [t for t in everything if t != "ph meter ships"]
+    # Read newest first instead, the recheck reads attachments too.
+    newest_first, read_newest = [], ways.newest_matches
+
+    def newest_matches(*args, **kwargs) -> ways.Found | None:
+        newest_first.append(read_newest(*args, **kwargs))
+        return newest_first[-1]
+
+    monkeypatch.setattr(run, "EXACT_UNDER", -1)
+    monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)
+    monkeypatch.setattr(ways, "newest_matches", newest_matches)
+    assert _texts(api, alice, "ships -phoen*", count=3) == kept[:3]
+    assert _texts(api, alice, "ships -phoen* from:@bob", count=1) == ["bob ships too"]
     assert len(newest_first) == 2 and None not in newest_first
 
 

@@ -113,11 +113,17 @@ def test_a_trailing_asterisk_searches_partial_words() -> None:
     for word in ("ph*", "*", "**", "2024*", "a:b|c*", "!xyz*", "abc:*", "x'y*", "don't*", "e-mai*"):
         query = parse_query(word)
         assert query.prefixes == () and query.words == (word,), word
-    assert parse_query("-phoen*").excluded == ("phoen*",) and parse_query("-phoen*").prefixes == ()
+    # Excluded the same way: a partial word, or else the word as typed.
+    query = parse_query("deploy -Phoen* -runn** -ph* -e-mai* -2024*")
+    assert query.excluded_prefixes == ("phoen", "runn") and query.prefixes == ()
+    assert query.excluded == ("ph*", "e-mai*", "2024*") and query.words == ("deploy",)
 
 
 @given(st.text(max_size=300))
 def test_prefixes_are_letters_and_digits(text: str) -> None:
-    for prefix in parse_query(text).prefixes:
+    query = parse_query(text)
+    for prefix in (*query.prefixes, *query.excluded_prefixes):
         assert len(prefix) >= MIN_PREFIX_CHARS and prefix.isalnum() and not prefix.isdigit()
         assert f"{prefix}*" in text.lower()
+    for prefix in query.excluded_prefixes:
+        assert f"-{prefix}*" in text.lower()

@@ -110,6 +110,10 @@ def test_modifiers_give_the_same_answers(world: World, api, way: str) -> None:
     assert paged("melon has:link") == ["7", "3"]
     assert paged("melon has:reaction") == ["4"]
     assert paged("melon has:link during:2024-03 in:#general from:@alice") == ["7"]
+    # An excluded partial word ("example.com", "example.com/3": the links' host and url).
+    assert paged("melon -exam*") == ["6", "5", "4", "2", "1"]
+    assert paged("melon -exam* from:@bob") == ["6", "2"]
+    assert paged("melon -exam*", sort_dir="asc") == ["1", "2", "4", "5", "6"]
 
 
 def test_never_shows_what_the_searcher_cannot_see(world: World, api, way: str) -> None:

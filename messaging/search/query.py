@@ -1,5 +1,6 @@
 """Slack's search language parsed into a `SearchQuery`: words, partial words (`phoen*`),
-"exact phrases", -exclusions and the modifiers in:, from:, before:, after:, on:, during:, has: and is:.
+"exact phrases", -exclusions (of partial words too: `-phoen*`) and the modifiers in:, from:,
+before:, after:, on:, during:, has: and is:.
 
 Parsing never fails: text that is not a well-formed modifier is searched as words, and a
 modifier that can never match (a bad date, an unsupported has:) makes the query match
@@ -54,6 +55,7 @@ class SearchQuery:
     prefixes: tuple[str, ...] = ()  # each must start a word: `phoen*` as "phoen", lowercased
     phrases: tuple[str, ...] = ()  # each must match as consecutive words
     excluded: tuple[str, ...] = ()  # words or phrases that must not match
+    excluded_prefixes: tuple[str, ...] = ()  # none may start a word: `-phoen*`, as `prefixes`
     in_channels: tuple[ChannelRef, ...] = ()  # any of these (OR), as Slack combines in:
     in_dms: tuple[MemberRef, ...] = ()  # the DM with any of these members
     from_members: tuple[MemberRef, ...] = ()  # sent by any of these (OR)
@@ -82,7 +84,9 @@ def parse_query(text: str) -> SearchQuery:
             continue  # -in:/-from: are not supported; excluding the word "in" would mislead
         if modifier is not None:
             query = _add_modifier(query, modifier.group(1).lower(), modifier.group(2))
-        elif negated:
+        elif negated and (prefix := _prefix(token)) is not None:
+            query = replace(query, excluded_prefixes=(*query.excluded_prefixes, prefix))
+        elif negated:  # a word, or one `_prefix` refuses: excluded as `token` alone is searched
             query = replace(query, excluded=(*query.excluded, token)) if token else query
         elif token == "-":
             continue  # a lone dash excludes nothing

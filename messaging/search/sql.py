@@ -122,9 +122,7 @@ def tsquery_sql(query: SearchQuery, params: dict[str, Any]) -> str | None:
         params["words"] = " ".join(query.words)
         parts.append(f"plainto_tsquery('{SEARCH_CONFIG}', %(words)s)")
     for n, prefix in enumerate(query.prefixes):
-        params[f"prefix{n}"], params[f"stems{n}"] = _prefix_tsqueries(prefix)
-        stemmed = f"to_tsquery('{SEARCH_CONFIG}', %(prefix{n})s)"
-        parts.append(f"({stemmed} || to_tsquery('{UNSTEMMED_CONFIG}', %(stems{n})s))")
+        parts.append(_prefix_candidates(prefix, f"prefix{n}", f"stems{n}", params))
     for n, phrase in enumerate(query.phrases):
         params[f"phrase{n}"] = phrase
         parts.append(f"phraseto_tsquery('{SEARCH_CONFIG}', %(phrase{n})s)")
@@ -132,6 +130,14 @@ def tsquery_sql(query: SearchQuery, params: dict[str, Any]) -> str | None:
         params[f"excluded{n}"] = excluded
         parts.append(f"!! phraseto_tsquery('{SEARCH_CONFIG}', %(excluded{n})s)")
     return " && ".join(parts) if parts else None
+
+
+def _prefix_candidates(prefix: str, name: str, stems_name: str, params: dict[str, Any]) -> str:
+    """The tsquery of what the index may hold of a word starting with `prefix`: more than
+    such words (`_prefix_tsqueries`), so each match is rechecked (`_prefix_recheck`)."""
+    params[name], params[stems_name] = _prefix_tsqueries(prefix)
+    stemmed = f"to_tsquery('{SEARCH_CONFIG}', %({name})s)"
+    return f"({stemmed} || to_tsquery('{UNSTEMMED_CONFIG}', %({stems_name})s))"
 
 
 def _prefix_tsqueries(prefix: str) -> tuple[str, str]:
@@ -147,11 +153,27 @@ def _prefix_tsqueries(prefix: str) -> tuple[str, str]:
     return f"{_lexeme(prefix)}:*", " | ".join([f"{_lexeme(prefix)}:*", *starts[:STEM_REACH]])
 
 
-def _prefix_recheck(prefixes: tuple[str, ...], params: dict[str, Any]) -> str:
+def _prefix_recheck(prefixes: tuple[str, ...], params: dict[str, Any], name: str = "prefixes") -> str:
     """The condition that the indexed text has a word starting with each prefix."""
-    params["prefixes"] = " & ".join(f"{_lexeme(prefix)}:*" for prefix in prefixes)
+    params[name] = " & ".join(f"{_lexeme(prefix)}:*" for prefix in prefixes)
     words = f"to_tsvector('{UNSTEMMED_CONFIG}', {INDEXED_TEXT_SQL})"
-    return f"{words} @@ to_tsquery('{UNSTEMMED_CONFIG}', %(prefixes)s)"
+    return f"{words} @@ to_tsquery('{UNSTEMMED_CONFIG}', %({name})s)"
+
+
+def _prefix_exclusion(n: int, prefix: str, params: dict[str, Any]) -> str:
+    """The condition that `-prefix*` keeps a message: exactly the ones `prefix*` does not
+    match (an unindexed one included), on each row read.
+
+    Not a `!! 'prefix':*` in the words' tsquery: the index holds stems, and a stem may
+    start with the prefix when the word does not ("possibility" is held as "possibl",
+    "happy" as "happi"), so that would also exclude messages `prefix*` does not find. As a
+    row filter, like has:, it leaves the index to answer the other words as before; the
+    cheap test of the stored vector comes first, so the text is reparsed only for rows
+    holding a candidate.
+    """
+    candidates = _prefix_candidates(prefix, f"excluded_prefix{n}", f"excluded_stems{n}", params)
+    recheck = _prefix_recheck((prefix,), params, f"excluded_words{n}")
+    return f"NOT (coalesce(m.search_vector @@ {candidates}, false) AND {recheck})"
 
 
 def _lexeme(text: str) -> str:
@@ -193,6 +215,7 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
         filters.append("m.thread_ts IS NOT NULL")
     if query.prefixes:
         filters.append(_prefix_recheck(query.prefixes, params))
+    filters += [_prefix_exclusion(n, prefix, params) for n, prefix in enumerate(query.excluded_prefixes)]
     rank = f"ts_rank(m.search_vector, ({words}))" if by_score and words else "0::real"
     channels = "m.channel_id = ANY(%(channels)s)"
     # IS TRUE: the same test, but not one an index can answer (see SearchSql.scope_on_rows).
