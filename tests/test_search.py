@@ -511,6 +511,18 @@ def test_an_excluded_partial_word_excludes_what_it_would_find(world: World, api,
     assert len(newest_first) == 2 and None not in newest_first
 
 
+def test_an_asterisk_in_quotes_is_no_wildcard(world: World, api) -> None:
+    """A phrase is matched as typed (Slack documents "*" only as the end of a partial word):
+    "phoen* rising" is the words "phoen rising", not "phoenix rising"."""
+    acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
+    post(api, alice, general, "phoenix rising")
+    post(api, alice, general, "the phoen* rising typo")
+    index(acme)
+    assert _texts(api, alice, '"phoen* rising"') == ["the phoen* rising typo"]
+    assert _texts(api, alice, 'rising -"phoen* rising"') == ["phoenix rising"]
+    assert _texts(api, alice, "phoen* rising") == ["the phoen* rising typo", "phoenix rising"]
+
+
 def test_a_hostile_wildcard_word_neither_fails_nor_widens(world: World, api) -> None:
     acme, alice, general = world.acme, world.acme["alice"].token, world.acme.channels["general"]
     post(api, alice, general, "phoenix rising")

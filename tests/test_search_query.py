@@ -117,6 +117,10 @@ def test_a_trailing_asterisk_searches_partial_words() -> None:
     query = parse_query("deploy -Phoen* -runn** -ph* -e-mai* -2024*")
     assert query.excluded_prefixes == ("phoen", "runn") and query.prefixes == ()
     assert query.excluded == ("ph*", "e-mai*", "2024*") and query.words == ("deploy",)
+    # In quotes, "*" is no wildcard: the phrase is matched as typed.
+    query = parse_query('"phoen* rising" -"phoen* falling"')
+    assert query.phrases == ("phoen* rising",) and query.excluded == ("phoen* falling",)
+    assert query.prefixes == () and query.excluded_prefixes == ()
 
 
 @given(st.text(max_size=300))

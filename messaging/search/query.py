@@ -114,6 +114,9 @@ def _prefix(token: str) -> str | None:
 
 
 def _add_phrase(query: SearchQuery, phrase: str, negated: bool) -> SearchQuery:
+    """A quoted phrase is matched as typed: a "*" in it is no wildcard ("phoen* rising" is
+    the words "phoen rising"). Slack documents quotes as an exact match, and "*" only as
+    the end of a partial word."""
     if not phrase:
         return query
     if negated:
