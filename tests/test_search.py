@@ -445,18 +445,26 @@ def test_a_trailing_asterisk_finds_partial_words(world: World, api, monkeypatch)
     by_score = search(api, alice, "phoen*")
     assert by_score["total"] == 3 and len(by_score["matches"]) == 3
     # Read newest first instead (a common prefix), the recheck reads attachments too.
-    newest_first, read_newest = [], ways.newest_matches
+    newest_first = _read_newest_first(monkeypatch)
+    assert _texts(api, alice, "phoen*", count=2) == ["phoenix in random", "ops bot"]
+    assert _texts(api, alice, "runn*", count=1) == ["running late"]
+    assert len(newest_first) == 2 and None not in newest_first
+
+
+def _read_newest_first(monkeypatch) -> list[ways.Found | None]:
+    """Make searches read matches newest first (ways.newest_matches) whatever their number;
+    returns what each of those reads found, as they happen."""
+    found: list[ways.Found | None] = []
+    read_newest = ways.newest_matches
 
     def newest_matches(*args, **kwargs) -> ways.Found | None:
-        newest_first.append(read_newest(*args, **kwargs))
-        return newest_first[-1]
+        found.append(read_newest(*args, **kwargs))
+        return found[-1]
 
     monkeypatch.setattr(run, "EXACT_UNDER", -1)
     monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)
     monkeypatch.setattr(ways, "newest_matches", newest_matches)
-    assert _texts(api, alice, "phoen*", count=2) == ["phoenix in random", "ops bot"]
-    assert _texts(api, alice, "runn*", count=1) == ["running late"]
-    assert len(newest_first) == 2 and None not in newest_first
+    return found
 
 
 def test_an_excluded_partial_word_excludes_what_it_would_find(world: World, api, monkeypatch) -> None:
@@ -497,15 +505,7 @@ def test_an_excluded_partial_word_excludes_what_it_would_find(world: World, api,
     assert _texts(api, alice, "ships ph*") == ["ph meter ships"]
     assert _texts(api, alice, "ships -ph*") == [t for t in everything if t != "ph meter ships"]
     # Read newest first instead, the recheck reads attachments too.
-    newest_first, read_newest = [], ways.newest_matches
-
-    def newest_matches(*args, **kwargs) -> ways.Found | None:
-        newest_first.append(read_newest(*args, **kwargs))
-        return newest_first[-1]
-
-    monkeypatch.setattr(run, "EXACT_UNDER", -1)
-    monkeypatch.setattr(run, "DENSE_ESTIMATE", -1)
-    monkeypatch.setattr(ways, "newest_matches", newest_matches)
+    newest_first = _read_newest_first(monkeypatch)
     assert _texts(api, alice, "ships -phoen*", count=3) == kept[:3]
     assert _texts(api, alice, "ships -phoen* from:@bob", count=1) == ["bob ships too"]
     assert len(newest_first) == 2 and None not in newest_first
