@@ -1,5 +1,6 @@
 """Slack's system messages in a channel's history: who joined (and who added them), who left
-or was removed, archiving, un-archiving and renames; once per change, none for a no-op."""
+or was removed, archiving, un-archiving and renames; once per change, none for a no-op,
+and joins and leaves left out of the unread count clients show."""
 
 from typing import Any
 
@@ -130,3 +131,26 @@ def test_joining_the_team_is_said_in_general(world: World, api) -> None:
         _joined(erin.slack_id),
     ]
     assert _history(api, world.globex["dave"].token, world.globex.channels["general"]) == []
+
+
+def test_joins_and_leaves_are_not_shown_as_unread(world: World, api) -> None:
+    """Slack's unread_count counts them, unread_count_display (what clients show) does not;
+    one's own join is not unread at all."""
+    alice, bob, carol = (world.acme[name].token for name in ("alice", "bob", "carol"))
+    random = world.acme.channels["random"]
+
+    def counts(token: str) -> tuple[int, int, int]:
+        info = _ok(api("conversations.info", token, channel=random))["channel"]
+        boot = {c["id"]: c for c in _ok(api("rtm.start", token))["channels"]}[random]
+        shown = [(c["unread_count"], c["unread_count_display"], c["mention_count"]) for c in (info, boot)]
+        assert shown[0] == shown[1]  # conversations.info and the boot agree
+        return shown[0]
+
+    _ok(api("conversations.join", bob, channel=random))
+    assert counts(bob) == (0, 0, 0)  # his own join
+    assert counts(alice) == (1, 0, 0)
+    _ok(api("conversations.join", carol, channel=random))
+    _ok(api("conversations.leave", carol, channel=random))
+    assert counts(bob) == (2, 0, 0)
+    _ok(api("chat.postMessage", alice, channel=random, text="news"))
+    assert counts(bob) == (3, 1, 0)
