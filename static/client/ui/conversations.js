@@ -32,7 +32,7 @@ export function createChannel() {
       try {
         const slug = name.trim().toLowerCase().replace(/\s+/g, '-');
         const { channel } = await call('conversations.create', { name: slug, is_private });
-        remember(channel, { is_member: true, unread_count: 0, mention_count: 0 });
+        remember(channel, { is_member: true, unread_count: 0, unread_count_display: 0, mention_count: 0 });
         go(channel.id);
         return null;
       } catch (error) {
