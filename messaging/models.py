@@ -122,7 +122,9 @@ class Message(TeamScopedModel):
     attachments = models.JSONField(null=True, blank=True)
     blocks = models.JSONField(null=True, blank=True)
     files = models.JSONField(null=True, blank=True)
-    extra = models.JSONField(null=True, blank=True)  # imported fields we keep verbatim
+    # The keys of a subtype (inviter, old_name...): kept verbatim by an import, or written
+    # by a system message (messaging.actions.posting.insert_system_message).
+    extra = models.JSONField(null=True, blank=True)
     # Written only by the search indexing job (messaging.search.index), after commit: null
     # until then, and for tombstones, which search never returns.
     search_vector = SearchVectorField(null=True, blank=True)

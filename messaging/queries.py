@@ -119,9 +119,17 @@ def messages_json(team_slack_id: str, channel: Channel, messages: list[Message])
     ]
 
 
+# Comings and goings: Slack counts them in unread_count but not in unread_count_display,
+# the count its clients show (a join alone does not make a channel unread). group_* are
+# in imported archives from before private channels were channels.
+JOIN_LEAVE_SUBTYPES = ("channel_join", "channel_leave", "group_join", "group_leave")
+NOT_JOIN_LEAVE = ~Q(subtype__in=JOIN_LEAVE_SUBTYPES)
+
+
 @dataclass(frozen=True)
 class UnreadCounts:
     unread: int  # messages after last_read from others, as Slack's unread_count
+    display: int  # of those, all but joins and leaves, as Slack's unread_count_display
     mentions: int  # of those, the ones that mention the member (every one, in a DM)
 
 
@@ -130,11 +138,10 @@ def unread_counts(channel: Channel, member_id: int, last_read: int) -> UnreadCou
     unread = top_level(Message.objects.filter(channel=channel, ts__gt=last_read, is_deleted=False)).exclude(
         user_id=member_id
     )
-    if channel.kind == K.IM:
-        total = unread.count()
-        return UnreadCounts(total, total)
     counts = unread.aggregate(
         unread=Count("id"),
+        display=Count("id", filter=NOT_JOIN_LEAVE),
         mentions=Count("id", filter=Q(mentions__contains=[member_id]) | Q(mentions_all=True)),
     )
-    return UnreadCounts(counts["unread"], counts["mentions"])
+    mentions = counts["unread"] if channel.kind == K.IM else counts["mentions"]  # a DM is all to them
+    return UnreadCounts(counts["unread"], counts["display"], mentions)

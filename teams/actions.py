@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB, on_shard
-from messaging.actions.channels import new_channel
+from messaging.actions.channels import announce_join, new_channel
 from messaging.events import append_event
 from messaging.models import Channel, ChannelMember
 from teams import ids
@@ -131,6 +131,8 @@ def create_team(
         )
         bot = Bot.objects.create(team_id=team_id, name=DEFAULT_BOT_NAME, member_id=bot_user.id, updated=now)
         Member.objects.filter(id=bot_user.id).update(bot_id=bot.id)
+        # No channel_join messages for the owner: a new team holds no messages, so an
+        # archive can still be imported into it (jobs.slack_export.existing).
         new_channel(team_id, "general", Channel.Kind.PUBLIC, owner.id, is_general=True)
         new_channel(team_id, "random", Channel.Kind.PUBLIC, owner.id)
         append_event(team_id, "team_join", {"user": member_json(owner, entry.slack_id)})
@@ -188,6 +190,10 @@ def create_member(
                 if general is not None:
                     ChannelMember.objects.create(team_id=team.id, channel=general, member=member)
                 append_event(team.id, "team_join", {"user": member_json(member, team.slack_id)})
+                if general is not None:
+                    # As Slack says in #general who joined the team; after team_join, so
+                    # clients know whom the message names.
+                    announce_join(team, general, member.id)
     with transaction.atomic(using=CONTROL_DB):
         TeamMembership.objects.create(account=account, team_id=team.id, member_id=member.id)
         token = issue_token(team.id, member.id, ApiToken.Kind.USER)

@@ -2,6 +2,9 @@
 
 acme (shard_0): alice (owner), bob, carol; #general, #random, private #secret (alice, bob).
 globex (shard_1): dave (owner).
+
+Its channels open with Slack's channel_join messages of how they got there: #general with
+bob's and carol's (they joined the team), #secret with alice's (she made it) and bob's.
 """
 
 from __future__ import annotations
@@ -86,6 +89,15 @@ def build_world() -> World:
         invite(alice, secret.slack_id, [acme["bob"].user_id])
         acme.channels["secret"] = secret.slack_id
     return World(acme, globex)
+
+
+JOIN_LEAVE = ("channel_join", "channel_leave")
+
+
+def without_joins(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages but the system ones of who came and went (the world's own joins among
+    them), for a test about something else."""
+    return [m for m in messages if m.get("subtype") not in JOIN_LEAVE]
 
 
 def member_pk(user_id: str) -> int:

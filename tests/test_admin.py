@@ -186,8 +186,11 @@ def test_add_member_goes_through_create_member(world: World, api, staff: Client)
     assert api("auth.test", token)["user"] == "erin"
     with on_shard("shard_0"):
         erin = Member.objects.get(team_id=acme.team.id, email="erin@acme.test")
-    join = _events(acme.team.id)[-1]
+    join, said = _events(acme.team.id)[-2:]
     assert join.type == "team_join" and join.payload["user"]["id"] == erin.slack_id
+    # #general says so, as Slack does when someone joins the team.
+    assert said.type == "message" and said.channel_id == _pk(acme.channels["general"])
+    assert (said.payload["subtype"], said.payload["user"]) == ("channel_join", erin.slack_id)
 
 
 def test_message_delete_action_deletes_through_the_action(world: World, api, staff: Client) -> None:
@@ -332,7 +335,8 @@ def test_channel_and_emoji_writes_go_through_actions(world: World, staff: Client
     with on_shard("shard_0"):
         ops = Channel.objects.get(team_id=acme.team.id, name="ops")
     assert ops.kind == Channel.Kind.PRIVATE and ops.creator_id == _pk(acme["alice"].user_id)
-    assert _events(acme.team.id)[-1].type == "group_joined"
+    joined, said = _events(acme.team.id)[-2:]
+    assert joined.type == "group_joined" and said.payload["subtype"] == "channel_join"
     taken = staff.post(f"/admin/messaging/channel/add/{add}", {"name": "general"})
     assert taken.status_code == 200 and "exists in this team" in taken.content.decode()
 

@@ -201,8 +201,8 @@ def test_autocomplete_custom_emoji_and_bot_attachments(world: World, chromium, w
     assert sent.locator(".mention").inner_text() == "@Bob"
 
     # The custom emoji is in the picker too, and reacting with it shows it.
-    sent.hover()
     page.set_viewport_size({"width": 1280, "height": 560})  # the message is near the bottom
+    sent.hover()  # after: a smaller view may scroll the timeline from under the pointer
     sent.locator("[data-action=react]").click()
     picker = page.locator("#emoji-picker").bounding_box()  # placed on the screen whole
     assert picker is not None and picker["y"] + picker["height"] <= page.viewport_size["height"]

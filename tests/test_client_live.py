@@ -166,6 +166,37 @@ def test_unread_counts_follow_conversations_mark(world: World, chromium, web_ser
     bob.context.close()
 
 
+def test_comings_and_goings_show_as_lines_but_not_as_unread(world: World, chromium, web_server) -> None:
+    """Joins and leaves alone do not make a channel unread (Slack's unread_count_display),
+    live or after a reload, one's own join least of all; they and a rename show in the
+    channel as system lines that name the people they are about."""
+    bob = open_client(chromium, web_server, "bob@acme.test", world.acme.team.id)
+    alice_api, bob_api, carol_api = (web(web_server, world.acme[n].token) for n in ("alice", "bob", "carol"))
+    random = world.acme.channels["random"]
+    link = bob.locator(f"#sidebar a[data-id={random}]")
+    bob_api.conversations_join(channel=random)
+    carol_api.conversations_join(channel=random)
+    carol_api.conversations_leave(channel=random)
+    alice_api.chat_postMessage(channel=random, text="news")
+    link.locator(".badge", has_text="1").wait_for()  # the message alone
+    bob.reload()
+    bob.wait_for_selector("#client[data-state=live]")
+    assert link.locator(".badge").inner_text() == "1"
+
+    alice_api.conversations_rename(channel=random, name="watercooler")
+    link.locator(".name", has_text="watercooler").wait_for()
+    link.click()
+    lines = bob.locator("#messages .msg.system .text")
+    lines.filter(has_text="renamed").wait_for()
+    assert lines.all_inner_texts() == [
+        "@Bob has joined the channel",
+        "@Carol has joined the channel",
+        "@Carol has left the channel",
+        '@alice has renamed the channel from "random" to "watercooler"',
+    ]
+    bob.context.close()
+
+
 XSS = '<img src=x onerror="document.body.dataset.owned=1"><script>document.body.dataset.owned=1</script>'
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from messaging.models import Event
-from tests.conftest import World
+from tests.conftest import World, without_joins
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -139,7 +139,13 @@ def test_archive_unarchive_rename_topic_purpose(world: World, api) -> None:
     info = _ok(api("conversations.info", bob, channel=channel))["channel"]
     assert info["purpose"]["value"] == "Where X happens" and info["topic"]["value"] == "Ship it"
     history = _ok(api("conversations.history", alice, channel=channel))["messages"]
-    assert [m["subtype"] for m in history] == ["channel_purpose", "channel_topic"]
+    # Newest first: purpose, topic, one rename (not the refused one), the creator's join.
+    assert [m["subtype"] for m in history] == [
+        "channel_purpose",
+        "channel_topic",
+        "channel_name",
+        "channel_join",
+    ]
     assert api("conversations.setTopic", alice, channel=channel, topic="x" * 251)["error"] == "too_long"
     assert api("conversations.setTopic", bob, channel=channel, topic="mine")["error"] == "not_in_channel"
 
@@ -172,13 +178,15 @@ def test_archived_channels_stay_readable(world: World, api) -> None:
     for channel in (public, private):
         _ok(api("conversations.archive", alice, channel=channel))
 
+    archived = f"<@{world.acme['alice'].user_id}> archived the channel"
     for token in (alice, carol):  # carol never joined the public one
-        history = _ok(api("conversations.history", token, channel=public))["messages"]
-        assert [m["text"] for m in history] == ["what we decided"]
+        history = without_joins(_ok(api("conversations.history", token, channel=public))["messages"])
+        assert [m["text"] for m in history] == [archived, "what we decided"]
         replies = _ok(api("conversations.replies", token, channel=public, ts=head))["messages"]
         assert [m["text"] for m in replies] == ["what we decided", "and why"]
     assert api("conversations.join", carol, channel=public)["error"] == "is_archived"
-    assert _ok(api("conversations.history", alice, channel=private))["messages"][0]["text"] == "between us"
+    history = _ok(api("conversations.history", alice, channel=private))["messages"]
+    assert [m["text"] for m in without_joins(history)] == [archived, "between us"]
     assert api("conversations.history", carol, channel=private)["error"] == "channel_not_found"
     assert api("conversations.unarchive", carol, channel=private)["error"] == "channel_not_found"
 
@@ -203,7 +211,7 @@ def test_open_dm_and_group_dm(world: World, api) -> None:
 
 def test_history_order_window_and_pages(world: World, api) -> None:
     alice = world.acme["alice"].token
-    general = world.acme.channels["general"]
+    general = world.acme.channels["random"]  # no one has said anything there yet
     stamps = [_ok(api("chat.postMessage", alice, channel=general, text=f"m{n}"))["ts"] for n in range(7)]
     assert stamps == sorted(stamps) and len(set(stamps)) == 7
     newest_first = [m["ts"] for m in _ok(api("conversations.history", alice, channel=general))["messages"]]
@@ -251,8 +259,8 @@ def test_threads_replies_and_broadcast(world: World, api) -> None:
     head = thread[0]
     assert head["reply_count"] == 3 and head["latest_reply"] == broadcast["ts"]
     assert set(head["reply_users"]) == {world.acme["alice"].user_id, world.acme["bob"].user_id}
-    history = [m["text"] for m in _ok(api("conversations.history", alice, channel=general))["messages"]]
-    assert history == ["fyi all", "question?"]  # plain replies stay in the thread
+    history = without_joins(_ok(api("conversations.history", alice, channel=general))["messages"])
+    assert [m["text"] for m in history] == ["fyi all", "question?"]  # plain replies stay in the thread
     assert api("conversations.replies", alice, channel=general, ts="1.000001")["error"] == "thread_not_found"
     assert api("chat.postMessage", alice, channel=general, text="x", thread_ts="1.000001")["error"] == (
         "thread_not_found"

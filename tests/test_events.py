@@ -27,6 +27,8 @@ def _ok(answer: dict) -> dict:
 
 
 def test_each_write_appends_exactly_one_event(world: World, api) -> None:
+    """One event per write, or the write's and its system message's (a join says so in the
+    channel), appended together with consecutive ids."""
     alice, bob = world.acme["alice"].token, world.acme["bob"].token
     general = world.acme.channels["general"]
     steps = [
@@ -34,8 +36,13 @@ def test_each_write_appends_exactly_one_event(world: World, api) -> None:
         ("reactions.add", bob, {"channel": general, "timestamp": "{ts}", "name": "eyes"}, "reaction_added"),
         ("chat.update", alice, {"channel": general, "ts": "{ts}", "text": "uno"}, "message"),
         ("pins.add", bob, {"channel": general, "timestamp": "{ts}"}, "pin_added"),
-        ("conversations.create", alice, {"name": "fresh"}, "channel_created"),
-        ("conversations.join", bob, {"channel": world.acme.channels["random"]}, "member_joined_channel"),
+        ("conversations.create", alice, {"name": "fresh"}, "channel_created message"),
+        (
+            "conversations.join",
+            bob,
+            {"channel": world.acme.channels["random"]},
+            "member_joined_channel message",
+        ),
         ("conversations.mark", bob, {"channel": general, "ts": "{ts}"}, "channel_marked"),
         (
             "reactions.remove",
@@ -46,13 +53,15 @@ def test_each_write_appends_exactly_one_event(world: World, api) -> None:
         ("chat.delete", alice, {"channel": general, "ts": "{ts}"}, "message"),
     ]
     ts = ""
-    for method, token, args, event_type in steps:
+    for method, token, args, event_types in steps:
         before = _events(world)
         answer = _ok(api(method, token, **{k: v.format(ts=ts) for k, v in args.items()}))
         ts = answer.get("ts", ts)
-        after = _events(world)
-        assert len(after) == len(before) + 1, method
-        assert after[-1].type == event_type and after[-1].event_id == before[-1].event_id + 1
+        new = _events(world)[len(before) :]
+        assert [e.type for e in new] == event_types.split(), method
+        assert [e.event_id for e in new] == [before[-1].event_id + 1 + i for i in range(len(new))], method
+        if len(new) == 2:
+            assert new[1].payload["subtype"] == "channel_join", method
 
 
 def test_event_payloads_have_slack_shapes(world: World, api) -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from messaging.api.registry import REGISTRY
-from tests.conftest import World
+from tests.conftest import World, without_joins
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -102,7 +102,7 @@ def test_acme_history_is_untouched_by_globex_attempts(world: World, api, acme_re
     for method, args, _ in CROSS_TEAM_CALLS:
         api(method, world.globex["dave"].token, **{k: v.format(**acme_refs) for k, v in args.items()})
     history = api("conversations.history", world.acme["bob"].token, channel=acme_refs["acme_general"])
-    assert [(m["text"], m.get("reactions"), m.get("edited")) for m in history["messages"]] == [
+    assert [(m["text"], m.get("reactions"), m.get("edited")) for m in without_joins(history["messages"])] == [
         ("acme only", None, None)
     ]
     assert api("pins.list", world.acme["bob"].token, channel=acme_refs["acme_general"])["items"] == []

@@ -11,7 +11,7 @@ from messaging.actions.posting import post_message
 from messaging.actions.reactions import add_reaction
 from teams.actions import create_member
 from teams.auth import caller_from_token
-from tests.conftest import World
+from tests.conftest import World, without_joins
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 MAX_QUERIES_PER_POST = 6  # the target for chat.postMessage
@@ -40,10 +40,11 @@ def test_history_page_queries_do_not_grow_with_rows(world: World, api) -> None:
     api("auth.test", token)  # warm the token cache
     _fill_channel(world, 3)
     small, answer = _count_queries(lambda: api("conversations.history", token, channel=general))
-    assert len(answer["messages"]) == 3
+    assert len(without_joins(answer["messages"])) == 3
     _fill_channel(world, 30)
     large, answer = _count_queries(lambda: api("conversations.history", token, channel=general, limit=50))
-    assert len(answer["messages"]) == 33 and all(m["reactions"] for m in answer["messages"])
+    filled = without_joins(answer["messages"])
+    assert len(filled) == 33 and all(m["reactions"] for m in filled)
     assert small == large <= 6
 
 

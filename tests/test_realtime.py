@@ -7,7 +7,7 @@ import pytest
 from django_redis import get_redis_connection
 from slack_sdk.errors import SlackApiError
 
-from tests.conftest import World
+from tests.conftest import World, without_joins
 from tests.rtm_client import RtmSocket, messages, refused, web
 from tests.servers import running_daphne
 
@@ -139,7 +139,7 @@ def test_send_over_the_socket_is_the_same_post(world: World, server) -> None:
     }
     bob.until(lambda f: f.get("text") == "over the socket")
     history = web(server, world.acme["bob"].token).conversations_history(channel=general)["messages"]
-    assert [m["text"] for m in history] == ["over the socket"]
+    assert [m["text"] for m in without_joins(history)] == ["over the socket"]
     alice.send({"id": 4, "type": "ping", "time": 123})
     assert alice.until(lambda f: f.get("type") == "pong") == {"type": "pong", "reply_to": 4, "time": 123}
     alice.close()
@@ -318,6 +318,40 @@ def test_companion_events_for_joins_leaves_and_replies(world: World, server) -> 
     carol_web.conversations_leave(channel=random)
     assert carol.until(lambda f: f.get("type") == "channel_left")["channel"] == random
     assert not any(k.startswith("_") for f in carol.seen for k in f)
+    carol.close()
+
+
+def test_a_private_channels_system_messages_reach_only_its_members(world: World, server) -> None:
+    """An invite to a private channel and a removal from it are said in it: its members
+    hear them (the one added after their group_joined, the one removed before their
+    group_left), someone outside it hears nothing of either."""
+    bob, carol = (RtmSocket.open(server, world.acme[name].token) for name in ("bob", "carol"))
+    for socket in (bob, carol):
+        socket.until(lambda f: f.get("type") == "hello")
+    alice = web(server, world.acme["alice"].token)
+    alice_id, bob_id = world.acme["alice"].user_id, world.acme["bob"].user_id
+    plans = alice.conversations_create(name="plans", is_private=True)["channel"]["id"]
+    alice.conversations_invite(channel=plans, users=bob_id)
+    joined = bob.until(lambda f: f.get("subtype") == "channel_join")
+    assert (joined["channel"], joined["user"], joined["inviter"]) == (plans, bob_id, alice_id)
+    assert joined["text"] == f"<@{bob_id}> has joined the channel"
+    alice.conversations_kick(channel=plans, user=bob_id)
+    bob.until(lambda f: f.get("type") == "group_left")
+    said = [
+        (f.get("type"), f.get("subtype"))
+        for f in bob.seen
+        if f.get("type") in ("message", "group_joined", "group_left")
+    ]
+    assert said == [
+        ("group_joined", None),
+        ("message", "channel_join"),
+        ("message", "channel_leave"),
+        ("group_left", None),
+    ]
+    alice.chat_postMessage(channel=world.acme.channels["general"], text="for everyone")
+    carol.until(lambda f: f.get("text") == "for everyone")
+    assert [f for f in carol.seen if f.get("type") == "message"] == [carol.seen[-1]]
+    bob.close()
     carol.close()
 
 

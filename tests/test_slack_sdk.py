@@ -43,15 +43,19 @@ def test_sdk_round_trip(world: World, clients, who: str) -> None:
     bob.reactions_remove(channel=created["id"], timestamp=posted["ts"], name="eyes")
 
     history = client.conversations_history(channel=created["id"])["messages"]
-    assert [m["text"] for m in history] == ["edited by the SDK"]
+    assert [m["text"] for m in history[:1]] == ["edited by the SDK"]
     assert history[0]["reply_count"] == 1 and "reactions" not in history[0]
+    # Then, older, who came: bob, added by the creator, and the creator.
+    bob_id = world.acme["bob"].user_id
+    joins = [(m["subtype"], m["user"], m.get("inviter")) for m in history[1:]]
+    assert joins == [("channel_join", bob_id, me["user_id"]), ("channel_join", me["user_id"], None)]
     thread = client.conversations_replies(channel=created["id"], ts=posted["ts"])["messages"]
     assert [m["text"] for m in thread] == ["edited by the SDK", "a reply"]
     assert thread[1]["reactions"] == [{"name": "tada", "users": [me["user_id"]], "count": 1}]
 
     bob.chat_delete(channel=created["id"], ts=reply["ts"])
     client.chat_delete(channel=created["id"], ts=posted["ts"])
-    assert client.conversations_history(channel=created["id"])["messages"] == []
+    assert client.conversations_history(channel=created["id"])["messages"] == history[1:]
 
 
 def test_sdk_sees_slack_errors(world: World, clients) -> None:
@@ -67,7 +71,7 @@ def test_sdk_sees_slack_errors(world: World, clients) -> None:
 
 def test_sdk_paginates_with_cursors(world: World, clients) -> None:
     client = clients["user"]
-    general = world.acme.channels["general"]
+    general = world.acme.channels["random"]  # no one has said anything there yet
     for n in range(5):
         client.chat_postMessage(channel=general, text=f"page {n}")
     texts = []

@@ -8,13 +8,14 @@ import time
 from django.db import IntegrityError, transaction
 
 from chatproject.dbrouter import current_shard
-from messaging.actions.posting import insert_message
+from messaging.actions.posting import insert_message, insert_system_message
 from messaging.events import CHANNEL_KEY, append_event
 from messaging.models import Channel, ChannelMember
 from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
 from teams import ids
 from teams.auth import Caller
+from teams.directory import TeamEntry
 from teams.errors import ApiError
 from teams.models import Member
 
@@ -53,6 +54,30 @@ def _event_name(channel: Channel, suffix: str) -> str:
     return f"{'group' if channel.kind == K.PRIVATE else 'channel'}_{suffix}"
 
 
+# The system messages that say in a channel who came and went and what became of it. Slack
+# posts the channel_* subtypes in private channels too: group_join and the like are from
+# before private channels were conversations (@slack/types' message events list only the
+# channel_* ones), and our topic and purpose messages are channel_* already.
+def _announce(
+    team: TeamEntry, channel: Channel, member_id: int, subtype: str, what: str, **fields: str
+) -> None:
+    insert_system_message(
+        team,
+        channel,
+        user_id=member_id,
+        subtype=subtype,
+        text=f"<@{ids.encode(ids.USER, member_id)}> {what}",
+        fields=fields,
+    )
+
+
+def announce_join(team: TeamEntry, channel: Channel, member_id: int, inviter_id: int | None = None) -> None:
+    """Slack's channel_join message; `inviter` when someone else added them. Inside the
+    transaction that adds the membership."""
+    fields = {"inviter": ids.encode(ids.USER, inviter_id)} if inviter_id else {}
+    _announce(team, channel, member_id, "channel_join", "has joined the channel", **fields)
+
+
 def new_channel(
     team_id: int, name: str, kind: str, creator_id: int | None, *, is_general: bool = False
 ) -> Channel:
@@ -83,6 +108,8 @@ def create_channel(caller: Caller, name: str, *, is_private: bool) -> Channel:
             append_event(caller.team_id, "group_joined", {"channel": shape}, audience=[caller.member_id])
         else:
             append_event(caller.team_id, "channel_created", {"channel": shape})
+        # After the event that makes the channel the creator's: their sockets then hear it.
+        announce_join(caller.team, channel, caller.member_id)
     return channel
 
 
@@ -99,10 +126,17 @@ def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: in
     # The gateway tells the joiner channel_joined/group_joined with this (realtime.delivery).
     payload[CHANNEL_KEY] = channel_json(channel, member_id, is_member=True)
     append_event(caller.team_id, "member_joined_channel", payload, channel_id=channel.id)
+    announce_join(caller.team, channel, member_id, inviter_id)
 
 
-def _remove_member(caller: Caller, channel: Channel, member_id: int) -> None:
-    ChannelMember.objects.filter(channel=channel, member_id=member_id).delete()
+def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
+    """Leaving or removed (conversations.kick): Slack says the same channel_leave of both.
+    False when they were gone already (a leave that raced this one said it)."""
+    deleted, _ = ChannelMember.objects.filter(channel=channel, member_id=member_id).delete()
+    if not deleted:
+        return False
+    # Before the event that takes the channel from them: their other sockets hear it too.
+    _announce(caller.team, channel, member_id, "channel_leave", "has left the channel")
     append_event(
         caller.team_id,
         "member_left_channel",
@@ -115,6 +149,7 @@ def _remove_member(caller: Caller, channel: Channel, member_id: int) -> None:
         channel_id=channel.id,
         audience=[member_id],  # no longer a member, but must still hear that they left
     )
+    return True
 
 
 def _not_dm(channel: Channel) -> None:
@@ -149,8 +184,7 @@ def leave_channel(caller: Caller, channel_ref: str) -> bool:
     if channel.is_archived:
         raise ApiError("is_archived")
     with transaction.atomic(using=current_shard()):
-        _remove_member(caller, channel, caller.member_id)
-    return True
+        return _remove_member(caller, channel, caller.member_id)
 
 
 def invite(caller: Caller, channel_ref: str, user_refs: list[str]) -> Channel:
@@ -202,7 +236,8 @@ def kick(caller: Caller, channel_ref: str, user_ref: str) -> None:
     if channel.kind == K.PRIVATE and channel.creator_id != caller.member_id and not _is_admin(caller):
         raise ApiError("restricted_action")
     with transaction.atomic(using=current_shard()):
-        _remove_member(caller, channel, target.id)
+        if not _remove_member(caller, channel, target.id):
+            raise ApiError("not_in_channel")
 
 
 def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
@@ -216,11 +251,17 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
     if not access.is_member and not _is_admin(caller):  # either way: not anyone's to undo
         raise ApiError("not_in_channel")
     with transaction.atomic(using=current_shard()):
-        Channel.objects.filter(id=channel.id).update(is_archived=archived)
+        # Only from the other state: of two racing calls, one changes it and says so.
+        if not Channel.objects.filter(id=channel.id, is_archived=not archived).update(is_archived=archived):
+            raise ApiError("already_archived" if archived else "not_archived")
         channel.is_archived = archived
+        if archived:  # its last message, heard before the event that closes it in clients
+            _announce(caller.team, channel, caller.member_id, "channel_archive", "archived the channel")
         payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
         event = _event_name(channel, "archive" if archived else "unarchive")
         append_event(caller.team_id, event, payload, channel_id=_listing_scope(channel))
+        if not archived:
+            _announce(caller.team, channel, caller.member_id, "channel_unarchive", "un-archived the channel")
     return channel
 
 
@@ -232,15 +273,31 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
         raise ApiError("is_archived")
     if channel.is_general and not _is_admin(caller):  # everyone's channel: admins name it
         raise ApiError("restricted_action")
-    if channel.name == name:
-        return channel
     try:
         with transaction.atomic(using=current_shard()):
+            # Read under the row's lock: the name the message says it had is the one it had.
+            old_name: str = (
+                Channel.objects.select_for_update().values_list("name", flat=True).get(id=channel.id) or ""
+            )
+            if old_name == name:
+                channel.name = name
+                return channel
             Channel.objects.filter(id=channel.id).update(name=name)
             channel.name = name
             payload = {"channel": {"id": channel.slack_id, "name": name, "created": channel.created}}
             append_event(
                 caller.team_id, _event_name(channel, "rename"), payload, channel_id=_listing_scope(channel)
+            )
+            # Slack's wording ("has renamed"), as its docs and its exports have it.
+            what = f'has renamed the channel from "{old_name}" to "{name}"'
+            _announce(
+                caller.team,
+                channel,
+                caller.member_id,
+                "channel_name",
+                what,
+                old_name=old_name,
+                name=name,
             )
     except IntegrityError:
         raise ApiError("name_taken") from None

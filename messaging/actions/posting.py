@@ -1,6 +1,7 @@
 """The one path every message takes into a channel: ts allocation, insert, thread
 bookkeeping and the `message` event. chat.postMessage, the websocket and system
-messages (topic changes) all come through `insert_message`."""
+messages (topic changes, joins, leaves, renames...) all come through `insert_message` or
+`insert_system_message`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from messaging.queries import conversation, message_at, ts_argument
 from messaging.shapes import message_event_payload, message_json
 from teams import ids
 from teams.auth import Caller
+from teams.directory import TeamEntry
 from teams.errors import ApiError
 
 MAX_TEXT_CHARS = 40_000  # Slack truncates past 40k; we refuse with msg_too_long instead
@@ -112,7 +114,7 @@ def insert_message(
     username: str = "",
     bumps_boot: bool = False,
 ) -> Message:
-    """Insert a message and its event. Must run inside the action's transaction.
+    """Insert the caller's message and its event. Must run inside the action's transaction.
     `bumps_boot`: see messaging.events.append_event."""
     parent = None
     if thread_ts is not None:
@@ -142,14 +144,56 @@ def insert_message(
         parent.reply_count += 1
         if caller.member_id not in parent.reply_users:
             parent.reply_users = [*parent.reply_users, caller.member_id]
-    _insert_with_ts(message, parent, top_level=not is_reply or reply_broadcast)
-    payload = message_event_payload(message, channel, caller.team.slack_id)
+    top_level = not is_reply or reply_broadcast
+    _insert_with_event(caller.team, channel, message, parent, top_level=top_level, bumps_boot=bumps_boot)
+    return message
+
+
+def insert_system_message(
+    team: TeamEntry,
+    channel: Channel,
+    *,
+    user_id: int,
+    subtype: str,
+    text: str,
+    fields: dict[str, Any] | None = None,
+) -> Message:
+    """Insert a message that reports a change to the channel (someone joined or left, it
+    was archived or renamed) as `user_id`'s, the person it is about, and its event. Must run
+    inside the transaction of the action that makes the change, so the change and its
+    message commit together. `fields` are Slack's extra keys of the subtype (`inviter`,
+    `old_name`, ...), shown at the top level of the message."""
+    message = Message(
+        team_id=team.id,
+        channel=channel,
+        user_id=user_id,
+        text=text,
+        subtype=subtype,
+        # Its <@U…> names the person it is about, who is its author: no one is mentioned.
+        mentions=[],
+        mentions_all=False,
+        extra=fields or None,
+    )
+    _insert_with_event(team, channel, message, None, top_level=True)
+    return message
+
+
+def _insert_with_event(
+    team: TeamEntry,
+    channel: Channel,
+    message: Message,
+    parent: Message | None,
+    *,
+    top_level: bool,
+    bumps_boot: bool = False,
+) -> None:
+    _insert_with_ts(message, parent, top_level=top_level)
+    payload = message_event_payload(message, channel, team.slack_id)
     if parent is not None:
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
-        payload[PARENT_KEY] = message_json(parent, caller.team.slack_id)
-    append_event(caller.team_id, "message", payload, channel_id=channel.id, bumps_boot=bumps_boot)
-    _after_insert(caller.team_id, message)
-    return message
+        payload[PARENT_KEY] = message_json(parent, team.slack_id)
+    append_event(team.id, "message", payload, channel_id=channel.id, bumps_boot=bumps_boot)
+    _after_insert(team.id, message)
 
 
 def _original_send(caller: Caller, client_msg_id: str) -> Posted | None:

@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 
 from chatproject.dbrouter import current_shard
 from messaging.models import Channel, EventSequence, Message
-from messaging.queries import top_level
+from messaging.queries import NOT_JOIN_LEAVE, top_level
 from messaging.realtime import boot_cache, boot_sql, deflate
 from messaging.realtime.tickets import issue_ticket
 from messaging.shapes import channel_json, dm_member_ids, message_json
@@ -75,8 +75,9 @@ def rtm_connect(caller: Caller, base_ws_url: str, options: BootOptions) -> dict[
     }
 
 
-def _unread(caller: Caller) -> dict[int, tuple[int, int]]:
-    """channel id -> (unread, mentions) for every conversation the caller is in, in one query."""
+def _unread(caller: Caller) -> dict[int, tuple[int, int, int]]:
+    """channel id -> (unread, unread but joins and leaves, mentions) for every conversation
+    the caller is in, in one query."""
     me = caller.member_id
     rows = (
         top_level(
@@ -90,12 +91,13 @@ def _unread(caller: Caller) -> dict[int, tuple[int, int]]:
         .values("channel_id")
         .annotate(
             unread=Count("id"),
+            display=Count("id", filter=NOT_JOIN_LEAVE),
             mentions=Count(
                 "id", filter=Q(mentions__contains=[me]) | Q(mentions_all=True) | Q(channel__kind=K.IM)
             ),
         )
     )
-    return {r["channel_id"]: (r["unread"], r["mentions"]) for r in rows}
+    return {r["channel_id"]: (r["unread"], r["display"], r["mentions"]) for r in rows}
 
 
 def _latest(team_slack_id: str, channels: list[Channel]) -> dict[int, dict[str, Any]]:
@@ -113,16 +115,16 @@ def _latest(team_slack_id: str, channels: list[Channel]) -> dict[int, dict[str, 
 def _member_state(
     channel: Channel,
     last_read: int,
-    unread: dict[int, tuple[int, int]],
+    unread: dict[int, tuple[int, int, int]],
     latest: dict[int, dict[str, Any]],
     options: BootOptions,
 ) -> dict[str, Any]:
-    count, mentions = unread.get(channel.id, (0, 0))
+    count, display, mentions = unread.get(channel.id, (0, 0, 0))
     state: dict[str, Any] = {
         "is_member": True,
         "last_read": ids.format_ts(last_read),
         "unread_count": count,
-        "unread_count_display": count,
+        "unread_count_display": display,
         "mention_count": mentions,
     }
     if not options.no_latest:

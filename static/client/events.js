@@ -7,6 +7,9 @@ import { emit, state } from './store.js';
 const TYPING_SHOWN_MS = 6000; // clients repeat typing every ~3 s while it lasts
 
 const isReply = (m) => m.thread_ts && m.thread_ts !== m.ts;
+// Counted in unread_count but not in unread_count_display, as Slack does (the server's
+// messaging.queries.JOIN_LEAVE_SUBTYPES).
+const JOIN_LEAVE = new Set(['channel_join', 'channel_leave', 'group_join', 'group_leave']);
 // In the channel's own timeline: not a thread reply, unless also sent to the channel.
 const inChannel = (m) => !isReply(m) || m.subtype === 'thread_broadcast';
 
@@ -53,7 +56,7 @@ function countUnread(channelId, message) {
     return;
   }
   channel.unread_count = (channel.unread_count || 0) + 1;
-  channel.unread_count_display = channel.unread_count;
+  if (!JOIN_LEAVE.has(message.subtype)) channel.unread_count_display = (channel.unread_count_display || 0) + 1;
   if (mentionsMe(message, channel)) channel.mention_count = (channel.mention_count || 0) + 1;
   emit('channels');
 }
@@ -168,7 +171,7 @@ function markRead(channelId, ts) {
     ? history.messages.filter((m) => m.ts > ts && m.user !== state.self.id && inChannel(m) && !m.hidden)
     : [];
   channel.unread_count = unread.length;
-  channel.unread_count_display = unread.length;
+  channel.unread_count_display = unread.filter((m) => !JOIN_LEAVE.has(m.subtype)).length;
   channel.mention_count = unread.filter((m) => mentionsMe(m, channel)).length;
   emit('channels');
 }

@@ -93,7 +93,7 @@ def info(call: ApiCall) -> dict[str, Any]:
     if access.last_read is not None:
         counts = unread_counts(access.channel, call.caller.member_id, access.last_read)
         shape.update(
-            unread_count=counts.unread, unread_count_display=counts.unread, mention_count=counts.mentions
+            unread_count=counts.unread, unread_count_display=counts.display, mention_count=counts.mentions
         )
     return {"channel": shape}
 

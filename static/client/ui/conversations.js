@@ -37,7 +37,7 @@ export function createChannel() {
     onSubmit: async ({ name, is_private }) => {
       try {
         const { channel } = await call('conversations.create', { name: slugOf(name), is_private });
-        remember(channel, { is_member: true, unread_count: 0, mention_count: 0 });
+        remember(channel, { is_member: true, unread_count: 0, unread_count_display: 0, mention_count: 0 });
         go(channel.id);
         return null;
       } catch (error) {

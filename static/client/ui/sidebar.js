@@ -4,13 +4,17 @@ import { channelName } from '../names.js';
 import { state } from '../store.js';
 import { el } from '../dom.js';
 
+// What Slack shows: unread_count_display leaves out joins and leaves, which alone do not
+// make a conversation unread (unread_count counts them).
+const shownUnread = (channel) => channel.unread_count_display || 0;
+
 function item(channel) {
   const li = el('li');
   const a = el('a', 'conv');
   a.href = `#/${channel.id}`;
   a.dataset.id = channel.id;
   if (channel.id === state.current) a.classList.add('current');
-  if (channel.unread_count > 0) a.classList.add('unread');
+  if (shownUnread(channel) > 0) a.classList.add('unread');
   if (channel.is_archived) a.classList.add('archived');
   if (channel.is_im) {
     const dot = el('span', `presence ${state.presence.get(channel.user) || 'away'}`);
@@ -23,8 +27,8 @@ function item(channel) {
   a.append(el('span', 'name', channelName(channel)));
   if (channel.mention_count > 0) {
     a.append(el('span', 'badge mention', String(channel.mention_count)));
-  } else if (channel.unread_count > 0) {
-    a.append(el('span', 'badge', String(channel.unread_count)));
+  } else if (shownUnread(channel) > 0) {
+    a.append(el('span', 'badge', String(shownUnread(channel))));
   }
   li.append(a);
   return li;
@@ -40,7 +44,7 @@ function itemFor(channel) {
   const signature = [
     channelName(channel),
     channel.id === state.current,
-    channel.unread_count || 0,
+    shownUnread(channel),
     channel.mention_count || 0,
     channel.is_archived,
     channel.is_private,
@@ -71,6 +75,6 @@ export function renderSidebar(lists) {
 
 export function totalUnread() {
   let count = 0;
-  for (const channel of state.channels.values()) if (channel.is_member !== false) count += channel.unread_count || 0;
+  for (const channel of state.channels.values()) if (channel.is_member !== false) count += shownUnread(channel);
   return count;
 }

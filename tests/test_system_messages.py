@@ -1,0 +1,156 @@
+"""Slack's system messages in a channel's history: who joined (and who added them), who left
+or was removed, archiving, un-archiving and renames; once per change, none for a no-op,
+and joins and leaves left out of the unread count clients show."""
+
+from typing import Any
+
+import pytest
+
+from chatproject.dbrouter import on_shard
+from messaging.models import Event
+from teams.actions import create_member
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def _ok(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["ok"], answer
+    return answer
+
+
+def _history(api, token: str, channel: str) -> list[dict[str, Any]]:
+    """Oldest first, as it reads."""
+    return _ok(api("conversations.history", token, channel=channel, limit=100))["messages"][::-1]
+
+
+def _said(message: dict[str, Any]) -> tuple[Any, ...]:
+    """What a system message says: subtype, about whom, its text and its subtype's fields."""
+    fields = {k: message[k] for k in ("inviter", "old_name", "name") if k in message}
+    return message.get("subtype"), message["user"], message["text"], fields
+
+
+def _joined(user_id: str, **fields: str) -> tuple[Any, ...]:
+    return "channel_join", user_id, f"<@{user_id}> has joined the channel", fields
+
+
+def _left(user_id: str) -> tuple[Any, ...]:
+    return "channel_leave", user_id, f"<@{user_id}> has left the channel", {}
+
+
+def test_join_and_leave_are_said_once_each(world: World, api) -> None:
+    carol, carol_id = world.acme["carol"].token, world.acme["carol"].user_id
+    random = world.acme.channels["random"]
+    assert _history(api, carol, random) == []
+    _ok(api("conversations.join", carol, channel=random))
+    again = _ok(api("conversations.join", carol, channel=random))
+    assert again["warning"] == "already_in_channel"
+    _ok(api("conversations.leave", carol, channel=random))
+    assert _ok(api("conversations.leave", carol, channel=random))["not_in_channel"]
+    assert [_said(m) for m in _history(api, carol, random)] == [_joined(carol_id), _left(carol_id)]
+
+
+def test_creating_a_channel_says_its_creator_joined(world: World, api) -> None:
+    alice, alice_id = world.acme["alice"].token, world.acme["alice"].user_id
+    for private in (False, True):
+        channel = _ok(api("conversations.create", alice, name=f"made-{int(private)}", is_private=private))
+        history = _history(api, alice, channel["channel"]["id"])
+        assert [_said(m) for m in history] == [_joined(alice_id)]
+
+
+def test_invite_and_kick_say_who_was_added_by_whom_and_who_left(world: World, api) -> None:
+    """In a private channel too: modern Slack's subtypes are channel_*, not group_*."""
+    alice, alice_id = world.acme["alice"].token, world.acme["alice"].user_id
+    bob_id, carol_id = world.acme["bob"].user_id, world.acme["carol"].user_id
+    for private in (False, True):
+        channel = _ok(api("conversations.create", alice, name=f"team-{int(private)}", is_private=private))
+        channel_id = channel["channel"]["id"]
+        _ok(api("conversations.invite", alice, channel=channel_id, users=f"{bob_id},{carol_id}"))
+        refused = api("conversations.invite", alice, channel=channel_id, users=bob_id)
+        assert refused["error"] == "already_in_channel"
+        _ok(api("conversations.kick", alice, channel=channel_id, user=carol_id))
+        assert (
+            api("conversations.kick", alice, channel=channel_id, user=carol_id)["error"] == "not_in_channel"
+        )
+        assert [_said(m) for m in _history(api, alice, channel_id)] == [
+            _joined(alice_id),
+            _joined(bob_id, inviter=alice_id),
+            _joined(carol_id, inviter=alice_id),
+            _left(carol_id),
+        ]
+
+
+def test_archive_unarchive_and_rename_are_said_once(world: World, api) -> None:
+    alice, alice_id = world.acme["alice"].token, world.acme["alice"].user_id
+    channel = _ok(api("conversations.create", alice, name="old"))["channel"]["id"]
+    _ok(api("conversations.rename", alice, channel=channel, name="new"))
+    _ok(api("conversations.rename", alice, channel=channel, name="new"))  # the name it has
+    assert api("conversations.rename", alice, channel=channel, name="general")["error"] == "name_taken"
+    _ok(api("conversations.archive", alice, channel=channel))
+    assert api("conversations.archive", alice, channel=channel)["error"] == "already_archived"
+    _ok(api("conversations.unarchive", alice, channel=channel))
+    assert api("conversations.unarchive", alice, channel=channel)["error"] == "not_archived"
+    mention = f"<@{alice_id}>"
+    assert [_said(m) for m in _history(api, alice, channel)] == [
+        _joined(alice_id),
+        (
+            "channel_name",
+            alice_id,
+            f'{mention} has renamed the channel from "old" to "new"',
+            {"old_name": "old", "name": "new"},
+        ),
+        ("channel_archive", alice_id, f"{mention} archived the channel", {}),
+        ("channel_unarchive", alice_id, f"{mention} un-archived the channel", {}),
+    ]
+
+
+def test_each_system_message_is_a_message_event_in_the_log(world: World, api) -> None:
+    alice, carol = world.acme["alice"].token, world.acme["carol"]
+    secret = world.acme.channels["secret"]
+    _ok(api("conversations.invite", alice, channel=secret, users=carol.user_id))
+    with on_shard(world.acme.team.shard):
+        said, joined = Event.objects.filter(team_id=world.acme.team.id).order_by("-event_id")[:2]
+    assert joined.type == "member_joined_channel" and said.type == "message"
+    # Scoped to the channel, so only its members' sockets hear it (realtime.delivery).
+    assert said.channel_id == joined.channel_id and said.audience is None
+    assert said.payload["channel"] == secret and said.payload["channel_type"] == "group"
+    assert (said.payload["subtype"], said.payload["user"]) == ("channel_join", carol.user_id)
+    assert said.payload["inviter"] == world.acme["alice"].user_id
+    assert said.payload["ts"] == _history(api, alice, secret)[-1]["ts"]
+
+
+def test_joining_the_team_is_said_in_general(world: World, api) -> None:
+    """A new member's channel_join in #general (the world's bob and carol have theirs); a
+    new team's owner has none, so the team stays empty for an import into it."""
+    acme = world.acme
+    erin, _ = create_member(acme.team, "erin@acme.test", name="Erin")
+    history = _history(api, acme["alice"].token, acme.channels["general"])
+    assert [_said(m) for m in history] == [
+        _joined(acme["bob"].user_id),
+        _joined(acme["carol"].user_id),
+        _joined(erin.slack_id),
+    ]
+    assert _history(api, world.globex["dave"].token, world.globex.channels["general"]) == []
+
+
+def test_joins_and_leaves_are_not_shown_as_unread(world: World, api) -> None:
+    """Slack's unread_count counts them, unread_count_display (what clients show) does not;
+    one's own join is not unread at all."""
+    alice, bob, carol = (world.acme[name].token for name in ("alice", "bob", "carol"))
+    random = world.acme.channels["random"]
+
+    def counts(token: str) -> tuple[int, int, int]:
+        info = _ok(api("conversations.info", token, channel=random))["channel"]
+        boot = {c["id"]: c for c in _ok(api("rtm.start", token))["channels"]}[random]
+        shown = [(c["unread_count"], c["unread_count_display"], c["mention_count"]) for c in (info, boot)]
+        assert shown[0] == shown[1]  # conversations.info and the boot agree
+        return shown[0]
+
+    _ok(api("conversations.join", bob, channel=random))
+    assert counts(bob) == (0, 0, 0)  # his own join
+    assert counts(alice) == (1, 0, 0)
+    _ok(api("conversations.join", carol, channel=random))
+    _ok(api("conversations.leave", carol, channel=random))
+    assert counts(bob) == (2, 0, 0)
+    _ok(api("chat.postMessage", alice, channel=random, text="news"))
+    assert counts(bob) == (3, 1, 0)
