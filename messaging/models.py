@@ -101,6 +101,11 @@ _SEARCH_ENTRIES = Func(
 )
 
 
+# System messages of who came and went. group_* are in imported archives from before private
+# channels were channels.
+JOIN_LEAVE_SUBTYPES = ("channel_join", "channel_leave", "group_join", "group_leave")
+
+
 class Message(TeamScopedModel):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="messages")
     ts = models.BigIntegerField()  # microseconds; shown as "seconds.micros"

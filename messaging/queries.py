@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
-from messaging.models import Channel, ChannelMember, Message, Pin, Reaction
+from messaging.models import JOIN_LEAVE_SUBTYPES, Channel, ChannelMember, Message, Pin, Reaction
 from messaging.shapes import message_json
 from teams import ids
 from teams.auth import Caller
@@ -119,10 +119,9 @@ def messages_json(team_slack_id: str, channel: Channel, messages: list[Message])
     ]
 
 
-# Comings and goings: Slack counts them in unread_count but not in unread_count_display,
-# the count its clients show (a join alone does not make a channel unread). group_* are
-# in imported archives from before private channels were channels.
-JOIN_LEAVE_SUBTYPES = ("channel_join", "channel_leave", "group_join", "group_leave")
+# Comings and goings (models.JOIN_LEAVE_SUBTYPES): Slack counts them in unread_count but
+# not in unread_count_display, the count its clients show (a join alone does not make a
+# channel unread).
 NOT_JOIN_LEAVE = ~Q(subtype__in=JOIN_LEAVE_SUBTYPES)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.db import connections, transaction
 
 from chatproject.dbrouter import set_local_timeouts
+from messaging.models import JOIN_LEAVE_SUBTYPES
 
 SEARCH_CONFIG = "english"  # the text search configuration of the vectors and of every query
 BATCH_SIZE = 500  # messages per UPDATE: bounds how long one statement holds row locks
@@ -40,8 +41,11 @@ INDEXED_TEXT_SQL = f"""left(
                CASE jsonb_typeof(m.attachments) WHEN 'array' THEN m.attachments ELSE '[]'::jsonb END) AS a
          WHERE jsonb_typeof(a) = 'object' AND NOT a ? 'from_url'
     ), '') END, {INDEXED_CHARS})"""
+# Not searched, as in Slack: a tombstone, and a message of who came and went (its words are
+# no one's; "has joined the channel" would match every member's join).
+UNSEARCHED_SQL = "m.is_deleted OR m.subtype IN ({})".format(", ".join(f"'{s}'" for s in JOIN_LEAVE_SUBTYPES))
 VECTOR_SQL = f"""
-CASE WHEN m.is_deleted THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}', {INDEXED_TEXT_SQL})
+CASE WHEN {UNSEARCHED_SQL} THEN NULL ELSE to_tsvector('{SEARCH_CONFIG}', {INDEXED_TEXT_SQL})
 END
 """
 

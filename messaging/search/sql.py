@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from messaging.models import SEARCH_ENTRIES_COLUMNS, SEARCH_ENTRIES_FUNCTION
-from messaging.search.index import INDEXED_TEXT_SQL, SEARCH_CONFIG
+from messaging.search.index import INDEXED_TEXT_SQL, SEARCH_CONFIG, UNSEARCHED_SQL
 from messaging.search.query import SearchQuery
 from messaging.search.scope import Scope
 
@@ -202,8 +202,9 @@ def compile_search(team_id: int, scope: Scope, query: SearchQuery, by_score: boo
             params["authors"] = scope.authors
             scope_sql.append("m.user_id = ANY(%(authors)s)")
     words = tsquery_sql(query, params)
-    # A tombstone loses its vector only when its indexing job runs: is_deleted decides.
-    filters = ["NOT m.is_deleted"]
+    # A tombstone loses its vector only when its indexing job runs: is_deleted decides. And
+    # a search with no words (from:@bob alone) reads rows the index never saw.
+    filters = [f"NOT ({UNSEARCHED_SQL})"]
     if "link" in query.has:
         params["link"] = _HAS_LINK
         filters.append("m.text ~* %(link)s")

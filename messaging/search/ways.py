@@ -17,7 +17,8 @@ COLUMNS = "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.bot_id, m.usernam
 # What the newest-first window carries: every column a match condition reads (the text and
 # attachments: a partial word is rechecked against the indexed text, sql._prefix_recheck).
 _WINDOW_COLUMNS = (
-    "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.attachments, m.is_deleted, m.search_vector"
+    "m.id, m.channel_id, m.ts, m.thread_ts, m.user_id, m.text, m.attachments, m.is_deleted, m.subtype,"
+    " m.search_vector"
 )
 
 Row = tuple[Any, ...]  # the columns of COLUMNS, then the author's handle
