@@ -114,6 +114,12 @@ def test_join_leave_invite_kick(world: World, api) -> None:
     assert api("conversations.kick", alice, channel=random, user=world.acme["alice"].user_id)["error"] == (
         "cant_kick_self"
     )
+    # An archived channel is read-only: nobody is removed from it either.
+    bob = world.acme["bob"].user_id
+    _ok(api("conversations.invite", alice, channel=random, users=bob))
+    _ok(api("conversations.archive", alice, channel=random))
+    assert api("conversations.kick", alice, channel=random, user=bob)["error"] == "is_archived"
+    assert bob in api("conversations.members", alice, channel=random)["members"]
 
 
 def test_private_invite_lets_the_invitee_see_it(world: World, api) -> None:

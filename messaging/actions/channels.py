@@ -226,6 +226,8 @@ def _is_admin(caller: Caller) -> bool:
 def kick(caller: Caller, channel_ref: str, user_ref: str) -> None:
     channel = _member_access(caller, channel_ref).channel
     _not_dm(channel)
+    if channel.is_archived:  # read-only, as for invite, rename and the topic
+        raise ApiError("is_archived")
     target = member(caller, user_ref)
     if target.id == caller.member_id:
         raise ApiError("cant_kick_self")
