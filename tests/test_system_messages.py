@@ -1,6 +1,7 @@
 """Slack's system messages in a channel's history: who joined (and who added them), who left
 or was removed, archiving, un-archiving and renames; once per change, none for a no-op,
-and joins and leaves left out of the unread count clients show."""
+joins and leaves left out of the unread count clients show, and a newcomer's read position
+at their own join."""
 
 from typing import Any
 
@@ -36,6 +37,18 @@ def _joined(user_id: str, **fields: str) -> tuple[Any, ...]:
 
 def _left(user_id: str) -> tuple[Any, ...]:
     return "channel_leave", user_id, f"<@{user_id}> has left the channel", {}
+
+
+def _read_state(api, token: str, channel: str) -> tuple[str, int, int, int]:
+    """last_read, unread_count, unread_count_display and mention_count of a channel, as
+    conversations.info and rtm.start (which must agree) tell them."""
+    info = _ok(api("conversations.info", token, channel=channel))["channel"]
+    boot = _ok(api("rtm.start", token))
+    boot_state = {c["id"]: c for c in boot["channels"] + boot["groups"]}[channel]
+    keys = ("last_read", "unread_count", "unread_count_display", "mention_count")
+    shown = [tuple(c[k] for k in keys) for c in (info, boot_state)]
+    assert shown[0] == shown[1]
+    return shown[0]  # type: ignore[return-value]
 
 
 def test_join_and_leave_are_said_once_each(world: World, api) -> None:
@@ -140,11 +153,7 @@ def test_joins_and_leaves_are_not_shown_as_unread(world: World, api) -> None:
     random = world.acme.channels["random"]
 
     def counts(token: str) -> tuple[int, int, int]:
-        info = _ok(api("conversations.info", token, channel=random))["channel"]
-        boot = {c["id"]: c for c in _ok(api("rtm.start", token))["channels"]}[random]
-        shown = [(c["unread_count"], c["unread_count_display"], c["mention_count"]) for c in (info, boot)]
-        assert shown[0] == shown[1]  # conversations.info and the boot agree
-        return shown[0]
+        return _read_state(api, token, random)[1:]
 
     _ok(api("conversations.join", bob, channel=random))
     assert counts(bob) == (0, 0, 0)  # his own join
@@ -154,3 +163,42 @@ def test_joins_and_leaves_are_not_shown_as_unread(world: World, api) -> None:
     assert counts(bob) == (2, 0, 0)
     _ok(api("chat.postMessage", alice, channel=random, text="news"))
     assert counts(bob) == (3, 1, 0)
+
+
+def test_a_newcomer_has_read_up_to_their_own_join(world: World, api) -> None:
+    """As in Slack: what a channel said before someone joined (by themselves, added by
+    someone, with the team, or as its creator) is not unread to them, mentions included;
+    their read position is their own join message, and what comes after is unread."""
+    acme = world.acme
+    alice = acme["alice"].token
+    bob, bob_id, carol_id = acme["bob"].token, acme["bob"].user_id, acme["carol"].user_id
+    random, general = acme.channels["random"], acme.channels["general"]
+
+    def said_before(channel: str) -> None:
+        for text in ("before", f"<@{bob_id}> <@{carol_id}> before", "<!here> before"):
+            _ok(api("chat.postMessage", alice, channel=channel, text=text))
+
+    def joined_at(token: str, channel: str) -> str:
+        """The ts of the channel's newest message: the join just made."""
+        last = _history(api, token, channel)[-1]
+        assert last["subtype"] == "channel_join"
+        return last["ts"]
+
+    said_before(random)
+    _ok(api("conversations.join", bob, channel=random))
+    assert _read_state(api, bob, random) == (joined_at(bob, random), 0, 0, 0)
+    _ok(api("chat.postMessage", alice, channel=random, text=f"<@{bob_id}> after"))
+    assert _read_state(api, bob, random)[1:] == (1, 1, 1)
+
+    plans = _ok(api("conversations.create", alice, name="plans", is_private=True))["channel"]["id"]
+    assert _read_state(api, alice, plans) == (joined_at(alice, plans), 0, 0, 0)
+    said_before(plans)
+    _ok(api("conversations.invite", alice, channel=plans, users=carol_id))
+    carol = acme["carol"].token
+    assert _read_state(api, carol, plans) == (joined_at(carol, plans), 0, 0, 0)
+
+    said_before(general)
+    _, erin = create_member(acme.team, "erin@acme.test", name="Erin")
+    assert _read_state(api, erin, general) == (joined_at(erin, general), 0, 0, 0)
+    _ok(api("chat.postMessage", alice, channel=general, text="<!channel> after"))
+    assert _read_state(api, erin, general)[1:] == (1, 1, 1)

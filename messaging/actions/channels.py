@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from chatproject.dbrouter import current_shard
 from messaging.actions.posting import insert_message, insert_system_message
 from messaging.events import CHANNEL_KEY, append_event
-from messaging.models import Channel, ChannelMember
+from messaging.models import Channel, ChannelMember, Message
 from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
 from teams import ids
@@ -60,8 +60,8 @@ def _event_name(channel: Channel, suffix: str) -> str:
 # channel_* ones), and our topic and purpose messages are channel_* already.
 def _announce(
     team: TeamEntry, channel: Channel, member_id: int, subtype: str, what: str, **fields: str
-) -> None:
-    insert_system_message(
+) -> Message:
+    return insert_system_message(
         team,
         channel,
         user_id=member_id,
@@ -73,9 +73,13 @@ def _announce(
 
 def announce_join(team: TeamEntry, channel: Channel, member_id: int, inviter_id: int | None = None) -> None:
     """Slack's channel_join message; `inviter` when someone else added them. Inside the
-    transaction that adds the membership."""
+    transaction that adds the membership, whose read position it moves to the message."""
     fields = {"inviter": ids.encode(ids.USER, inviter_id)} if inviter_id else {}
-    _announce(team, channel, member_id, "channel_join", "has joined the channel", **fields)
+    said = _announce(team, channel, member_id, "channel_join", "has joined the channel", **fields)
+    # As in Slack, a newcomer has read up to their own join: what was said before they came
+    # is not unread to them. Its ts was taken under the channel's row lock, above every ts
+    # before it, so all that was said before the join is read and all that comes after is not.
+    ChannelMember.objects.filter(channel=channel, member_id=member_id).update(last_read=said.ts)
 
 
 def new_channel(
