@@ -3,14 +3,18 @@ or was removed, archiving, un-archiving and renames; once per change, none for a
 joins and leaves left out of the unread count clients show, and a newcomer's read position
 at their own join."""
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connections
+from django.test import Client
 
 from chatproject.dbrouter import on_shard
-from messaging.models import Event
+from messaging.models import ChannelMember, Event
 from teams.actions import create_member
-from tests.conftest import World
+from tests.conftest import Api, World
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -202,3 +206,87 @@ def test_a_newcomer_has_read_up_to_their_own_join(world: World, api) -> None:
     assert _read_state(api, erin, general) == (joined_at(erin, general), 0, 0, 0)
     _ok(api("chat.postMessage", alice, channel=general, text="<!channel> after"))
     assert _read_state(api, erin, general)[1:] == (1, 1, 1)
+
+
+def _at_once(shard: str, calls: list[Callable[[Api], dict[str, Any]]]) -> list[Any]:
+    """Each call through the Web API in its own thread (so its own database connection),
+    held back until all of them are about to insert the membership row: each has found the
+    person not in the channel yet, as two requests that truly race do. An answer, or the
+    exception that the request raised."""
+    lined_up = threading.Barrier(len(calls))
+    answers: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        waited = False
+
+        def at_the_insert(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            nonlocal waited
+            if not waited and "INSERT INTO" in sql and ChannelMember._meta.db_table in sql:
+                waited = True
+                lined_up.wait(timeout=10)
+            return execute(sql, params, many, context)
+
+        try:
+            with connections[shard].execute_wrapper(at_the_insert):
+                answers[index] = calls[index](Api(Client()))
+        except Exception as exc:  # the loser failing is what the test looks for
+            answers[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def _joins_of(world: World, user_id: str, channel: str) -> tuple[int, int]:
+    """How many member_joined_channel events and channel_join message events the log has
+    of this person in this channel."""
+    with on_shard(world.acme.team.shard):
+        events = list(
+            Event.objects.filter(team_id=world.acme.team.id, type__in=["member_joined_channel", "message"])
+        )
+    joined = [e for e in events if e.type == "member_joined_channel"]
+    said = [e for e in events if e.type == "message" and e.payload.get("subtype") == "channel_join"]
+    return (
+        sum(e.payload["user"] == user_id and e.payload["channel"] == channel for e in joined),
+        sum(e.payload["user"] == user_id and e.payload["channel"] == channel for e in said),
+    )
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_two_joins_at_once_join_once(world: World, api) -> None:
+    """The second of two racing joins answers as a join of someone already in the channel
+    does (ok, warning already_in_channel), with no second message nor event."""
+    carol, carol_id = world.acme["carol"].token, world.acme["carol"].user_id
+    random = world.acme.channels["random"]
+    join = lambda client: client("conversations.join", carol, channel=random)  # noqa: E731
+    answers = _at_once(world.acme.team.shard, [join, join])
+    assert all(isinstance(a, dict) and a["ok"] for a in answers), answers
+    assert sorted(a.get("warning", "") for a in answers) == ["", "already_in_channel"]
+    assert [_said(m) for m in _history(api, carol, random)] == [_joined(carol_id)]
+    assert _joins_of(world, carol_id, random) == (1, 1)
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_two_invites_at_once_add_once(world: World, api) -> None:
+    """alice and bob add carol to #secret at the same moment: one adds her, the other hears
+    already_in_channel, as if it had come second."""
+    alice, bob = world.acme["alice"], world.acme["bob"]
+    carol_id = world.acme["carol"].user_id
+    secret = world.acme.channels["secret"]
+    answers = _at_once(
+        world.acme.team.shard,
+        [
+            lambda client: client("conversations.invite", alice.token, channel=secret, users=carol_id),
+            lambda client: client("conversations.invite", bob.token, channel=secret, users=carol_id),
+        ],
+    )
+    assert all(isinstance(a, dict) for a in answers), answers
+    assert sorted(a.get("error", "") for a in answers) == ["", "already_in_channel"]
+    inviter = next(p.user_id for p, a in zip((alice, bob), answers, strict=True) if a["ok"])
+    assert [_said(m) for m in _history(api, alice.token, secret)][-1] == _joined(carol_id, inviter=inviter)
+    assert _joins_of(world, carol_id, secret) == (1, 1)

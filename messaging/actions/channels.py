@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
 
 from chatproject.dbrouter import current_shard
 from messaging.actions.posting import insert_message, insert_system_message
@@ -117,8 +118,25 @@ def create_channel(caller: Caller, name: str, *, is_private: bool) -> Channel:
     return channel
 
 
-def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: int | None) -> None:
-    ChannelMember.objects.create(team_id=caller.team_id, channel=channel, member_id=member_id)
+# A membership unless there is one already. Of two joins (or invites) of one person that
+# race, the second waits on the unique one_membership for the first to commit, then inserts
+# nothing: it answers as for someone already in the channel instead of failing, and leaves
+# its transaction usable. last_read is set by the join message (announce_join).
+_INSERT_MEMBERSHIP = f"""
+INSERT INTO {ChannelMember._meta.db_table} (team_id, channel_id, member_id, last_read, joined)
+VALUES (%s, %s, %s, 0, %s)
+ON CONFLICT (channel_id, member_id) DO NOTHING
+RETURNING id
+"""
+
+
+def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: int | None) -> bool:
+    """Add them, with the event and the join message; False (and nothing written) when they
+    are in the channel already."""
+    with connections[current_shard()].cursor() as cursor:
+        cursor.execute(_INSERT_MEMBERSHIP, [caller.team_id, channel.id, member_id, timezone.now()])
+        if cursor.fetchone() is None:
+            return False
     payload = {
         "user": ids.encode(ids.USER, member_id),
         "channel": channel.slack_id,
@@ -131,6 +149,7 @@ def _add_member(caller: Caller, channel: Channel, member_id: int, inviter_id: in
     payload[CHANNEL_KEY] = channel_json(channel, member_id, is_member=True)
     append_event(caller.team_id, "member_joined_channel", payload, channel_id=channel.id)
     announce_join(caller.team, channel, member_id, inviter_id)
+    return True
 
 
 def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
@@ -172,8 +191,8 @@ def join_channel(caller: Caller, channel_ref: str) -> tuple[Channel, bool]:
     if access.is_member:
         return channel, True
     with transaction.atomic(using=current_shard()):
-        _add_member(caller, channel, caller.member_id, None)
-    return channel, False
+        added = _add_member(caller, channel, caller.member_id, None)
+    return channel, not added  # not added: a join of theirs that raced this one did it
 
 
 def leave_channel(caller: Caller, channel_ref: str) -> bool:
@@ -211,8 +230,13 @@ def invite(caller: Caller, channel_ref: str, user_refs: list[str]) -> Channel:
     if not new:
         raise ApiError("already_in_channel")
     with transaction.atomic(using=current_shard()):
-        for invitee in new:
-            _add_member(caller, channel, invitee.id, caller.member_id)
+        # In id order: two invites of the same people in other orders then wait for each
+        # other's first row rather than each hold a row the other waits for (a deadlock).
+        added = [
+            m for m in sorted(new, key=lambda m: m.id) if _add_member(caller, channel, m.id, caller.member_id)
+        ]
+        if not added:  # an invite that raced this one added them all
+            raise ApiError("already_in_channel")
     return channel
 
 
