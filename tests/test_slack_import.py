@@ -18,6 +18,8 @@ from jobs.slack_export.seen_ts import SeenTs
 from jobs.slack_export.writer import day_of
 from messaging.models import Channel, ChannelMember, Event, Message, Pin, Reaction
 from teams import ids
+from teams.actions import create_member
+from teams.directory import team_entry
 from teams.models import Account, Bot, Member, Team, TeamMembership
 from tests import slack_fixtures as fx
 
@@ -178,6 +180,52 @@ def test_messages_keep_ts_subtypes_and_rewrite_mentions(imported: TransferJob) -
     assert messages[_ts(fx.ts(15))].blocks[0]["type"] == "rich_text"
     assert messages[_ts(fx.ts(18))].user_id == members["gone"]
     assert messages[_ts(fx.ts(3, 1))].mentions_all
+
+
+def test_system_messages_name_people_by_their_new_ids(tmp_path: Path, api) -> None:
+    """Who added someone (inviter), the people and channels a new topic or purpose names and
+    a file comment's author are the team's new ids, as the messages' text has them."""
+    Account.objects.create_user("bob@old.test", "pw")  # to read the history as bob
+    files = fx.export_files()
+    topic = f"ask <@{fx.CAROL}> in <#{fx.GENERAL}>"
+
+    def said(n: int, user: str, text: str, subtype: str, **fields: object) -> dict[str, object]:
+        return {
+            "type": "message",
+            "ts": fx.ts(n, 2),
+            "user": user,
+            "text": text,
+            "subtype": subtype,
+            **fields,
+        }
+
+    files["random/2017-07-16.json"] += [
+        said(2, fx.BOB, f"<@{fx.BOB}> has joined the channel", "channel_join", inviter=fx.ALICE),
+        said(3, fx.ALICE, f"set the channel topic: {topic}", "channel_topic", topic=topic),
+        said(4, fx.ALICE, f"set the channel purpose: <@{fx.BOB}>", "channel_purpose", purpose=f"<@{fx.BOB}>"),
+        said(
+            5,
+            fx.BOB,
+            "",
+            "file_comment",
+            file=fx.FILE,
+            comment={"comment": f"<@{fx.ALICE}>!", "user": fx.BOB},
+        ),
+    ]
+    job = _import(fx.write_zip(tmp_path / "x.zip", files), domain="renumbered")
+    assert job.status == "done", job.skipped
+    with on_shard("shard_1"):
+        members = dict(Member.objects.filter(team_id=job.team_id).values_list("name", "id"))
+        channels = {c.name: c.slack_id for c in Channel.objects.filter(team_id=job.team_id)}
+    new = {name: ids.encode(ids.USER, members[name]) for name in ("alice", "bob", "carol")}
+    _, bob = create_member(team_entry(job.team_id), "bob@old.test", password=None)
+    history = api("conversations.history", bob, channel=channels["random"])["messages"]
+    joined, topic_set, purpose_set, commented = (m for m in history[::-1] if m["ts"] > fx.ts(1, 2))
+    assert (joined["subtype"], joined["inviter"]) == ("channel_join", new["alice"])
+    new_topic = f"ask <@{new['carol']}> in <#{channels['general']}>"
+    assert (topic_set["text"], topic_set["topic"]) == (f"set the channel topic: {new_topic}", new_topic)
+    assert purpose_set["purpose"] == f"<@{new['bob']}>"
+    assert commented["comment"] == {"comment": f"<@{new['alice']}>!", "user": new["bob"]}
 
 
 def test_threads_reactions_and_pins(imported: TransferJob) -> None:

@@ -90,6 +90,28 @@ def rewrite_text(text: str, id_map: IdMap) -> str:
     return _CHANNEL_REF.sub(channel, _USER_REF.sub(user, text))
 
 
+def _rewrite_extra(extra: dict[str, Any], id_map: IdMap) -> dict[str, Any]:
+    """A subtype's keys with the archive's ids rewritten as in the text (an unknown one kept
+    as it is, as there): channel_join's `inviter`, the new topic or purpose (whose text may
+    name people and channels) and a file comment's author and text."""
+    rewritten = dict(extra)
+    inviter = extra.get("inviter")
+    if isinstance(inviter, str):
+        rewritten["inviter"] = id_map.new_user_ref(inviter) or inviter
+    for key in ("topic", "purpose"):
+        if isinstance(extra.get(key), str):
+            rewritten[key] = rewrite_text(extra[key], id_map)
+    comment = extra.get("comment")
+    if isinstance(comment, dict):
+        comment = dict(comment)  # the archive's own dict: left as it was read
+        if isinstance(comment.get("user"), str):
+            comment["user"] = id_map.new_user_ref(comment["user"]) or comment["user"]
+        if isinstance(comment.get("comment"), str):
+            comment["comment"] = rewrite_text(comment["comment"], id_map)
+        rewritten["comment"] = comment
+    return rewritten
+
+
 def _ts(value: Any) -> int | None:
     try:
         return ids.parse_ts(value) if value not in (None, "") else None
@@ -140,6 +162,7 @@ def convert_message(
     text = raw.get("text") if isinstance(raw.get("text"), str) else ""
     if not checking:
         text = rewrite_text(text, id_map)
+        extra = _rewrite_extra(extra, id_map)
     mentions = _NO_MENTIONS if checking else parse_mentions(text)
     subtype = raw.get("subtype") if isinstance(raw.get("subtype"), str) else ""
     client_msg_id = raw.get("client_msg_id")
