@@ -121,6 +121,35 @@ def test_archive_unarchive_and_rename_are_said_once(world: World, api) -> None:
     ]
 
 
+def test_topic_and_purpose_messages_carry_the_new_value(world: World, api) -> None:
+    """As Slack's: channel_topic has the new `topic`, channel_purpose the new `purpose`
+    (a client need not cut it out of the text); clearing one says so with an empty value."""
+    alice, alice_id = world.acme["alice"].token, world.acme["alice"].user_id
+    general = world.acme.channels["general"]
+    _ok(api("conversations.setTopic", alice, channel=general, topic="Launch *today*"))
+    _ok(api("conversations.setPurpose", alice, channel=general, purpose="Everyone"))
+    _ok(api("conversations.setTopic", alice, channel=general, topic=""))
+    said = [
+        {k: m[k] for k in ("subtype", "user", "text", "topic", "purpose") if k in m}
+        for m in _history(api, alice, general)[-3:]
+    ]
+    assert said == [
+        {
+            "subtype": "channel_topic",
+            "user": alice_id,
+            "text": "set the channel topic: Launch *today*",
+            "topic": "Launch *today*",
+        },
+        {
+            "subtype": "channel_purpose",
+            "user": alice_id,
+            "text": "set the channel purpose: Everyone",
+            "purpose": "Everyone",
+        },
+        {"subtype": "channel_topic", "user": alice_id, "text": "set the channel topic: ", "topic": ""},
+    ]
+
+
 def test_each_system_message_is_a_message_event_in_the_log(world: World, api) -> None:
     alice, carol = world.acme["alice"].token, world.acme["carol"]
     secret = world.acme.channels["secret"]

@@ -358,6 +358,7 @@ def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: st
             text=f"{verb}: {value}",
             subtype=f"channel_{which}",
             bumps_boot=channel.kind == K.PUBLIC,
+            fields={which: value},  # Slack's channel_topic has `topic`, channel_purpose `purpose`
         )
     return channel
 

@@ -113,9 +113,11 @@ def insert_message(
     client_msg_id: str | None = None,
     username: str = "",
     bumps_boot: bool = False,
+    fields: dict[str, Any] | None = None,
 ) -> Message:
     """Insert the caller's message and its event. Must run inside the action's transaction.
-    `bumps_boot`: see messaging.events.append_event."""
+    `bumps_boot`: see messaging.events.append_event. `fields`: as insert_system_message's,
+    for the subtype the caller posts (channel_topic's `topic`)."""
     parent = None
     if thread_ts is not None:
         parent = message_at(channel, thread_ts, for_update=True, error="thread_not_found")
@@ -138,6 +140,7 @@ def insert_message(
         mentions_all=mentions.everyone,
         attachments=attachments or None,
         blocks=blocks or None,
+        extra=fields or None,
     )
     if parent is not None:
         parent.thread_ts = parent.ts
