@@ -109,6 +109,19 @@ async function refreshChannel(channelId) {
   }
 }
 
+// The message says the new value (Slack's `topic` / `purpose`); a message without it (from
+// a server of before it did) sends us to ask for the channel.
+function topicOrPurposeSet(channelId, message) {
+  const which = message.subtype === 'channel_topic' ? 'topic' : 'purpose';
+  const channel = state.channels.get(channelId);
+  if (!channel || typeof message[which] !== 'string') {
+    refreshChannel(channelId);
+    return;
+  }
+  channel[which] = { value: message[which], creator: message.user || '', last_set: Math.floor(Number(message.ts)) };
+  emit('channels');
+}
+
 function onMessage(frame) {
   const channelId = frame.channel;
   switch (frame.subtype) {
@@ -137,7 +150,7 @@ function onMessage(frame) {
       countUnread(channelId, message);
       typingEnded(channelId, message);
       if (message.subtype === 'channel_topic' || message.subtype === 'channel_purpose') {
-        refreshChannel(channelId);
+        topicOrPurposeSet(channelId, message);
       }
     }
   }
