@@ -49,7 +49,8 @@ KEY_TTL_SECS = 24 * 3600  # a breaker nobody has used for a day is forgotten
 # anyone reads it, and expires once all are quiet.
 RECENT_BREAKERS = "brk:recent"
 # The set releases before kept instead, pruned only when read (with nobody scraping
-# /metrics, every host ever linked): all_breakers deletes it.
+# /metrics, every host ever linked): all_breakers still reads and prunes it, for the
+# processes of that release during a rolling deploy. Drop it in the release after.
 _FORMER_KNOWN_BREAKERS = "brk:known"
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
 FORCED_OPEN, FORCED_CLOSED, DISABLED = "forced-open", "forced-closed", "disabled"
@@ -327,9 +328,10 @@ def force(key: str, state: str) -> None:
     breaker_sight.forget(key)
     connection = get_redis_connection("default")
     state_key = _keys(key)[0]
-    connection.zadd(RECENT_BREAKERS, {state_key: time.time()})
     previous = _text(connection.hget(state_key, "state") or CLOSED)
-    pipe = connection.pipeline(transaction=True)  # one step: the hash is never without its expiry
+    pipe = connection.pipeline(transaction=True)  # one step: no key here is without its expiry
+    pipe.zadd(RECENT_BREAKERS, {state_key: time.time()})
+    pipe.expire(RECENT_BREAKERS, KEY_TTL_SECS)
     pipe.hset(
         state_key,
         mapping={
@@ -394,12 +396,15 @@ def breaker_status(key: str) -> BreakerStatus:
 def all_breakers() -> list[BreakerStatus]:
     """Every breaker used in the last day, for `manage.py breakers`, admin and metrics."""
     connection = get_redis_connection("default")
-    connection.delete(_FORMER_KNOWN_BREAKERS)
     statuses = []
     recent = connection.zrangebyscore(RECENT_BREAKERS, time.time() - KEY_TTL_SECS, "+inf")
-    for raw_key in sorted(_text(k) for k in recent):
+    # While processes of the release before still list theirs in the former set (a rolling
+    # deploy), both are read; its members are forgotten as they expire, as before.
+    former = connection.smembers(_FORMER_KNOWN_BREAKERS)
+    for raw_key in sorted({_text(k) for k in recent} | {_text(k) for k in former}):
         if not connection.exists(raw_key):
             connection.zrem(RECENT_BREAKERS, raw_key)  # reset, or expired: forget it
+            connection.srem(_FORMER_KNOWN_BREAKERS, raw_key)
             continue
         statuses.append(breaker_status(raw_key.removeprefix("brk:")))
     return statuses

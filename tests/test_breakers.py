@@ -161,6 +161,20 @@ def test_the_list_of_breakers_forgets_those_quiet_for_a_day_without_a_reader() -
     assert 0 < connection.ttl(RECENT_BREAKERS) <= KEY_TTL_SECS
 
 
+def test_breakers_the_release_before_lists_are_listed_too() -> None:
+    """A rolling deploy: processes of the release before list their breakers in a set
+    (brk:known). The list reads both, and prunes the set as its breakers expire."""
+    connection = get_redis_connection("default")
+    key = _key()
+    SharedCircuitBreaker(key, BreakerPolicy(**FAST)).call(lambda: 1)
+    connection.zrem(RECENT_BREAKERS, f"brk:{key}")
+    connection.sadd("brk:known", f"brk:{key}", "brk:test-expired-long-ago")
+    assert key in [status.key for status in all_breakers()]
+    assert connection.smembers("brk:known") == {f"brk:{key}".encode()}
+    force(key, FORCED_OPEN)
+    assert 0 < connection.ttl(RECENT_BREAKERS) <= KEY_TTL_SECS
+
+
 def test_redis_down_fails_open_without_raising(caplog) -> None:
     dead = {
         "default": {
