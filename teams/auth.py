@@ -12,7 +12,7 @@ from chatproject.dbrouter import on_shard
 from teams import ids
 from teams.directory import TeamEntry, team_entry, team_entry_cache_key
 from teams.errors import ApiError, team_is_moving
-from teams.models import ApiToken, Member, Team
+from teams.models import ApiToken, Member, Team, TeamMembership
 from teams.tokens import grant_for, team_id_in_token, token_cache_key
 
 SESSION_TEAM_KEY = "team_id"  # the team last opened: where "/" and pages without one go
@@ -88,6 +88,10 @@ def caller_from_token(text: str) -> Caller:
     return Caller(entry, grant.member_id, grant.bot_id, grant.kind, grant.token_id)
 
 
+def _is_member_of(request: HttpRequest, team_id: int) -> bool:
+    return TeamMembership.objects.filter(account_id=request.user.pk, team_id=team_id).exists()
+
+
 def caller_from_session(request: HttpRequest) -> Caller:
     """The signed-in account, as a member of the team the request is for (requested_team_id):
     naming a team the account is not a member of is refused like no session at all."""
@@ -96,12 +100,11 @@ def caller_from_session(request: HttpRequest) -> Caller:
     team_id = requested_team_id(request)
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
-    try:
-        entry = _open_team(team_entry(team_id))
-    except ApiError as exc:
-        if exc.code == "team_not_found" and TEAM_HEADER in request.META:
-            raise ApiError("not_authed") from None  # a named team says no more than a foreign one
-        raise
+    if request.META.get(TEAM_HEADER) and not _is_member_of(request, team_id):
+        # Before the team is looked up: a team named by someone not in it says nothing of
+        # itself (that it exists, is moving or closed), not even by taking longer.
+        raise ApiError("not_authed")
+    entry = _open_team(team_entry(team_id))
     with on_shard(entry.shard):
         member = (
             Member.objects.filter(team_id=entry.id, account_id=request.user.pk)

@@ -10,6 +10,7 @@ from django.test import Client, RequestFactory, override_settings
 from teams import sign_in_limits
 from teams.actions import create_member
 from teams.invites import invite_token
+from teams.models import Team
 from teams.sign_in_limits import client_address
 from tests.conftest import World
 
@@ -105,6 +106,9 @@ def test_a_tab_cannot_name_a_team_it_is_not_in(world: World) -> None:
     assert _post_as_tab(client, world.globex.team.slack_id, general, "x") == refused
     assert _post_as_tab(client, "T0", general, "x") == refused
     assert _post_as_tab(client, "nonsense", general, "x") == refused
+    # Nor whether the team is moving (503 team_is_moving to its own members).
+    Team.objects.filter(id=world.globex.team.id).update(status=Team.Status.MOVING)
+    assert _post_as_tab(client, world.globex.team.slack_id, general, "x") == refused
 
 
 def test_session_api_calls_need_the_csrf_token(world: World) -> None:
