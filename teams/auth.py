@@ -19,16 +19,26 @@ SESSION_TEAM_KEY = "team_id"  # the team last opened: where "/" and pages withou
 # Each tab of the web client names its own team on every call (a person in two teams may
 # have both open): the session's team is only the default for a call that names none.
 TEAM_HEADER = "HTTP_X_CHAT_TEAM"
+# A plain link of a tab (an export's download) sends no header: it names its team as
+# ?team=T…, as the admin page's URL does.
+TEAM_QUERY = "team"
 
 
-def requested_team_id(request: HttpRequest) -> int | None:
-    """The team this request is for: the one its tab names, else the session's last."""
-    named = request.META.get(TEAM_HEADER)
+def _named_team(request: HttpRequest, in_query: bool) -> str | None:
+    """The team the request's tab names: its header, else (`in_query`) its ?team=."""
+    named = request.META.get(TEAM_HEADER) or (request.GET.get(TEAM_QUERY) if in_query else None)
+    return named or None
+
+
+def requested_team_id(request: HttpRequest, *, in_query: bool = False) -> int | None:
+    """The team this request is for: the one its tab names, else the session's last.
+    `in_query`: for a link (a GET the page cannot add a header to), ?team= names it too."""
+    named = _named_team(request, in_query)
     if named:
         try:
             return ids.decode(named, ids.TEAM)
         except ids.BadId:
-            raise ApiError("not_authed", "the X-Chat-Team header names no team") from None
+            raise ApiError("not_authed", "the request names no team") from None
     team_id = request.session.get(SESSION_TEAM_KEY)
     return int(team_id) if team_id else None
 
@@ -88,18 +98,20 @@ def caller_from_token(text: str) -> Caller:
     return Caller(entry, grant.member_id, grant.bot_id, grant.kind, grant.token_id)
 
 
-def caller_from_session(request: HttpRequest) -> Caller:
-    """The signed-in account, as a member of the team the request is for (requested_team_id):
-    naming a team the account is not a member of is refused like no session at all."""
+def caller_from_session(request: HttpRequest, *, in_query: bool = False) -> Caller:
+    """The signed-in account, as a member of the team the request is for (requested_team_id,
+    `in_query` as there): naming a team the account is not a member of is refused like no
+    session at all."""
     if not request.user.is_authenticated:
         raise ApiError("not_authed")
-    team_id = requested_team_id(request)
+    team_id = requested_team_id(request, in_query=in_query)
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
     try:
         entry = _open_team(team_entry(team_id))
     except ApiError as exc:
-        if exc.code == "team_not_found" and TEAM_HEADER in request.META:
+        names_one = TEAM_HEADER in request.META or (in_query and TEAM_QUERY in request.GET)
+        if exc.code == "team_not_found" and names_one:
             raise ApiError("not_authed") from None  # a named team says no more than a foreign one
         raise
     with on_shard(entry.shard):
