@@ -1,5 +1,5 @@
 """Serves a finished export's zip to the admins of the exported team (a token or the
-signed-in session)."""
+signed-in session; the download link names its team, ?team=T…, as a tab's calls do)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def _caller(request: HttpRequest) -> Caller:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return caller_from_token(header[7:].strip())
-    return caller_from_session(request)
+    # A plain link: the team it names, not the one the session opened last (another tab's).
+    return caller_from_session(request, in_query=True)
 
 
 def download_export(request: HttpRequest, job_id: int) -> HttpResponse:

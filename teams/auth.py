@@ -19,16 +19,26 @@ SESSION_TEAM_KEY = "team_id"  # the team last opened: where "/" and pages withou
 # Each tab of the web client names its own team on every call (a person in two teams may
 # have both open): the session's team is only the default for a call that names none.
 TEAM_HEADER = "HTTP_X_CHAT_TEAM"
+# A plain link of a tab (an export's download) sends no header: it names its team as
+# ?team=T…, as the admin page's URL does.
+TEAM_QUERY = "team"
 
 
-def requested_team_id(request: HttpRequest) -> int | None:
-    """The team this request is for: the one its tab names, else the session's last."""
-    named = request.META.get(TEAM_HEADER)
+def _named_team(request: HttpRequest, in_query: bool) -> str | None:
+    """The team the request's tab names: its header, else (`in_query`) its ?team=."""
+    named = request.META.get(TEAM_HEADER) or (request.GET.get(TEAM_QUERY) if in_query else None)
+    return named or None
+
+
+def requested_team_id(request: HttpRequest, *, in_query: bool = False) -> int | None:
+    """The team this request is for: the one its tab names, else the session's last.
+    `in_query`: for a link (a GET the page cannot add a header to), ?team= names it too."""
+    named = _named_team(request, in_query)
     if named:
         try:
             return ids.decode(named, ids.TEAM)
         except ids.BadId:
-            raise ApiError("not_authed", "the X-Chat-Team header names no team") from None
+            raise ApiError("not_authed", "the request names no team") from None
     team_id = request.session.get(SESSION_TEAM_KEY)
     return int(team_id) if team_id else None
 
@@ -92,15 +102,16 @@ def _is_member_of(request: HttpRequest, team_id: int) -> bool:
     return TeamMembership.objects.filter(account_id=request.user.pk, team_id=team_id).exists()
 
 
-def caller_from_session(request: HttpRequest) -> Caller:
-    """The signed-in account, as a member of the team the request is for (requested_team_id):
-    naming a team the account is not a member of is refused like no session at all."""
+def caller_from_session(request: HttpRequest, *, in_query: bool = False) -> Caller:
+    """The signed-in account, as a member of the team the request is for (requested_team_id,
+    `in_query` as there): naming a team the account is not a member of is refused like no
+    session at all."""
     if not request.user.is_authenticated:
         raise ApiError("not_authed")
-    team_id = requested_team_id(request)
+    team_id = requested_team_id(request, in_query=in_query)
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
-    if request.META.get(TEAM_HEADER) and not _is_member_of(request, team_id):
+    if _named_team(request, in_query) and not _is_member_of(request, team_id):
         # Before the team is looked up: a team named by someone not in it says nothing of
         # itself (that it exists, is moving or closed), not even by taking longer.
         raise ApiError("not_authed")

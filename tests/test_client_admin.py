@@ -1,11 +1,14 @@
 """Owner/admin pages: inviting people by link, and who may open them."""
 
 import re
+from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.test import Client
 
+from jobs.slack_export.exporter import run_export, start_export
+from jobs.slack_export.progress import job_json
 from teams.actions import set_member_active
 from teams.models import Account, TeamMembership
 from tests.browser import TIMEOUT_MS, screenshot, session_cookie
@@ -50,6 +53,38 @@ def test_the_admin_page_is_for_the_team_its_tab_names(world: World) -> None:
     assert client.get("/team-admin/").status_code == 403
     assert client.get(f"/team-admin/?team={world.globex.team.slack_id}").status_code == 403
     assert client.get("/team-admin/?team=nonsense").status_code == 403
+
+
+def test_the_export_download_is_for_the_team_its_link_names(world: World, tmp_path: Path) -> None:
+    """Alice owns Acme and is a plain member of Globex, opened last: the download link of
+    Acme's export (from Acme's admin page) names Acme and works; the same export through
+    a team she does not administer, or one she is not in, is refused."""
+    from teams.actions import create_member, create_team
+
+    create_member(world.globex.team, "alice@acme.test", name="Alice")
+    acme = world.acme.team
+    job = run_export(start_export(acme, output=tmp_path / "acme.zip").id)
+    link = job_json(job)["download_url"]
+    path = link.split("?")[0]
+    assert link == f"{path}?team={acme.slack_id}"
+    client = _signed_in("alice@acme.test", world.globex.team.id)
+    response = client.get(link)
+    assert (
+        response.status_code == 200
+        and b"".join(response.streaming_content) == (tmp_path / "acme.zip").read_bytes()
+    )
+    assert client.get(path).status_code == 403  # the session's team, Globex: not hers to administer
+    assert client.get(f"{path}?team={world.globex.team.slack_id}").status_code == 403
+    other = create_team("initech", "Initech", "peter@initech.test", shard="shard_1").team
+    assert client.get(f"{path}?team={other.slack_id}").json()["error"] == "not_authed"  # not hers at all
+    assert client.get(f"{path}?team=nonsense").status_code == 403
+    assert _signed_in("bob@acme.test", acme.id).get(link).json()["error"] == "not_an_admin"
+    assert (
+        _signed_in("dave@globex.test", world.globex.team.id)
+        .get(f"{path}?team={world.globex.team.slack_id}")
+        .status_code
+        == 404
+    )
 
 
 def test_an_invitation_never_resets_an_existing_password(world: World) -> None:

@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models import F
 
 from chatproject.dbrouter import on_shard
 from jobs.models import TransferJob
 from jobs.slack_export.importer import ImportFailed, run_import
 from jobs.slack_export.reserve import start_import
+from messaging.actions.channels import create_channel, invite, rename, set_topic_or_purpose
 from messaging.actions.posting import post_message
 from messaging.models import Channel, ChannelMember, Event, EventSequence, Message
+from teams import ids
 from teams.actions import CreatedTeam, create_team, set_team_status
 from teams.auth import caller_from_token
 from teams.errors import ApiError
@@ -122,8 +125,8 @@ def test_rerun_into_an_existing_team_is_idempotent(tmp_path: Path) -> None:
 
 def test_a_team_with_content_is_refused(world: World, tmp_path: Path) -> None:
     archive = _archive(tmp_path)
-    with on_shard("shard_0"):  # its members' joins said in #general aside: only people
-        Message.objects.filter(team_id=world.acme.team.id).delete()
+    with on_shard("shard_0"):  # its members' joins in #general are setup: refused for its people
+        assert Message.objects.filter(team_id=world.acme.team.id, subtype="channel_join").exists()
     with pytest.raises(ApiError, match="members besides its owner") as refused:
         start_import(archive, domain="acme")
     assert refused.value.code == "team_not_empty"
@@ -141,6 +144,87 @@ def test_a_team_with_content_is_refused(world: World, tmp_path: Path) -> None:
         with on_shard(team.team.shard):
             post_message(caller, team.channels["general"], text="still here")
     assert not TransferJob.objects.exists()
+
+
+def _set_up(created: CreatedTeam) -> list[tuple[str, str]]:
+    """What an owner does before importing: a channel, renamed, the team's bot added to it
+    and to #random. Returns the system messages that said so, (subtype, user name)."""
+    owner = caller_from_token(created.owner_token)
+    bot = ids.encode(ids.USER, created.bot_user_id)
+    with on_shard("shard_1"):
+        plans = create_channel(owner, "plans", is_private=False)
+        invite(owner, plans.slack_id, [bot])
+        rename(owner, plans.slack_id, "roadmap")
+        random = Channel.objects.get(team_id=created.team.id, name="random")
+        invite(owner, random.slack_id, [bot])
+        names = dict(Member.objects.filter(team_id=created.team.id).values_list("id", "name"))
+        said = Message.objects.filter(team_id=created.team.id).order_by("ts")
+        return [(m.subtype, names[m.user_id]) for m in said]
+
+
+def test_an_import_keeps_the_setup_and_what_it_said(tmp_path: Path, settings: Any) -> None:
+    """Channels made and people added before an import post system messages: they are
+    setup, not content. The import takes the team, keeps the channels, memberships and
+    the messages that tell of them (every member they name stays); a failed import puts
+    them all back as they were."""
+    settings.IMPORT_BATCH_MESSAGES = 5
+    created = _empty_team("setupco")
+    team_id = created.team.id
+    said = _set_up(created)
+    assert said == [("channel_join", "alice"), ("channel_join", "chatbot"), ("channel_name", "alice"),
+                    ("channel_join", "chatbot")]  # fmt: skip
+    with on_shard("shard_1"):
+        setup = {m.id: m.ts for m in Message.objects.filter(team_id=team_id)}
+    before = _state(created)
+
+    def break_mid_messages(job: TransferJob) -> None:
+        if job.phase == "messages" and job.done >= 5:
+            raise RuntimeError("the worker's disk broke")
+
+    with pytest.raises(RuntimeError):
+        run_import(start_import(_archive(tmp_path), domain="setupco").id, break_mid_messages)
+    assert Team.objects.get(id=team_id).status == "active"
+    assert _state(created) == before  # the setup's messages too
+
+    job = run_import(start_import(_archive(tmp_path), domain="setupco").id)
+    assert job.status == "done", job.errors
+    assert job.counts["messages"] == fx.EXPECTED["messages"] + len(setup)
+    with on_shard("shard_1"):
+        kept = Message.objects.filter(team_id=team_id, id__in=setup)
+        assert {m.id: m.ts for m in kept} == setup
+        members = set(Member.objects.filter(team_id=team_id, deleted=False).values_list("id", flat=True))
+        for message in kept:  # each names someone who is still there, in that channel
+            assert message.user_id in members
+            if message.subtype == "channel_join":
+                assert ChannelMember.objects.filter(
+                    channel_id=message.channel_id, member_id=message.user_id
+                ).exists()
+        roadmap = Channel.objects.get(team_id=team_id, name="roadmap")  # not in the archive: as it was
+        assert set(ChannelMember.objects.filter(channel=roadmap).values_list("member_id", flat=True)) == {
+            created.owner_id,
+            created.bot_user_id,
+        }
+        random = Channel.objects.get(team_id=team_id, name="random")  # the archive's, the bot still in it
+        assert ChannelMember.objects.filter(channel=random, member_id=created.bot_user_id).exists()
+        assert Message.objects.filter(channel=random).count() == 2 + 1  # the archive's and the bot's join
+        assert random.last_ts == max(setup.values())  # what was said last is the bot's join
+        assert not ChannelMember.objects.filter(team_id=team_id, last_read__lt=F("channel__last_ts")).exists()
+    # Apart from the setup's messages, the same content as an import into a new team.
+    fresh = run_import(start_import(_archive(tmp_path), shard="shard_0").id)
+    merged, new = snapshot(team_id, "shard_1"), snapshot(int(fresh.team_id or 0), "shard_0")
+    setup_ts = {ids.format_ts(ts) for ts in setup.values()}
+    assert [m for m in merged["messages"] if m[1] not in setup_ts] == new["messages"]
+
+
+def test_a_topic_set_before_an_import_is_content(tmp_path: Path) -> None:
+    """A topic's message is someone's words (and would contradict the archive's topic)."""
+    created = _empty_team("topicco")
+    with on_shard("shard_1"):
+        general = Channel.objects.get(team_id=created.team.id, is_general=True)
+        set_topic_or_purpose(caller_from_token(created.owner_token), general.slack_id, "topic", "Plans")
+    with pytest.raises(ApiError, match="it has messages"):
+        start_import(_archive(tmp_path), domain="topicco")
+    assert Team.objects.get(id=created.team.id).status == "active"
 
 
 def test_the_command_takes_an_empty_team_and_refuses_a_full_one(world: World, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ left it: its owner, its bot, #general and #random, and nothing said yet. This mo
 reads (what the team holds, which of its channels an archive's conversations become);
 the writes are in jobs.slack_export.existing_actions.
 
-"Empty" means: no messages, and no person besides its one owner (bots, channels without
+"Empty" means: no messages but the system messages of its setup (SETUP_SUBTYPES), no
+reactions or pins, and no person besides its one owner (bots, channels, the setup's
 messages and custom emoji are setup, not content, and stay). The archive merges in:
 - the owner keeps their member, account and tokens; an archive user with the owner's email
   (not deleted, not a bot) becomes that member, so their history is the owner's and the
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from chatproject.dbrouter import on_shard
-from messaging.models import Channel, ChannelMember, Message
+from messaging.models import Channel, ChannelMember, Message, Pin, Reaction
 from teams.errors import ApiError
 from teams.models import Bot, Member, Team
 
@@ -31,6 +32,13 @@ CHANNEL_FIELDS = (
     "kind", "name", "dm_key", "topic", "topic_creator_id", "topic_last_set", "purpose", "purpose_creator_id",
     "purpose_last_set", "is_archived", "is_general", "creator_id", "created", "last_ts", "latest_ts",
 )  # fmt: skip
+
+# The system messages that setting the team up posts (messaging.actions.channels): who came
+# and went, a channel's name, its archiving. Nobody wrote them; they stay with the channels
+# and members they name, which the import keeps (and puts back if it fails). A topic or
+# purpose message is content: its text is someone's words, and it would contradict the
+# topic or purpose the archive gives the channel.
+SETUP_SUBTYPES = ("channel_join", "channel_leave", "channel_name", "channel_archive", "channel_unarchive")
 
 
 class TeamSnapshot(TypedDict):
@@ -43,6 +51,7 @@ class TeamSnapshot(TypedDict):
     bots: list[int]
     channels: list[dict[str, Any]]  # id and CHANNEL_FIELDS
     memberships: list[tuple[int, int]]  # (id, last_read): two-item lists once stored as JSON
+    messages: list[int]  # the setup's system messages (a snapshot from before them has none)
 
 
 def not_empty(team: Team, why: str) -> ApiError:
@@ -64,8 +73,11 @@ def owner_account(team: Team) -> int | None:
 def team_snapshot(team: Team) -> TeamSnapshot:
     """What the team holds; refused (team_not_empty) unless it is empty."""
     with on_shard(team.shard):
-        if Message.objects.filter(team_id=team.id).exists():
+        messages = Message.objects.filter(team_id=team.id)
+        if messages.exclude(subtype__in=SETUP_SUBTYPES).exists():
             raise not_empty(team, "it has messages")
+        if Reaction.objects.filter(team_id=team.id).exists() or Pin.objects.filter(team_id=team.id).exists():
+            raise not_empty(team, "it has reactions or pins")
         people = list(
             Member.objects.filter(team_id=team.id, is_bot=False).values(
                 "id", "account_id", "email", "is_owner", "deleted", *OWNER_FIELDS
@@ -80,6 +92,7 @@ def team_snapshot(team: Team) -> TeamSnapshot:
             "bots": list(Bot.objects.filter(team_id=team.id).values_list("id", flat=True)),
             "channels": list(Channel.objects.filter(team_id=team.id).values("id", *CHANNEL_FIELDS)),
             "memberships": list(ChannelMember.objects.filter(team_id=team.id).values_list("id", "last_read")),
+            "messages": list(messages.values_list("id", flat=True)),
         }
 
 

@@ -104,6 +104,7 @@ def restore_empty_team(
         Bot: existing["bots"],
         Channel: [c["id"] for c in existing["channels"]],
         ChannelMember: [m[0] for m in existing["memberships"]],
+        Message: existing.get("messages", []),
     }
     with on_shard(shard), transaction.atomic(using=shard):
         delete_team_rows(shard, team_id, keep=lambda table: table.model not in _IMPORTED_INTO, keep_rows=kept)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs.models import TransferJob
 from teams import ids
+from teams.auth import TEAM_QUERY
 
 S = TransferJob.Status
 EXPIRED = "expired"  # the phase of a done export whose zip was deleted (jobs.slack_export.retention)
@@ -65,7 +66,12 @@ class SkipReport:
 def download_url(job: TransferJob) -> str | None:
     if job.kind != TransferJob.Kind.EXPORT or job.status != S.DONE or job.phase == EXPIRED:
         return None  # jobs.slack_export.retention deleted the zip
-    return reverse("transfer_download", args=[job.id])
+    url = reverse("transfer_download", args=[job.id])
+    if job.requested_by_team_id is None:
+        return url
+    # Names its team (the one whose admins may have it), not the session's last: the link
+    # may sit in a tab of another team than the one opened last (teams.auth.TEAM_QUERY).
+    return f"{url}?{TEAM_QUERY}={ids.encode(ids.TEAM, job.requested_by_team_id)}"
 
 
 def job_json(job: TransferJob) -> dict[str, Any]:
