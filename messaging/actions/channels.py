@@ -60,7 +60,14 @@ def _event_name(channel: Channel, suffix: str) -> str:
 # before private channels were conversations (@slack/types' message events list only the
 # channel_* ones), and our topic and purpose messages are channel_* already.
 def _announce(
-    team: TeamEntry, channel: Channel, member_id: int, subtype: str, what: str, **fields: str
+    team: TeamEntry,
+    channel: Channel,
+    member_id: int,
+    subtype: str,
+    what: str,
+    *,
+    in_archived: bool = False,
+    **fields: str,
 ) -> Message:
     return insert_system_message(
         team,
@@ -69,6 +76,7 @@ def _announce(
         subtype=subtype,
         text=f"<@{ids.encode(ids.USER, member_id)}> {what}",
         fields=fields,
+        in_archived=in_archived,
     )
 
 
@@ -175,6 +183,17 @@ def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
     return True
 
 
+def _lock_unarchived(channel: Channel) -> None:
+    """Take the channel's row lock first in a membership change's transaction and refuse
+    an archived channel, reading the flag under it: the check before the transaction read
+    it unlocked, so a change that waited on an archive's lock would commit after it. First,
+    too, to keep the order every write takes its locks in, channel then event sequence (a
+    join appended its event before its message locked the channel: a deadlock with a post)."""
+    locked = Channel.objects.select_for_update(no_key=True).filter(id=channel.id)
+    if any(locked.values_list("is_archived", flat=True)):
+        raise ApiError("is_archived")
+
+
 def _not_dm(channel: Channel) -> None:
     if channel.is_dm_like:
         raise ApiError("method_not_supported_for_channel_type")
@@ -191,6 +210,7 @@ def join_channel(caller: Caller, channel_ref: str) -> tuple[Channel, bool]:
     if access.is_member:
         return channel, True
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         added = _add_member(caller, channel, caller.member_id, None)
     return channel, not added  # not added: a join of theirs that raced this one did it
 
@@ -207,6 +227,7 @@ def leave_channel(caller: Caller, channel_ref: str) -> bool:
     if channel.is_archived:
         raise ApiError("is_archived")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         return _remove_member(caller, channel, caller.member_id)
 
 
@@ -230,6 +251,7 @@ def invite(caller: Caller, channel_ref: str, user_refs: list[str]) -> Channel:
     if not new:
         raise ApiError("already_in_channel")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         # In id order: two invites of the same people in other orders then wait for each
         # other's first row rather than each hold a row the other waits for (a deadlock).
         added = [
@@ -266,6 +288,7 @@ def kick(caller: Caller, channel_ref: str, user_ref: str) -> None:
     if channel.kind == K.PRIVATE and channel.creator_id != caller.member_id and not _is_admin(caller):
         raise ApiError("restricted_action")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         if not _remove_member(caller, channel, target.id):
             raise ApiError("not_in_channel")
 
@@ -286,7 +309,14 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
             raise ApiError("already_archived" if archived else "not_archived")
         channel.is_archived = archived
         if archived:  # its last message, heard before the event that closes it in clients
-            _announce(caller.team, channel, caller.member_id, "channel_archive", "archived the channel")
+            _announce(
+                caller.team,
+                channel,
+                caller.member_id,
+                "channel_archive",
+                "archived the channel",
+                in_archived=True,
+            )
         payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
         event = _event_name(channel, "archive" if archived else "unarchive")
         append_event(caller.team_id, event, payload, channel_id=_listing_scope(channel))
@@ -305,10 +335,14 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
         raise ApiError("restricted_action")
     try:
         with transaction.atomic(using=current_shard()):
-            # Read under the row's lock: the name the message says it had is the one it had.
-            old_name: str = (
-                Channel.objects.select_for_update().values_list("name", flat=True).get(id=channel.id) or ""
+            # Read under the row's lock: the name the message says it had is the one it had,
+            # and a rename that waited on an archive's lock does not commit after it.
+            old_name, archived = (
+                Channel.objects.select_for_update().values_list("name", "is_archived").get(id=channel.id)
             )
+            if archived:
+                raise ApiError("is_archived")
+            old_name = old_name or ""
             if old_name == name:
                 channel.name = name
                 return channel
@@ -344,9 +378,11 @@ def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: st
         raise ApiError("is_archived")
     now = int(time.time())
     with transaction.atomic(using=current_shard()):
-        Channel.objects.filter(id=channel.id).update(
+        # Under the row's lock the update takes: not once an archive it waited on committed.
+        if not Channel.objects.filter(id=channel.id, is_archived=False).update(
             **{which: value, f"{which}_creator_id": caller.member_id, f"{which}_last_set": now}
-        )
+        ):
+            raise ApiError("is_archived")
         setattr(channel, which, value)
         setattr(channel, f"{which}_creator_id", caller.member_id)
         setattr(channel, f"{which}_last_set", now)
