@@ -9,14 +9,14 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from chatproject.dbrouter import current_shard
-from messaging.actions.posting import insert_message, insert_system_message
+from messaging.actions.posting import insert_message
+from messaging.actions.system_messages import announce, announce_join
 from messaging.events import CHANNEL_KEY, append_event
-from messaging.models import Channel, ChannelMember, Message
+from messaging.models import Channel, ChannelMember
 from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
 from teams import ids
 from teams.auth import Caller
-from teams.directory import TeamEntry
 from teams.errors import ApiError
 from teams.models import Member
 
@@ -53,42 +53,6 @@ def _listing_scope(channel: Channel) -> int | None:
 def _event_name(channel: Channel, suffix: str) -> str:
     """Slack names private-channel events group_*, public ones channel_*."""
     return f"{'group' if channel.kind == K.PRIVATE else 'channel'}_{suffix}"
-
-
-# The system messages that say in a channel who came and went and what became of it. Slack
-# posts the channel_* subtypes in private channels too: group_join and the like are from
-# before private channels were conversations (@slack/types' message events list only the
-# channel_* ones), and our topic and purpose messages are channel_* already.
-def _announce(
-    team: TeamEntry,
-    channel: Channel,
-    member_id: int,
-    subtype: str,
-    what: str,
-    *,
-    in_archived: bool = False,
-    **fields: str,
-) -> Message:
-    return insert_system_message(
-        team,
-        channel,
-        user_id=member_id,
-        subtype=subtype,
-        text=f"<@{ids.encode(ids.USER, member_id)}> {what}",
-        fields=fields,
-        in_archived=in_archived,
-    )
-
-
-def announce_join(team: TeamEntry, channel: Channel, member_id: int, inviter_id: int | None = None) -> None:
-    """Slack's channel_join message; `inviter` when someone else added them. Inside the
-    transaction that adds the membership, whose read position it moves to the message."""
-    fields = {"inviter": ids.encode(ids.USER, inviter_id)} if inviter_id else {}
-    said = _announce(team, channel, member_id, "channel_join", "has joined the channel", **fields)
-    # As in Slack, a newcomer has read up to their own join: what was said before they came
-    # is not unread to them. Its ts was taken under the channel's row lock, above every ts
-    # before it, so all that was said before the join is read and all that comes after is not.
-    ChannelMember.objects.filter(channel=channel, member_id=member_id).update(last_read=said.ts)
 
 
 def new_channel(
@@ -167,7 +131,7 @@ def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
     if not deleted:
         return False
     # Before the event that takes the channel from them: their other sockets hear it too.
-    _announce(caller.team, channel, member_id, "channel_leave", "has left the channel")
+    announce(caller.team, channel, member_id, "channel_leave", "has left the channel")
     append_event(
         caller.team_id,
         "member_left_channel",
@@ -309,7 +273,7 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
             raise ApiError("already_archived" if archived else "not_archived")
         channel.is_archived = archived
         if archived:  # its last message, heard before the event that closes it in clients
-            _announce(
+            announce(
                 caller.team,
                 channel,
                 caller.member_id,
@@ -321,7 +285,7 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
         event = _event_name(channel, "archive" if archived else "unarchive")
         append_event(caller.team_id, event, payload, channel_id=_listing_scope(channel))
         if not archived:
-            _announce(caller.team, channel, caller.member_id, "channel_unarchive", "un-archived the channel")
+            announce(caller.team, channel, caller.member_id, "channel_unarchive", "un-archived the channel")
     return channel
 
 
@@ -354,7 +318,7 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
             )
             # Slack's wording ("has renamed"), as its docs and its exports have it.
             what = f'has renamed the channel from "{old_name}" to "{name}"'
-            _announce(
+            announce(
                 caller.team,
                 channel,
                 caller.member_id,
