@@ -15,6 +15,7 @@ from django.db.models import Field
 
 from chatproject.dbrouter import current_shard
 from jobs.search_tasks import enqueue_index
+from messaging.actions.dms import open_dm
 from messaging.actions.one_trip_post import insert_in_one_trip
 from messaging.actions.previews import request_previews
 from messaging.events import PARENT_KEY, append_event
@@ -250,8 +251,6 @@ def post_message(
         return posted
     if channel_ref[:1] in ids.USER_PREFIXES:
         # Posting to a person posts into your DM with them, as Slack does.
-        from messaging.actions.channels import open_dm
-
         channel_ref = open_dm(caller, [channel_ref])[0].slack_id
     try:
         with transaction.atomic(using=current_shard()):
