@@ -114,12 +114,20 @@ function memberRow(channel, userId) {
   return li;
 }
 
+// The last list asked for. A kick or an invite asks twice (right after it, and on the
+// member_left/joined_channel event that follows) and the answers may come back in either
+// order: only the last one asked for is drawn, so an older list never replaces a newer one.
+let lastAsked = 0;
+
 // Resolves with the member ids shown (so the caller can subscribe to their presence), or
-// null when it was not shown: the conversation is no longer on screen, or (`refresh`, for
-// people coming and going) the panel no longer shows its members. Drawn anew, it puts the
-// focus back where it was (or on the next person's Remove, when the one focused was removed).
+// null when it was not shown: the conversation is no longer on screen, (`refresh`, for
+// people coming and going) the panel no longer shows its members, or a later list was asked
+// for. Drawn anew, it puts the focus back where it was (or on the next person's Remove, when
+// the one focused was removed).
 export async function showMembers(channelId, { refresh = false } = {}) {
+  const asked = ++lastAsked;
   const { members } = await call('conversations.members', { channel: channelId, limit: MEMBER_PAGE });
+  if (asked !== lastAsked) return null;
   const shownHere = panelKind() === 'members' && panelChannel() === channelId;
   if (state.current !== channelId || (refresh && !shownHere)) return null;
   const channel = state.channels.get(channelId);
