@@ -2,7 +2,7 @@
 // and removing them, for whom the server lets.
 import { call } from '../api.js';
 import { channelLabel, userName } from '../names.js';
-import { emit, state } from '../store.js';
+import { emit, isAdmin, state } from '../store.js';
 import { showError } from './banner.js';
 import { confirmAction, showList } from './dialogs.js';
 import { openPanel, panelChannel, panelKind } from './panel.js';
@@ -28,7 +28,6 @@ export function refreshPresenceDots(root = document) {
 }
 
 const isChannel = (channel) => Boolean(channel) && !channel.is_im && !channel.is_mpim;
-const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
 
 // Who the server lets add people (messaging.actions.channels.invite): a member of a channel,
 // private ones too. Archived, the panel hides it (client.css's .read-only), as it may be
