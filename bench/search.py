@@ -93,7 +93,8 @@ def words(rng: random.Random, count: int, syllables: int, avoid: set[str]) -> li
 def create_world(shard: str, n_authors: int, n_searchers: int) -> dict[str, Any]:
     """A team with authors, channels (searcher k is in private channels k, k+n, ...) and DMs."""
     from chatproject.dbrouter import on_shard
-    from messaging.actions.channels import create_channel, invite, open_dm
+    from messaging.actions.channels import create_channel, invite
+    from messaging.actions.dms import open_dm
     from teams.actions import create_member, create_team
     from teams.auth import caller_from_token
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connections, transaction
 
 from chatproject.dbrouter import CONTROL_DB, on_shard
-from messaging.actions.channels import announce_join, new_channel
+from messaging.actions.channels import new_channel
+from messaging.actions.system_messages import announce_join
 from messaging.events import append_event
 from messaging.models import Channel, ChannelMember
 from teams import ids

@@ -194,6 +194,39 @@ def test_add_people_and_remove_one(world: World, chromium, web_server) -> None:
     bob.context.close()
 
 
+def test_an_older_member_list_answering_late_is_not_drawn(world: World, chromium, web_server) -> None:
+    """A removal asks for the list twice (right after it, and on member_left_channel): the
+    first answer, held back and stale, arrives after the second and must not bring back
+    the person removed."""
+    alice_api = web(web_server, world.acme["alice"].token)
+    alice_id, bob_id, carol_id = (world.acme[n].user_id for n in ("alice", "bob", "carol"))
+    plans = alice_api.conversations_create(name="plans", is_private=True)["channel"]["id"]
+    alice_api.conversations_invite(channel=plans, users=f"{bob_id},{carol_id}")
+    page = open_client(chromium, web_server, "alice@acme.test", world.acme.team.id, at=f"#/{plans}")
+    page.wait_for_selector("#channel-title:text-is('#plans')")
+    page.click("#btn-members")
+    page.locator(f"#side-panel li[data-user={carol_id}]").wait_for()
+
+    held = []
+
+    def hold_the_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # answered below, after the later list is drawn
+
+    page.route("**/api/conversations.members", hold_the_first)
+    page.click(f"#side-panel li[data-user={carol_id}] .member-remove")
+    _submit_dialog(page)
+    page.locator(f"#side-panel li[data-user={carol_id}]").wait_for(state="detached")
+    assert len(held) == 1
+    stale = {"ok": True, "members": [alice_id, bob_id, carol_id], "response_metadata": {"next_cursor": ""}}
+    held[0].fulfill(json=stale)
+    page.wait_for_timeout(500)  # time enough to draw it, were it drawn
+    assert _members_shown(page) == {alice_id, bob_id}
+    page.context.close()
+
+
 def test_a_refused_removal_is_said_in_words(world: World, chromium, web_server) -> None:
     """Dana, an admin, may remove people from a private channel she did not make; she is no
     longer one by the time she confirms, and the server's refusal is shown as a sentence."""

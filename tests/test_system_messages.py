@@ -12,7 +12,9 @@ from django.db import connections
 from django.test import Client
 
 from chatproject.dbrouter import on_shard
-from messaging.models import ChannelMember, Event
+from messaging.actions import channels, posting
+from messaging.models import Channel, ChannelMember, Event, Message
+from messaging.queries import conversation
 from teams.actions import create_member
 from tests.conftest import Api, World
 
@@ -239,9 +241,9 @@ def test_a_newcomer_has_read_up_to_their_own_join(world: World, api) -> None:
 
 def _at_once(shard: str, calls: list[Callable[[Api], dict[str, Any]]]) -> list[Any]:
     """Each call through the Web API in its own thread (so its own database connection),
-    held back until all of them are about to insert the membership row: each has found the
-    person not in the channel yet, as two requests that truly race do. An answer, or the
-    exception that the request raised."""
+    held back until all of them are about to take the channel's row lock, which their
+    transaction starts with: each has found the person not in the channel yet, as two
+    requests that truly race do. An answer, or the exception that the request raised."""
     lined_up = threading.Barrier(len(calls))
     answers: list[Any] = [None] * len(calls)
 
@@ -250,7 +252,7 @@ def _at_once(shard: str, calls: list[Callable[[Api], dict[str, Any]]]) -> list[A
 
         def at_the_insert(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
             nonlocal waited
-            if not waited and "INSERT INTO" in sql and ChannelMember._meta.db_table in sql:
+            if not waited and "FOR NO KEY UPDATE" in sql and Channel._meta.db_table in sql:
                 waited = True
                 lined_up.wait(timeout=10)
             return execute(sql, params, many, context)
@@ -319,3 +321,63 @@ def test_two_invites_at_once_add_once(world: World, api) -> None:
     inviter = next(p.user_id for p, a in zip((alice, bob), answers, strict=True) if a["ok"])
     assert [_said(m) for m in _history(api, alice.token, secret)][-1] == _joined(carol_id, inviter=inviter)
     assert _joins_of(world, carol_id, secret) == (1, 1)
+
+
+# Each action as alice, bob or carol calls it in #doomed (alice's, with bob; carol is not in
+# it), with bob's message `parent` to reply to.
+_ACTIONS_IN_DOOMED: dict[str, Callable[[Api, World, str, str], dict[str, Any]]] = {
+    "join": lambda api, w, ch, _: api("conversations.join", w.acme["carol"].token, channel=ch),
+    "leave": lambda api, w, ch, _: api("conversations.leave", w.acme["bob"].token, channel=ch),
+    "invite": lambda api, w, ch, _: api(
+        "conversations.invite", w.acme["alice"].token, channel=ch, users=w.acme["carol"].user_id
+    ),
+    "kick": lambda api, w, ch, _: api(
+        "conversations.kick", w.acme["alice"].token, channel=ch, user=w.acme["bob"].user_id
+    ),
+    "rename": lambda api, w, ch, _: api(
+        "conversations.rename", w.acme["alice"].token, channel=ch, name="saved"
+    ),
+    "topic": lambda api, w, ch, _: api(
+        "conversations.setTopic", w.acme["alice"].token, channel=ch, topic="hi"
+    ),
+    "reply": lambda api, w, ch, parent: api(
+        "chat.postMessage", w.acme["alice"].token, channel=ch, text="too late", thread_ts=parent
+    ),
+}
+
+
+@pytest.mark.parametrize("action", list(_ACTIONS_IN_DOOMED))
+def test_an_action_refuses_a_channel_archived_after_it_looked(
+    world: World, api, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """The channel is archived between the action's first read, which found it open, and its
+    transaction (as when it waited on the archive's row lock): it answers is_archived and
+    changes nothing, says nothing after the archive."""
+    alice = world.acme["alice"].token
+    doomed = _ok(api("conversations.create", alice, name="doomed"))["channel"]["id"]
+    _ok(api("conversations.invite", alice, channel=doomed, users=world.acme["bob"].user_id))
+    parent = _ok(api("chat.postMessage", world.acme["bob"].token, channel=doomed, text="parent"))["ts"]
+    with on_shard(world.acme.team.shard):
+        channel_id = Channel.objects.get(name="doomed").id
+
+        def state() -> tuple[Any, ...]:
+            row = Channel.objects.values_list("name", "topic").get(id=channel_id)
+            members = sorted(
+                ChannelMember.objects.filter(channel_id=channel_id).values_list("member_id", flat=True)
+            )
+            said = list(Message.objects.filter(channel_id=channel_id).values_list("id", "reply_count"))
+            return row, members, said
+
+        before = state()
+
+    def then_archived(*args: Any, **kwargs: Any) -> Any:
+        access = conversation(*args, **kwargs)
+        Channel.objects.filter(id=channel_id).update(is_archived=True)
+        return access
+
+    monkeypatch.setattr(channels, "conversation", then_archived)
+    monkeypatch.setattr(posting, "conversation", then_archived)
+    answer = _ACTIONS_IN_DOOMED[action](api, world, doomed, parent)
+    assert answer == {"ok": False, "error": "is_archived"}
+    with on_shard(world.acme.team.shard):
+        assert state() == before

@@ -116,7 +116,7 @@ def _meta(value: tuple[str, str, int], id_map: IdMap) -> tuple[str, int | None, 
 
 
 def dm_key(member_ids: Iterable[int]) -> str:
-    """A DM's key: its members' ids, sorted (as messaging.actions.channels.open_dm makes it)."""
+    """A DM's key: its members' ids, sorted (as messaging.actions.dms.open_dm makes it)."""
     return "-".join(str(m) for m in sorted(set(member_ids)))
 
 

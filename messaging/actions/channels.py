@@ -1,4 +1,5 @@
-"""Creating and changing conversations: channels, membership, topic/purpose, DMs, read state."""
+"""Creating and changing channels: membership, name, topic/purpose, archiving, read state.
+DMs are opened in messaging.actions.dms."""
 
 from __future__ import annotations
 
@@ -9,21 +10,20 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from chatproject.dbrouter import current_shard
-from messaging.actions.posting import insert_message, insert_system_message
+from messaging.actions.posting import insert_message
+from messaging.actions.system_messages import announce, announce_join
 from messaging.events import CHANNEL_KEY, append_event
-from messaging.models import Channel, ChannelMember, Message
+from messaging.models import Channel, ChannelMember
 from messaging.queries import Conversation, conversation, member, ts_argument
 from messaging.shapes import channel_json
 from teams import ids
 from teams.auth import Caller
-from teams.directory import TeamEntry
 from teams.errors import ApiError
 from teams.models import Member
 
 K = Channel.Kind
 NAME_MAX = 80
 TOPIC_MAX = 250
-MPIM_MAX_MEMBERS = 9  # Slack caps group DMs at 9 people including you
 _NAME_OK = re.compile(r"^[a-z0-9\u00c0-\uffff_-]+$")
 
 
@@ -53,34 +53,6 @@ def _listing_scope(channel: Channel) -> int | None:
 def _event_name(channel: Channel, suffix: str) -> str:
     """Slack names private-channel events group_*, public ones channel_*."""
     return f"{'group' if channel.kind == K.PRIVATE else 'channel'}_{suffix}"
-
-
-# The system messages that say in a channel who came and went and what became of it. Slack
-# posts the channel_* subtypes in private channels too: group_join and the like are from
-# before private channels were conversations (@slack/types' message events list only the
-# channel_* ones), and our topic and purpose messages are channel_* already.
-def _announce(
-    team: TeamEntry, channel: Channel, member_id: int, subtype: str, what: str, **fields: str
-) -> Message:
-    return insert_system_message(
-        team,
-        channel,
-        user_id=member_id,
-        subtype=subtype,
-        text=f"<@{ids.encode(ids.USER, member_id)}> {what}",
-        fields=fields,
-    )
-
-
-def announce_join(team: TeamEntry, channel: Channel, member_id: int, inviter_id: int | None = None) -> None:
-    """Slack's channel_join message; `inviter` when someone else added them. Inside the
-    transaction that adds the membership, whose read position it moves to the message."""
-    fields = {"inviter": ids.encode(ids.USER, inviter_id)} if inviter_id else {}
-    said = _announce(team, channel, member_id, "channel_join", "has joined the channel", **fields)
-    # As in Slack, a newcomer has read up to their own join: what was said before they came
-    # is not unread to them. Its ts was taken under the channel's row lock, above every ts
-    # before it, so all that was said before the join is read and all that comes after is not.
-    ChannelMember.objects.filter(channel=channel, member_id=member_id).update(last_read=said.ts)
 
 
 def new_channel(
@@ -159,7 +131,7 @@ def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
     if not deleted:
         return False
     # Before the event that takes the channel from them: their other sockets hear it too.
-    _announce(caller.team, channel, member_id, "channel_leave", "has left the channel")
+    announce(caller.team, channel, member_id, "channel_leave", "has left the channel")
     append_event(
         caller.team_id,
         "member_left_channel",
@@ -173,6 +145,17 @@ def _remove_member(caller: Caller, channel: Channel, member_id: int) -> bool:
         audience=[member_id],  # no longer a member, but must still hear that they left
     )
     return True
+
+
+def _lock_unarchived(channel: Channel) -> None:
+    """Take the channel's row lock first in a membership change's transaction and refuse
+    an archived channel, reading the flag under it: the check before the transaction read
+    it unlocked, so a change that waited on an archive's lock would commit after it. First,
+    too, to keep the order every write takes its locks in, channel then event sequence (a
+    join appended its event before its message locked the channel: a deadlock with a post)."""
+    locked = Channel.objects.select_for_update(no_key=True).filter(id=channel.id)
+    if any(locked.values_list("is_archived", flat=True)):
+        raise ApiError("is_archived")
 
 
 def _not_dm(channel: Channel) -> None:
@@ -191,6 +174,7 @@ def join_channel(caller: Caller, channel_ref: str) -> tuple[Channel, bool]:
     if access.is_member:
         return channel, True
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         added = _add_member(caller, channel, caller.member_id, None)
     return channel, not added  # not added: a join of theirs that raced this one did it
 
@@ -207,6 +191,7 @@ def leave_channel(caller: Caller, channel_ref: str) -> bool:
     if channel.is_archived:
         raise ApiError("is_archived")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         return _remove_member(caller, channel, caller.member_id)
 
 
@@ -230,6 +215,7 @@ def invite(caller: Caller, channel_ref: str, user_refs: list[str]) -> Channel:
     if not new:
         raise ApiError("already_in_channel")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         # In id order: two invites of the same people in other orders then wait for each
         # other's first row rather than each hold a row the other waits for (a deadlock).
         added = [
@@ -266,6 +252,7 @@ def kick(caller: Caller, channel_ref: str, user_ref: str) -> None:
     if channel.kind == K.PRIVATE and channel.creator_id != caller.member_id and not _is_admin(caller):
         raise ApiError("restricted_action")
     with transaction.atomic(using=current_shard()):
+        _lock_unarchived(channel)
         if not _remove_member(caller, channel, target.id):
             raise ApiError("not_in_channel")
 
@@ -286,12 +273,19 @@ def set_archived(caller: Caller, channel_ref: str, archived: bool) -> Channel:
             raise ApiError("already_archived" if archived else "not_archived")
         channel.is_archived = archived
         if archived:  # its last message, heard before the event that closes it in clients
-            _announce(caller.team, channel, caller.member_id, "channel_archive", "archived the channel")
+            announce(
+                caller.team,
+                channel,
+                caller.member_id,
+                "channel_archive",
+                "archived the channel",
+                in_archived=True,
+            )
         payload = {"channel": channel.slack_id, "user": caller.user_slack_id}
         event = _event_name(channel, "archive" if archived else "unarchive")
         append_event(caller.team_id, event, payload, channel_id=_listing_scope(channel))
         if not archived:
-            _announce(caller.team, channel, caller.member_id, "channel_unarchive", "un-archived the channel")
+            announce(caller.team, channel, caller.member_id, "channel_unarchive", "un-archived the channel")
     return channel
 
 
@@ -305,10 +299,14 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
         raise ApiError("restricted_action")
     try:
         with transaction.atomic(using=current_shard()):
-            # Read under the row's lock: the name the message says it had is the one it had.
-            old_name: str = (
-                Channel.objects.select_for_update().values_list("name", flat=True).get(id=channel.id) or ""
+            # Read under the row's lock: the name the message says it had is the one it had,
+            # and a rename that waited on an archive's lock does not commit after it.
+            old_name, archived = (
+                Channel.objects.select_for_update().values_list("name", "is_archived").get(id=channel.id)
             )
+            if archived:
+                raise ApiError("is_archived")
+            old_name = old_name or ""
             if old_name == name:
                 channel.name = name
                 return channel
@@ -320,7 +318,7 @@ def rename(caller: Caller, channel_ref: str, name: str) -> Channel:
             )
             # Slack's wording ("has renamed"), as its docs and its exports have it.
             what = f'has renamed the channel from "{old_name}" to "{name}"'
-            _announce(
+            announce(
                 caller.team,
                 channel,
                 caller.member_id,
@@ -344,9 +342,11 @@ def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: st
         raise ApiError("is_archived")
     now = int(time.time())
     with transaction.atomic(using=current_shard()):
-        Channel.objects.filter(id=channel.id).update(
+        # Under the row's lock the update takes: not once an archive it waited on committed.
+        if not Channel.objects.filter(id=channel.id, is_archived=False).update(
             **{which: value, f"{which}_creator_id": caller.member_id, f"{which}_last_set": now}
-        )
+        ):
+            raise ApiError("is_archived")
         setattr(channel, which, value)
         setattr(channel, f"{which}_creator_id", caller.member_id)
         setattr(channel, f"{which}_last_set", now)
@@ -361,44 +361,6 @@ def set_topic_or_purpose(caller: Caller, channel_ref: str, which: str, value: st
             fields={which: value},  # Slack's channel_topic has `topic`, channel_purpose `purpose`
         )
     return channel
-
-
-def open_dm(caller: Caller, user_refs: list[str]) -> tuple[Channel, bool]:
-    """Find or create the DM (one other person) or group DM; returns (channel, already_open)."""
-    if not user_refs:
-        raise ApiError("users_list_not_supplied")
-    others = [member(caller, ref) for ref in dict.fromkeys(user_refs)]
-    member_ids = sorted({caller.member_id, *(m.id for m in others)})
-    if len(member_ids) > MPIM_MAX_MEMBERS:
-        raise ApiError("too_many_users")
-    if any(m.deleted for m in others):
-        raise ApiError("user_disabled")
-    kind = K.IM if len(member_ids) <= 2 else K.MPIM
-    dm_key = "-".join(str(i) for i in member_ids)
-    existing = Channel.objects.filter(team_id=caller.team_id, dm_key=dm_key).first()
-    if existing:
-        return existing, True
-    try:
-        with transaction.atomic(using=current_shard()):
-            channel = Channel.objects.create(
-                team_id=caller.team_id,
-                kind=kind,
-                dm_key=dm_key,
-                creator_id=caller.member_id,
-                created=int(time.time()),
-            )
-            ChannelMember.objects.bulk_create(
-                [ChannelMember(team_id=caller.team_id, channel=channel, member_id=i) for i in member_ids]
-            )
-            shape = channel_json(channel, None)
-            event = "im_created" if kind == K.IM else "mpim_open"
-            append_event(
-                caller.team_id, event, {"channel": shape, "user": caller.user_slack_id}, audience=member_ids
-            )
-    except IntegrityError:
-        # Someone opened the same DM at the same moment; theirs is the one.
-        return Channel.objects.get(team_id=caller.team_id, dm_key=dm_key), True
-    return channel, False
 
 
 def mark_read(caller: Caller, channel_ref: str, ts: str) -> None:

@@ -15,6 +15,7 @@ from django.db.models import Field
 
 from chatproject.dbrouter import current_shard
 from jobs.search_tasks import enqueue_index
+from messaging.actions.dms import open_dm
 from messaging.actions.one_trip_post import insert_in_one_trip
 from messaging.actions.previews import request_previews
 from messaging.events import PARENT_KEY, append_event
@@ -32,13 +33,15 @@ MAX_TEXT_CHARS = 40_000  # Slack truncates past 40k; we refuse with msg_too_long
 # Bumping last_ts under the channel's row lock makes ts unique and strictly increasing
 # per channel across processes; GREATEST keeps it close to the wall clock. The message
 # is inserted, and a reply recorded on its thread's parent (whose row the caller has
-# locked), by the same statement, so the channel's lock spans no round trip.
+# locked), by the same statement, so the channel's lock spans no round trip. The archived
+# flag is read under that lock: a send that waited on an archive's lock inserts nothing
+# once the archive has committed (but for the archive's own message).
 _INSERT_WITH_TS = """
 WITH ch AS (
     UPDATE messaging_channel
        SET last_ts = GREATEST(last_ts + 1, %(now)s),
            latest_ts = CASE WHEN %(top_level)s THEN GREATEST(last_ts + 1, %(now)s) ELSE latest_ts END
-     WHERE id = %(channel_id)s
+     WHERE id = %(channel_id)s AND (NOT is_archived OR %(in_archived)s)
     RETURNING last_ts
 ), msg AS (
     INSERT INTO messaging_message ({columns}, ts)
@@ -74,9 +77,10 @@ def _insert_statement() -> tuple[str, tuple[Field, ...]]:
     return sql, fields
 
 
-def _insert_with_ts(message: Message, parent: Message | None, top_level: bool) -> None:
+def _insert_with_ts(message: Message, parent: Message | None, top_level: bool, in_archived: bool) -> None:
     """Give the unsaved message its ts and insert it; a reply also updates `parent`,
-    which the caller holds locked and has already brought up to date but for latest_reply."""
+    which the caller holds locked and has already brought up to date but for latest_reply.
+    is_archived when the channel is archived (unless `in_archived`), checked under its lock."""
     alias = current_shard()
     connection = connections[alias]
     sql, fields = _insert_statement()
@@ -87,6 +91,7 @@ def _insert_with_ts(message: Message, parent: Message | None, top_level: bool) -
     parameters.update(
         now=time.time_ns() // 1000,
         top_level=top_level,
+        in_archived=in_archived,
         channel_id=message.channel_id,
         parent_id=parent.id if parent else None,
         reply_count=parent.reply_count if parent else 0,
@@ -94,7 +99,10 @@ def _insert_with_ts(message: Message, parent: Message | None, top_level: bool) -
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
-        message.id, message.ts = cursor.fetchone()
+        inserted = cursor.fetchone()
+    if inserted is None:
+        raise ApiError("is_archived")
+    message.id, message.ts = inserted
     message._state.adding, message._state.db = False, alias
     if parent is not None:
         parent.latest_reply = message.ts
@@ -160,12 +168,14 @@ def insert_system_message(
     subtype: str,
     text: str,
     fields: dict[str, Any] | None = None,
+    in_archived: bool = False,
 ) -> Message:
     """Insert a message that reports a change to the channel (someone joined or left, it
     was archived or renamed) as `user_id`'s, the person it is about, and its event. Must run
     inside the transaction of the action that makes the change, so the change and its
     message commit together. `fields` are Slack's extra keys of the subtype (`inviter`,
-    `old_name`, ...), shown at the top level of the message."""
+    `old_name`, ...), shown at the top level of the message. `in_archived`: the archive's
+    own message, said in the channel it has just archived; any other is refused there."""
     message = Message(
         team_id=team.id,
         channel=channel,
@@ -177,7 +187,7 @@ def insert_system_message(
         mentions_all=False,
         extra=fields or None,
     )
-    _insert_with_event(team, channel, message, None, top_level=True)
+    _insert_with_event(team, channel, message, None, top_level=True, in_archived=in_archived)
     return message
 
 
@@ -189,8 +199,9 @@ def _insert_with_event(
     *,
     top_level: bool,
     bumps_boot: bool = False,
+    in_archived: bool = False,
 ) -> None:
-    _insert_with_ts(message, parent, top_level=top_level)
+    _insert_with_ts(message, parent, top_level=top_level, in_archived=in_archived)
     payload = message_event_payload(message, channel, team.slack_id)
     if parent is not None:
         # The gateway derives Slack's message_replied from this (see realtime.delivery).
@@ -240,8 +251,6 @@ def post_message(
         return posted
     if channel_ref[:1] in ids.USER_PREFIXES:
         # Posting to a person posts into your DM with them, as Slack does.
-        from messaging.actions.channels import open_dm
-
         channel_ref = open_dm(caller, [channel_ref])[0].slack_id
     try:
         with transaction.atomic(using=current_shard()):

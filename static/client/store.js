@@ -15,6 +15,10 @@ export const state = {
   typing: new Map(),
 };
 
+// Whether the signed-in person is a team admin: what the server lets them change (archive any
+// channel, rename #general, remove people from private channels they did not make).
+export const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
+
 const listeners = new Map();
 
 export function on(topic, listener) {

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Count
 
 from messaging.actions import channels as channel_actions
+from messaging.actions import dms as dm_actions
 from messaging.api.pages import clamp_limit, decode_cursor, page_metadata
 from messaging.api.registry import ApiCall, Args, CommaList, PageArgs, SlackBool, api_method
 from messaging.models import Channel, ChannelMember, Message, Pin
@@ -306,7 +307,7 @@ def open_(call: ApiCall) -> dict[str, Any]:
         channel = conversation(call.caller, args.channel).channel
         already = True
     else:
-        channel, already = channel_actions.open_dm(call.caller, args.users)
+        channel, already = dm_actions.open_dm(call.caller, args.users)
     shape = (
         _shape(call, channel, is_member=True) if args.return_im or args.users else {"id": channel.slack_id}
     )

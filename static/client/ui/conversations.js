@@ -3,7 +3,7 @@
 import { call } from '../api.js';
 import { leftConversation } from '../events.js';
 import { channelName, userName } from '../names.js';
-import { emit, state } from '../store.js';
+import { emit, isAdmin, state } from '../store.js';
 import { askForm, confirmAction, showList } from './dialogs.js';
 
 // Every conversation is opened through the hash (main.js's hashchange listener). Setting
@@ -25,8 +25,6 @@ function remember(channel, extra = {}) {
 
 // What a channel is called from what was typed, as Slack's dialogs do as you type.
 const slugOf = (name) => name.trim().toLowerCase().replace(/\s+/g, '-');
-
-const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
 
 export function createChannel() {
   const fields = [

@@ -3,7 +3,7 @@
 import { channelLabel, userName } from '../names.js';
 import { renderMrkdwn } from '../render/mrkdwn.js';
 import { dayLabel, timeOf } from '../render/time.js';
-import { state } from '../store.js';
+import { isAdmin, state } from '../store.js';
 import { showError } from './banner.js';
 import { editPurpose, editTopic, mayDescribe, mayRename, renameChannel } from './conversations.js';
 import { openPanel, panelChannel, panelKind } from './panel.js';
@@ -47,7 +47,7 @@ const signature = (channel) =>
     channel.purpose?.value,
     channel.is_archived,
     channel.is_member,
-    state.users.get(state.self.id)?.is_admin,
+    isAdmin(),
   ]);
 
 function draw(body, channel) {

@@ -2,7 +2,7 @@
 // and removing them, for whom the server lets.
 import { call } from '../api.js';
 import { channelLabel, userName } from '../names.js';
-import { emit, state } from '../store.js';
+import { emit, isAdmin, state } from '../store.js';
 import { showError } from './banner.js';
 import { confirmAction, showList } from './dialogs.js';
 import { openPanel, panelChannel, panelKind } from './panel.js';
@@ -28,7 +28,6 @@ export function refreshPresenceDots(root = document) {
 }
 
 const isChannel = (channel) => Boolean(channel) && !channel.is_im && !channel.is_mpim;
-const isAdmin = () => Boolean(state.users.get(state.self.id)?.is_admin);
 
 // Who the server lets add people (messaging.actions.channels.invite): a member of a channel,
 // private ones too. Archived, the panel hides it (client.css's .read-only), as it may be
@@ -114,12 +113,20 @@ function memberRow(channel, userId) {
   return li;
 }
 
+// The last list asked for. A kick or an invite asks twice (right after it, and on the
+// member_left/joined_channel event that follows) and the answers may come back in either
+// order: only the last one asked for is drawn, so an older list never replaces a newer one.
+let lastAsked = 0;
+
 // Resolves with the member ids shown (so the caller can subscribe to their presence), or
-// null when it was not shown: the conversation is no longer on screen, or (`refresh`, for
-// people coming and going) the panel no longer shows its members. Drawn anew, it puts the
-// focus back where it was (or on the next person's Remove, when the one focused was removed).
+// null when it was not shown: the conversation is no longer on screen, (`refresh`, for
+// people coming and going) the panel no longer shows its members, or a later list was asked
+// for. Drawn anew, it puts the focus back where it was (or on the next person's Remove, when
+// the one focused was removed).
 export async function showMembers(channelId, { refresh = false } = {}) {
+  const asked = ++lastAsked;
   const { members } = await call('conversations.members', { channel: channelId, limit: MEMBER_PAGE });
+  if (asked !== lastAsked) return null;
   const shownHere = panelKind() === 'members' && panelChannel() === channelId;
   if (state.current !== channelId || (refresh && !shownHere)) return null;
   const channel = state.channels.get(channelId);
