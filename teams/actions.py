@@ -187,7 +187,14 @@ def create_member(
                     is_admin=is_admin,
                     updated=int(time.time()),
                 )
-                general = Channel.objects.filter(team_id=team.id, is_general=True).first()
+                # Locked first, as every write takes the channel's lock before the event
+                # sequence's: taken only by the join message below, after team_join, a post in
+                # #general meanwhile would hold one and wait for the other (a deadlock).
+                general = (
+                    Channel.objects.select_for_update(no_key=True)
+                    .filter(team_id=team.id, is_general=True)
+                    .first()
+                )
                 if general is not None:
                     ChannelMember.objects.create(team_id=team.id, channel=general, member=member)
                 append_event(team.id, "team_join", {"user": member_json(member, team.slack_id)})
