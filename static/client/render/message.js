@@ -55,6 +55,13 @@ function actionsNode(message, { inThread }) {
   return bar;
 }
 
+// A system message names whom it is about first ("<@U1> has joined the channel"), who is
+// also its author, shown just before it: said once, as Slack does ("Bob  has joined...").
+function withoutAuthor(message) {
+  const self = `<@${message.user}> `;
+  return message.user && message.text?.startsWith(self) ? message.text.slice(self.length) : message.text;
+}
+
 // options: { grouped, inThread, pending: outbox entry or null }
 export function messageNode(message, options = {}) {
   const { grouped = false, inThread = false, pending = null } = options;
@@ -91,7 +98,7 @@ export function messageNode(message, options = {}) {
   }
   const text = el('div', 'text');
   // Slack shows a message's blocks in place of its text (then only a fallback).
-  text.append(blocksNode(message.blocks) || renderMrkdwn(message.text));
+  text.append(blocksNode(message.blocks) || renderMrkdwn(system ? withoutAuthor(message) : message.text));
   if (message.edited) text.append(el('span', 'edited', ' (edited)'));
   body.append(text);
   if (pending) {
