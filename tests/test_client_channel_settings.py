@@ -176,6 +176,14 @@ def test_add_people_and_remove_one(world: World, chromium, web_server) -> None:
     alice.locator(f"#side-panel li[data-user={carol_id}]").wait_for(state="detached")
     assert _members_shown(alice) == {alice_id, bob_id}
     assert set(alice_api.conversations_members(channel=plans)["members"]) == {alice_id, bob_id}
+    # Someone who leaves while being removed is gone, as asked: no refusal to read.
+    alice.click(f"#side-panel li[data-user={bob_id}] .member-remove")
+    alice.wait_for_selector("#dialog h2:text-is('Remove Bob from #plans?')")
+    web(web_server, world.acme["bob"].token).conversations_leave(channel=plans)
+    _submit_dialog(alice)
+    alice.locator(f"#side-panel li[data-user={bob_id}]").wait_for(state="detached")
+    alice_api.conversations_invite(channel=plans, users=bob_id)  # back, for what follows
+    alice.locator(f"#side-panel li[data-user={bob_id}]").wait_for()
 
     # Bob, a member but neither its creator nor an admin, may add people but not remove them.
     bob.click(f"#sidebar a[data-id={plans}]")

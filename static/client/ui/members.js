@@ -91,7 +91,11 @@ export function removeFromChannel(channelId, userId) {
           emit('members', channelId);
           return null;
         } catch (error) {
-          return error;
+          // They left, or someone else removed them, since the list was drawn: what was
+          // asked is done (kick's not_in_channel names them, not the one asking).
+          if (error.code !== 'not_in_channel') return error;
+          emit('members', channelId);
+          return null;
         }
       },
     },
