@@ -111,11 +111,15 @@ def caller_from_session(request: HttpRequest, *, in_query: bool = False) -> Call
     team_id = requested_team_id(request, in_query=in_query)
     if not team_id:
         raise ApiError("not_authed", "no team chosen in this session")
-    if _named_team(request, in_query) and not _is_member_of(request, team_id):
-        # Before the team is looked up: a team named by someone not in it says nothing of
-        # itself (that it exists, is moving or closed), not even by taking longer.
-        raise ApiError("not_authed")
-    entry = _open_team(team_entry(team_id))
+    try:
+        entry = _open_team(team_entry(team_id))
+    except ApiError:
+        # A team named by someone not in it says nothing of itself (that it exists, is
+        # moving or closed). Asked only when the team is not open: an open one's members
+        # are checked on its shard below, so a tab's every call pays no query for it.
+        if _named_team(request, in_query) and not _is_member_of(request, team_id):
+            raise ApiError("not_authed") from None
+        raise
     with on_shard(entry.shard):
         member = (
             Member.objects.filter(team_id=entry.id, account_id=request.user.pk)
