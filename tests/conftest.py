@@ -18,7 +18,7 @@ from django.test import Client
 
 from chatproject.dbrouter import on_shard
 from messaging.actions.channels import create_channel, invite
-from messaging.models import Channel
+from messaging.models import JOIN_LEAVE_SUBTYPES, Channel
 from teams import ids
 from teams.actions import create_member, create_team
 from teams.auth import caller_from_token
@@ -91,13 +91,10 @@ def build_world() -> World:
     return World(acme, globex)
 
 
-JOIN_LEAVE = ("channel_join", "channel_leave")
-
-
 def without_joins(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages but the system ones of who came and went (the world's own joins among
     them), for a test about something else."""
-    return [m for m in messages if m.get("subtype") not in JOIN_LEAVE]
+    return [m for m in messages if m.get("subtype") not in JOIN_LEAVE_SUBTYPES]
 
 
 def member_pk(user_id: str) -> int:

@@ -6,9 +6,9 @@ import pytest
 
 from chatproject.dbrouter import on_shard
 from messaging.actions.reactions import add_emoji
-from messaging.models import Event, Message
+from messaging.models import JOIN_LEAVE_SUBTYPES, Event, Message
 from teams.auth import caller_from_token
-from tests.conftest import JOIN_LEAVE, World, member_pk, without_joins
+from tests.conftest import World, member_pk, without_joins
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -73,7 +73,8 @@ def test_post_errors(world: World, api) -> None:
         == "not_in_channel"
     )
     with on_shard("shard_0"):
-        assert not Message.objects.filter(team_id=world.acme.team.id).exclude(subtype__in=JOIN_LEAVE).exists()
+        said = Message.objects.filter(team_id=world.acme.team.id).exclude(subtype__in=JOIN_LEAVE_SUBTYPES)
+        assert not said.exists()
 
 
 def test_client_msg_id_makes_sends_idempotent(world: World, api) -> None:

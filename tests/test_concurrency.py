@@ -4,9 +4,9 @@ import pytest
 from django.conf import settings
 
 from chatproject.dbrouter import on_shard
-from messaging.models import Event, Message
+from messaging.models import JOIN_LEAVE_SUBTYPES, Event, Message
 from teams import ids
-from tests.conftest import JOIN_LEAVE, World
+from tests.conftest import World
 from tests.procs import post_many, run_in_processes
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -34,7 +34,8 @@ def test_concurrent_posts_from_several_processes(world: World) -> None:
 
     with on_shard("shard_0"):
         channel_id = ids.decode(general, "C")
-        posts = Message.objects.filter(channel_id=channel_id).exclude(subtype__in=JOIN_LEAVE)  # the world's
+        # Not the world's joins.
+        posts = Message.objects.filter(channel_id=channel_id).exclude(subtype__in=JOIN_LEAVE_SUBTYPES)
         assert posts.count() == PROCESSES * POSTS_EACH
         events = list(
             Event.objects.filter(team_id=world.acme.team.id, event_id__gt=first_event).order_by("event_id")

@@ -9,10 +9,9 @@ from teams import ids
 from teams.directory import TeamEntry
 
 
-# The system messages that say in a channel who came and went and what became of it. Slack
-# posts the channel_* subtypes in private channels too: group_join and the like are from
-# before private channels were conversations (@slack/types' message events list only the
-# channel_* ones), and our topic and purpose messages are channel_* already.
+# Slack posts the channel_* subtypes in private channels too: group_join and the like are
+# from before private channels were conversations (@slack/types' message events list only
+# the channel_* ones), and our topic and purpose messages are channel_* already.
 def announce(
     team: TeamEntry,
     channel: Channel,
