@@ -8,7 +8,7 @@ const TYPING_SHOWN_MS = 6000; // clients repeat typing every ~3 s while it lasts
 
 const isReply = (m) => m.thread_ts && m.thread_ts !== m.ts;
 // Counted in unread_count but not in unread_count_display, as Slack does (the server's
-// messaging.queries.JOIN_LEAVE_SUBTYPES).
+// messaging.models.JOIN_LEAVE_SUBTYPES).
 const JOIN_LEAVE = new Set(['channel_join', 'channel_leave', 'group_join', 'group_leave']);
 // In the channel's own timeline: not a thread reply, unless also sent to the channel.
 const inChannel = (m) => !isReply(m) || m.subtype === 'thread_broadcast';
